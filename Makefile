@@ -1,0 +1,48 @@
+# Backroom: two commands. `make run` runs the demo store; `make test` runs the whole suite.
+# Both install what they need on a fresh Debian-family machine (as root, or with sudo).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export BACKROOM_DATA ?= ./var/demo
+export BACKROOM_PORT ?= 8080
+export BACKROOM_MQTT_PORT ?= 1883
+export BACKROOM_STORE ?= demo-001
+
+.PHONY: run test venv system-packages lint typecheck clean
+
+run: $(STAMP) system-packages
+	@$(PY) -m edge.run_demo
+
+test: $(STAMP) system-packages
+	$(PY) -m ruff check edge hq_sync devices tests
+	$(PY) -m mypy
+	$(PY) -m pytest -q tests
+
+venv: $(STAMP)
+
+# Debian's python3 lacks venv/ensurepip unless python3-venv is installed: install it when missing.
+$(VENV)/bin/python:
+	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
+		echo "installing python3-venv"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Mosquitto from the OS packages (the device hub manages its own instance of it).
+system-packages:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing mosquitto"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; \
+		$(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Devices: protocol codecs, bridges, simulators and discovery (see issue: device hub)."""

@@ -1,0 +1,318 @@
+"""Till API routes: auth, catalog, quote, sales, returns, members, stock, journal.
+
+Each route names its permission in `opt`; `permission_guard` enforces it. Writes go through the
+hub's single writer; reads use this thread's read connection.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post, put
+from litestar.params import Parameter
+from msgspec import Meta
+
+from edge import __version__
+from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
+from edge.auth.passwords import verify_secret
+from edge.auth.tokens import Claims, issue
+from edge.catalog.models import Item, ItemPage, LookupResult
+from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
+from edge.errors import ApiError
+from edge.hub import Hub
+from edge.journal import chain
+from edge.members.models import CreateMemberRequest, Member
+from edge.members.service import commit_topup, create_member, find_member
+from edge.sales.basket import quote_lines
+from edge.sales.checkout import Replay, commit_sale, request_hash
+from edge.sales.models import (MemberSummary, QuoteRequest, QuoteResult, ReturnRequest, SaleRequest, TopupRequest)
+from edge.sales.returns import commit_return
+from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
+from edge.stock.service import adjust, receive, stock_view
+
+
+def _perm(name: str) -> dict[str, Any]:
+    return {"permission": name}
+
+
+# -- health and auth ---------------------------------------------------------------------------------
+
+class Health(msgspec.Struct):
+    status: str
+    store_id: str
+    version: str
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz(hub: Hub) -> Health:
+    hub.db.reader().execute("SELECT 1").fetchone()
+    return Health(status="ok", store_id=hub.store_id, version=__version__)
+
+
+class LoginRequest(msgspec.Struct, frozen=True):
+    username: Annotated[str, Meta(min_length=1, max_length=64)]
+    password: Annotated[str, Meta(max_length=256)] | None = None
+    pin: Annotated[str, Meta(pattern=r"^[0-9]{4,8}$")] | None = None
+    till_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+
+
+class LoginResult(msgspec.Struct):
+    token: str
+    role: str
+    expires_at: str
+    user_id: str
+    display_name: str
+    till_id: str | None
+
+
+@post("/api/v1/auth/login", status_code=200)
+async def login(request: Request[Any, Any, Any], hub: Hub) -> LoginResult:
+    req = await decode_body(request, LoginRequest)
+    if (req.password is None) == (req.pin is None):
+        raise ApiError(400, "invalid_login", "send either a password, or a pin with a till_id")
+    if req.pin is not None and req.till_id is None:
+        raise ApiError(400, "till_required", "a PIN login is made at a till: send till_id")
+    if hub.throttle.locked(req.username):
+        raise ApiError(429, "locked_out", "too many failed logins; try again in a few minutes")
+    row = hub.db.reader().execute(
+        "SELECT user_id, role, display_name, password_hash, pin_hash FROM users WHERE username = ? AND active = 1",
+        (req.username,),
+    ).fetchone()
+    stored = None if row is None else (row["password_hash"] if req.password is not None else row["pin_hash"])
+    secret = req.password if req.password is not None else req.pin
+    assert secret is not None
+    if row is None or not verify_secret(secret, stored):
+        hub.throttle.failed(req.username)
+        raise ApiError(401, "bad_credentials", "unknown user or wrong password/PIN")
+    hub.throttle.succeeded(req.username)
+    expires = int(time.time()) + hub.config.token_ttl_s
+    claims = Claims(row["user_id"], req.username, row["role"], req.till_id, expires)
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
+    return LoginResult(token=issue(hub.key, claims), role=row["role"], expires_at=expires_at,
+                       user_id=row["user_id"], display_name=row["display_name"], till_id=req.till_id)
+
+
+class Me(msgspec.Struct):
+    user_id: str
+    username: str
+    role: str
+    till_id: str | None
+
+
+@get("/api/v1/me", opt=_perm("items.read"), sync_to_thread=False)
+def me(request: Request[Any, Any, Any]) -> Me:
+    c = claims_of(request)
+    return Me(c.user_id, c.username, c.role, c.till_id)
+
+
+# -- catalog -------------------------------------------------------------------------------------------
+
+@get("/api/v1/items", opt=_perm("items.read"), sync_to_thread=False)
+def list_items(
+    hub: Hub,
+    text: Annotated[str, Parameter(query="query", max_length=100)] = "",
+    category: Annotated[str | None, Parameter(max_length=64)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+) -> ItemPage:
+    items, total = search_items(hub.db.reader(), text.strip(), limit, offset, category)
+    return ItemPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@get("/api/v1/items/lookup", opt=_perm("items.read"), sync_to_thread=False)
+def lookup(hub: Hub, barcode: Annotated[str, Parameter(min_length=1, max_length=64)]) -> LookupResult:
+    return lookup_barcode(hub.db.reader(), barcode, hub.config.barcode_layout)
+
+
+@get("/api/v1/items/{sku:str}", opt=_perm("items.read"), sync_to_thread=False)
+def get_item(hub: Hub, sku: str) -> Item:
+    item = item_by_sku(hub.db.reader(), sku)
+    if item is None:
+        raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
+    return item
+
+
+class PriceChange(msgspec.Struct, frozen=True):
+    price: Annotated[int, Meta(ge=0, le=100_000_000)]
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
+@put("/api/v1/items/{sku:str}/price", opt=_perm("prices.write"))
+async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item:
+    req = await decode_body(request, PriceChange)
+    actor = actor_of(request)
+    at = hub.clock.stamp()
+
+    def write(conn: Any) -> None:
+        row = conn.execute("SELECT price FROM items WHERE sku = ?", (sku,)).fetchone()
+        if row is None:
+            raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
+        conn.execute("UPDATE items SET price = ?, updated_at = ? WHERE sku = ?", (req.price, at, sku))
+        conn.execute(
+            "INSERT INTO audit (at, user_id, till_id, action, target, detail) VALUES (?, ?, ?, 'price.set', ?, ?)",
+            (at, actor.user_id, actor.till_id, sku,
+             msgspec.json.encode({"old": row[0], "new": req.price, "reason": req.reason}).decode()))
+
+    await hub.db.write(write)
+    item = item_by_sku(hub.db.reader(), sku)
+    assert item is not None
+    return item
+
+
+# -- quote, sale, return --------------------------------------------------------------------------------
+
+def _no_coupons(codes: list[str]) -> None:
+    if codes:
+        raise ApiError(422, "unknown_coupon", f"coupon {codes[0]} is not valid at this store")
+
+
+def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:
+    if member_id is None:
+        return None
+    m = find_member(hub.db.reader(), member_id=member_id, show_phone=False)
+    return MemberSummary(m.member_id, m.tier, m.points, m.balance) if m else None
+
+
+@post("/api/v1/quote", opt=_perm("quote"), status_code=200)
+async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
+    req = await decode_body(request, QuoteRequest)
+    _no_coupons(req.coupon_codes)
+    q = quote_lines(hub.db.reader(), hub.config.barcode_layout, req.lines, req.member_id)
+    return QuoteResult(lines=q.lines, subtotal=q.subtotal, discount=q.discount, total=q.total, tax=q.tax,
+                       points_earned=q.points_earned, member=_member_summary(hub, req.member_id))
+
+
+@post("/api/v1/sales", opt=_perm("sales.create"))
+async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    req = await decode_body(request, SaleRequest)
+    digest = request_hash(req)
+    reader = hub.db.reader()
+    prior = reader.execute("SELECT request_hash, response FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
+    if prior is not None:  # fast path for a retry; the writer checks again
+        if prior[0] != digest:
+            raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
+        return raw_json(bytes(prior[1]), 201)
+    _no_coupons(req.coupon_codes)
+    q = quote_lines(reader, hub.config.barcode_layout, req.lines, req.member_id)
+    actor = actor_of(request, req.till_id)
+    at, today = hub.clock.stamp(), hub.clock.today()
+    result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+@get("/api/v1/sales/{sale_id:uuid}", opt=_perm("sales.read"), sync_to_thread=False)
+def get_sale(hub: Hub, sale_id: uuid.UUID) -> Response[bytes]:
+    row = hub.db.reader().execute("SELECT response FROM sales WHERE sale_id = ?", (str(sale_id),)).fetchone()
+    if row is None:
+        raise ApiError(404, "unknown_sale", f"no sale {sale_id}")
+    return raw_json(bytes(row[0]))
+
+
+@post("/api/v1/returns", opt=_perm("returns.create"))
+async def create_return(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    req = await decode_body(request, ReturnRequest)
+    digest = request_hash(req)
+    actor = actor_of(request, req.till_id)
+    at = hub.clock.stamp()
+    result = await hub.db.write(lambda conn: commit_return(conn, req, digest, actor, at))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+# -- members ------------------------------------------------------------------------------------------
+
+@get("/api/v1/members/lookup", opt=_perm("members.read"), sync_to_thread=False)
+def member_lookup(
+    request: Request[Any, Any, Any], hub: Hub,
+    phone: Annotated[str | None, Parameter(max_length=32)] = None,
+    card: Annotated[str | None, Parameter(max_length=32)] = None,
+) -> Member:
+    if (phone is None) == (card is None):
+        raise ApiError(400, "invalid_query", "look up by exactly one of phone or card")
+    m = find_member(hub.db.reader(), phone=phone, card=card, show_phone=may(request, "members.phone"))
+    if m is None:
+        raise ApiError(404, "unknown_member", "no member with that phone or card")
+    return m
+
+
+@get("/api/v1/members/{member_id:str}", opt=_perm("members.read"), sync_to_thread=False)
+def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Member:
+    m = find_member(hub.db.reader(), member_id=member_id, show_phone=may(request, "members.phone"))
+    if m is None:
+        raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
+    return m
+
+
+@post("/api/v1/members", opt=_perm("members.create"))
+async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
+    req = await decode_body(request, CreateMemberRequest)
+    actor = actor_of(request)
+    at = hub.clock.stamp()
+    member_id = await hub.db.write(lambda conn: create_member(conn, req, actor, at, hub.store_id))
+    m = find_member(hub.db.reader(), member_id=member_id, show_phone=may(request, "members.phone"))
+    assert m is not None
+    return m
+
+
+@post("/api/v1/members/{member_id:str}/topups", opt=_perm("members.topup"))
+async def member_topup(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Response[bytes]:
+    req = await decode_body(request, TopupRequest)
+    digest = request_hash(req)
+    actor = actor_of(request, req.till_id)
+    at = hub.clock.stamp()
+    result = await hub.db.write(lambda conn: commit_topup(conn, member_id, req, digest, actor, at))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+# -- stock ----------------------------------------------------------------------------------------------
+
+class AlertList(msgspec.Struct):
+    alerts: list[Alert]
+
+
+@get("/api/v1/stock/alerts", opt=_perm("stock.read"), sync_to_thread=False)
+def stock_alerts(hub: Hub, kind: Literal["low", "high"] | None = None) -> AlertList:
+    sql = "SELECT alert_id, sku, kind, on_hand, threshold, raised_at FROM stock_alerts WHERE cleared_at IS NULL"
+    args: tuple[str, ...] = ()
+    if kind:
+        sql += " AND kind = ?"
+        args = (kind,)
+    return AlertList([Alert(*r) for r in hub.db.reader().execute(sql + " ORDER BY alert_id", args)])
+
+
+@get("/api/v1/stock/{sku:str}", opt=_perm("stock.read"), sync_to_thread=False)
+def stock_get(hub: Hub, sku: str) -> StockView:
+    view = stock_view(hub.db.reader(), sku)
+    if view is None:
+        raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
+    return view
+
+
+@post("/api/v1/stock/receipts", opt=_perm("stock.receive"))
+async def stock_receive(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    req = await decode_body(request, ReceiveRequest)
+    digest, actor, at = request_hash(req), actor_of(request), hub.clock.stamp()
+    result = await hub.db.write(lambda conn: receive(conn, req, digest, actor, at))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+@post("/api/v1/stock/adjustments", opt=_perm("stock.adjust"))
+async def stock_adjust(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    req = await decode_body(request, AdjustRequest)
+    digest, actor, at = request_hash(req), actor_of(request), hub.clock.stamp()
+    result = await hub.db.write(lambda conn: adjust(conn, req, digest, actor, at))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+# -- journal ----------------------------------------------------------------------------------------------
+
+@get("/api/v1/journal/verify", opt=_perm("journal.read"), sync_to_thread=True)
+def journal_verify(hub: Hub) -> chain.Verdict:
+    return chain.verify(hub.db.reader())
+
+
+ROUTES = [healthz, login, me, list_items, lookup, get_item, set_price, quote, create_sale, get_sale,
+          create_return, member_lookup, member_get, member_create, member_topup, stock_alerts, stock_get,
+          stock_receive, stock_adjust, journal_verify]

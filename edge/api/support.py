@@ -1,0 +1,75 @@
+"""What every handler shares: strict body decoding, the caller's identity, JSON responses."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from edge.auth.roles import allowed
+from edge.auth.tokens import Claims, TokenError, verify
+from edge.errors import ApiError
+from edge.stock.ledger import Actor
+
+T = TypeVar("T")
+
+
+@cache
+def _decoder(type_: type[Any]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(type_)
+
+
+async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """Decode the JSON body strictly (no "5" for 5); any mismatch is a 400 naming the field."""
+    body = await request.body()
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "the request needs a JSON body")
+    try:
+        return _decoder(type_).decode(body)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_field", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+
+
+def claims_of(request: Request[Any, Any, Any]) -> Claims:
+    claims = request.scope.get("user")
+    assert isinstance(claims, Claims), "route is missing its permission guard"
+    return claims
+
+
+def actor_of(request: Request[Any, Any, Any], till_id: str | None = None) -> Actor:
+    claims = claims_of(request)
+    return Actor(user_id=claims.user_id, till_id=till_id or claims.till_id)
+
+
+def may(request: Request[Any, Any, Any], permission: str) -> bool:
+    return allowed(claims_of(request).role, permission)
+
+
+def permission_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Every /api/v1 route names its permission in `opt`; the table in permissions.toml decides."""
+    permission = handler.opt.get("permission")
+    if permission is None:
+        return  # public route (login, health)
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token> from /api/v1/auth/login")
+    hub = connection.app.state.hub
+    try:
+        claims = verify(hub.key, token.strip())
+    except TokenError as exc:
+        code = "token_expired" if "expired" in str(exc) else "invalid_token"
+        raise ApiError(401, code, str(exc)) from None
+    connection.scope["user"] = claims
+    if not allowed(claims.role, permission):
+        raise ApiError(403, "forbidden", f"role {claims.role} may not {permission}")
+
+
+def raw_json(body: bytes, status: int = 200) -> Response[bytes]:
+    return Response(content=body, status_code=status, media_type="application/json")

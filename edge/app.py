@@ -1,0 +1,73 @@
+"""The Litestar application: routes, the permission guard, error shapes, the hub's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from edge import __version__
+from edge.api.routes import ROUTES
+from edge.api.support import permission_guard
+from edge.config import HubConfig
+from edge.errors import ApiError
+from edge.hub import Hub
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "body_too_large", 415: "unsupported_media_type",
+               429: "too_many_requests"}
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
+    return Response(exc.body(), status_code=exc.status)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    code = "invalid_parameter" if isinstance(exc, ValidationException) else _HTTP_CODES.get(exc.status_code, "error")
+    body: dict[str, Any] = {"code": code, "message": exc.detail}
+    if isinstance(exc, ValidationException) and exc.extra:
+        body["errors"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"code": "internal", "message": "internal error; the request was not committed"},
+                    status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
+    """Build the app. The hub (database, keys) is opened in the lifespan and closed after it."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = hub is None
+        app.state.hub = hub or Hub(config)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.hub.close()
+
+    def provide_hub(request: Request[Any, Any, Any]) -> Hub:
+        return request.app.state.hub  # type: ignore[no-any-return]
+
+    return Litestar(
+        route_handlers=ROUTES,
+        dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
+        guards=[permission_guard],
+        lifespan=[lifespan],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        request_max_body_size=config.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),
+        debug=False,
+    )

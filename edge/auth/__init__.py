@@ -1,0 +1,1 @@
+"""Authentication (passwords, PINs, signed tokens) and role-based permissions."""

@@ -1,0 +1,1 @@
+"""Catalog: items, categories, barcodes and variable-measure labels."""

@@ -1,0 +1,117 @@
+"""Catalog queries on a read connection: search, lookup by SKU, barcode or variable-measure label."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from edge.catalog.barcodes import VariableMeasureLayout, classify, parse_variable_measure
+from edge.catalog.models import Item, LookupResult
+from edge.errors import ApiError
+from edge.money import div_half_up
+
+_ITEM_SQL = """
+SELECT i.sku, i.name_zh, i.name_en, i.category_id, i.unit, i.price, i.tax_rate_bp, i.plu,
+       i.brand, i.tags,
+       (SELECT group_concat(code, ' ') FROM barcodes b WHERE b.sku = i.sku) AS codes
+FROM items i
+"""
+
+
+def _item(row: sqlite3.Row) -> Item:
+    return Item(
+        sku=row["sku"],
+        name=row["name_zh"],
+        name_zh=row["name_zh"],
+        name_en=row["name_en"],
+        category=row["category_id"],
+        unit=row["unit"],
+        price=row["price"],
+        tax_rate_bp=row["tax_rate_bp"],
+        barcodes=sorted(row["codes"].split(" ")) if row["codes"] else [],
+        plu=row["plu"],
+        brand=row["brand"],
+        tags=msgspec.json.decode(row["tags"], type=list[str]),
+    )
+
+
+def item_by_sku(conn: sqlite3.Connection, sku: str) -> Item | None:
+    row = conn.execute(_ITEM_SQL + " WHERE i.sku = ? AND i.active = 1", (sku,)).fetchone()
+    return _item(row) if row else None
+
+
+def item_by_plu(conn: sqlite3.Connection, plu: str) -> Item | None:
+    row = conn.execute(_ITEM_SQL + " WHERE i.plu = ? AND i.active = 1", (plu,)).fetchone()
+    return _item(row) if row else None
+
+
+def search_items(
+    conn: sqlite3.Connection, query: str, limit: int, offset: int, category: str | None = None
+) -> tuple[list[Item], int]:
+    where = ["i.active = 1"]
+    args: list[object] = []
+    if query:
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            "(i.sku LIKE ? ESCAPE '\\' OR i.name_zh LIKE ? ESCAPE '\\' OR i.name_en LIKE ? ESCAPE '\\'"
+            " OR i.brand LIKE ? ESCAPE '\\'"
+            " OR EXISTS (SELECT 1 FROM barcodes b WHERE b.sku = i.sku AND b.code = ?))"
+        )
+        args += [like, like, like, like, query]
+    if category:
+        where.append(
+            "i.category_id IN (WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
+            " SELECT c.category_id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
+        )
+        args.append(category)
+    clause = " WHERE " + " AND ".join(where)
+    total = conn.execute("SELECT count(*) FROM items i" + clause, args).fetchone()[0]
+    rows = conn.execute(_ITEM_SQL + clause + " ORDER BY i.sku LIMIT ? OFFSET ?", [*args, limit, offset])
+    return [_item(r) for r in rows], int(total)
+
+
+def lookup_barcode(conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout) -> LookupResult:
+    """Resolve a scanned code. Raises ApiError 400 for a malformed code, 404 for an unknown one."""
+    code = code.strip()
+    symbology = classify(code)
+    if symbology is None:
+        raise ApiError(400, "invalid_barcode", f"'{code[:40]}' is not a valid barcode (check digit or format)")
+    row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (code,)).fetchone()
+    if row is not None:
+        item = item_by_sku(conn, row["sku"])
+        if item is None:
+            raise ApiError(404, "unknown_barcode", f"barcode {code} belongs to no active item")
+        return _lookup(item, code, symbology)
+    vm = parse_variable_measure(code, layout)
+    if vm is None:
+        raise ApiError(404, "unknown_barcode", f"no item has barcode {code}")
+    item = item_by_plu(conn, vm.plu)
+    if item is None:
+        raise ApiError(404, "unknown_barcode", f"no item has in-store number {vm.plu} (barcode {code})")
+    if vm.embeds == "weight_g":
+        if item.unit != "kg":
+            raise ApiError(422, "not_weighed", f"{item.sku} is not sold by weight but {code} embeds a weight")
+        if vm.value <= 0:
+            raise ApiError(422, "invalid_weight", f"barcode {code} embeds a zero weight")
+        return _lookup(
+            item, code, symbology, weight_g=vm.value, line_price=div_half_up(item.price * vm.value, 1000)
+        )
+    return _lookup(item, code, symbology, embedded_price=vm.value, line_price=vm.value)
+
+
+def _lookup(item: Item, code: str, symbology: str, **embedded: int) -> LookupResult:
+    return LookupResult(
+        sku=item.sku,
+        name=item.name,
+        name_zh=item.name_zh,
+        name_en=item.name_en,
+        category=item.category,
+        unit=item.unit,
+        price=item.price,
+        tax_rate_bp=item.tax_rate_bp,
+        barcodes=item.barcodes,
+        barcode=code,
+        symbology=symbology,
+        **embedded,
+    )

@@ -1,0 +1,50 @@
+"""The hub's resources, owned in one place and torn down in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from edge.auth.tokens import load_key
+from edge.clock import StoreClock
+from edge.config import HubConfig
+from edge.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class LoginThrottle:
+    """Five failed logins for a username lock it for five minutes (PINs are only four digits)."""
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+
+    def locked(self, username: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(username, []) if now - t < self.window_s]
+        self._failures[username] = recent
+        return len(recent) >= self.limit
+
+    def failed(self, username: str) -> None:
+        self._failures.setdefault(username, []).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(username, None)
+
+
+class Hub:
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.db = Database(config.db_path)
+        self.key = load_key(config.data_dir)
+        self.clock = StoreClock(config.timezone)
+        self.throttle = LoginThrottle()
+        stored = self.db.reader().execute("SELECT value FROM settings WHERE key = 'store_id'").fetchone()
+        self.store_id: str = stored[0] if stored else config.store_id
+        # Receipt numbers read e.g. D001-00000042: short, and unique across the chain's stores.
+        self.store_code = "".join(ch for ch in self.store_id.upper() if ch.isalnum())[:12] or "STORE"
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,89 @@
+"""Append to and verify the journal: a gapless sequence, each record chained by SHA-256.
+
+A record's body is the canonical JSON (sorted keys, no whitespace) of its sequence number, kind,
+reference, time, the previous record's hash and its data; its hash is the SHA-256 of those bytes.
+Changing any byte of any record, deleting one or reordering them breaks the chain at that record
+(the NF525 / RKSV model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any
+
+import msgspec
+
+GENESIS = "0" * 64
+
+
+class JournalBody(msgspec.Struct, frozen=True):
+    seq: int
+    kind: str
+    ref: str
+    at: str
+    prev: str
+    data: Any
+
+
+class Appended(msgspec.Struct, frozen=True):
+    seq: int
+    hash: str
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    ok: bool
+    count: int
+    head: str
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+_body_decoder = msgspec.json.Decoder(JournalBody)
+
+
+def canonical(obj: Any) -> bytes:
+    return msgspec.json.encode(obj, order="sorted")
+
+
+def append(conn: sqlite3.Connection, kind: str, ref: str, at: str, data: Any) -> Appended:
+    """Append one record inside the caller's transaction (the writer's)."""
+    head = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    body = canonical(JournalBody(seq=seq, kind=kind, ref=ref, at=at, prev=prev, data=data))
+    digest = hashlib.sha256(body).hexdigest()
+    conn.execute(
+        "INSERT INTO journal (seq, kind, ref, body, hash) VALUES (?, ?, ?, ?, ?)",
+        (seq, kind, ref, body, digest),
+    )
+    return Appended(seq=seq, hash=digest)
+
+
+def verify(conn: sqlite3.Connection) -> Verdict:
+    """Walk the whole chain; the verdict names the first record that does not hold."""
+    prev = GENESIS
+    count = 0
+    for row in conn.execute("SELECT seq, kind, ref, body, hash FROM journal ORDER BY seq"):
+        seq, kind, ref, body, stored_hash = row[0], row[1], row[2], bytes(row[3]), row[4]
+        expected_seq = count + 1
+
+        def broken(reason: str, at: int = seq) -> Verdict:
+            return Verdict(ok=False, count=count, head=prev, broken_seq=at, reason=reason)
+
+        if seq != expected_seq:
+            return broken(f"sequence gap: expected {expected_seq}, found {seq}", expected_seq)
+        if hashlib.sha256(body).hexdigest() != stored_hash:
+            return broken("record bytes do not match the stored hash")
+        try:
+            decoded = _body_decoder.decode(body)
+        except msgspec.DecodeError:
+            return broken("record body is not a journal record")
+        if canonical(decoded) != body:
+            return broken("record body is not canonical")
+        if decoded.seq != seq or decoded.kind != kind or decoded.ref != ref:
+            return broken("record columns disagree with its body")
+        if decoded.prev != prev:
+            return broken("record does not chain to the previous record")
+        prev = stored_hash
+        count += 1
+    return Verdict(ok=True, count=count, head=prev)

@@ -1,0 +1,1 @@
+"""Members: the local member cache, tiers, the points and stored-value ledgers."""

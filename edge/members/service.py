@@ -1,0 +1,100 @@
+"""Member cache: create, look up, top up. Reads on a reader connection, writes in the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import msgspec
+
+from edge.errors import ApiError
+from edge.journal import chain
+from edge.members import ledger
+from edge.members.models import CreateMemberRequest, Member, mask_phone
+from edge.outbox import queue as outbox
+from edge.sales.checkout import Replay, replay_or_conflict
+from edge.sales.models import TopupRequest, TopupResult
+from edge.stock.ledger import Actor
+from hq_sync.protocol import MemberDelta, TopupDelta
+
+_encoder = msgspec.json.Encoder()
+
+_MEMBER_SQL = """
+SELECT m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, t.name_zh, t.name_en, m.tags,
+       coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at
+FROM members m JOIN tiers t ON t.tier = m.tier LEFT JOIN member_balance b ON b.member_id = m.member_id
+"""
+
+
+def _member(row: sqlite3.Row, show_phone: bool) -> Member:
+    return Member(
+        member_id=row[0], phone=row[1] if show_phone else mask_phone(row[1]), card_no=row[2], name=row[3],
+        birthday=row[4], tier=row[5], tier_name=row[6], tier_name_en=row[7],
+        tags=msgspec.json.decode(row[8], type=list[str]), points=row[9], balance=row[10], created_at=row[11],
+        phone_masked=not show_phone,
+    )
+
+
+def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone: str | None = None,
+                card: str | None = None, show_phone: bool) -> Member | None:
+    if member_id is not None:
+        row = conn.execute(_MEMBER_SQL + " WHERE m.member_id = ?", (member_id,)).fetchone()
+    elif phone is not None:
+        row = conn.execute(_MEMBER_SQL + " WHERE m.phone = ?", (phone,)).fetchone()
+    elif card is not None:
+        row = conn.execute(_MEMBER_SQL + " WHERE m.card_no = ?", (card,)).fetchone()
+    else:
+        return None
+    return _member(row, show_phone) if row else None
+
+
+def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Actor, at: str, store_id: str) -> str:
+    if conn.execute("SELECT 1 FROM tiers WHERE tier = ?", (req.tier,)).fetchone() is None:
+        raise ApiError(422, "unknown_tier", f"no tier {req.tier}")
+    member_id = req.member_id or f"M{uuid.uuid4().hex[:12].upper()}"
+    for column, value in (("member_id", member_id), ("phone", req.phone), ("card_no", req.card_no)):
+        if value is not None and conn.execute(f"SELECT 1 FROM members WHERE {column} = ?", (value,)).fetchone():
+            raise ApiError(409, "member_exists", f"a member with this {column} already exists")
+    birthday = req.birthday.isoformat() if req.birthday else None
+    conn.execute(
+        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (member_id, req.phone, req.card_no, req.name, birthday, req.tier, msgspec.json.encode(req.tags).decode(),
+         store_id, at),
+    )
+    conn.execute("INSERT INTO member_balance (member_id) VALUES (?)", (member_id,))
+    conn.execute("INSERT INTO audit (at, user_id, till_id, action, target) VALUES (?, ?, ?, 'member.create', ?)",
+                 (at, actor.user_id, actor.till_id, member_id))
+    outbox.append(conn, MemberDelta(member_id=member_id, tier=req.tier, at=at, phone=req.phone, card_no=req.card_no,
+                                    name=req.name, birthday=birthday, tags=list(req.tags), home_store=store_id),
+                  member_id, at)
+    return member_id
+
+
+def commit_topup(conn: sqlite3.Connection, member_id: str, req: TopupRequest, digest: str, actor: Actor,
+                 at: str) -> Replay | bytes:
+    topup_id = str(req.topup_id)
+    replay = replay_or_conflict(conn, "topups", "topup_id", topup_id, digest)
+    if replay is not None:
+        return replay
+    if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (member_id,)).fetchone() is None:
+        raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
+    balance = ledger.post(conn, "value", member_id, req.amount, "topup", topup_id, actor, at)
+    points, _ = ledger.balances(conn, member_id)
+    till_id = req.till_id or actor.till_id
+    appended = chain.append(conn, "topup", topup_id, at, {
+        "member_id": member_id, "amount": req.amount, "method": req.method, "user_id": actor.user_id,
+        "till_id": till_id,
+    })
+    body = _encoder.encode(TopupResult(topup_id=topup_id, member_id=member_id, amount=req.amount, method=req.method,
+                                       balance=balance, points=points, created_at=at, journal_seq=appended.seq,
+                                       journal_hash=appended.hash))
+    conn.execute(
+        """INSERT INTO topups (topup_id, member_id, amount, method, till_id, user_id, request_hash, response,
+               created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (topup_id, member_id, req.amount, req.method, till_id, actor.user_id, digest, body, at),
+    )
+    outbox.append(conn, TopupDelta(topup_id=topup_id, member_id=member_id, amount=req.amount, method=req.method,
+                                   user_id=actor.user_id, at=at, journal_seq=appended.seq, till_id=till_id),
+                  topup_id, at)
+    return body

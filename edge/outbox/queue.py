@@ -1,0 +1,18 @@
+"""Append deltas to the outbox. The sequence is gapless: the sync agent sends from HQ's ack on."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from hq_sync.protocol import Delta, delta_encoder
+
+
+def append(conn: sqlite3.Connection, delta: Delta, ref: str, at: str) -> int:
+    head = conn.execute("SELECT max(seq) FROM outbox").fetchone()[0]
+    seq = int(head or 0) + 1
+    kind = type(delta).__struct_config__.tag
+    conn.execute(
+        "INSERT INTO outbox (seq, kind, ref, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        (seq, kind, ref, delta_encoder.encode(delta), at),
+    )
+    return seq

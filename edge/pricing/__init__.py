@@ -1,0 +1,1 @@
+"""Pricing: the pure basket pricer the quote and sale paths share."""

@@ -1,0 +1,1 @@
+"""Sales: quotes, committed sales with tenders, returns, receipts."""

@@ -1,0 +1,100 @@
+"""Turn a till's lines into priced lines: resolve codes, check quantities, price the basket."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edge.catalog.barcodes import VariableMeasureLayout
+from edge.catalog.models import Item
+from edge.catalog.repository import item_by_sku, lookup_barcode
+from edge.errors import ApiError
+from edge.money import div_half_up
+from edge.pricing.engine import BasketLine, Context, PricingItem, Quote, Tier, price_basket, tier_rules
+from edge.sales.models import LineIn
+
+MAX_LINE_FEN = 10_000_000  # 100,000 yuan on one line is a typo, not a sale
+
+
+def _pricing_item(item: Item) -> PricingItem:
+    return PricingItem(
+        sku=item.sku,
+        name_zh=item.name_zh,
+        name_en=item.name_en,
+        category=item.category,
+        unit=item.unit,
+        price=item.price,
+        tax_rate_bp=item.tax_rate_bp,
+        brand=item.brand,
+        tags=tuple(item.tags),
+    )
+
+
+def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_no: int, line: LineIn) -> BasketLine:
+    where = f"lines[{line_no - 1}]"
+    if (line.barcode is None) == (line.sku is None):
+        raise ApiError(400, "invalid_line", f"{where}: give exactly one of barcode or sku", line_no=line_no)
+    embedded_weight: int | None = None
+    embedded_price: int | None = None
+    if line.barcode is not None:
+        try:
+            found = lookup_barcode(conn, line.barcode, layout)
+        except ApiError as err:
+            status = 400 if err.status == 400 else 422
+            raise ApiError(status, err.code, f"{where}: {err.message}", line_no=line_no) from None
+        item = item_by_sku(conn, found.sku)
+        if item is None:  # deactivated between the two reads
+            raise ApiError(422, "unknown_item", f"{where}: item {found.sku} is not sold", line_no=line_no)
+        embedded_weight, embedded_price = found.weight_g, found.embedded_price
+    else:
+        assert line.sku is not None
+        item = item_by_sku(conn, line.sku)
+        if item is None:
+            raise ApiError(422, "unknown_item", f"{where}: no item with sku {line.sku[:64]}", line_no=line_no)
+    pitem = _pricing_item(item)
+    if embedded_price is not None:
+        # A price label: the label's price is the line price; weight derived for stock.
+        if line.qty not in (None, 1) or line.weight_g is not None:
+            raise ApiError(400, "invalid_quantity", f"{where}: a price label is one line of quantity 1", line_no=line_no)
+        weight = div_half_up(embedded_price * 1000, item.price) if item.unit == "kg" and item.price else None
+        return BasketLine(line_no, pitem, 1, weight, line.barcode, item.price if item.unit == "kg" else embedded_price, embedded_price)
+    if item.unit == "kg":
+        if line.qty not in (None, 1):
+            raise ApiError(400, "invalid_quantity", f"{where}: {item.sku} is sold by weight; send weight_g", line_no=line_no)
+        if embedded_weight is not None and line.weight_g is not None and line.weight_g != embedded_weight:
+            raise ApiError(400, "invalid_quantity", f"{where}: weight_g disagrees with the label's weight", line_no=line_no)
+        weight = embedded_weight if embedded_weight is not None else line.weight_g
+        if weight is None:
+            raise ApiError(400, "weight_required", f"{where}: {item.sku} is sold by weight; send weight_g", line_no=line_no)
+        gross = div_half_up(item.price * weight, 1000)
+        return BasketLine(line_no, pitem, 1, weight, line.barcode, item.price, _checked(gross, where, line_no))
+    if line.weight_g is not None:
+        raise ApiError(400, "invalid_quantity", f"{where}: {item.sku} is counted; send qty, not weight_g", line_no=line_no)
+    qty = line.qty if line.qty is not None else 1
+    return BasketLine(line_no, pitem, qty, None, line.barcode, item.price, _checked(item.price * qty, where, line_no))
+
+
+def _checked(gross: int, where: str, line_no: int) -> int:
+    if gross > MAX_LINE_FEN:
+        raise ApiError(422, "line_too_large", f"{where}: line amount exceeds the per-line limit", line_no=line_no)
+    return gross
+
+
+def member_context(conn: sqlite3.Connection, member_id: str | None) -> Context:
+    if member_id is None:
+        return Context()
+    row = conn.execute(
+        """SELECT m.member_id, t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct
+           FROM members m JOIN tiers t ON t.tier = m.tier WHERE m.member_id = ?""",
+        (member_id,),
+    ).fetchone()
+    if row is None:
+        raise ApiError(422, "unknown_member", f"no member {member_id[:64]}")
+    return Context(member_id=row[0], tier=Tier(row[1], row[2], row[3], row[4], row[5]))
+
+
+def quote_lines(
+    conn: sqlite3.Connection, layout: VariableMeasureLayout, lines: list[LineIn], member_id: str | None
+) -> Quote:
+    basket = [resolve_line(conn, layout, i, line) for i, line in enumerate(lines, start=1)]
+    ctx = member_context(conn, member_id)
+    return price_basket(basket, ctx, tier_rules(ctx.tier))

@@ -1,0 +1,154 @@
+"""Commit a sale: one writer transaction for the sale, its stock, ledgers, journal and outbox.
+
+The basket is priced before the write (on a read connection); the write re-checks what another
+sale could have changed meanwhile (idempotency, member balances) and writes everything or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import msgspec
+
+from edge.errors import ApiError
+from edge.journal import chain
+from edge.members import ledger as member_ledger
+from edge.outbox import queue as outbox
+from edge.pricing.engine import Quote, points_for
+from edge.sales.models import MEMBER_TENDERS, MemberSummary, SaleRequest, SaleResult, TenderIn
+from edge.stock import ledger as stock
+from edge.stock.ledger import Actor
+from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
+
+POINT_VALUE_FEN = 1  # one point pays one fen
+_result_encoder = msgspec.json.Encoder()
+
+
+def request_hash(req: msgspec.Struct) -> str:
+    return hashlib.sha256(msgspec.json.encode(req, order="sorted")).hexdigest()
+
+
+class Replay(msgspec.Struct, frozen=True):
+    """A retried request: the stored response of the first commit."""
+
+    body: bytes
+
+
+def check_tenders(total: int, tenders: list[TenderIn], member_id: str | None) -> tuple[int, int]:
+    """Validate tenders against the total; returns (tendered, change)."""
+    tendered = sum(t.amount for t in tenders)
+    cash = sum(t.amount for t in tenders if t.method == "cash")
+    if tendered < total:
+        raise ApiError(422, "tenders_short", f"tenders {tendered} do not cover the total {total}", total=total)
+    if tendered - cash > total:
+        raise ApiError(422, "overtendered", "only cash may exceed the total; other tenders must not", total=total)
+    if member_id is None and any(t.method in MEMBER_TENDERS for t in tenders):
+        raise ApiError(422, "member_required", "stored_value and points tenders need a member_id")
+    return tendered, tendered - total
+
+
+def replay_or_conflict(conn: sqlite3.Connection, table: str, key: str, id_value: str, digest: str) -> Replay | None:
+    row = conn.execute(f"SELECT request_hash, response FROM {table} WHERE {key} = ?", (id_value,)).fetchone()
+    if row is None:
+        return None
+    if row[0] != digest:
+        raise ApiError(409, "id_conflict", f"{key} {id_value} was already used with a different body")
+    return Replay(bytes(row[1]))
+
+
+def _next_counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute(
+        """INSERT INTO counters (name, value) VALUES (?, 1)
+           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value""",
+        (name,),
+    ).fetchone()
+    return int(row[0])
+
+
+def commit_sale(
+    conn: sqlite3.Connection,
+    req: SaleRequest,
+    digest: str,
+    quote: Quote,
+    actor: Actor,
+    at: str,
+    today: str,
+    store_code: str,
+) -> Replay | bytes:
+    sale_id = str(req.sale_id)
+    replay = replay_or_conflict(conn, "sales", "sale_id", sale_id, digest)
+    if replay is not None:
+        return replay
+    tendered, change = check_tenders(quote.total, req.tenders, req.member_id)
+    receipt_no = f"{store_code}-{_next_counter(conn, 'receipt'):08d}"
+
+    points_redeemed = sum(t.amount for t in req.tenders if t.method == "points") // POINT_VALUE_FEN
+    value_spent = sum(t.amount for t in req.tenders if t.method == "stored_value")
+    member: MemberSummary | None = None
+    points_earned = 0
+    if req.member_id is not None:
+        tier = quote.tier or "regular"
+        mult_row = conn.execute("SELECT points_multiplier_pct FROM tiers WHERE tier = ?", (tier,)).fetchone()
+        points_earned = points_for(quote.total - points_redeemed * POINT_VALUE_FEN, mult_row[0] if mult_row else 100)
+        try:
+            if value_spent:
+                member_ledger.post(conn, "value", req.member_id, -value_spent, "spend", sale_id, actor, at)
+            if points_redeemed:
+                member_ledger.post(conn, "points", req.member_id, -points_redeemed, "redeem", sale_id, actor, at)
+        except member_ledger.Insufficient as exc:
+            code = "insufficient_balance" if exc.ledger == "value" else "insufficient_points"
+            raise ApiError(402, code, f"member {req.member_id} has {exc.available}, the tender needs {exc.wanted}",
+                           available=exc.available) from None
+        if points_earned:
+            member_ledger.post(conn, "points", req.member_id, points_earned, "earn", sale_id, actor, at)
+        points, balance = member_ledger.balances(conn, req.member_id)
+        member = MemberSummary(req.member_id, tier, points, balance)
+
+    appended = chain.append(conn, "sale", sale_id, at, {
+        "receipt_no": receipt_no, "till_id": req.till_id, "user_id": actor.user_id, "member_id": req.member_id,
+        "total": quote.total, "tax": quote.tax, "change": change,
+        "lines": [[ln.sku, ln.qty, ln.weight_g, ln.net] for ln in quote.lines],
+        "tenders": [[t.method, t.amount] for t in req.tenders],
+    })
+    result = SaleResult(
+        sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, created_at=at, lines=quote.lines,
+        subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, tenders=req.tenders,
+        tendered=tendered, change=change, points_earned=points_earned, points_redeemed=points_redeemed,
+        member=member, journal_seq=appended.seq, journal_hash=appended.hash,
+    )
+    body = _result_encoder.encode(result)
+    conn.execute(
+        """INSERT INTO sales (sale_id, receipt_no, till_id, user_id, member_id, subtotal, discount, total, tax,
+               tendered, change, points_earned, request_hash, response, journal_seq, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (sale_id, receipt_no, req.till_id, actor.user_id, req.member_id, quote.subtotal, quote.discount,
+         quote.total, quote.tax, tendered, change, points_earned, digest, body, appended.seq, at),
+    )
+    for line in quote.lines:
+        units = line.weight_g if line.unit == "kg" and line.weight_g is not None else line.qty
+        parts = stock.fefo(conn, line.sku, units, today)
+        for batch_id, qty in parts:
+            stock.record(conn, sku=line.sku, qty=-qty, kind="sale", at=at, actor=actor, ref=sale_id, batch_id=batch_id)
+        stock.check_thresholds(conn, line.sku, at)
+        conn.execute(
+            """INSERT INTO sale_lines (sale_id, line_no, sku, barcode, qty, weight_g, unit_price, gross, discount,
+                   net, tax, tax_rate_bp, applied, batches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (sale_id, line.line_no, line.sku, line.barcode, line.qty, line.weight_g, line.unit_price, line.gross,
+             line.discount, line.net, line.tax, line.tax_rate_bp, msgspec.json.encode(line.applied).decode(),
+             msgspec.json.encode(parts).decode()),
+        )
+    for n, t in enumerate(req.tenders, start=1):
+        conn.execute("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference) VALUES (?, ?, ?, ?, ?)",
+                     (sale_id, n, t.method, t.amount, t.reference))
+    outbox.append(conn, SaleDelta(
+        sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, user_id=actor.user_id, at=at,
+        lines=[DeltaLine(line_no=ln.line_no, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price, gross=ln.gross,
+                         discount=ln.discount, net=ln.net, tax=ln.tax, weight_g=ln.weight_g,
+                         rules=[(a.rule_id, a.amount) for a in ln.applied]) for ln in quote.lines],
+        tenders=[DeltaTender(t.method, t.amount, t.reference) for t in req.tenders],
+        subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, change=change,
+        journal_seq=appended.seq, member_id=req.member_id, points_earned=points_earned,
+        points_redeemed=points_redeemed, value_spent=value_spent,
+    ), sale_id, at)
+    return body

@@ -1,0 +1,147 @@
+"""Wire shapes of the till API for quotes, sales, returns and top-ups (strictly decoded)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from edge.pricing.engine import PricedLine
+
+Code = Annotated[str, Meta(min_length=1, max_length=64)]
+Qty = Annotated[int, Meta(ge=1, le=9_999)]
+Grams = Annotated[int, Meta(ge=1, le=200_000)]
+Fen = Annotated[int, Meta(ge=1, le=100_000_000)]
+Reference = Annotated[str, Meta(max_length=128)]
+
+TenderMethod = Literal["cash", "card", "alipay", "wechat", "unionpay", "stored_value", "points"]
+TopupMethod = Literal["cash", "card", "alipay", "wechat", "unionpay"]
+MEMBER_TENDERS = ("stored_value", "points")
+
+
+class LineIn(msgspec.Struct, frozen=True, omit_defaults=True):
+    barcode: Code | None = None
+    sku: Code | None = None
+    qty: Qty | None = None
+    weight_g: Grams | None = None
+
+
+class QuoteRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=500)]
+    member_id: Code | None = None
+    coupon_codes: Annotated[list[Code], Meta(max_length=20)] = []
+
+
+class TenderIn(msgspec.Struct, frozen=True, omit_defaults=True):
+    method: TenderMethod
+    amount: Fen
+    reference: Reference | None = None
+
+
+class SaleRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    sale_id: uuid.UUID
+    till_id: Code
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=500)]
+    tenders: Annotated[list[TenderIn], Meta(max_length=10)]
+    member_id: Code | None = None
+    coupon_codes: Annotated[list[Code], Meta(max_length=20)] = []
+
+
+class MemberSummary(msgspec.Struct, frozen=True):
+    member_id: str
+    tier: str
+    points: int
+    balance: int
+
+
+class QuoteResult(msgspec.Struct, frozen=True):
+    lines: list[PricedLine]
+    subtotal: int
+    discount: int
+    total: int
+    tax: int
+    points_earned: int
+    member: MemberSummary | None = None
+
+
+class SaleResult(msgspec.Struct, frozen=True):
+    sale_id: str
+    receipt_no: str
+    till_id: str
+    created_at: str
+    lines: list[PricedLine]
+    subtotal: int
+    discount: int
+    total: int
+    tax: int
+    tenders: list[TenderIn]
+    tendered: int
+    change: int
+    points_earned: int
+    points_redeemed: int
+    member: MemberSummary | None
+    journal_seq: int
+    journal_hash: str
+
+
+class ReturnLineIn(msgspec.Struct, frozen=True, omit_defaults=True):
+    line_no: Annotated[int, Meta(ge=1, le=500)]
+    qty: Qty | None = None
+    weight_g: Grams | None = None
+
+
+class ReturnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    return_id: uuid.UUID
+    sale_id: uuid.UUID
+    lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=500)]
+    refund_method: TenderMethod | None = None
+    till_id: Code | None = None
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
+class ReturnedLine(msgspec.Struct, frozen=True):
+    line_no: int
+    sku: str
+    qty: int
+    weight_g: int | None
+    refund: int
+
+
+class Refund(msgspec.Struct, frozen=True):
+    method: str
+    amount: int
+
+
+class ReturnResult(msgspec.Struct, frozen=True):
+    return_id: str
+    sale_id: str
+    created_at: str
+    lines: list[ReturnedLine]
+    refund_total: int
+    refunds: list[Refund]
+    points_reversed: int
+    member: MemberSummary | None
+    journal_seq: int
+    journal_hash: str
+
+
+class TopupRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    topup_id: uuid.UUID
+    amount: Annotated[int, Meta(ge=1, le=500_000)]
+    method: TopupMethod
+    reference: Reference | None = None
+    till_id: Code | None = None
+
+
+class TopupResult(msgspec.Struct, frozen=True):
+    topup_id: str
+    member_id: str
+    amount: int
+    method: str
+    balance: int
+    points: int
+    created_at: str
+    journal_seq: int
+    journal_hash: str

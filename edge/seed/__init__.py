@@ -1,0 +1,1 @@
+"""Seeding a hub: the demo store from the data files in `seed/demo/`."""

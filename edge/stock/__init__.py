@@ -1,0 +1,1 @@
+"""Stock: the append-only movement ledger, batches, FEFO and threshold alerts."""

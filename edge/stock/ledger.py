@@ -1,0 +1,135 @@
+"""The stock movement ledger. On-hand is derived from movements and cached per batch.
+
+Quantities are units for counted items and grams for weighed ones. Every movement is a new row;
+the `stock_balance` cache and threshold alerts change in the same transaction. Sales take from the
+batch that expires first (FEFO), skipping expired batches; what no batch covers is taken from the
+unbatched balance (batch 0), which may go negative: a till never refuses goods that are physically
+on the counter because a count was off, and the shortfall shows as an alert.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Literal
+
+import msgspec
+
+MovementKind = Literal["receive", "sale", "return", "adjustment", "transfer_out", "transfer_in", "count"]
+UNBATCHED = 0
+
+
+class Actor(msgspec.Struct, frozen=True):
+    user_id: str
+    till_id: str | None = None
+
+
+class BatchLevel(msgspec.Struct, frozen=True):
+    batch_id: int
+    lot: str
+    expiry: str | None
+    on_hand: int
+
+
+def on_hand(conn: sqlite3.Connection, sku: str) -> int:
+    row = conn.execute("SELECT coalesce(sum(on_hand), 0) FROM stock_balance WHERE sku = ?", (sku,)).fetchone()
+    return int(row[0])
+
+
+def ledger_on_hand(conn: sqlite3.Connection, sku: str) -> int:
+    """On-hand summed from the ledger itself (the cache must always equal it)."""
+    row = conn.execute("SELECT coalesce(sum(qty), 0) FROM stock_movements WHERE sku = ?", (sku,)).fetchone()
+    return int(row[0])
+
+
+def batch_levels(conn: sqlite3.Connection, sku: str) -> list[BatchLevel]:
+    rows = conn.execute(
+        """SELECT sb.batch_id, coalesce(b.lot, '') AS lot, b.expiry, sb.on_hand
+           FROM stock_balance sb LEFT JOIN batches b ON b.batch_id = sb.batch_id
+           WHERE sb.sku = ? ORDER BY b.expiry IS NULL, b.expiry, sb.batch_id""",
+        (sku,),
+    )
+    return [BatchLevel(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def fefo(conn: sqlite3.Connection, sku: str, qty: int, today: str) -> list[tuple[int, int]]:
+    """Split `qty` over batches first-expiring-first; the rest from the unbatched balance."""
+    parts: list[tuple[int, int]] = []
+    left = qty
+    rows = conn.execute(
+        """SELECT sb.batch_id, sb.on_hand FROM stock_balance sb JOIN batches b ON b.batch_id = sb.batch_id
+           WHERE sb.sku = ? AND sb.on_hand > 0 AND (b.expiry IS NULL OR b.expiry >= ?)
+           ORDER BY b.expiry IS NULL, b.expiry, sb.batch_id""",
+        (sku, today),
+    )
+    for batch_id, available in rows:
+        if left <= 0:
+            break
+        take = min(left, available)
+        parts.append((batch_id, take))
+        left -= take
+    if left > 0:
+        parts.append((UNBATCHED, left))
+    return parts
+
+
+def record(
+    conn: sqlite3.Connection,
+    *,
+    sku: str,
+    qty: int,
+    kind: MovementKind,
+    at: str,
+    actor: Actor,
+    ref: str | None = None,
+    batch_id: int = UNBATCHED,
+    reason: str = "",
+) -> int:
+    """Append one movement (signed qty) and update the cached balance. Returns the movement id."""
+    cur = conn.execute(
+        """INSERT INTO stock_movements (sku, batch_id, kind, qty, ref, reason, user_id, till_id, at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (sku, batch_id or None, kind, qty, ref, reason, actor.user_id, actor.till_id, at),
+    )
+    conn.execute(
+        """INSERT INTO stock_balance (sku, batch_id, on_hand) VALUES (?, ?, ?)
+           ON CONFLICT (sku, batch_id) DO UPDATE SET on_hand = on_hand + excluded.on_hand""",
+        (sku, batch_id, qty),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def check_thresholds(conn: sqlite3.Connection, sku: str, at: str) -> list[str]:
+    """Raise or clear low/high alerts for an item after its stock changed; returns raised kinds."""
+    item = conn.execute("SELECT low_threshold, high_threshold FROM items WHERE sku = ?", (sku,)).fetchone()
+    if item is None:
+        return []
+    level = on_hand(conn, sku)
+    raised = []
+    for kind, threshold, crossed in (
+        ("low", item[0], item[0] is not None and level < item[0]),
+        ("high", item[1], item[1] is not None and level > item[1]),
+    ):
+        if threshold is None:
+            continue
+        open_alert = conn.execute(
+            "SELECT alert_id FROM stock_alerts WHERE sku = ? AND kind = ? AND cleared_at IS NULL", (sku, kind)
+        ).fetchone()
+        if crossed and open_alert is None:
+            conn.execute(
+                "INSERT INTO stock_alerts (sku, kind, on_hand, threshold, raised_at) VALUES (?, ?, ?, ?, ?)",
+                (sku, kind, level, threshold, at),
+            )
+            raised.append(kind)
+        elif not crossed and open_alert is not None:
+            conn.execute("UPDATE stock_alerts SET cleared_at = ? WHERE alert_id = ?", (at, open_alert[0]))
+    return raised
+
+
+def ensure_batch(conn: sqlite3.Connection, sku: str, lot: str, expiry: str | None, at: str) -> int:
+    row = conn.execute("SELECT batch_id FROM batches WHERE sku = ? AND lot = ?", (sku, lot)).fetchone()
+    if row:
+        return int(row[0])
+    cur = conn.execute(
+        "INSERT INTO batches (sku, lot, expiry, received_at) VALUES (?, ?, ?, ?)", (sku, lot, expiry, at)
+    )
+    return int(cur.lastrowid or 0)

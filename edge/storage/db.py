@@ -1,0 +1,160 @@
+"""The hub's SQLite database: one writer thread with group commit, readers on their own connections.
+
+Every write is a function `fn(conn) -> T` handed to the writer. The writer takes whatever is queued
+(up to `max_batch`), runs each function inside its own SAVEPOINT of one `BEGIN IMMEDIATE`
+transaction and commits once with `synchronous=FULL`. A function that raises rolls back only its own
+savepoint; its caller gets the exception and nothing it wrote survives. Callers are answered only
+after the COMMIT returned, so an acknowledged write is on disk (group commit: many sales share one
+fsync, none is acknowledged early).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge.storage.migrations import apply_migrations
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+_STOP = object()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the pragmas every hub connection uses."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a committed sale must survive power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class Database:
+    """Owns the database file: the writer thread and a read connection per thread."""
+
+    def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        path.parent.mkdir(parents=True, exist_ok=True)
+        setup = connect(path)
+        apply_migrations(setup)
+        setup.close()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._closed = False
+        self._writer.start()
+
+    # -- reads -----------------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (readers never block the writer in WAL mode)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    # -- writes ----------------------------------------------------------------------------------
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self.submit(fn).result()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join(timeout=10)
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def _write_loop(self) -> None:
+        conn = connect(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self.max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for fn, fut in batch:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            conn.execute("SAVEPOINT w")
+            try:
+                result = fn(conn)
+            except BaseException as exc:  # the caller gets it; the batch goes on
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                outcomes.append((fut, False, exc))
+            else:
+                conn.execute("RELEASE w")
+                outcomes.append((fut, True, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed, %d writes rolled back: %s", len(outcomes), exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for fut, _, _ in outcomes:
+                fut.set_exception(exc)
+            return
+        for fut, ok, value in outcomes:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)

@@ -1,0 +1,314 @@
+"""Schema of the hub database, as sqlite-utils migrations applied at start-up.
+
+Never edit a migration that has shipped: add a new one. Ledgers (stock, points, stored value,
+journal, outbox) are append-only; the `*_balance` tables are caches written in the same
+transaction as the ledger entry they summarise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+migrations = Migrations("backroom.hub")
+
+
+def _run(db: sqlite_utils.Database, script: str) -> None:
+    # executescript() would commit the migration's transaction; run statement by statement.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations()
+def m001_foundation(db: sqlite_utils.Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        CREATE TABLE users (
+            user_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL DEFAULT '',
+            role TEXT NOT NULL,
+            password_hash TEXT,
+            pin_hash TEXT,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE categories (
+            category_id TEXT PRIMARY KEY,
+            parent_id TEXT REFERENCES categories(category_id),
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL
+        );
+
+        CREATE TABLE items (
+            sku TEXT PRIMARY KEY,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            category_id TEXT NOT NULL REFERENCES categories(category_id),
+            unit TEXT NOT NULL CHECK (unit IN ('each', 'kg')),
+            price INTEGER NOT NULL CHECK (price >= 0),
+            tax_rate_bp INTEGER NOT NULL CHECK (tax_rate_bp >= 0),
+            plu TEXT UNIQUE,
+            brand TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            low_threshold INTEGER,
+            high_threshold INTEGER,
+            active INTEGER NOT NULL DEFAULT 1,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX items_category ON items(category_id);
+
+        CREATE TABLE barcodes (
+            code TEXT PRIMARY KEY,
+            sku TEXT NOT NULL REFERENCES items(sku),
+            symbology TEXT NOT NULL
+        );
+        CREATE INDEX barcodes_sku ON barcodes(sku);
+
+        CREATE TABLE tiers (
+            tier TEXT PRIMARY KEY,
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            discount_bp INTEGER NOT NULL DEFAULT 0,
+            points_multiplier_pct INTEGER NOT NULL DEFAULT 100,
+            min_points INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE batches (
+            batch_id INTEGER PRIMARY KEY,
+            sku TEXT NOT NULL REFERENCES items(sku),
+            lot TEXT NOT NULL,
+            expiry TEXT,
+            received_at TEXT NOT NULL,
+            UNIQUE (sku, lot)
+        );
+
+        CREATE TABLE stock_movements (
+            movement_id INTEGER PRIMARY KEY,
+            sku TEXT NOT NULL REFERENCES items(sku),
+            batch_id INTEGER REFERENCES batches(batch_id),
+            kind TEXT NOT NULL CHECK (kind IN
+                ('receive', 'sale', 'return', 'adjustment', 'transfer_out', 'transfer_in', 'count')),
+            qty INTEGER NOT NULL,
+            ref TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            user_id TEXT,
+            till_id TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX stock_movements_sku ON stock_movements(sku, movement_id);
+
+        CREATE TABLE stock_balance (
+            sku TEXT NOT NULL REFERENCES items(sku),
+            batch_id INTEGER NOT NULL DEFAULT 0,
+            on_hand INTEGER NOT NULL,
+            PRIMARY KEY (sku, batch_id)
+        );
+
+        CREATE TABLE stock_alerts (
+            alert_id INTEGER PRIMARY KEY,
+            sku TEXT NOT NULL REFERENCES items(sku),
+            kind TEXT NOT NULL CHECK (kind IN ('low', 'high')),
+            on_hand INTEGER NOT NULL,
+            threshold INTEGER NOT NULL,
+            raised_at TEXT NOT NULL,
+            cleared_at TEXT
+        );
+        CREATE INDEX stock_alerts_open ON stock_alerts(sku, kind, cleared_at);
+
+        CREATE TABLE members (
+            member_id TEXT PRIMARY KEY,
+            phone TEXT UNIQUE,
+            card_no TEXT UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            birthday TEXT,
+            tier TEXT NOT NULL REFERENCES tiers(tier),
+            tags TEXT NOT NULL DEFAULT '[]',
+            home_store TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE points_ledger (
+            entry_id INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL REFERENCES members(member_id),
+            delta INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT,
+            user_id TEXT,
+            till_id TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX points_ledger_member ON points_ledger(member_id);
+
+        CREATE TABLE value_ledger (
+            entry_id INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL REFERENCES members(member_id),
+            delta INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT,
+            user_id TEXT,
+            till_id TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX value_ledger_member ON value_ledger(member_id);
+
+        CREATE TABLE member_balance (
+            member_id TEXT PRIMARY KEY REFERENCES members(member_id),
+            points INTEGER NOT NULL DEFAULT 0 CHECK (points >= 0),
+            balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0)
+        );
+
+        CREATE TABLE sales (
+            sale_id TEXT PRIMARY KEY,
+            receipt_no TEXT NOT NULL UNIQUE,
+            till_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            member_id TEXT REFERENCES members(member_id),
+            subtotal INTEGER NOT NULL,
+            discount INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            tax INTEGER NOT NULL,
+            tendered INTEGER NOT NULL,
+            change INTEGER NOT NULL,
+            points_earned INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            journal_seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX sales_created ON sales(created_at);
+
+        CREATE TABLE sale_lines (
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            line_no INTEGER NOT NULL,
+            sku TEXT NOT NULL REFERENCES items(sku),
+            barcode TEXT,
+            qty INTEGER NOT NULL,
+            weight_g INTEGER,
+            unit_price INTEGER NOT NULL,
+            gross INTEGER NOT NULL,
+            discount INTEGER NOT NULL,
+            net INTEGER NOT NULL,
+            tax INTEGER NOT NULL,
+            tax_rate_bp INTEGER NOT NULL,
+            applied TEXT NOT NULL,
+            batches TEXT NOT NULL,
+            PRIMARY KEY (sale_id, line_no)
+        );
+        CREATE INDEX sale_lines_sku ON sale_lines(sku);
+
+        CREATE TABLE sale_tenders (
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            tender_no INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            reference TEXT,
+            PRIMARY KEY (sale_id, tender_no)
+        );
+
+        CREATE TABLE returns (
+            return_id TEXT PRIMARY KEY,
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            till_id TEXT,
+            user_id TEXT NOT NULL,
+            refund_total INTEGER NOT NULL,
+            points_reversed INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            journal_seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX returns_sale ON returns(sale_id);
+
+        CREATE TABLE return_lines (
+            return_id TEXT NOT NULL REFERENCES returns(return_id),
+            line_no INTEGER NOT NULL,
+            qty INTEGER NOT NULL,
+            weight_g INTEGER,
+            refund INTEGER NOT NULL,
+            PRIMARY KEY (return_id, line_no)
+        );
+
+        CREATE TABLE return_refunds (
+            return_id TEXT NOT NULL REFERENCES returns(return_id),
+            refund_no INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            PRIMARY KEY (return_id, refund_no)
+        );
+
+        CREATE TABLE topups (
+            topup_id TEXT PRIMARY KEY,
+            member_id TEXT NOT NULL REFERENCES members(member_id),
+            amount INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            till_id TEXT,
+            user_id TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            body BLOB NOT NULL,
+            hash TEXT NOT NULL
+        );
+
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE audit (
+            audit_id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user_id TEXT,
+            till_id TEXT,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+    )
+
+
+@migrations()
+def m002_client_requests(db: sqlite_utils.Database) -> None:
+    """Idempotency records for client-id'd requests that have no table of their own."""
+    _run(
+        db,
+        """
+        CREATE TABLE client_requests (
+            request_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
+def apply_migrations(conn: sqlite3.Connection) -> None:
+    migrations.apply(sqlite_utils.Database(conn))

@@ -1,0 +1,111 @@
+"""Deltas a hub sends HQ: one tagged msgspec Struct per ledger event (msgpack on the wire).
+
+New fields are added only with defaults, so an older HQ still reads a newer hub and vice versa.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class DeltaLine(msgspec.Struct, frozen=True, omit_defaults=True):
+    line_no: int
+    sku: str
+    qty: int
+    unit_price: int
+    gross: int
+    discount: int
+    net: int
+    tax: int
+    weight_g: int | None = None
+    rules: list[tuple[str, int]] = []
+
+
+class DeltaTender(msgspec.Struct, frozen=True, omit_defaults=True):
+    method: str
+    amount: int
+    reference: str | None = None
+
+
+class SaleDelta(msgspec.Struct, frozen=True, tag="sale", omit_defaults=True):
+    sale_id: str
+    receipt_no: str
+    till_id: str
+    user_id: str
+    at: str
+    lines: list[DeltaLine]
+    tenders: list[DeltaTender]
+    subtotal: int
+    discount: int
+    total: int
+    tax: int
+    change: int
+    journal_seq: int
+    member_id: str | None = None
+    points_earned: int = 0
+    points_redeemed: int = 0
+    value_spent: int = 0
+
+
+class ReturnLineDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    line_no: int
+    qty: int
+    refund: int
+    weight_g: int | None = None
+
+
+class ReturnDelta(msgspec.Struct, frozen=True, tag="return", omit_defaults=True):
+    return_id: str
+    sale_id: str
+    user_id: str
+    at: str
+    lines: list[ReturnLineDelta]
+    refunds: list[DeltaTender]
+    refund_total: int
+    journal_seq: int
+    till_id: str | None = None
+    member_id: str | None = None
+    points_reversed: int = 0
+
+
+class TopupDelta(msgspec.Struct, frozen=True, tag="topup", omit_defaults=True):
+    topup_id: str
+    member_id: str
+    amount: int
+    method: str
+    user_id: str
+    at: str
+    journal_seq: int
+    till_id: str | None = None
+
+
+class StockDelta(msgspec.Struct, frozen=True, tag="stock", omit_defaults=True):
+    movement_id: int
+    sku: str
+    kind: str
+    qty: int
+    user_id: str
+    at: str
+    journal_seq: int
+    lot: str | None = None
+    expiry: str | None = None
+    ref: str | None = None
+    reason: str = ""
+
+
+class MemberDelta(msgspec.Struct, frozen=True, tag="member", omit_defaults=True):
+    member_id: str
+    tier: str
+    at: str
+    phone: str | None = None
+    card_no: str | None = None
+    name: str = ""
+    birthday: str | None = None
+    tags: list[str] = []
+    home_store: str | None = None
+
+
+Delta = SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta
+
+delta_encoder = msgspec.msgpack.Encoder()
+delta_decoder = msgspec.msgpack.Decoder(Delta)

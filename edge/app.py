@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from edge import __version__
+from edge.api.openapi import body_components
 from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.config import HubConfig
@@ -45,6 +46,13 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                     status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
+def _add_body_schemas(app: Litestar) -> None:
+    schema = app.openapi_schema
+    if schema.components.schemas is None:
+        schema.components.schemas = {}
+    schema.components.schemas.update(body_components())
+
+
 def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
     """Build the app. The hub (database, keys) is opened in the lifespan and closed after it."""
 
@@ -69,5 +77,6 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),
+        on_startup=[_add_body_schemas],
         debug=False,
     )

@@ -51,8 +51,16 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
         return parts
     parts = [total * w // base for w in weights]
     remainder = total - sum(parts)
-    largest = max(range(len(weights)), key=lambda i: (weights[i], -i))
-    parts[largest] += remainder
+    # Largest line first (first of equals); each takes at most up to its weight, so with many
+    # small lines (e.g. 3 fen over four 1-fen lines) the remainder spills to the next-largest.
+    order = sorted(range(len(weights)), key=lambda i: (-weights[i], i))
+    for i in order:
+        if remainder <= 0:
+            break
+        take = min(remainder, max(weights[i] - parts[i], 0))
+        parts[i] += take
+        remainder -= take
+    parts[order[0]] += remainder  # only when total > sum(weights)
     return parts
 
 

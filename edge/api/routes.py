@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from edge import __version__
+from edge.api.openapi import body_operation
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.auth.passwords import verify_secret
 from edge.auth.tokens import Claims, issue
@@ -28,7 +29,7 @@ from edge.members.models import CreateMemberRequest, Member
 from edge.members.service import commit_topup, create_member, find_member
 from edge.sales.basket import quote_lines
 from edge.sales.checkout import Replay, commit_sale, request_hash
-from edge.sales.models import (MemberSummary, QuoteRequest, QuoteResult, ReturnRequest, SaleRequest, TopupRequest)
+from edge.sales.models import MemberSummary, QuoteRequest, QuoteResult, ReturnRequest, SaleRequest, TopupRequest
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
@@ -68,7 +69,7 @@ class LoginResult(msgspec.Struct):
     till_id: str | None
 
 
-@post("/api/v1/auth/login", status_code=200)
+@post("/api/v1/auth/login", status_code=200, operation_class=body_operation(LoginRequest))
 async def login(request: Request[Any, Any, Any], hub: Hub) -> LoginResult:
     req = await decode_body(request, LoginRequest)
     if (req.password is None) == (req.pin is None):
@@ -140,7 +141,7 @@ class PriceChange(msgspec.Struct, frozen=True):
     reason: Annotated[str, Meta(max_length=200)] = ""
 
 
-@put("/api/v1/items/{sku:str}/price", opt=_perm("prices.write"))
+@put("/api/v1/items/{sku:str}/price", opt=_perm("prices.write"), operation_class=body_operation(PriceChange))
 async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item:
     req = await decode_body(request, PriceChange)
     actor = actor_of(request)
@@ -176,7 +177,7 @@ def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:
     return MemberSummary(m.member_id, m.tier, m.points, m.balance) if m else None
 
 
-@post("/api/v1/quote", opt=_perm("quote"), status_code=200)
+@post("/api/v1/quote", opt=_perm("quote"), status_code=200, operation_class=body_operation(QuoteRequest))
 async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
     req = await decode_body(request, QuoteRequest)
     _no_coupons(req.coupon_codes)
@@ -185,7 +186,7 @@ async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
                        points_earned=q.points_earned, member=_member_summary(hub, req.member_id))
 
 
-@post("/api/v1/sales", opt=_perm("sales.create"))
+@post("/api/v1/sales", opt=_perm("sales.create"), operation_class=body_operation(SaleRequest))
 async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     req = await decode_body(request, SaleRequest)
     digest = request_hash(req)
@@ -211,7 +212,7 @@ def get_sale(hub: Hub, sale_id: uuid.UUID) -> Response[bytes]:
     return raw_json(bytes(row[0]))
 
 
-@post("/api/v1/returns", opt=_perm("returns.create"))
+@post("/api/v1/returns", opt=_perm("returns.create"), operation_class=body_operation(ReturnRequest))
 async def create_return(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     req = await decode_body(request, ReturnRequest)
     digest = request_hash(req)
@@ -245,7 +246,7 @@ def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Mem
     return m
 
 
-@post("/api/v1/members", opt=_perm("members.create"))
+@post("/api/v1/members", opt=_perm("members.create"), operation_class=body_operation(CreateMemberRequest))
 async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
     req = await decode_body(request, CreateMemberRequest)
     actor = actor_of(request)
@@ -256,7 +257,8 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
     return m
 
 
-@post("/api/v1/members/{member_id:str}/topups", opt=_perm("members.topup"))
+@post("/api/v1/members/{member_id:str}/topups", opt=_perm("members.topup"),
+      operation_class=body_operation(TopupRequest))
 async def member_topup(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Response[bytes]:
     req = await decode_body(request, TopupRequest)
     digest = request_hash(req)
@@ -290,7 +292,7 @@ def stock_get(hub: Hub, sku: str) -> StockView:
     return view
 
 
-@post("/api/v1/stock/receipts", opt=_perm("stock.receive"))
+@post("/api/v1/stock/receipts", opt=_perm("stock.receive"), operation_class=body_operation(ReceiveRequest))
 async def stock_receive(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     req = await decode_body(request, ReceiveRequest)
     digest, actor, at = request_hash(req), actor_of(request), hub.clock.stamp()
@@ -298,7 +300,7 @@ async def stock_receive(request: Request[Any, Any, Any], hub: Hub) -> Response[b
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 
-@post("/api/v1/stock/adjustments", opt=_perm("stock.adjust"))
+@post("/api/v1/stock/adjustments", opt=_perm("stock.adjust"), operation_class=body_operation(AdjustRequest))
 async def stock_adjust(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     req = await decode_body(request, AdjustRequest)
     digest, actor, at = request_hash(req), actor_of(request), hub.clock.stamp()

@@ -66,24 +66,29 @@ def verify(conn: sqlite3.Connection) -> Verdict:
     for row in conn.execute("SELECT seq, kind, ref, body, hash FROM journal ORDER BY seq"):
         seq, kind, ref, body, stored_hash = row[0], row[1], row[2], bytes(row[3]), row[4]
         expected_seq = count + 1
-
-        def broken(reason: str, at: int = seq) -> Verdict:
-            return Verdict(ok=False, count=count, head=prev, broken_seq=at, reason=reason)
-
         if seq != expected_seq:
-            return broken(f"sequence gap: expected {expected_seq}, found {seq}", expected_seq)
-        if hashlib.sha256(body).hexdigest() != stored_hash:
-            return broken("record bytes do not match the stored hash")
-        try:
-            decoded = _body_decoder.decode(body)
-        except msgspec.DecodeError:
-            return broken("record body is not a journal record")
-        if canonical(decoded) != body:
-            return broken("record body is not canonical")
-        if decoded.seq != seq or decoded.kind != kind or decoded.ref != ref:
-            return broken("record columns disagree with its body")
-        if decoded.prev != prev:
-            return broken("record does not chain to the previous record")
+            reason = f"sequence gap: expected {expected_seq}, found {seq}"
+            return Verdict(ok=False, count=count, head=prev, broken_seq=expected_seq, reason=reason)
+        problem = _check_record(seq, kind, ref, body, stored_hash, prev)
+        if problem is not None:
+            return Verdict(ok=False, count=count, head=prev, broken_seq=seq, reason=problem)
         prev = stored_hash
         count += 1
     return Verdict(ok=True, count=count, head=prev)
+
+
+def _check_record(seq: int, kind: str, ref: str, body: bytes, stored_hash: str, prev: str) -> str | None:
+    """What is wrong with one record, or None."""
+    if hashlib.sha256(body).hexdigest() != stored_hash:
+        return "record bytes do not match the stored hash"
+    try:
+        decoded = _body_decoder.decode(body)
+    except msgspec.DecodeError:
+        return "record body is not a journal record"
+    if canonical(decoded) != body:
+        return "record body is not canonical"
+    if decoded.seq != seq or decoded.kind != kind or decoded.ref != ref:
+        return "record columns disagree with its body"
+    if decoded.prev != prev:
+        return "record does not chain to the previous record"
+    return None

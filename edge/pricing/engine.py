@@ -91,8 +91,11 @@ class Context(msgspec.Struct, frozen=True):
 
 
 class Rule(Protocol):
-    rule_id: str
-    priority: int
+    @property
+    def rule_id(self) -> str: ...
+
+    @property
+    def priority(self) -> int: ...
 
     def apply(self, lines: list[BasketLine], nets: list[int], ctx: Context) -> list[int]:
         """Discount per line (same order as `lines`), given each line's current net."""
@@ -151,7 +154,7 @@ def price_basket(lines: list[BasketLine], ctx: Context, rules: list[Rule]) -> Qu
                 name_en = getattr(rule, "name_en", rule.rule_id)
                 applied[i].append(Applied(rule.rule_id, name_zh, name_en, amount))
     priced = []
-    for line, net, line_applied in zip(lines, nets, applied):
+    for line, net, line_applied in zip(lines, nets, applied, strict=True):
         priced.append(
             PricedLine(
                 line_no=line.line_no,

@@ -51,24 +51,30 @@ def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_n
         if item is None:
             raise ApiError(422, "unknown_item", f"{where}: no item with sku {line.sku[:64]}", line_no=line_no)
     pitem = _pricing_item(item)
+
+    def bad(code: str, message: str) -> ApiError:
+        return ApiError(400, code, f"{where}: {message}", line_no=line_no)
+
     if embedded_price is not None:
         # A price label: the label's price is the line price; weight derived for stock.
         if line.qty not in (None, 1) or line.weight_g is not None:
-            raise ApiError(400, "invalid_quantity", f"{where}: a price label is one line of quantity 1", line_no=line_no)
-        weight = div_half_up(embedded_price * 1000, item.price) if item.unit == "kg" and item.price else None
-        return BasketLine(line_no, pitem, 1, weight, line.barcode, item.price if item.unit == "kg" else embedded_price, embedded_price)
+            raise bad("invalid_quantity", "a price label is one line of quantity 1")
+        if item.unit == "kg":
+            weight = div_half_up(embedded_price * 1000, item.price) if item.price else None
+            return BasketLine(line_no, pitem, 1, weight, line.barcode, item.price, embedded_price)
+        return BasketLine(line_no, pitem, 1, None, line.barcode, embedded_price, embedded_price)
     if item.unit == "kg":
         if line.qty not in (None, 1):
-            raise ApiError(400, "invalid_quantity", f"{where}: {item.sku} is sold by weight; send weight_g", line_no=line_no)
+            raise bad("invalid_quantity", f"{item.sku} is sold by weight; send weight_g")
         if embedded_weight is not None and line.weight_g is not None and line.weight_g != embedded_weight:
-            raise ApiError(400, "invalid_quantity", f"{where}: weight_g disagrees with the label's weight", line_no=line_no)
+            raise bad("invalid_quantity", "weight_g disagrees with the label's weight")
         weight = embedded_weight if embedded_weight is not None else line.weight_g
         if weight is None:
-            raise ApiError(400, "weight_required", f"{where}: {item.sku} is sold by weight; send weight_g", line_no=line_no)
+            raise bad("weight_required", f"{item.sku} is sold by weight; send weight_g")
         gross = div_half_up(item.price * weight, 1000)
         return BasketLine(line_no, pitem, 1, weight, line.barcode, item.price, _checked(gross, where, line_no))
     if line.weight_g is not None:
-        raise ApiError(400, "invalid_quantity", f"{where}: {item.sku} is counted; send qty, not weight_g", line_no=line_no)
+        raise bad("invalid_quantity", f"{item.sku} is counted; send qty, not weight_g")
     qty = line.qty if line.qty is not None else 1
     return BasketLine(line_no, pitem, qty, None, line.barcode, item.price, _checked(item.price * qty, where, line_no))
 

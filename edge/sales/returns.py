@@ -141,7 +141,8 @@ def commit_return(
             if f.method == "stored_value":
                 member_ledger.post(conn, "value", member_id, f.amount, "refund", return_id, actor, at)
             elif f.method == "points":
-                member_ledger.post(conn, "points", member_id, f.amount // POINT_VALUE_FEN, "refund", return_id, actor, at)
+                points_back = f.amount // POINT_VALUE_FEN
+                member_ledger.post(conn, "points", member_id, points_back, "refund", return_id, actor, at)
         if sale["points_earned"] and sale["total"] > 0:
             owed = share_of_units(sale["points_earned"], sale["total"], refunded_before, refund_total)
             points_now, _ = member_ledger.balances(conn, member_id)

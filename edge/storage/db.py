@@ -135,7 +135,7 @@ class Database:
             conn.execute("SAVEPOINT w")
             try:
                 result = fn(conn)
-            except BaseException as exc:  # the caller gets it; the batch goes on
+            except Exception as exc:  # noqa: BLE001 -- the caller gets it; the batch goes on
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
                 outcomes.append((fut, False, exc))

@@ -1,0 +1,160 @@
+"""Shared fixtures: a real `backroom serve` subprocess on a freshly seeded demo data directory.
+
+Tests talk to it over HTTP with httpx, as an independent till would, and read its SQLite file
+read-only to check what was (or was not) written.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DEMO_SECRETS: dict[str, dict[str, str]] = {
+    "manager": {"password": "manager-demo"},
+    "region": {"password": "region-demo"},
+    "cashier": {"pin": "1234"},
+    "guide": {"pin": "5678"},
+}
+WRITTEN_TABLES = ("journal", "outbox", "sales")
+
+
+def backroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as `python -m edge.cli` with this interpreter."""
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        pytest.fail(f"backroom {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Hub:
+    """A running hub: its URL, its data directory, and helpers to log in and inspect the database."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], base_url: str, data_dir: Path, log_path: Path) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self._clients: list[httpx.Client] = []
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+        self._clients.append(client)
+        return client
+
+    def login(self, username: str, password: str | None = None, pin: str | None = None,
+              till_id: str | None = None) -> httpx.Client:
+        """A client carrying a bearer token; demo logins need only the username (PINs log in at till T1)."""
+        if password is None and pin is None:
+            secret = DEMO_SECRETS[username]
+            password, pin = secret.get("password"), secret.get("pin")
+        body: dict[str, str] = {"username": username}
+        if password is not None:
+            body["password"] = password
+        if pin is not None:
+            body["pin"] = pin
+            body["till_id"] = till_id or "T1"
+        elif till_id is not None:
+            body["till_id"] = till_id
+        resp = httpx.post(f"{self.base_url}/api/v1/auth/login", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        return self.client(resp.json()["token"])
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows from a read-only connection to the hub's database."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'hub.sqlite3'}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(row) for row in conn.execute(sql, args)]
+        finally:
+            conn.close()
+
+    def counts(self, tables: tuple[str, ...] = WRITTEN_TABLES) -> dict[str, int]:
+        """Row counts, for "nothing was written" checks."""
+        return {table: self.query(f"SELECT count(*) FROM {table}")[0][0] for table in tables}
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_hub(root: Path, config: dict[str, Any] | None = None) -> Hub:
+    """Seed `root/data` with the demo store and serve it on a free port; fail loudly if it will not start."""
+    data_dir = root / "data"
+    backroom("seed", "--demo", "--data", str(data_dir))
+    port = free_port()
+    args = ["serve", "--data", str(data_dir), "--port", str(port)]
+    if config:
+        config_path = root / "hub.toml"
+        config_path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items()), "utf-8")
+        args += ["--config", str(config_path)]
+    log_path = root / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *args], stdout=log, stderr=subprocess.STDOUT)
+    hub = Hub(proc, f"http://127.0.0.1:{port}", data_dir, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{hub.base_url}/healthz", timeout=1).status_code == 200:
+                return hub
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    hub.close()
+    pytest.fail(f"backroom serve did not become healthy (exit {proc.returncode}); its log:\n{hub.log()}")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One freshly seeded hub per test module, shared by its tests."""
+    running = start_hub(tmp_path_factory.mktemp("hub"))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def fresh_hub(tmp_path: Path) -> Iterator[Hub]:
+    """A pristine hub of the test's own, for tests that need literal starting balances."""
+    running = start_hub(tmp_path)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Start extra hubs with a config file (`hub_factory(token_ttl_s=1)`); all stop after the test."""
+    started: list[Hub] = []
+
+    def make(**config: Any) -> Hub:
+        running = start_hub(tmp_path / f"hub{len(started)}", config)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.close()

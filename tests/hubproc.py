@@ -1,0 +1,115 @@
+"""A real `backroom serve` subprocess for tests: seed a data dir, start on a free port, kill or stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def backroom(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the CLI (`python -m edge.cli ...`) to completion."""
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=_env())
+
+
+def seed_demo(data_dir: Path) -> None:
+    done = backroom("seed", "--demo", "--data", str(data_dir))
+    assert done.returncode == 0, done.stderr
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("BACKROOM_DATA", "BACKROOM_PORT", "BACKROOM_HQ", "BACKROOM_STORE", "BACKROOM_MQTT_PORT"):
+        env.pop(var, None)
+    return env
+
+
+class HubProcess:
+    """One `backroom serve` process on `data_dir`; its output goes to `serve-N.log` beside the data."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, config: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.config = config
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    def start(self, timeout: float = 30) -> HubProcess:
+        self._starts += 1
+        self.log_path = self.data_dir.parent / f"serve-{self.data_dir.name}-{self._starts}.log"
+        args = [sys.executable, "-m", "edge.cli", "serve", "--data", str(self.data_dir), "--port", str(self.port),
+                "--log-level", "warning"]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"backroom serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"backroom serve did not become healthy in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no lifespan teardown — a power cut for the process."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def client(self, username: str = "cashier", *, pin: str | None = "1234", password: str | None = None,
+               till_id: str | None = "T1", timeout: float = 10) -> httpx.Client:
+        """An httpx client logged in as `username` (cashier PIN by default)."""
+        body: dict[str, str] = {"username": username}
+        if password is not None:
+            body["password"] = password
+        else:
+            assert pin is not None
+            body["pin"] = pin
+            if till_id is not None:
+                body["till_id"] = till_id
+        c = httpx.Client(base_url=self.url, timeout=timeout)
+        r = c.post("/api/v1/auth/login", json=body)
+        assert r.status_code == 200, r.text
+        c.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        return c
+
+    def __enter__(self) -> HubProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

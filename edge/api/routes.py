@@ -29,7 +29,16 @@ from edge.members.models import CreateMemberRequest, Member
 from edge.members.service import commit_topup, create_member, find_member
 from edge.sales.basket import quote_lines
 from edge.sales.checkout import Replay, commit_sale, request_hash
-from edge.sales.models import MemberSummary, QuoteRequest, QuoteResult, ReturnRequest, SaleRequest, TopupRequest
+from edge.sales.exchanges import commit_exchange, parts_of
+from edge.sales.models import (
+    ExchangeRequest,
+    MemberSummary,
+    QuoteRequest,
+    QuoteResult,
+    ReturnRequest,
+    SaleRequest,
+    TopupRequest,
+)
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
@@ -222,6 +231,25 @@ async def create_return(request: Request[Any, Any, Any], hub: Hub) -> Response[b
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 
+@post("/api/v1/exchanges", opt=_perm("returns.create"), operation_class=body_operation(ExchangeRequest))
+async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    req = await decode_body(request, ExchangeRequest)
+    if not may(request, "sales.create"):
+        raise ApiError(403, "forbidden", f"role {claims_of(request).role} may not sales.create")
+    digest = request_hash(req)
+    _, sale_req = parts_of(req)
+    reader = hub.db.reader()
+    member_id = req.member_id
+    if member_id is None:
+        row = reader.execute("SELECT member_id FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
+        member_id = row[0] if row else None
+    q = quote_lines(reader, hub.config.barcode_layout, sale_req.lines, member_id)
+    actor = actor_of(request, req.till_id)
+    at, today = hub.clock.stamp(), hub.clock.today()
+    result = await hub.db.write(lambda conn: commit_exchange(conn, req, digest, q, actor, at, today, hub.store_code))
+    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
 # -- members ------------------------------------------------------------------------------------------
 
 @get("/api/v1/members/lookup", opt=_perm("members.read"), sync_to_thread=False)
@@ -316,5 +344,5 @@ def journal_verify(hub: Hub) -> chain.Verdict:
 
 
 ROUTES = [healthz, login, me, list_items, lookup, get_item, set_price, quote, create_sale, get_sale,
-          create_return, member_lookup, member_get, member_create, member_topup, stock_alerts, stock_get,
-          stock_receive, stock_adjust, journal_verify]
+          create_return, create_exchange, member_lookup, member_get, member_create, member_topup, stock_alerts,
+          stock_get, stock_receive, stock_adjust, journal_verify]

@@ -75,12 +75,17 @@ def commit_sale(
     at: str,
     today: str,
     store_code: str,
+    exchange_credit: int = 0,
 ) -> Replay | bytes:
+    """Commit a sale. `exchange_credit` (from a return in the same exchange) pays part of it."""
     sale_id = str(req.sale_id)
     replay = replay_or_conflict(conn, "sales", "sale_id", sale_id, digest)
     if replay is not None:
         return replay
-    tendered, change = check_tenders(quote.total, req.tenders, req.member_id)
+    tendered, change = check_tenders(quote.total - exchange_credit, req.tenders, req.member_id)
+    tenders = [DeltaTender(t.method, t.amount, t.reference) for t in req.tenders]
+    if exchange_credit:
+        tenders.append(DeltaTender("exchange", exchange_credit))
     receipt_no = f"{store_code}-{_next_counter(conn, 'receipt'):08d}"
 
     points_redeemed = sum(t.amount for t in req.tenders if t.method == "points") // POINT_VALUE_FEN
@@ -109,13 +114,13 @@ def commit_sale(
         "receipt_no": receipt_no, "till_id": req.till_id, "user_id": actor.user_id, "member_id": req.member_id,
         "total": quote.total, "tax": quote.tax, "change": change,
         "lines": [[ln.sku, ln.qty, ln.weight_g, ln.net] for ln in quote.lines],
-        "tenders": [[t.method, t.amount] for t in req.tenders],
+        "tenders": [[t.method, t.amount] for t in tenders],
     })
     result = SaleResult(
         sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, created_at=at, lines=quote.lines,
         subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, tenders=req.tenders,
         tendered=tendered, change=change, points_earned=points_earned, points_redeemed=points_redeemed,
-        member=member, journal_seq=appended.seq, journal_hash=appended.hash,
+        member=member, journal_seq=appended.seq, journal_hash=appended.hash, exchange_credit=exchange_credit,
     )
     body = _result_encoder.encode(result)
     conn.execute(
@@ -138,7 +143,7 @@ def commit_sale(
              line.discount, line.net, line.tax, line.tax_rate_bp, msgspec.json.encode(line.applied).decode(),
              msgspec.json.encode(parts).decode()),
         )
-    for n, t in enumerate(req.tenders, start=1):
+    for n, t in enumerate(tenders, start=1):
         conn.execute("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference) VALUES (?, ?, ?, ?, ?)",
                      (sale_id, n, t.method, t.amount, t.reference))
     outbox.append(conn, SaleDelta(
@@ -146,7 +151,7 @@ def commit_sale(
         lines=[DeltaLine(line_no=ln.line_no, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price, gross=ln.gross,
                          discount=ln.discount, net=ln.net, tax=ln.tax, weight_g=ln.weight_g,
                          rules=[(a.rule_id, a.amount) for a in ln.applied]) for ln in quote.lines],
-        tenders=[DeltaTender(t.method, t.amount, t.reference) for t in req.tenders],
+        tenders=tenders,
         subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, change=change,
         journal_seq=appended.seq, member_id=req.member_id, points_earned=points_earned,
         points_redeemed=points_redeemed, value_spent=value_spent,

@@ -84,6 +84,7 @@ class SaleResult(msgspec.Struct, frozen=True):
     member: MemberSummary | None
     journal_seq: int
     journal_hash: str
+    exchange_credit: int = 0
 
 
 class ReturnLineIn(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -145,3 +146,30 @@ class TopupResult(msgspec.Struct, frozen=True):
     created_at: str
     journal_seq: int
     journal_hash: str
+
+
+class ExchangeRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Return lines of an earlier sale and sell replacements in one transaction.
+
+    The return's refund pays for the new lines first; `tenders` cover what is still due (empty
+    when the credit covers it all); any credit left over is refunded like a return's.
+    """
+
+    exchange_id: uuid.UUID
+    sale_id: uuid.UUID
+    till_id: Code
+    return_lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=500)]
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=500)]
+    tenders: Annotated[list[TenderIn], Meta(max_length=10)] = []
+    member_id: Code | None = None
+    refund_method: TenderMethod | None = None
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
+class ExchangeResult(msgspec.Struct, frozen=True):
+    exchange_id: str
+    credit: int
+    due: int
+    refunded: int
+    returned: ReturnResult
+    sale: SaleResult

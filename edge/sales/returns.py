@@ -4,7 +4,8 @@ Refund per line is the stored net of the sale line shared out by units with cumu
 so returning every unit — in one return or many — refunds exactly the line's net, never a fen
 more. Returned units go back to the batches they were sold from. Without an explicit
 `refund_method` the refund goes back to the sale's own tenders: member stored value and points
-first, then card and wallets, cash last, never more to a tender than it paid.
+first, then card and wallets, cash last, never more to a tender than it paid. Exchange credit that
+paid for a sale is refunded as cash if that sale is returned in turn.
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ def _batches_back(allocation: list[list[int]], done: int, taking: int) -> list[t
 
 
 def commit_return(
-    conn: sqlite3.Connection, req: ReturnRequest, digest: str, actor: Actor, at: str
+    conn: sqlite3.Connection, req: ReturnRequest, digest: str, actor: Actor, at: str,
+    exchange_total: int | None = None,
 ) -> Replay | bytes:
+    """Commit a return. In an exchange, up to `exchange_total` of the refund becomes credit
+    (refund method `exchange`) that pays for the replacement sale in the same transaction."""
     return_id, sale_id = str(req.return_id), str(req.sale_id)
     replay = replay_or_conflict(conn, "returns", "return_id", return_id, digest)
     if replay is not None:
@@ -118,11 +122,14 @@ def commit_return(
     member_id = sale["member_id"]
     refunded_before = int(conn.execute("SELECT coalesce(sum(refund_total), 0) FROM returns WHERE sale_id = ?",
                                        (sale_id,)).fetchone()[0])
+    to_exchange = min(refund_total, exchange_total) if exchange_total is not None else 0
+    refunds = [Refund("exchange", to_exchange)] if to_exchange else []
+    payout = refund_total - to_exchange
     if req.refund_method is not None:
         if req.refund_method in ("stored_value", "points") and member_id is None:
             raise ApiError(422, "member_required", "refunds to stored value or points need a member sale")
-        refunds = [Refund(req.refund_method, refund_total)] if refund_total else []
-    else:
+        refunds += [Refund(req.refund_method, payout)] if payout else []
+    elif payout:
         paid: dict[str, int] = {}
         for method, amount in conn.execute("SELECT method, amount FROM sale_tenders WHERE sale_id = ?", (sale_id,)):
             paid[method] = paid.get(method, 0) + amount
@@ -132,7 +139,7 @@ def commit_return(
             """SELECT f.method, f.amount FROM return_refunds f JOIN returns r ON r.return_id = f.return_id
                WHERE r.sale_id = ?""", (sale_id,)):
             refunded[method] = refunded.get(method, 0) + amount
-        refunds = split_refund(refund_total, paid, refunded)
+        refunds += split_refund(payout, paid, refunded)
 
     points_reversed = 0
     member: MemberSummary | None = None

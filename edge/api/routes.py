@@ -20,7 +20,7 @@ from edge.api.openapi import body_operation
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.auth.passwords import verify_secret
 from edge.auth.tokens import Claims, issue
-from edge.catalog.models import Item, ItemPage, LookupResult
+from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
 from edge.errors import ApiError
 from edge.hub import Hub
@@ -143,6 +143,17 @@ def get_item(hub: Hub, sku: str) -> Item:
     if item is None:
         raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
     return item
+
+
+class CategoryList(msgspec.Struct):
+    categories: list[Category]
+
+
+@get("/api/v1/categories", opt=_perm("items.read"), sync_to_thread=False)
+def list_categories(hub: Hub) -> CategoryList:
+    sql = "SELECT category_id, parent_id, name_zh, name_en FROM categories ORDER BY category_id"
+    rows = hub.db.reader().execute(sql)
+    return CategoryList([Category(*r) for r in rows])
 
 
 class PriceChange(msgspec.Struct, frozen=True):
@@ -343,6 +354,6 @@ def journal_verify(hub: Hub) -> chain.Verdict:
     return chain.verify(hub.db.reader())
 
 
-ROUTES = [healthz, login, me, list_items, lookup, get_item, set_price, quote, create_sale, get_sale,
+ROUTES = [healthz, login, me, list_items, list_categories, lookup, get_item, set_price, quote, create_sale, get_sale,
           create_return, create_exchange, member_lookup, member_get, member_create, member_topup, stock_alerts,
           stock_get, stock_receive, stock_adjust, journal_verify]

@@ -47,11 +47,12 @@ class ReceiveRequest(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class AdjustRequest(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A correction (signed qty) or a count (the counted level; the ledger records the difference)."""
+    """A correction (signed qty), a count (the counted level; the ledger records the difference), or
+    goods shipped to / received from another store (qty > 0; HQ-routed transfers come with sync)."""
 
     adjustment_id: uuid.UUID
     sku: Sku
-    kind: Literal["adjustment", "count"]
+    kind: Literal["adjustment", "count", "transfer_out", "transfer_in"]
     qty: Annotated[int, Meta(ge=-10_000_000, le=10_000_000)]
     reason: Annotated[str, Meta(min_length=1, max_length=200)]
     lot: Annotated[str, Meta(max_length=64)] | None = None

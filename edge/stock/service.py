@@ -97,6 +97,10 @@ def adjust(conn: sqlite3.Connection, req: AdjustRequest, digest: str, actor: Act
         else:
             current = ledger.on_hand(conn, req.sku)
         delta = req.qty - int(current)
+    elif req.kind in ("transfer_out", "transfer_in"):
+        if req.qty <= 0:
+            raise ApiError(400, "invalid_quantity", "a transfer moves a positive quantity")
+        delta = -req.qty if req.kind == "transfer_out" else req.qty
     else:
         if req.qty == 0:
             raise ApiError(400, "invalid_quantity", "an adjustment of zero changes nothing")

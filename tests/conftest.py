@@ -88,6 +88,10 @@ class Hub:
         """Row counts, for "nothing was written" checks."""
         return {table: self.query(f"SELECT count(*) FROM {table}")[0][0] for table in tables}
 
+    def backroom(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a CLI command on this hub's data directory (`hub.backroom("journal", "verify")`)."""
+        return backroom(*args, "--data", str(self.data_dir), check=False)
+
     def log(self) -> str:
         return self.log_path.read_text("utf-8", errors="replace")
 

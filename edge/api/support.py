@@ -47,7 +47,11 @@ def claims_of(request: Request[Any, Any, Any]) -> Claims:
 
 
 def actor_of(request: Request[Any, Any, Any], till_id: str | None = None) -> Actor:
+    """Who writes, and at which till. A PIN login is bound to its till: its writes cannot be booked
+    to another till's drawer. A password login (manager, tablet) names the till per request."""
     claims = claims_of(request)
+    if claims.till_id is not None and till_id is not None and till_id != claims.till_id:
+        raise ApiError(403, "till_mismatch", f"logged in at till {claims.till_id}, not {till_id[:64]}")
     return Actor(user_id=claims.user_id, till_id=till_id or claims.till_id)
 
 

@@ -63,8 +63,10 @@ def receive(conn: sqlite3.Connection, req: ReceiveRequest, digest: str, actor: A
     movements = []
     for line in req.lines:
         expiry = line.expiry.isoformat() if line.expiry else None
-        batch_id = ledger.ensure_batch(conn, line.sku, line.lot, expiry, at) if line.lot else ledger.UNBATCHED
-        movements.append(_move(conn, sku=line.sku, qty=line.qty, kind="receive", batch_id=batch_id, lot=line.lot,
+        # Goods with an expiry always form a batch (named by the date when no lot is given) so FEFO sees it.
+        lot = line.lot or (f"EXP-{expiry}" if expiry else None)
+        batch_id = ledger.ensure_batch(conn, line.sku, lot, expiry, at) if lot else ledger.UNBATCHED
+        movements.append(_move(conn, sku=line.sku, qty=line.qty, kind="receive", batch_id=batch_id, lot=lot,
                                expiry=expiry, ref=rid, reason=req.supplier, actor=actor, at=at, seq=appended.seq))
     skus = sorted({ln.sku for ln in req.lines})
     for sku in skus:

@@ -79,7 +79,7 @@ class HubProcess:
         """SIGKILL: no shutdown, no flush, no lifespan teardown — a power cut for the process."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        assert self.proc.wait(timeout=10) == -signal.SIGKILL, "the hub had already exited"
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -102,11 +102,10 @@ class HubProcess:
             body["pin"] = pin
             if till_id is not None:
                 body["till_id"] = till_id
-        c = httpx.Client(base_url=self.url, timeout=timeout)
-        r = c.post("/api/v1/auth/login", json=body)
+        r = httpx.post(self.url + "/api/v1/auth/login", json=body, timeout=timeout)
         assert r.status_code == 200, r.text
-        c.headers["Authorization"] = f"Bearer {r.json()['token']}"
-        return c
+        token = r.json()["token"]
+        return httpx.Client(base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
     def __enter__(self) -> HubProcess:
         return self.start() if self.proc is None else self

@@ -173,3 +173,12 @@ def test_swapped_records_name_the_first_of_them(journal_dir: Path, tmp_path: Pat
     code, out = _verify(copy)
     assert code == 1
     assert _names_seq(out, 2), out
+
+
+def test_a_cut_off_tail_is_named_by_the_sale_that_references_it(journal_dir: Path, tmp_path: Path) -> None:
+    copy = _copy(journal_dir, tmp_path)
+    _tamper(copy, "DELETE FROM journal WHERE seq = ?", RECORDS)  # the last record is the last sale's
+    code, out = _verify(copy)
+    assert code == 1
+    assert _names_seq(out, RECORDS), out
+    assert "truncated" in out

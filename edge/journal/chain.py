@@ -74,6 +74,12 @@ def verify(conn: sqlite3.Connection) -> Verdict:
             return Verdict(ok=False, count=count, head=prev, broken_seq=seq, reason=problem)
         prev = stored_hash
         count += 1
+    # The chain cannot see its own tail cut off; the sales and returns that name their records can.
+    for table in ("sales", "returns"):
+        referenced = conn.execute(f"SELECT max(journal_seq) FROM {table}").fetchone()[0]
+        if referenced is not None and referenced > count:
+            return Verdict(ok=False, count=count, head=prev, broken_seq=count + 1,
+                           reason=f"journal truncated: {table} reference seq {referenced}, the chain ends at {count}")
     return Verdict(ok=True, count=count, head=prev)
 
 

@@ -22,6 +22,7 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 256 * 1024
     barcode_layout: VariableMeasureLayout = VariableMeasureLayout()
+    return_clawback: bool = False  # a return below a 满减 threshold gives back the lost discount (docs/promotions.md)
 
     @property
     def db_path(self) -> Path:

@@ -8,6 +8,7 @@ import time
 from edge.auth.tokens import load_key
 from edge.clock import StoreClock
 from edge.config import HubConfig
+from edge.promotions.repository import PromotionCache
 from edge.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Hub:
         self.key = load_key(config.data_dir)
         self.clock = StoreClock(config.timezone)
         self.throttle = LoginThrottle()
+        self.promotions = PromotionCache()
         stored = self.db.reader().execute("SELECT value FROM settings WHERE key = 'store_id'").fetchone()
         self.store_id: str = stored[0] if stored else config.store_id
         # Receipt numbers read e.g. D001-00000042: short, and unique across the chain's stores.

@@ -27,11 +27,16 @@ from edge.hub import Hub
 from edge.journal import chain
 from edge.members.models import CreateMemberRequest, Member
 from edge.members.service import commit_topup, create_member, find_member
+from edge.pricing.engine import Quote
+from edge.pricing.price_lists import local_edit_blocked, set_local_price
+from edge.promotions import repository as promotions
+from edge.promotions.rules import Promotion, promotion_encoder
 from edge.sales.basket import quote_lines
 from edge.sales.checkout import Replay, commit_sale, request_hash
 from edge.sales.exchanges import commit_exchange, parts_of
 from edge.sales.models import (
     ExchangeRequest,
+    LineIn,
     MemberSummary,
     QuoteRequest,
     QuoteResult,
@@ -167,10 +172,17 @@ async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item
     actor = actor_of(request)
     at = hub.clock.stamp()
 
+    now = hub.clock.now()
+
     def write(conn: Any) -> None:
         row = conn.execute("SELECT price FROM items WHERE sku = ?", (sku,)).fetchone()
         if row is None:
             raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
+        locked_by = local_edit_blocked(conn, sku, hub.store_id, now)
+        if locked_by is not None:
+            raise ApiError(403, "price_locked", f"HQ price list {locked_by} fixes the price of {sku}; "
+                           "local edits are not allowed", list_id=locked_by)
+        set_local_price(conn, sku, req.price, hub.store_id, now)  # where an HQ list allows local edits
         conn.execute("UPDATE items SET price = ?, updated_at = ? WHERE sku = ?", (req.price, at, sku))
         conn.execute(
             "INSERT INTO audit (at, user_id, till_id, action, target, detail) VALUES (?, ?, ?, 'price.set', ?, ?)",
@@ -185,9 +197,10 @@ async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item
 
 # -- quote, sale, return --------------------------------------------------------------------------------
 
-def _no_coupons(codes: list[str]) -> None:
-    if codes:
-        raise ApiError(422, "unknown_coupon", f"coupon {codes[0]} is not valid at this store")
+def _quote(hub: Hub, reader: Any, lines: list[LineIn], member_id: str | None, coupon_codes: list[str]) -> Quote:
+    """Quote and sale share this: prices in force and promotions running now, the cached rule book."""
+    return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
+                       book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id)
 
 
 def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:
@@ -200,10 +213,9 @@ def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:
 @post("/api/v1/quote", opt=_perm("quote"), status_code=200, operation_class=body_operation(QuoteRequest))
 async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
     req = await decode_body(request, QuoteRequest)
-    _no_coupons(req.coupon_codes)
-    q = quote_lines(hub.db.reader(), hub.config.barcode_layout, req.lines, req.member_id)
+    q = _quote(hub, hub.db.reader(), req.lines, req.member_id, req.coupon_codes)
     return QuoteResult(lines=q.lines, subtotal=q.subtotal, discount=q.discount, total=q.total, tax=q.tax,
-                       points_earned=q.points_earned, member=_member_summary(hub, req.member_id))
+                       points_earned=q.points_earned, member=_member_summary(hub, req.member_id), hints=q.hints)
 
 
 @post("/api/v1/sales", opt=_perm("sales.create"), operation_class=body_operation(SaleRequest))
@@ -216,8 +228,7 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
         if prior[0] != digest:
             raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
         return raw_json(bytes(prior[1]), 201)
-    _no_coupons(req.coupon_codes)
-    q = quote_lines(reader, hub.config.barcode_layout, req.lines, req.member_id)
+    q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
@@ -238,7 +249,8 @@ async def create_return(request: Request[Any, Any, Any], hub: Hub) -> Response[b
     digest = request_hash(req)
     actor = actor_of(request, req.till_id)
     at = hub.clock.stamp()
-    result = await hub.db.write(lambda conn: commit_return(conn, req, digest, actor, at))
+    clawback = hub.config.return_clawback
+    result = await hub.db.write(lambda conn: commit_return(conn, req, digest, actor, at, clawback=clawback))
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 
@@ -254,11 +266,36 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
     if member_id is None:
         row = reader.execute("SELECT member_id FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
         member_id = row[0] if row else None
-    q = quote_lines(reader, hub.config.barcode_layout, sale_req.lines, member_id)
+    q = _quote(hub, reader, sale_req.lines, member_id, [])
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     result = await hub.db.write(lambda conn: commit_exchange(conn, req, digest, q, actor, at, today, hub.store_code))
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
+
+
+# -- promotions (created locally for now; HQ pushes them once sync exists) ------------------------------
+
+@post("/api/v1/promotions", opt=_perm("promotions.write"), operation_class=body_operation(Promotion))
+async def promotion_create(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    promo = await decode_body(request, Promotion)
+    actor, at = actor_of(request), hub.clock.stamp()
+    await hub.db.write(lambda conn: promotions.create_promotion(conn, promo, actor.user_id, at))
+    return raw_json(promotion_encoder.encode(promo), 201)
+
+
+@get("/api/v1/promotions", opt=_perm("items.read"), sync_to_thread=False)
+def promotion_list(hub: Hub) -> Response[bytes]:
+    reader = hub.db.reader()
+    body = {"version": promotions.version(reader), "promotions": promotions.active_promotions(reader)}
+    return raw_json(promotion_encoder.encode(body))
+
+
+@post("/api/v1/coupons", opt=_perm("promotions.write"), operation_class=body_operation(promotions.Coupon))
+async def coupon_create(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
+    coupon = await decode_body(request, promotions.Coupon)
+    at = hub.clock.stamp()
+    await hub.db.write(lambda conn: promotions.create_coupon(conn, coupon, at))
+    return raw_json(promotion_encoder.encode(coupon), 201)
 
 
 # -- members ------------------------------------------------------------------------------------------
@@ -357,3 +394,4 @@ def journal_verify(hub: Hub) -> chain.Verdict:
 ROUTES = [healthz, login, me, list_items, list_categories, lookup, get_item, set_price, quote, create_sale, get_sale,
           create_return, create_exchange, member_lookup, member_get, member_create, member_topup, stock_alerts,
           stock_get, stock_receive, stock_adjust, journal_verify]
+ROUTES += [promotion_create, promotion_list, coupon_create]

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
+from collections.abc import Sequence
+
+import msgspec
 
 from edge.catalog.barcodes import VariableMeasureLayout
 from edge.catalog.models import Item
 from edge.catalog.repository import item_by_sku, lookup_barcode
+from edge.clock import StoreClock
+from edge.config import HubConfig
 from edge.errors import ApiError
 from edge.money import div_half_up
-from edge.pricing.engine import BasketLine, Context, PricingItem, Quote, Tier, price_basket, tier_rules
+from edge.pricing.engine import BasketLine, Context, PricingItem, Quote, RuleBook, Tier, price_basket
+from edge.pricing.price_lists import PriceBoard
+from edge.promotions import repository as promotions
 from edge.sales.models import LineIn
 
 MAX_LINE_FEN = 10_000_000  # 100,000 yuan on one line is a typo, not a sale
 
 
-def _pricing_item(item: Item) -> PricingItem:
+def _pricing_item(item: Item, member_price: int | None = None) -> PricingItem:
     return PricingItem(
         sku=item.sku,
         name_zh=item.name_zh,
@@ -26,10 +34,12 @@ def _pricing_item(item: Item) -> PricingItem:
         tax_rate_bp=item.tax_rate_bp,
         brand=item.brand,
         tags=tuple(item.tags),
+        member_price=member_price,
     )
 
 
-def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_no: int, line: LineIn) -> BasketLine:
+def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_no: int, line: LineIn,
+                 prices: PriceBoard | None = None) -> BasketLine:
     where = f"lines[{line_no - 1}]"
     if (line.barcode is None) == (line.sku is None):
         raise ApiError(400, "invalid_line", f"{where}: give exactly one of barcode or sku", line_no=line_no)
@@ -50,7 +60,10 @@ def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_n
         item = item_by_sku(conn, line.sku)
         if item is None:
             raise ApiError(422, "unknown_item", f"{where}: no item with sku {line.sku[:64]}", line_no=line_no)
-    pitem = _pricing_item(item)
+    member_price = None
+    if prices is not None:  # the price in force now (price lists), recorded on the line as unit_price
+        item, member_price = prices.apply(conn, item)
+    pitem = _pricing_item(item, member_price)
 
     def bad(code: str, message: str) -> ApiError:
         return ApiError(400, code, f"{where}: {message}", line_no=line_no)
@@ -89,18 +102,42 @@ def member_context(conn: sqlite3.Connection, member_id: str | None) -> Context:
     if member_id is None:
         return Context()
     row = conn.execute(
-        """SELECT m.member_id, t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct
+        """SELECT m.member_id, t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct, m.tags
            FROM members m JOIN tiers t ON t.tier = m.tier WHERE m.member_id = ?""",
         (member_id,),
     ).fetchone()
     if row is None:
         raise ApiError(422, "unknown_member", f"no member {member_id[:64]}")
-    return Context(member_id=row[0], tier=Tier(row[1], row[2], row[3], row[4], row[5]))
+    tags = tuple(msgspec.json.decode(row[6], type=list[str])) if row[6] else ()
+    return Context(member_id=row[0], tier=Tier(row[1], row[2], row[3], row[4], row[5]), member_tags=tags)
 
 
 def quote_lines(
-    conn: sqlite3.Connection, layout: VariableMeasureLayout, lines: list[LineIn], member_id: str | None
+    conn: sqlite3.Connection, layout: VariableMeasureLayout, lines: list[LineIn], member_id: str | None,
+    coupon_codes: Sequence[str] = (), *, book: RuleBook | None = None, at: datetime.datetime | None = None,
+    store_id: str | None = None,
 ) -> Quote:
-    basket = [resolve_line(conn, layout, i, line) for i, line in enumerate(lines, start=1)]
-    ctx = member_context(conn, member_id)
-    return price_basket(basket, ctx, tier_rules(ctx.tier))
+    """Price a till's lines with the prices in force and the promotions running at `at` (store-local;
+    now by default). `book` is the hub's cached rule book; without one it is loaded from the database.
+    Unknown, expired, used or inapplicable coupons are refused with 422."""
+    at = at or StoreClock(HubConfig().timezone).now()
+    if store_id is None:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'store_id'").fetchone()
+        store_id = str(row[0]) if row else HubConfig().store_id
+    member_error: ApiError | None = None
+    try:
+        ctx = member_context(conn, member_id)
+    except ApiError as exc:  # a bad line is reported before a bad member, as it always was
+        ctx, member_error = Context(), exc
+    board = PriceBoard(store_id, ctx.tier.tier if ctx.tier else None, at)
+    basket = [resolve_line(conn, layout, i, line, board) for i, line in enumerate(lines, start=1)]
+    if member_error is not None:
+        raise member_error
+    book = book if book is not None else promotions.load_book(conn)
+    ctx = msgspec.structs.replace(
+        ctx, store_id=store_id, at=at,
+        coupons=promotions.coupon_grants(conn, coupon_codes, member_id, at, book) if coupon_codes else (),
+        usage=promotions.usage_for(conn, book, member_id, at))
+    quote = price_basket(basket, ctx, book)
+    promotions.raise_coupon_issues(quote)
+    return quote

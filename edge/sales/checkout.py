@@ -15,7 +15,8 @@ from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger as member_ledger
 from edge.outbox import queue as outbox
-from edge.pricing.engine import Quote, points_for
+from edge.pricing.engine import Quote, points_for_quote
+from edge.promotions import repository as promotions
 from edge.sales.models import MEMBER_TENDERS, MemberSummary, SaleRequest, SaleResult, TenderIn
 from edge.stock import ledger as stock
 from edge.stock.ledger import Actor
@@ -94,8 +95,8 @@ def commit_sale(
     points_earned = 0
     if req.member_id is not None:
         tier = quote.tier or "regular"
-        mult_row = conn.execute("SELECT points_multiplier_pct FROM tiers WHERE tier = ?", (tier,)).fetchone()
-        points_earned = points_for(quote.total - points_redeemed * POINT_VALUE_FEN, mult_row[0] if mult_row else 100)
+        # Each line's net at its tier x promotion multiplier; the part paid with points earns none.
+        points_earned = points_for_quote(quote, points_redeemed * POINT_VALUE_FEN)
         try:
             if value_spent:
                 member_ledger.post(conn, "value", req.member_id, -value_spent, "spend", sale_id, actor, at)
@@ -130,6 +131,7 @@ def commit_sale(
         (sale_id, receipt_no, req.till_id, actor.user_id, req.member_id, quote.subtotal, quote.discount,
          quote.total, quote.tax, tendered, change, points_earned, digest, body, appended.seq, at),
     )
+    promotions.record_sale(conn, sale_id, quote, req.member_id, at)  # usage, limits, coupon redemptions
     for line in quote.lines:
         units = line.weight_g if line.unit == "kg" and line.weight_g is not None else line.qty
         parts = stock.fefo(conn, line.sku, units, today)

@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from edge.pricing.engine import PricedLine
+from edge.promotions.outcome import Hint
 
 Code = Annotated[str, Meta(min_length=1, max_length=64)]
 Qty = Annotated[int, Meta(ge=1, le=9_999)]
@@ -64,6 +65,7 @@ class QuoteResult(msgspec.Struct, frozen=True):
     tax: int
     points_earned: int
     member: MemberSummary | None = None
+    hints: list[Hint] = []  # 凑单: rules the basket misses, and by how much
 
 
 class SaleResult(msgspec.Struct, frozen=True):
@@ -126,6 +128,7 @@ class ReturnResult(msgspec.Struct, frozen=True):
     member: MemberSummary | None
     journal_seq: int
     journal_hash: str
+    clawback: int = 0  # 满减 taken back from the refund (hub option return_clawback); refund_total is net of it
 
 
 class TopupRequest(msgspec.Struct, frozen=True, omit_defaults=True):

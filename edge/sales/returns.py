@@ -19,6 +19,7 @@ from edge.journal import chain
 from edge.members import ledger as member_ledger
 from edge.money import share_of_units
 from edge.outbox import queue as outbox
+from edge.promotions import clawback as promo_clawback
 from edge.sales.checkout import POINT_VALUE_FEN, Replay, replay_or_conflict
 from edge.sales.models import MemberSummary, Refund, ReturnedLine, ReturnRequest, ReturnResult
 from edge.stock import ledger as stock
@@ -64,10 +65,12 @@ def _batches_back(allocation: list[list[int]], done: int, taking: int) -> list[t
 
 def commit_return(
     conn: sqlite3.Connection, req: ReturnRequest, digest: str, actor: Actor, at: str,
-    exchange_total: int | None = None,
+    exchange_total: int | None = None, clawback: bool = False,
 ) -> Replay | bytes:
     """Commit a return. In an exchange, up to `exchange_total` of the refund becomes credit
-    (refund method `exchange`) that pays for the replacement sale in the same transaction."""
+    (refund method `exchange`) that pays for the replacement sale in the same transaction.
+    With `clawback` (hub option return_clawback) a 满减 the kept items no longer earn is taken back
+    from the refund (edge/promotions/clawback.py); by default each unit refunds its stored net."""
     return_id, sale_id = str(req.return_id), str(req.sale_id)
     replay = replay_or_conflict(conn, "returns", "return_id", return_id, digest)
     if replay is not None:
@@ -118,6 +121,11 @@ def commit_return(
         for batch_id, qty in _batches_back(msgspec.json.decode(sl["batches"]), done, taking):
             restock.append((sl["sku"], batch_id, qty))
     refund_total = sum(line.refund for line in lines)
+    clawed = 0
+    if clawback:
+        units_back = {ln.line_no: ln.weight_g if ln.weight_g is not None else ln.qty for ln in lines}
+        clawed = promo_clawback.clawback_for_return(conn, sale_id, units_back, refund_total)
+        refund_total -= clawed
 
     member_id = sale["member_id"]
     refunded_before = int(conn.execute("SELECT coalesce(sum(refund_total), 0) FROM returns WHERE sale_id = ?",
@@ -164,11 +172,12 @@ def commit_return(
         "sale_id": sale_id, "user_id": actor.user_id, "refund_total": refund_total,
         "lines": [[ln.line_no, ln.sku, ln.qty, ln.weight_g, ln.refund] for ln in lines],
         "refunds": [[f.method, f.amount] for f in refunds], "points_reversed": points_reversed,
+        **({"clawback": clawed} if clawed else {}),
     })
     result = ReturnResult(
         return_id=return_id, sale_id=sale_id, created_at=at, lines=lines, refund_total=refund_total,
         refunds=refunds, points_reversed=points_reversed, member=member,
-        journal_seq=appended.seq, journal_hash=appended.hash,
+        journal_seq=appended.seq, journal_hash=appended.hash, clawback=clawed,
     )
     body = _encoder.encode(result)
     conn.execute(
@@ -177,6 +186,7 @@ def commit_return(
         (return_id, sale_id, req.till_id or actor.till_id, actor.user_id, refund_total, points_reversed, digest,
          body, appended.seq, at),
     )
+    promo_clawback.record(conn, return_id, sale_id, clawed)
     for ln in lines:
         conn.execute("INSERT INTO return_lines (return_id, line_no, qty, weight_g, refund) VALUES (?, ?, ?, ?, ?)",
                      (return_id, ln.line_no, ln.qty, ln.weight_g, ln.refund))

@@ -310,5 +310,162 @@ def m002_client_requests(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m020_promotions(db: sqlite_utils.Database) -> None:
+    """Price lists, promotions, coupons and their use (edge/promotions, docs/promotions.md).
+
+    Times in price_lists and coupons are UTC, 'YYYY-MM-DDTHH:MM:SS.ffffffZ', so SQL compares them
+    as text. A coupon's uses are numbered: (code, use_no) is the primary key, so the same use of a
+    coupon can never be recorded twice, whichever sale or store tries.
+    """
+    _run(
+        db,
+        """
+        CREATE TABLE price_lists (
+            list_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            store_id TEXT,
+            tier TEXT,
+            effective_from TEXT NOT NULL,
+            effective_until TEXT,
+            local_edit INTEGER NOT NULL DEFAULT 0,
+            source TEXT NOT NULL DEFAULT 'hq',
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE price_list_items (
+            list_id TEXT NOT NULL REFERENCES price_lists(list_id),
+            sku TEXT NOT NULL REFERENCES items(sku),
+            price INTEGER NOT NULL CHECK (price >= 0),
+            PRIMARY KEY (list_id, sku)
+        );
+        CREATE INDEX price_list_items_sku ON price_list_items(sku);
+
+        CREATE TABLE promotions (
+            rule_id TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            source TEXT NOT NULL DEFAULT 'local',
+            created_by TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        CREATE TABLE coupons (
+            code TEXT PRIMARY KEY,
+            rule_id TEXT NOT NULL REFERENCES promotions(rule_id),
+            member_id TEXT REFERENCES members(member_id),
+            max_uses INTEGER NOT NULL DEFAULT 1 CHECK (max_uses >= 1),
+            min_spend INTEGER NOT NULL DEFAULT 0 CHECK (min_spend >= 0),
+            starts_at TEXT,
+            expires_at TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE coupon_redemptions (
+            code TEXT NOT NULL REFERENCES coupons(code),
+            use_no INTEGER NOT NULL CHECK (use_no >= 1),
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            store_id TEXT NOT NULL,
+            member_id TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (code, use_no),
+            UNIQUE (code, sale_id)
+        );
+
+        CREATE TABLE promotion_usage (
+            rule_id TEXT NOT NULL,
+            member_id TEXT NOT NULL REFERENCES members(member_id),
+            period TEXT NOT NULL,
+            uses INTEGER NOT NULL,
+            amount INTEGER NOT NULL,
+            PRIMARY KEY (member_id, rule_id, period)
+        );
+
+        CREATE TABLE promotion_totals (
+            rule_id TEXT PRIMARY KEY,
+            uses INTEGER NOT NULL,
+            amount INTEGER NOT NULL
+        );
+
+        CREATE TABLE sale_promotions (
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            rule_id TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            times INTEGER NOT NULL,
+            coupon_code TEXT,
+            rule TEXT NOT NULL,
+            bases TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (sale_id, rule_id)
+        );
+
+        CREATE TABLE return_clawbacks (
+            return_id TEXT PRIMARY KEY REFERENCES returns(return_id),
+            sale_id TEXT NOT NULL REFERENCES sales(sale_id),
+            amount INTEGER NOT NULL
+        );
+        CREATE INDEX return_clawbacks_sale ON return_clawbacks(sale_id);
+
+        INSERT OR IGNORE INTO settings (key, value) VALUES ('promotions_version', '0')
+        """,
+    )
+
+
 def apply_migrations(conn: sqlite3.Connection) -> None:
     migrations.apply(sqlite_utils.Database(conn))
+
+
+@migrations()
+def m040_sync(db: sqlite_utils.Database) -> None:
+    """HQ sync (hq_sync/, docs/sync.md): pairing and keys, the acked outbox sequence, the feed cursor,
+    escrow grants and releases applied (idempotency by HQ's id), future-dated prices, sync alerts."""
+    _run(
+        db,
+        """
+        CREATE TABLE sync_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            store_id TEXT NOT NULL,
+            hq_url TEXT NOT NULL,
+            private_key BLOB NOT NULL,
+            public_key BLOB NOT NULL,
+            hq_public_key BLOB NOT NULL,
+            base_seq INTEGER NOT NULL,
+            acked_seq INTEGER NOT NULL DEFAULT 0,
+            feed_cursor INTEGER NOT NULL DEFAULT 0,
+            feed_head INTEGER NOT NULL DEFAULT 0,
+            paired_at TEXT NOT NULL,
+            last_push_at TEXT,
+            last_pull_at TEXT,
+            last_digest_at TEXT
+        );
+
+        CREATE TABLE sync_escrow (
+            ref TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('grant', 'release', 'pairing')),
+            member_id TEXT NOT NULL,
+            ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            at TEXT NOT NULL
+        );
+        CREATE INDEX sync_escrow_member ON sync_escrow(member_id);
+
+        CREATE TABLE sync_pending_prices (
+            sku TEXT NOT NULL,
+            effective_at TEXT NOT NULL,
+            price INTEGER NOT NULL CHECK (price >= 0),
+            feed_seq INTEGER NOT NULL,
+            PRIMARY KEY (sku, effective_at)
+        );
+        CREATE INDEX sync_pending_prices_due ON sync_pending_prices(effective_at);
+
+        CREATE TABLE sync_alerts (
+            alert_id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            cleared_at TEXT,
+            UNIQUE (kind, ref)
+        )
+        """,
+    )

@@ -21,8 +21,9 @@ import pytest
 from hubproc import backroom, seed_demo
 
 from edge.catalog.barcodes import VariableMeasureLayout
+from edge.catalog.repository import lookup_barcode
 from edge.errors import ApiError
-from edge.pricing.price_lists import local_edit_blocked, set_local_price, utc_text
+from edge.pricing.price_lists import PriceBoard, local_edit_blocked, set_local_price, utc_text
 from edge.promotions.repository import PromotionCache
 from edge.sales.basket import quote_lines
 from edge.sales.checkout import commit_sale, request_hash
@@ -279,6 +280,9 @@ def test_price_lists_decide_the_price_in_force(seeded_db: Database) -> None:
     assert unit_price(_at(5)) == (1500, 3000)  # the chain list
     assert unit_price(_at(15)) == (1400, 2800)  # this store's override wins over the chain list
     assert unit_price(_at(5, 2)) == (1400, 2800)  # the chain list ended; the store list is open-ended
+    code = conn.execute("SELECT code FROM barcodes WHERE sku = 'SKU00204'").fetchone()[0]
+    scanned = lookup_barcode(conn, code, VariableMeasureLayout(), PriceBoard("demo-001", None, _at(15)))
+    assert scanned.price == 1400  # a lookup shows the price in force, not the catalog's 1990
     gold = quote_lines(conn, VariableMeasureLayout(), line, "M000001", at=_at(15))
     assert [(a.rule_id, a.amount) for a in gold.lines[0].applied] == [("member_price", 400), ("tier:gold", 240)]
     assert gold.total == 2160  # 2800 -> member price 2400 -> 10 % off

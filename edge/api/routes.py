@@ -28,7 +28,7 @@ from edge.journal import chain
 from edge.members.models import CreateMemberRequest, Member
 from edge.members.service import commit_topup, create_member, find_member
 from edge.pricing.engine import Quote
-from edge.pricing.price_lists import local_edit_blocked, set_local_price
+from edge.pricing.price_lists import PriceBoard, local_edit_blocked, set_local_price
 from edge.promotions import repository as promotions
 from edge.promotions.rules import Promotion, promotion_encoder
 from edge.sales.basket import quote_lines
@@ -47,6 +47,7 @@ from edge.sales.models import (
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
+from hq_sync.agent import authorize_tenders
 
 
 def _perm(name: str) -> dict[str, Any]:
@@ -125,6 +126,11 @@ def me(request: Request[Any, Any, Any]) -> Me:
 
 # -- catalog -------------------------------------------------------------------------------------------
 
+def _prices_now(hub: Hub) -> PriceBoard:
+    """Prices in force now for anyone (no tier): what a shelf label and a lookup show."""
+    return PriceBoard(hub.store_id, None, hub.clock.now())
+
+
 @get("/api/v1/items", opt=_perm("items.read"), sync_to_thread=False)
 def list_items(
     hub: Hub,
@@ -133,21 +139,24 @@ def list_items(
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
 ) -> ItemPage:
-    items, total = search_items(hub.db.reader(), text.strip(), limit, offset, category)
-    return ItemPage(items=items, total=total, limit=limit, offset=offset)
+    conn = hub.db.reader()
+    items, total = search_items(conn, text.strip(), limit, offset, category)
+    board = _prices_now(hub)
+    return ItemPage(items=[board.apply(conn, i)[0] for i in items], total=total, limit=limit, offset=offset)
 
 
 @get("/api/v1/items/lookup", opt=_perm("items.read"), sync_to_thread=False)
 def lookup(hub: Hub, barcode: Annotated[str, Parameter(min_length=1, max_length=64)]) -> LookupResult:
-    return lookup_barcode(hub.db.reader(), barcode, hub.config.barcode_layout)
+    return lookup_barcode(hub.db.reader(), barcode, hub.config.barcode_layout, _prices_now(hub))
 
 
 @get("/api/v1/items/{sku:str}", opt=_perm("items.read"), sync_to_thread=False)
 def get_item(hub: Hub, sku: str) -> Item:
-    item = item_by_sku(hub.db.reader(), sku)
+    conn = hub.db.reader()
+    item = item_by_sku(conn, sku)
     if item is None:
         raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
-    return item
+    return _prices_now(hub).apply(conn, item)[0]
 
 
 class CategoryList(msgspec.Struct):
@@ -229,6 +238,7 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
             raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
         return raw_json(bytes(prior[1]), 201)
     q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
+    await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow, if synced
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))

@@ -10,6 +10,7 @@ from edge.catalog.barcodes import VariableMeasureLayout, classify, parse_variabl
 from edge.catalog.models import Item, LookupResult
 from edge.errors import ApiError
 from edge.money import div_half_up
+from edge.pricing.price_lists import PriceBoard
 
 _ITEM_SQL = """
 SELECT i.sku, i.name_zh, i.name_en, i.category_id, i.unit, i.price, i.tax_rate_bp, i.plu,
@@ -71,8 +72,12 @@ def search_items(
     return [_item(r) for r in rows], int(total)
 
 
-def lookup_barcode(conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout) -> LookupResult:
-    """Resolve a scanned code. Raises ApiError 400 for a malformed code, 404 for an unknown one."""
+def lookup_barcode(
+    conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout, prices: PriceBoard | None = None
+) -> LookupResult:
+    """Resolve a scanned code at the price in force (`prices`, else the catalog price).
+
+    Raises ApiError 400 for a malformed code, 404 for an unknown one."""
     code = code.strip()
     symbology = classify(code)
     if symbology is None:
@@ -82,6 +87,8 @@ def lookup_barcode(conn: sqlite3.Connection, code: str, layout: VariableMeasureL
         item = item_by_sku(conn, row["sku"])
         if item is None:
             raise ApiError(404, "unknown_barcode", f"barcode {code} belongs to no active item")
+        if prices is not None:
+            item, _ = prices.apply(conn, item)
         return _lookup(item, code, symbology)
     vm = parse_variable_measure(code, layout)
     if vm is None:
@@ -89,6 +96,8 @@ def lookup_barcode(conn: sqlite3.Connection, code: str, layout: VariableMeasureL
     item = item_by_plu(conn, vm.plu)
     if item is None:
         raise ApiError(404, "unknown_barcode", f"no item has in-store number {vm.plu} (barcode {code})")
+    if prices is not None:
+        item, _ = prices.apply(conn, item)
     if vm.embeds == "weight_g":
         if item.unit != "kg":
             raise ApiError(422, "not_weighed", f"{item.sku} is not sold by weight but {code} embeds a weight")

@@ -72,6 +72,14 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.kind == "sync":  # hub -> HQ upload, HQ ingest, feed apply (hq_sync/bench.py)
+        from hq_sync.bench import run_sync_bench
+
+        return run_sync_bench(args)
+    if args.kind == "quote":  # the pure pricing engine; no server
+        from edge.bench_quote import run_quote_bench
+
+        return run_quote_bench(args)
     from edge.bench import run_bench
 
     return run_bench(args)
@@ -104,13 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     jverify.set_defaults(fn=cmd_journal_verify)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.set_defaults(fn=cmd_bench)
+
+    from devices.cli import register as register_devices
+
+    register_devices(sub)  # devices, mqtt, profiles
+    from hq_sync.cli import register as register_sync
+
+    register_sync(sub)  # hq serve, hq pair-code, pair
     return parser
 
 

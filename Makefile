@@ -11,12 +11,12 @@ export BACKROOM_PORT ?= 8080
 export BACKROOM_MQTT_PORT ?= 1883
 export BACKROOM_STORE ?= demo-001
 
-.PHONY: run test venv system-packages lint typecheck clean
+.PHONY: run test venv system-packages test-packages clean
 
 run: $(STAMP) system-packages
 	@$(PY) -m edge.run_demo
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages test-packages
 	$(PY) -m ruff check edge hq_sync devices tests
 	$(PY) -m mypy
 	$(PY) -m pytest -q tests
@@ -42,6 +42,16 @@ system-packages:
 		echo "installing mosquitto"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; \
 		$(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+		$(SUDO) service mosquitto stop >/dev/null 2>&1 || true; \
+	fi
+
+# PostgreSQL server binaries for the HQ back-end tests (they start a private cluster; no service).
+test-packages:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		echo "installing postgresql"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		$(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 || true; \
+		$(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
 	fi
 
 clean:

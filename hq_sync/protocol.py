@@ -105,7 +105,17 @@ class MemberDelta(msgspec.Struct, frozen=True, tag="member", omit_defaults=True)
     home_store: str | None = None
 
 
-Delta = SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta
+class EscrowReleaseDelta(msgspec.Struct, frozen=True, tag="release", omit_defaults=True):
+    """The store gave back escrow HQ asked for (`request_id` of HQ's reclaim): HQ may grant it elsewhere."""
+
+    request_id: str
+    member_id: str
+    ledger: str  # "value" or "points"
+    amount: int
+    at: str
+
+
+Delta = SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta
 
 delta_encoder = msgspec.msgpack.Encoder()
 delta_decoder = msgspec.msgpack.Decoder(Delta)

@@ -1,0 +1,83 @@
+"""`backroom hq serve`, `backroom hq pair-code`, `backroom pair`: the command-line side of HQ sync."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HQ_DB = "var/hq/hq.sqlite3"
+DEFAULT_HQ_PORT = 8090
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    return str(args.db or os.environ.get("BACKROOM_HQ_DB") or DEFAULT_HQ_DB)
+
+
+def cmd_hq_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hq_sync.server.app import create_hq_app
+
+    port = args.port or int(os.environ.get("BACKROOM_HQ_PORT") or DEFAULT_HQ_PORT)
+    uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
+                access_log=args.access_log, timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_hq_pair_code(args: argparse.Namespace) -> int:
+    from hq_sync.server.db import open_db
+    from hq_sync.server.schema import create_schema
+    from hq_sync.server.service import make_pair_code
+
+    db = open_db(_db_url(args))
+    try:
+        create_schema(db)
+        code = make_pair_code(db, args.store)
+    finally:
+        db.close()
+    print(code)
+    return 0
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    from hq_sync.agent import PairingError, pair_data_dir
+
+    data_dir = Path(args.data or os.environ.get("BACKROOM_DATA") or "var/demo")
+    if not (data_dir / "hub.sqlite3").exists():
+        print(f"no hub database in {data_dir}; seed it first", file=sys.stderr)
+        return 2
+    try:
+        result = pair_data_dir(data_dir, args.hq, args.code)
+    except PairingError as exc:
+        print(f"not paired: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"store_id": result.store_id, "hq": args.hq, "base_seq": result.base_seq,
+                      "adopted_members": len(result.kept)}))
+    return 0
+
+
+def register(sub: Any) -> None:
+    hq = sub.add_parser("hq", help="the reference HQ server")
+    hsub = hq.add_subparsers(dest="hq_command", required=True)
+    serve = hsub.add_parser("serve", help="run the reference HQ (SQLite by default, PostgreSQL with --db postgresql://)")
+    serve.add_argument("--db", help=f"SQLite file or postgresql:// URL (default {DEFAULT_HQ_DB} or BACKROOM_HQ_DB)")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--demo", action="store_true", help="seed an empty HQ with the demo chain")
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(fn=cmd_hq_serve)
+    code = hsub.add_parser("pair-code", help="print a one-time pairing code for a store")
+    code.add_argument("--store", required=True)
+    code.add_argument("--db")
+    code.set_defaults(fn=cmd_hq_pair_code)
+
+    pair = sub.add_parser("pair", help="pair this hub with HQ (once, with a code from `backroom hq pair-code`)")
+    pair.add_argument("--hq", required=True)
+    pair.add_argument("--code", required=True)
+    pair.add_argument("--data")
+    pair.set_defaults(fn=cmd_pair)

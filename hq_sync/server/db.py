@@ -1,0 +1,227 @@
+"""HQ's database: one interface over SQLite (default) and PostgreSQL (psycopg 3).
+
+The SQL is written once with `?` placeholders and portable syntax (ON CONFLICT, RETURNING); the
+PostgreSQL adapter turns placeholders into `%s` and the schema's type words into its own.
+
+- SQLite: one write connection behind a lock (`BEGIN IMMEDIATE`, WAL, synchronous=FULL), a read
+  connection per thread. Writes are serialised, which is what SQLite does anyway.
+- PostgreSQL: a small pool of connections; each write is one transaction; a batch first locks its
+  store's row (`FOR UPDATE`) and the members it touches, so batches of different stores run in
+  parallel and the same store's batches one after another.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Row = tuple[Any, ...]
+
+
+class Tx:
+    """A transaction (or a read snapshot): execute, executemany, fetch."""
+
+    def __init__(self, cur: Any, dialect: str) -> None:
+        self._cur = cur
+        self.dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        self._cur.execute(self._sql(sql), args)
+        return [tuple(r) for r in self._cur.fetchall()]
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        self._cur.execute(self._sql(sql), args)
+        row = self._cur.fetchone()
+        return tuple(row) if row is not None else None
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        self._cur.execute(self._sql(sql), args)
+        return int(self._cur.rowcount)
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(sql), rows)
+
+    def copy(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Plain inserts of many rows: COPY on PostgreSQL (several times faster than INSERTs), executemany
+        on SQLite."""
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            with self._cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" * len(rows[0]))
+        self._cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+    def lock(self, table: str, key_column: str, keys: Sequence[str]) -> None:
+        """Row locks until commit (PostgreSQL); SQLite's write lock already covers the whole database."""
+        if self.dialect == "postgresql" and keys:
+            self._cur.execute(f"SELECT 1 FROM {table} WHERE {key_column} = ANY(%s) ORDER BY {key_column} FOR UPDATE",
+                              (list(keys),))
+            self._cur.fetchall()
+
+
+class HqDb:
+    dialect: str
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def type_words(self, ddl: str) -> str:
+        return ddl
+
+
+class SqliteDb(HqDb):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._writer = self._connect()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = [self._writer]
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._lock:
+            cur = self._writer.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cur, self.dialect)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Tx(cur, self.dialect)
+        finally:
+            cur.execute("COMMIT")
+            cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+
+
+_PG_TYPES = [(re.compile(r"\bBLOB\b"), "BYTEA"), (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
+                                                   "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")]
+
+
+class PostgresDb(HqDb):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._size = pool_size
+        self._made = 0
+        self._made_lock = threading.Lock()
+        self._all: list[Any] = []
+        self._pool.put(self._connect())  # fail at start, not at the first request
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(self.url, autocommit=True)
+        with self._made_lock:
+            self._made += 1
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            with self._made_lock:
+                can_make = self._made < self._size
+            conn = self._connect() if can_make else self._pool.get(timeout=60)
+        if conn.closed or conn.broken:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._pool.put(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            yield Tx(cur, self.dialect)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            yield Tx(cur, self.dialect)
+
+    def type_words(self, ddl: str) -> str:
+        for pattern, word in _PG_TYPES:
+            ddl = pattern.sub(word, ddl)
+        return ddl
+
+    def close(self) -> None:
+        with self._made_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 -- closing a broken connection may raise anything
+                    pass
+            self._all.clear()
+
+
+def open_db(url: str) -> HqDb:
+    """`postgresql://…` (or `postgres://…`) for PostgreSQL; anything else is a SQLite file path
+    (`sqlite:///path` also works)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDb(url)
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") - 1:]
+    return SqliteDb(Path(url))

@@ -1,0 +1,320 @@
+"""Apply a store's batch exactly once: a pure planner and the adapter that runs it in one transaction.
+
+Rules (docs/sync.md):
+- A row is applied once per (store, seq). Rows at or below the store's ack that HQ holds are
+  duplicates; a row at ack+1 is applied and the ack moves on; a row past a gap is left for the
+  resend (the agent sends in order, so a gap only comes from a lost or reordered request). A row at
+  or below the ack that HQ does *not* hold (HQ lost it, a digest mismatch asked for it) is applied.
+- A delta that cannot be applied — undecodable, an unknown member, a spend beyond the escrow HQ
+  gave the store, a sale id already taken — is *quarantined*: recorded with its reason and its
+  bytes, counted as received so the stream goes on, shown on both sides, retried on a resend.
+- Member effects (stored value, points) count only for rows after the store's pairing point
+  (`base_seq`): before it the store was standalone, and HQ's ledger was the truth for known members.
+  Each effect moves the member's balance and the store's escrow together; neither may go below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from hq_sync.hub_state import delta_amount
+from hq_sync.protocol import (
+    Delta,
+    EscrowReleaseDelta,
+    MemberDelta,
+    ReturnDelta,
+    SaleDelta,
+    StockDelta,
+    TopupDelta,
+    delta_decoder,
+)
+from hq_sync.server.db import HqDb, Tx
+from hq_sync.wire import Ack, Batch, OutRow
+
+LEDGERS = ("value", "points")
+
+
+class MemberView(msgspec.Struct):
+    """What the planner needs of one member: HQ's balances and this store's escrow."""
+
+    balance: int
+    points: int
+    escrow_value: int
+    escrow_points: int
+
+
+class Plan(msgspec.Struct):
+    acked: int
+    applied: int = 0
+    duplicates: int = 0
+    deferred: int = 0
+    deltas: list[tuple[object, ...]] = []  # hq_deltas rows
+    repaired: list[int] = []  # seqs that were quarantined before and are now applied or quarantined again
+    sales: list[tuple[object, ...]] = []
+    lines: list[tuple[object, ...]] = []
+    tenders: list[tuple[object, ...]] = []
+    returns: list[tuple[object, ...]] = []
+    topups: list[tuple[object, ...]] = []
+    stock: list[tuple[object, ...]] = []
+    members: list[MemberDelta] = []
+    ledger: list[tuple[str, str, int, str, str, str]] = []  # member, ledger, delta, kind, ref, at
+    escrow: dict[tuple[str, str], int] = {}  # (member, ledger) -> change of this store's escrow
+    releases: list[tuple[str, int, str]] = []  # (request_id, amount, at)
+    quarantined: list[tuple[int, str]] = []
+    new_sale_ids: set[str] = set()
+
+
+class Refused(Exception):
+    """This delta goes to quarantine with this reason."""
+
+
+def _effects(delta: Delta) -> list[tuple[str, int, str]]:
+    """(ledger, change, kind) a delta makes to a member's balances (and to the store's escrow)."""
+    match delta:
+        case SaleDelta(value_spent=v, points_redeemed=p, points_earned=e):
+            return [e for e in (("value", -v, "spend"), ("points", -p, "redeem"), ("points", e, "earn")) if e[1]]
+        case ReturnDelta(refunds=refunds, points_reversed=r):
+            value = sum(t.amount for t in refunds if t.method == "stored_value")
+            points = sum(t.amount for t in refunds if t.method == "points")
+            return [e for e in (("value", value, "refund"), ("points", points, "refund"), ("points", -r, "reverse"))
+                    if e[1]]
+        case TopupDelta(amount=amount):
+            return [("value", amount, "topup")]
+    return []
+
+
+def _member_of(delta: Delta) -> str | None:
+    match delta:
+        case SaleDelta(member_id=m) | ReturnDelta(member_id=m):
+            return m
+        case TopupDelta(member_id=m) | EscrowReleaseDelta(member_id=m) | MemberDelta(member_id=m):
+            return m
+    return None
+
+
+def decode_rows(rows: Iterable[OutRow]) -> list[tuple[OutRow, Delta | str]]:
+    """Each row with its delta, or the reason it does not decode."""
+    out: list[tuple[OutRow, Delta | str]] = []
+    for row in rows:
+        try:
+            delta = delta_decoder.decode(row.payload)
+        except msgspec.DecodeError as exc:
+            out.append((row, f"undecodable: {exc}"[:300]))
+            continue
+        tag = type(delta).__struct_config__.tag
+        out.append((row, delta if tag == row.kind else f"kind {row.kind} but payload is {tag}"))
+    return out
+
+
+def plan_batch(store_id: str, base_seq: int, acked: int, held: dict[int, str],
+               rows: list[tuple[OutRow, Delta | str]], members: dict[str, MemberView],
+               taken_ids: set[str], at: str) -> Plan:
+    """Pure: what applying these rows changes. `held` = seq → status of rows HQ already has among
+    these; `members` = views of the members they touch (updated in place as rows apply);
+    `taken_ids` = sale ids HQ already holds."""
+    plan = Plan(acked=acked)
+    seen: set[int] = set()
+    for row, delta in sorted(rows, key=lambda rd: rd[0].seq):
+        seq = row.seq
+        status = held.get(seq)
+        if seq in seen or status == "applied":
+            plan.duplicates += 1
+            continue
+        if seq > plan.acked + 1:
+            plan.deferred += 1
+            continue
+        seen.add(seq)
+        day = row.at[:10]
+        if status == "quarantined":
+            plan.repaired.append(seq)
+        try:
+            if isinstance(delta, str):
+                raise Refused(delta)
+            _plan_delta(plan, store_id, seq, row, delta, seq > base_seq, members, taken_ids)
+        except Refused as exc:
+            plan.quarantined.append((seq, str(exc)))
+            plan.deltas.append((store_id, seq, row.kind, row.ref, day, 0, "quarantined", str(exc),
+                                bytes(row.payload), at))
+        else:
+            assert not isinstance(delta, str)
+            plan.applied += 1
+            plan.deltas.append((store_id, seq, row.kind, row.ref, day, delta_amount(delta), "applied", "", None, at))
+        if seq == plan.acked + 1:
+            plan.acked = seq
+    return plan
+
+
+def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, paired: bool,
+                members: dict[str, MemberView], taken_ids: set[str]) -> None:
+    if isinstance(delta, SaleDelta) and (delta.sale_id in taken_ids or delta.sale_id in plan.new_sale_ids):
+        raise Refused(f"sale {delta.sale_id} is already held at HQ")
+    member_id = _member_of(delta)
+    effects = _effects(delta) if paired else []
+    view = members.get(member_id) if member_id is not None else None
+    if isinstance(delta, EscrowReleaseDelta) and not paired:
+        return
+    if (effects or isinstance(delta, EscrowReleaseDelta)) and (member_id is None or view is None):
+        raise Refused(f"unknown member {member_id}")
+    if view is not None and (effects or isinstance(delta, EscrowReleaseDelta)):
+        trial = msgspec.structs.replace(view)
+        if isinstance(delta, EscrowReleaseDelta):
+            if delta.ledger == "value":
+                trial.escrow_value -= delta.amount
+            else:
+                trial.escrow_points -= delta.amount
+        for ledger, change, _ in effects:
+            if ledger == "value":
+                trial.balance += change
+                trial.escrow_value += change
+            else:
+                trial.points += change
+                trial.escrow_points += change
+        if trial.escrow_value < 0 or trial.escrow_points < 0:
+            raise Refused(f"overspend: member {member_id} beyond this store's escrow "
+                          f"(value {view.escrow_value}, points {view.escrow_points})")
+        if trial.balance < 0 or trial.points < 0:
+            raise Refused(f"overspend: member {member_id} balance would go below zero")
+        assert member_id is not None
+        for ledger, change, kind in effects:
+            plan.ledger.append((member_id, ledger, change, kind, row.ref, row.at))
+            plan.escrow[(member_id, ledger)] = plan.escrow.get((member_id, ledger), 0) + change
+        if isinstance(delta, EscrowReleaseDelta):
+            plan.escrow[(member_id, delta.ledger)] = plan.escrow.get((member_id, delta.ledger), 0) - delta.amount
+            plan.releases.append((delta.request_id, delta.amount, row.at))
+        view.balance, view.points = trial.balance, trial.points
+        view.escrow_value, view.escrow_points = trial.escrow_value, trial.escrow_points
+    match delta:
+        case SaleDelta():
+            plan.new_sale_ids.add(delta.sale_id)
+            plan.sales.append((delta.sale_id, store_id, seq, delta.receipt_no, delta.till_id, delta.at, delta.at[:10],
+                               delta.member_id, delta.subtotal, delta.discount, delta.total, delta.tax,
+                               delta.value_spent, delta.points_redeemed, delta.points_earned))
+            plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
+                               ln.tax) for ln in delta.lines)
+            plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
+        case ReturnDelta():
+            plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
+                                 delta.member_id, delta.refund_total, delta.points_reversed))
+        case TopupDelta():
+            plan.topups.append((delta.topup_id, store_id, seq, delta.member_id, delta.amount, delta.method, delta.at))
+        case StockDelta():
+            plan.stock.append((store_id, delta.movement_id, seq, delta.sku, delta.kind, delta.qty, delta.ref,
+                               delta.at))
+        case MemberDelta():
+            plan.members.append(delta)
+
+
+# -- the adapter ------------------------------------------------------------------------------------------
+
+def _member_ids(rows: list[tuple[OutRow, Delta | str]]) -> list[str]:
+    ids = {m for _, d in rows if not isinstance(d, str) and (m := _member_of(d)) is not None}
+    return sorted(ids)
+
+
+def ingest(db: HqDb, batch: Batch, at: str) -> Ack:
+    """Apply a verified batch of `batch.store_id` in one transaction; return the ack."""
+    store_id = batch.store_id
+    decoded = decode_rows(batch.rows)
+    seqs = [row.seq for row in batch.rows]
+    member_ids = _member_ids(decoded)
+    with db.write() as tx:
+        tx.lock("hq_stores", "store_id", [store_id])
+        srow = tx.one("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+        if srow is None:
+            raise LookupError(store_id)
+        acked, base_seq = int(srow[0]), int(srow[1])
+        held: dict[int, str] = {}
+        if seqs:
+            lo, hi = min(seqs), max(seqs)
+            held = {int(s): str(st) for s, st in tx.all(
+                "SELECT seq, status FROM hq_deltas WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, lo, hi))}
+        _create_members(tx, decoded, at)
+        tx.lock("hq_members", "member_id", member_ids)
+        views = _member_views(tx, store_id, member_ids)
+        sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
+        taken = _taken_sale_ids(tx, sale_ids)
+        plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at)
+        _write_plan(tx, store_id, plan, at)
+        tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? WHERE store_id = ?",
+               (plan.acked, max(batch.head, plan.acked), at, len(plan.sales), store_id))
+    return Ack(acked=plan.acked, applied=plan.applied, duplicates=plan.duplicates, quarantined=plan.quarantined)
+
+
+def _create_members(tx: Tx, decoded: list[tuple[OutRow, Delta | str]], at: str) -> None:
+    """Members created at a store become HQ's members (a known member's profile stays HQ's)."""
+    new = [d for _, d in decoded if isinstance(d, MemberDelta)]
+    tx.many("""INSERT INTO hq_members (member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id) DO NOTHING""",
+            [(m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, msgspec.json.encode(m.tags).decode(),
+              m.home_store, m.at) for m in new])
+
+
+def _member_views(tx: Tx, store_id: str, member_ids: list[str]) -> dict[str, MemberView]:
+    views: dict[str, MemberView] = {}
+    for chunk in _chunks(member_ids, 500):
+        marks = ",".join("?" * len(chunk))
+        for member_id, balance, points in tx.all(
+                f"SELECT member_id, balance, points FROM hq_members WHERE member_id IN ({marks})", chunk):
+            views[member_id] = MemberView(int(balance), int(points), 0, 0)
+        for member_id, ledger, outstanding in tx.all(
+                f"SELECT member_id, ledger, outstanding FROM hq_escrow WHERE store_id = ? AND member_id IN ({marks})",
+                [store_id, *chunk]):
+            if member_id in views:
+                if ledger == "value":
+                    views[member_id].escrow_value = int(outstanding)
+                else:
+                    views[member_id].escrow_points = int(outstanding)
+    return views
+
+
+def _taken_sale_ids(tx: Tx, sale_ids: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(sale_ids, 900):
+        marks = ",".join("?" * len(chunk))
+        taken.update(r[0] for r in tx.all(f"SELECT sale_id FROM hq_sales WHERE sale_id IN ({marks})", chunk))
+    return taken
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
+    if plan.repaired:
+        for seq in plan.repaired:
+            tx.run("DELETE FROM hq_deltas WHERE store_id = ? AND seq = ?", (store_id, seq))
+    # Plain inserts: the planner already excluded every row HQ holds (the store's row is locked).
+    tx.copy("hq_deltas", "store_id, seq, kind, ref, day, amount, status, reason, payload, received_at", plan.deltas)
+    tx.copy("hq_sales", "sale_id, store_id, seq, receipt_no, till_id, at, day, member_id, subtotal, discount, total, "
+            "tax, value_spent, points_redeemed, points_earned", plan.sales)
+    tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax", plan.lines)
+    tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
+    tx.many("""INSERT INTO hq_returns (return_id, store_id, seq, sale_id, at, day, member_id, refund_total,
+               points_reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (return_id) DO NOTHING""",
+            plan.returns)
+    tx.many("""INSERT INTO hq_topups (topup_id, store_id, seq, member_id, amount, method, at)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topup_id) DO NOTHING""", plan.topups)
+    tx.many("""INSERT INTO hq_stock_movements (store_id, movement_id, seq, sku, kind, qty, ref, at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, movement_id) DO NOTHING""", plan.stock)
+    if plan.ledger:
+        tx.many("""INSERT INTO hq_member_ledger (member_id, ledger, delta, kind, store_id, ref, at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                [(m, ledger, d, kind, store_id, ref, when) for m, ledger, d, kind, ref, when in plan.ledger])
+        sums: dict[str, list[int]] = {}
+        for m, ledger, d, _, _, _ in plan.ledger:
+            cell = sums.setdefault(m, [0, 0])
+            cell[0 if ledger == "value" else 1] += d
+        tx.many("UPDATE hq_members SET balance = balance + ?, points = points + ? WHERE member_id = ?",
+                [(v, p, m) for m, (v, p) in sums.items()])
+    if plan.escrow:
+        tx.many("""INSERT INTO hq_escrow (member_id, store_id, ledger, outstanding) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (member_id, store_id, ledger) DO UPDATE
+                   SET outstanding = hq_escrow.outstanding + excluded.outstanding""",
+                [(m, store_id, ledger, change) for (m, ledger), change in plan.escrow.items() if change > 0])
+        tx.many("""UPDATE hq_escrow SET outstanding = outstanding + ?
+                   WHERE member_id = ? AND store_id = ? AND ledger = ?""",
+                [(change, m, store_id, ledger) for (m, ledger), change in plan.escrow.items() if change < 0])
+    tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE request_id = ? AND released IS NULL",
+            [(amount, when, request_id) for request_id, amount, when in plan.releases])

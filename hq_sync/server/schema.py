@@ -1,0 +1,260 @@
+"""HQ's schema, the same on SQLite and PostgreSQL (BIGINT everywhere; BLOB becomes BYTEA).
+
+Append-only where money is concerned: `hq_member_ledger` holds every change of a member's balance
+and points; `hq_members` caches the sums and `hq_escrow` what each store may spend of them, with
+CHECK constraints so no code path can store a negative balance or a negative escrow.
+"""
+
+from __future__ import annotations
+
+from hq_sync.server.db import HqDb
+
+VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hq_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_keys (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    private_key BLOB NOT NULL,
+    public_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_tokens (
+    token TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_stores (
+    store_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    region TEXT NOT NULL DEFAULT '',
+    public_key BLOB,
+    base_seq BIGINT NOT NULL DEFAULT 0,
+    acked_seq BIGINT NOT NULL DEFAULT 0,
+    head_seq BIGINT NOT NULL DEFAULT 0,
+    sales BIGINT NOT NULL DEFAULT 0,
+    last_seen TEXT,
+    paired_at TEXT,
+    demo BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS hq_pair_codes (
+    code_hash TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at TEXT,
+    used_key BLOB
+);
+CREATE TABLE IF NOT EXISTS hq_deltas (
+    store_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    day TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('applied', 'quarantined')),
+    reason TEXT NOT NULL DEFAULT '',
+    payload BLOB,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (store_id, seq)
+);
+CREATE INDEX IF NOT EXISTS hq_deltas_quarantine ON hq_deltas (store_id, status);
+CREATE TABLE IF NOT EXISTS hq_sales (
+    sale_id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    receipt_no TEXT NOT NULL,
+    till_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    member_id TEXT,
+    subtotal BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    total BIGINT NOT NULL,
+    tax BIGINT NOT NULL,
+    value_spent BIGINT NOT NULL,
+    points_redeemed BIGINT NOT NULL,
+    points_earned BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_sales_store_day ON hq_sales (store_id, day);
+CREATE TABLE IF NOT EXISTS hq_sale_lines (
+    sale_id TEXT NOT NULL,
+    line_no BIGINT NOT NULL,
+    store_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    qty BIGINT NOT NULL,
+    weight_g BIGINT,
+    net BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    tax BIGINT NOT NULL,
+    PRIMARY KEY (sale_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS hq_sale_tenders (
+    sale_id TEXT NOT NULL,
+    tender_no BIGINT NOT NULL,
+    method TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    PRIMARY KEY (sale_id, tender_no)
+);
+CREATE TABLE IF NOT EXISTS hq_returns (
+    return_id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    sale_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    member_id TEXT,
+    refund_total BIGINT NOT NULL,
+    points_reversed BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_topups (
+    topup_id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    member_id TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    method TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_stock_movements (
+    store_id TEXT NOT NULL,
+    movement_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    sku TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    qty BIGINT NOT NULL,
+    ref TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (store_id, movement_id)
+);
+CREATE TABLE IF NOT EXISTS hq_categories (
+    category_id TEXT PRIMARY KEY,
+    parent_id TEXT,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_items (
+    sku TEXT PRIMARY KEY,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL,
+    category_id TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    price BIGINT NOT NULL CHECK (price >= 0),
+    tax_rate_bp BIGINT NOT NULL,
+    plu TEXT,
+    brand TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    barcodes TEXT NOT NULL DEFAULT '[]',
+    active BIGINT NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS hq_prices (
+    sku TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    price BIGINT NOT NULL CHECK (price >= 0),
+    effective_at TEXT,
+    set_at TEXT NOT NULL,
+    feed_seq BIGINT NOT NULL,
+    PRIMARY KEY (sku, store_id)
+);
+CREATE TABLE IF NOT EXISTS hq_promotions (
+    rule_id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    active BIGINT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_tiers (
+    tier TEXT PRIMARY KEY,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL,
+    discount_bp BIGINT NOT NULL,
+    points_multiplier_pct BIGINT NOT NULL,
+    min_points BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_members (
+    member_id TEXT PRIMARY KEY,
+    tier TEXT NOT NULL,
+    phone TEXT,
+    card_no TEXT,
+    name TEXT NOT NULL DEFAULT '',
+    birthday TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    home_store TEXT,
+    created_at TEXT NOT NULL,
+    balance BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    points BIGINT NOT NULL DEFAULT 0 CHECK (points >= 0)
+);
+CREATE TABLE IF NOT EXISTS hq_member_ledger (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id TEXT NOT NULL,
+    ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
+    delta BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    store_id TEXT,
+    ref TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_member_ledger_member ON hq_member_ledger (member_id);
+CREATE TABLE IF NOT EXISTS hq_escrow (
+    member_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
+    outstanding BIGINT NOT NULL CHECK (outstanding >= 0),
+    PRIMARY KEY (member_id, store_id, ledger)
+);
+CREATE TABLE IF NOT EXISTS hq_grants (
+    grant_id TEXT PRIMARY KEY,
+    request_id TEXT UNIQUE,
+    member_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    ledger TEXT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_reclaims (
+    request_id TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    ledger TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    at TEXT NOT NULL,
+    released BIGINT,
+    answered_at TEXT
+);
+CREATE TABLE IF NOT EXISTS hq_feed (
+    seq BIGINT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    body BLOB NOT NULL,
+    sig BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_feed_store ON hq_feed (store_id, seq);
+CREATE TABLE IF NOT EXISTS hq_digest_checks (
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('match', 'mismatch')),
+    detail TEXT NOT NULL DEFAULT '',
+    checked_at TEXT NOT NULL,
+    mismatches BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (store_id, day)
+)
+"""
+
+
+def create_schema(db: HqDb) -> None:
+    with db.write() as tx:
+        for statement in db.type_words(SCHEMA).split(";"):
+            if statement.strip():
+                tx.run(statement)
+        tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
+               (str(VERSION),))

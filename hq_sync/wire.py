@@ -1,0 +1,322 @@
+"""What travels between a hub and HQ besides the deltas: batches, acks, feed entries, signatures.
+
+Up (hub → HQ): a `Batch` of outbox rows, msgpack, compressed (zstd, or zlib where zstandard is
+missing), sent as one HTTP request signed with the store's Ed25519 key (`sign_request`). The rows'
+payloads travel as the outbox stored them (`msgspec.Raw`), so HQ decodes each delta on its own and
+one bad delta is quarantined instead of failing the batch.
+
+Down (HQ → hub): `FeedEntry`s, each signed by HQ's key over its sequence number, the store it is
+addressed to ("*" for every store) and its body, so an entry cannot be forged, moved to another
+store or replayed at another position of the feed.
+
+All structs add fields only with defaults (STYLE.md 3): an older hub reads a newer HQ.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from typing import Any, Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+_zstd: Any
+try:  # zstd is smaller and faster; zlib keeps a hub without the wheel working
+    import zstandard as _zstd
+except ImportError:  # pragma: no cover - exercised only where zstandard is missing
+    _zstd = None
+
+Ledger = Literal["value", "points"]
+MAX_BODY = 64 * 1024 * 1024  # a decompressed body larger than this is refused (compression bombs)
+REQUEST_SKEW_S = 300  # a signed request older or newer than this is refused
+
+
+# -- keys and signatures ---------------------------------------------------------------------------
+
+def new_key() -> tuple[bytes, bytes]:
+    """A fresh Ed25519 key pair as raw bytes (private 32, public 32)."""
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes_raw(), key.public_key().public_bytes_raw()
+
+
+def sign(private_key: bytes, message: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(private_key).sign(message)
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode("ascii"))
+
+
+def request_message(method: str, target: str, at: int, body: bytes) -> bytes:
+    """What a store signs for every request to HQ: method, path with query, time, body digest."""
+    return b"backroom-req\n%s\n%s\n%d\n%s" % (method.upper().encode(), target.encode(), at,
+                                              hashlib.sha256(body).hexdigest().encode())
+
+
+def sign_request(private_key: bytes, store_id: str, method: str, target: str, at: int,
+                 body: bytes) -> dict[str, str]:
+    """Headers that authenticate a store's request (HQ checks them with the key from pairing)."""
+    return {"X-Backroom-Store": store_id, "X-Backroom-Time": str(at),
+            "X-Backroom-Signature": b64(sign(private_key, request_message(method, target, at, body)))}
+
+
+# -- compression -----------------------------------------------------------------------------------
+
+def compress(data: bytes) -> tuple[bytes, str]:
+    """(compressed bytes, Content-Encoding)."""
+    if _zstd is not None:
+        return _zstd.ZstdCompressor(level=9).compress(data), "zstd"
+    return zlib.compress(data, 9), "deflate"
+
+
+def decompress(data: bytes, encoding: str | None) -> bytes:
+    """Undo `compress`; refuses anything that would grow past MAX_BODY."""
+    if encoding in (None, "", "identity"):
+        return data
+    if encoding == "zstd":
+        if _zstd is None:
+            raise ValueError("zstd body but zstandard is not installed")
+        out = _zstd.ZstdDecompressor().decompressobj().decompress(data)
+        if len(out) > MAX_BODY:
+            raise ValueError("body too large")
+        return bytes(out)
+    if encoding == "deflate":
+        d = zlib.decompressobj()
+        out = d.decompress(data, MAX_BODY)
+        if d.unconsumed_tail:
+            raise ValueError("body too large")
+        return out
+    raise ValueError(f"unknown content encoding {encoding}")
+
+
+# -- up: batches of outbox rows ----------------------------------------------------------------------
+
+class OutRow(msgspec.Struct, frozen=True, array_like=True):
+    """One outbox row as sent: its sequence number, kind, reference, time and the delta's msgpack."""
+
+    seq: int
+    kind: str
+    ref: str
+    at: str
+    payload: msgspec.Raw
+
+
+class Batch(msgspec.Struct, frozen=True):
+    store_id: str
+    head: int  # the store's outbox head when the batch was cut: HQ shows lag = head - acked
+    rows: list[OutRow]
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """HQ's answer to a batch: the highest contiguous sequence it holds, and what it did."""
+
+    acked: int
+    applied: int = 0
+    duplicates: int = 0
+    quarantined: list[tuple[int, str]] = []
+
+
+batch_encoder = msgspec.msgpack.Encoder()
+batch_decoder = msgspec.msgpack.Decoder(Batch)
+
+
+# -- down: the feed ----------------------------------------------------------------------------------
+
+class PriceChange(msgspec.Struct, frozen=True, tag="prices"):
+    """New catalog prices; `effective_at` (RFC 3339) in the future makes them wait until then."""
+
+    prices: list[tuple[str, int]]
+    effective_at: str | None = None
+
+
+class PriceListPut(msgspec.Struct, frozen=True, tag="price_list"):
+    """An HQ price list (docs/promotions.md §1): replaces the list's entries."""
+
+    list_id: str
+    effective_from: str
+    prices: list[tuple[str, int]]
+    name: str = ""
+    store_id: str | None = None
+    tier: str | None = None
+    effective_until: str | None = None
+    local_edit: bool = False
+
+
+class PromotionPut(msgspec.Struct, frozen=True, tag="promotion"):
+    """A promotion in the documented rule format (JSON text); `active=False` ends it."""
+
+    rule_id: str
+    rule: str
+    active: bool = True
+
+
+class ItemRow(msgspec.Struct, frozen=True, array_like=True):
+    sku: str
+    name_zh: str
+    name_en: str
+    category_id: str
+    unit: str
+    price: int
+    tax_rate_bp: int
+    plu: str | None
+    brand: str
+    tags: list[str]
+    barcodes: list[tuple[str, str]]  # (code, symbology)
+    active: bool = True
+
+
+class CatalogPut(msgspec.Struct, frozen=True, tag="catalog"):
+    """Categories and items, inserted or updated (a store's opening snapshot, or HQ's edits)."""
+
+    categories: list[tuple[str, str | None, str, str]] = []  # (category_id, parent_id, name_zh, name_en)
+    items: list[ItemRow] = []
+
+
+class TierRow(msgspec.Struct, frozen=True, array_like=True):
+    tier: str
+    name_zh: str
+    name_en: str
+    discount_bp: int
+    points_multiplier_pct: int
+    min_points: int
+
+
+class MemberRow(msgspec.Struct, frozen=True, array_like=True):
+    member_id: str
+    tier: str
+    phone: str | None
+    card_no: str | None
+    name: str
+    birthday: str | None
+    tags: list[str]
+    home_store: str | None
+    created_at: str
+
+
+class MembersPut(msgspec.Struct, frozen=True, tag="members"):
+    """Tiers and member profiles. Balances never travel this way: they move only as escrow."""
+
+    tiers: list[TierRow] = []
+    members: list[MemberRow] = []
+
+
+class EscrowGrant(msgspec.Struct, frozen=True, tag="grant"):
+    """HQ set aside `amount` of a member's balance (or points) for this store to spend without asking."""
+
+    grant_id: str
+    member_id: str
+    ledger: Ledger
+    amount: int
+
+
+class EscrowReclaim(msgspec.Struct, frozen=True, tag="reclaim"):
+    """HQ asks for up to `amount` of this store's escrow back; the store answers with a release delta."""
+
+    request_id: str
+    member_id: str
+    ledger: Ledger
+    amount: int
+
+
+FeedBody = PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
+
+feed_body_encoder = msgspec.msgpack.Encoder()
+feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
+
+
+class FeedEntry(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    store: str  # the store it is addressed to, or "*" for all
+    at: str
+    body: bytes  # msgpack of a FeedBody
+    sig: bytes
+
+
+class FeedPage(msgspec.Struct, frozen=True):
+    entries: list[FeedEntry]
+    head: int  # HQ's newest feed sequence for this store (the hub shows its own lag)
+
+
+feed_page_encoder = msgspec.msgpack.Encoder()
+feed_page_decoder = msgspec.msgpack.Decoder(FeedPage)
+
+
+def feed_message(seq: int, store: str, body: bytes) -> bytes:
+    return b"backroom-feed\n%d\n%s\n" % (seq, store.encode()) + body
+
+
+def sign_entry(private_key: bytes, seq: int, store: str, at: str, body: bytes) -> FeedEntry:
+    return FeedEntry(seq, store, at, body, sign(private_key, feed_message(seq, store, body)))
+
+
+def entry_problem(entry: FeedEntry, hq_key: bytes, store_id: str, cursor: int) -> str | None:
+    """Why a feed entry must be refused, or None. Pure: the agent raises an alert on any reason."""
+    if not verify(hq_key, entry.sig, feed_message(entry.seq, entry.store, entry.body)):
+        return "bad_signature"
+    if entry.store not in ("*", store_id):
+        return "other_store"
+    if entry.seq <= cursor:
+        return "replayed"
+    return None
+
+
+# -- member spends, pairing, digests -------------------------------------------------------------------
+
+class AuthorizeRequest(msgspec.Struct, frozen=True):
+    request_id: str
+    member_id: str
+    ledger: Ledger
+    amount: int
+
+
+class PairRequest(msgspec.Struct, frozen=True):
+    store_id: str
+    public_key: str  # urlsafe base64
+    outbox_head: int
+    code: str | None = None
+    demo: bool = False
+    holdings: list[tuple[str, int, int]] = []  # (member_id, balance, points) the store holds locally
+    members: list[MemberRow] = []  # profiles of those members, so HQ can adopt ones it does not know
+
+
+class PairResult(msgspec.Struct, frozen=True):
+    store_id: str
+    hq_public_key: str
+    base_seq: int
+    kept: list[str] = []  # members whose local holdings HQ adopted as this store's escrow
+
+
+class DigestRow(msgspec.Struct, frozen=True, array_like=True):
+    """Counts and sums of one day's deltas of one kind, and the sequence range they span."""
+
+    day: str
+    kind: str
+    count: int
+    total: int
+    first_seq: int
+    last_seq: int
+
+
+class DigestReport(msgspec.Struct, frozen=True):
+    rows: list[DigestRow]
+    upto: int  # the store's acked sequence the rows were computed over
+
+
+class DigestVerdict(msgspec.Struct, frozen=True):
+    mismatched: list[str] = []  # days
+    resend: list[tuple[int, int]] = []  # inclusive sequence ranges HQ wants again

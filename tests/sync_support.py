@@ -1,0 +1,412 @@
+"""Real services for the sync tests: a private PostgreSQL cluster, `backroom hq serve` and `backroom serve
+--hq` subprocesses, and a fault-injecting HTTP proxy to put between a hub and HQ.
+
+The PostgreSQL cluster is initdb'd in a temporary directory and run by pg_ctl on a free port, as the
+`postgres` user when the tests run as root (PostgreSQL refuses to run as root). `make test`
+installs the server (`make system-packages`); without it the PostgreSQL cases skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKROOM_")}
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env or clean_env())
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------
+
+def pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found else None
+
+
+class PgCluster:
+    """A throw-away PostgreSQL server; `url(name)` creates a database and returns its URL."""
+
+    def __init__(self, fsync: bool = False) -> None:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="backroom-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                   "--no-sync", "--locale=C"])
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+                f"-c shared_buffers=128MB" + ("" if fsync else " -c fsync=off -c synchronous_commit=off"))
+        self._run([str(bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
+                   "-w", "-t", "60", "start"])
+
+    def _run(self, cmd: list[str]) -> None:
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+
+    def url(self, name: str | None = None) -> str:
+        import psycopg
+
+        name = name or f"hq_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- processes ---------------------------------------------------------------------------------------------
+
+class Proc:
+    """A CLI subprocess that serves HTTP: start (waits for /healthz), kill -9, stop."""
+
+    def __init__(self, args: list[str], port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.env = env or clean_env()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> Proc:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *self.args], cwd=REPO, stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[0]} exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.args} did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class HqServer(Proc):
+    def __init__(self, db_url: str, root: Path, demo: bool = True, port: int | None = None) -> None:
+        self.db_url = db_url
+        port = port or free_port()
+        args = ["hq", "serve", "--db", db_url, "--port", str(port), "--host", "127.0.0.1", "--log-level", "warning"]
+        super().__init__(args + (["--demo"] if demo else []), port, root / f"hq-{port}.log")
+        self._token: str | None = None
+
+    def admin(self) -> httpx.Client:
+        if self._token is None:
+            r = httpx.post(self.url + "/hq/v1/auth/login", json={"username": "hq", "password": "hq-demo"}, timeout=10)
+            assert r.status_code == 200, r.text
+            self._token = r.json()["token"]
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self._token}"}, timeout=10)
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows straight from HQ's database (either back end)."""
+        if self.db_url.startswith("postgresql://"):
+            import psycopg
+
+            with psycopg.connect(self.db_url) as conn:
+                return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), args).fetchall()]
+        conn = sqlite3.connect(f"file:{self.db_url}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(r) for r in conn.execute(sql, args)]
+        finally:
+            conn.close()
+
+
+class SyncHub(Proc):
+    """`backroom serve --hq URL` on a demo-seeded data directory (seeded on first start)."""
+
+    def __init__(self, root: Path, hq_url: str | None, store: str = "demo-001", port: int | None = None,
+                 **sync: str) -> None:
+        self.data_dir = root / f"hub-{store}"
+        if not (self.data_dir / "hub.sqlite3").exists():
+            done = cli("seed", "--demo", "--store", store, "--data", str(self.data_dir))
+            assert done.returncode == 0, done.stderr
+        port = port or free_port()
+        args = ["serve", "--data", str(self.data_dir), "--port", str(port), "--mqtt-port", str(free_port()),
+                "--log-level", "warning"]
+        if hq_url:
+            args += ["--hq", hq_url]
+        env = clean_env(**{f"BACKROOM_SYNC_{k.upper()}": str(v) for k, v in sync.items()})
+        super().__init__(args, port, root / f"hub-{store}-{port}.log", env)
+        self._token: str | None = None
+
+    def stop(self) -> None:
+        super().stop()
+        # A hub killed with -9 leaves its Mosquitto child running (the next start refuses to run a second
+        # one): end the broker this data directory's pid file names, which this test started.
+        from devices.broker import running_pid
+
+        pid = running_pid(self.data_dir)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+
+    def till(self) -> httpx.Client:
+        r = httpx.post(self.url + "/api/v1/auth/login", json={"username": "cashier", "pin": "1234", "till_id": "T1"},
+                       timeout=10)
+        assert r.status_code == 200, r.text
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {r.json()['token']}"}, timeout=30)
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.data_dir / 'hub.sqlite3'}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(r) for r in conn.execute(sql, args)]
+        finally:
+            conn.close()
+
+
+def sell(till: httpx.Client, n: int = 1, member_id: str | None = None, tenders: list[dict[str, Any]] | None = None,
+         sku: str = "SKU00027") -> httpx.Response:
+    """One sale of `n` units of a counted demo item, paid exactly (cash unless tenders are given)."""
+    lines = [{"sku": sku, "qty": n}]
+    body: dict[str, Any] = {"lines": lines}
+    if member_id:
+        body["member_id"] = member_id
+    q = till.post("/api/v1/quote", json=body)
+    assert q.status_code == 200, q.text
+    total = q.json()["total"]
+    return till.post("/api/v1/sales", json={"sale_id": str(uuid.uuid4()), "till_id": "T1", **body,
+                                            "tenders": tenders or [{"method": "cash", "amount": total}]})
+
+
+# -- the fault proxy --------------------------------------------------------------------------------------------
+
+FAULTS = ("ok", "drop", "drop_response", "duplicate", "delay", "reorder", "cut_response", "cut_request")
+
+
+class FaultProxy:
+    """An HTTP/1.1 proxy on its own thread that mistreats requests: each request meets one fault
+    drawn with the given weights (`mode = "clean"` passes everything; `"down"` refuses everything,
+    as a store's broken uplink does). Long-polls pass through; only POST requests get faults unless
+    `faults_on_get` is set."""
+
+    def __init__(self, upstream_port: int, seed: int = 1, weights: dict[str, float] | None = None,
+                 faults_on_get: bool = False) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rng = random.Random(seed)
+        self.weights = weights or {"ok": 4, "drop": 1, "drop_response": 1, "duplicate": 1, "delay": 1, "reorder": 1,
+                                   "cut_response": 1, "cut_request": 1}
+        self.faults_on_get = faults_on_get
+        self.mode = "faulty"
+        self.seen: dict[str, int] = {f: 0 for f in FAULTS}
+        self._stash: list[bytes] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fault-proxy")
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def _pick(self, method: str) -> str:
+        if self.mode == "clean" or (method != "POST" and not self.faults_on_get):
+            return "ok"
+        names = list(self.weights)
+        return self.rng.choices(names, [self.weights[n] for n in names])[0]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                if self.mode == "down":
+                    break
+                method = request.split(b" ", 1)[0].decode()
+                fault = self._pick(method)
+                self.seen[fault] += 1
+                if fault == "drop":
+                    break
+                if fault == "delay":
+                    await asyncio.sleep(self.rng.uniform(0.05, 0.4))
+                if fault == "cut_request":
+                    await self._forward(request[: max(1, len(request) // 2)], expect_response=False)
+                    break
+                if fault == "reorder":
+                    self._stash.append(request)  # sent again later, after newer requests
+                elif self._stash and self.rng.random() < 0.5:
+                    await self._forward(self._stash.pop(0))
+                response = await self._forward(request)
+                if fault == "duplicate":
+                    response = await self._forward(request)
+                if response is None or fault == "drop_response":
+                    break
+                if fault == "cut_response":
+                    writer.write(response[: max(1, len(response) - max(1, len(response) // 3))])
+                    await writer.drain()
+                    break
+                writer.write(response)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a cancelled handler ends quietly: the proxy is shutting down
+        finally:
+            writer.close()
+
+    async def _forward(self, request: bytes, expect_response: bool = True) -> bytes | None:
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            return None
+        try:
+            w.write(_close_after(request))
+            await w.drain()
+            if not expect_response:
+                return None
+            return await r.read()
+        except ConnectionError:
+            return None
+        finally:
+            w.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return None
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length) if length else b""
+    return head + body
+
+
+def _close_after(request: bytes) -> bytes:
+    """The same request with `Connection: close`, so the upstream answer ends at EOF."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+    return b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n" + body
+
+
+@contextlib.contextmanager
+def running(*procs: Proc) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.stop()
+
+
+# -- fixtures (imported by the sync test modules) ------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+_CLUSTER: list[PgCluster] = []
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> PgCluster:
+    """One PostgreSQL server for the whole run, whichever modules ask (stopped when the run ends)."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL server not installed (make system-packages installs it)")
+    if not _CLUSTER:
+        import atexit
+
+        _CLUSTER.append(PgCluster())
+        atexit.register(_CLUSTER[0].stop)
+    return _CLUSTER[0]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hq_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both HQ back ends: a SQLite file, and a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hq.sqlite3")
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.url()

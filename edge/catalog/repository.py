@@ -72,12 +72,19 @@ def search_items(
     return [_item(r) for r in rows], int(total)
 
 
-def lookup_barcode(
-    conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout, prices: PriceBoard | None = None
-) -> LookupResult:
-    """Resolve a scanned code at the price in force (`prices`, else the catalog price).
+class Scanned(msgspec.Struct, frozen=True):
+    """A scanned code resolved to its item, with what a variable-measure label embeds."""
 
-    Raises ApiError 400 for a malformed code, 404 for an unknown one."""
+    item: Item
+    code: str
+    symbology: str
+    weight_g: int | None = None
+    embedded_price: int | None = None
+
+
+def resolve_code(conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout) -> Scanned:
+    """Resolve a scanned code to its item (catalog price). Raises ApiError 400 for a malformed
+    code, 404 for an unknown one, 422 for a label that does not fit its item."""
     code = code.strip()
     symbology = classify(code)
     if symbology is None:
@@ -87,26 +94,35 @@ def lookup_barcode(
         item = item_by_sku(conn, row["sku"])
         if item is None:
             raise ApiError(404, "unknown_barcode", f"barcode {code} belongs to no active item")
-        if prices is not None:
-            item, _ = prices.apply(conn, item)
-        return _lookup(item, code, symbology)
+        return Scanned(item, code, symbology)
     vm = parse_variable_measure(code, layout)
     if vm is None:
         raise ApiError(404, "unknown_barcode", f"no item has barcode {code}")
     item = item_by_plu(conn, vm.plu)
     if item is None:
         raise ApiError(404, "unknown_barcode", f"no item has in-store number {vm.plu} (barcode {code})")
-    if prices is not None:
-        item, _ = prices.apply(conn, item)
-    if vm.embeds == "weight_g":
-        if item.unit != "kg":
-            raise ApiError(422, "not_weighed", f"{item.sku} is not sold by weight but {code} embeds a weight")
-        if vm.value <= 0:
-            raise ApiError(422, "invalid_weight", f"barcode {code} embeds a zero weight")
-        return _lookup(
-            item, code, symbology, weight_g=vm.value, line_price=div_half_up(item.price * vm.value, 1000)
-        )
-    return _lookup(item, code, symbology, embedded_price=vm.value, line_price=vm.value)
+    if vm.embeds == "price":
+        return Scanned(item, code, symbology, embedded_price=vm.value)
+    if item.unit != "kg":
+        raise ApiError(422, "not_weighed", f"{item.sku} is not sold by weight but {code} embeds a weight")
+    if vm.value <= 0:
+        raise ApiError(422, "invalid_weight", f"barcode {code} embeds a zero weight")
+    return Scanned(item, code, symbology, weight_g=vm.value)
+
+
+def lookup_barcode(
+    conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout, prices: PriceBoard | None = None
+) -> LookupResult:
+    """Resolve a scanned code at the price in force (`prices`, else the catalog price)."""
+    scanned = resolve_code(conn, code, layout)
+    item = scanned.item if prices is None else prices.apply(conn, scanned.item)[0]
+    if scanned.weight_g is not None:
+        line_price = div_half_up(item.price * scanned.weight_g, 1000)
+        return _lookup(item, scanned.code, scanned.symbology, weight_g=scanned.weight_g, line_price=line_price)
+    if scanned.embedded_price is not None:
+        return _lookup(item, scanned.code, scanned.symbology, embedded_price=scanned.embedded_price,
+                       line_price=scanned.embedded_price)
+    return _lookup(item, scanned.code, scanned.symbology)
 
 
 def _lookup(item: Item, code: str, symbology: str, **embedded: int) -> LookupResult:

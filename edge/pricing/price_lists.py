@@ -59,8 +59,10 @@ _IN_FORCE = """
       AND (l.store_id IS NULL OR l.store_id = ?)"""
 
 
-def entries_in_force(conn: sqlite3.Connection, sku: str, store_id: str, at: datetime.datetime) -> list[PriceEntry]:
-    t = utc_text(at)
+def entries_in_force(
+    conn: sqlite3.Connection, sku: str, store_id: str, at: datetime.datetime | str
+) -> list[PriceEntry]:
+    t = at if isinstance(at, str) else utc_text(at)
     rows = conn.execute(_IN_FORCE, (sku, t, t, store_id)).fetchall()
     return [PriceEntry(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
@@ -72,6 +74,7 @@ class PriceBoard:
         self.store_id = store_id
         self.tier = tier
         self.at = at
+        self._at_text = utc_text(at)  # once per quote, not once per line
         self._any: bool | None = None  # are there price lists at all? (asked once per quote)
 
     def apply(self, conn: sqlite3.Connection, item: Item) -> tuple[Item, int | None]:
@@ -80,7 +83,7 @@ class PriceBoard:
             self._any = conn.execute("SELECT 1 FROM price_list_items LIMIT 1").fetchone() is not None
         if not self._any:
             return item, None
-        entries = entries_in_force(conn, item.sku, self.store_id, self.at)
+        entries = entries_in_force(conn, item.sku, self.store_id, self._at_text)
         if not entries:
             return item, None
         base, member = pick(entries, self.tier)

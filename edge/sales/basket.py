@@ -10,7 +10,7 @@ import msgspec
 
 from edge.catalog.barcodes import VariableMeasureLayout
 from edge.catalog.models import Item
-from edge.catalog.repository import item_by_sku, lookup_barcode
+from edge.catalog.repository import item_by_sku, resolve_code
 from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.errors import ApiError
@@ -47,19 +47,17 @@ def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_n
     embedded_price: int | None = None
     if line.barcode is not None:
         try:
-            found = lookup_barcode(conn, line.barcode, layout)
+            found = resolve_code(conn, line.barcode, layout)
         except ApiError as err:
             status = 400 if err.status == 400 else 422
             raise ApiError(status, err.code, f"{where}: {err.message}", line_no=line_no) from None
-        item = item_by_sku(conn, found.sku)
-        if item is None:  # deactivated between the two reads
-            raise ApiError(422, "unknown_item", f"{where}: item {found.sku} is not sold", line_no=line_no)
-        embedded_weight, embedded_price = found.weight_g, found.embedded_price
+        item, embedded_weight, embedded_price = found.item, found.weight_g, found.embedded_price
     else:
         assert line.sku is not None
-        item = item_by_sku(conn, line.sku)
-        if item is None:
+        by_sku = item_by_sku(conn, line.sku)
+        if by_sku is None:
             raise ApiError(422, "unknown_item", f"{where}: no item with sku {line.sku[:64]}", line_no=line_no)
+        item = by_sku
     member_price = None
     if prices is not None:  # the price in force now (price lists), recorded on the line as unit_price
         item, member_price = prices.apply(conn, item)

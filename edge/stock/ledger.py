@@ -100,28 +100,32 @@ def record(
 
 def check_thresholds(conn: sqlite3.Connection, sku: str, at: str) -> list[str]:
     """Raise or clear low/high alerts for an item after its stock changed; returns raised kinds."""
-    item = conn.execute("SELECT low_threshold, high_threshold FROM items WHERE sku = ?", (sku,)).fetchone()
-    if item is None:
+    row = conn.execute(
+        """SELECT low_threshold, high_threshold,
+                  (SELECT coalesce(sum(on_hand), 0) FROM stock_balance WHERE sku = ?1),
+                  (SELECT group_concat(kind) FROM stock_alerts WHERE sku = ?1 AND cleared_at IS NULL)
+           FROM items WHERE sku = ?1""",
+        (sku,),
+    ).fetchone()
+    if row is None:
         return []
-    level = on_hand(conn, sku)
+    low, high, level, open_kinds = row[0], row[1], int(row[2]), set((row[3] or "").split(","))
     raised = []
     for kind, threshold, crossed in (
-        ("low", item[0], item[0] is not None and level < item[0]),
-        ("high", item[1], item[1] is not None and level > item[1]),
+        ("low", low, low is not None and level < low),
+        ("high", high, high is not None and level > high),
     ):
-        if threshold is None:
-            continue
-        open_alert = conn.execute(
-            "SELECT alert_id FROM stock_alerts WHERE sku = ? AND kind = ? AND cleared_at IS NULL", (sku, kind)
-        ).fetchone()
-        if crossed and open_alert is None:
+        if crossed and kind not in open_kinds:
             conn.execute(
                 "INSERT INTO stock_alerts (sku, kind, on_hand, threshold, raised_at) VALUES (?, ?, ?, ?, ?)",
                 (sku, kind, level, threshold, at),
             )
             raised.append(kind)
-        elif not crossed and open_alert is not None:
-            conn.execute("UPDATE stock_alerts SET cleared_at = ? WHERE alert_id = ?", (at, open_alert[0]))
+        elif not crossed and kind in open_kinds:
+            conn.execute(
+                "UPDATE stock_alerts SET cleared_at = ? WHERE sku = ? AND kind = ? AND cleared_at IS NULL",
+                (at, sku, kind),
+            )
     return raised
 
 

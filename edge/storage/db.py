@@ -25,6 +25,10 @@ from edge.storage.migrations import apply_migrations
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# A sale runs some 70 statements of a few dozen distinct texts; the default cache of 128 prepared
+# statements is shared with lookups, promotions and sync, so keep more of them prepared.
+_STATEMENT_CACHE = 1024
+
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 
@@ -33,10 +37,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection with the pragmas every hub connection uses."""
     if readonly:
         conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+            cached_statements=_STATEMENT_CACHE,
         )
     else:
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, cached_statements=_STATEMENT_CACHE
+        )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA foreign_keys = ON")

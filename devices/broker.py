@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import hmac
@@ -302,6 +303,35 @@ def add_device(data_dir: Path, device_id: str, profile: str) -> Credentials:
     return creds
 
 
+def add_devices(data_dir: Path, wanted: list[tuple[str, str]]) -> list[Credentials]:
+    """Register many (device id, profile) pairs in one change: one rewrite of the files, one reload."""
+    for device_id, _ in wanted:
+        if not topics.valid_segment(device_id):
+            raise BrokerError(f"device id {device_id!r}: letters, digits, '_', '.', '-' only (at most 64)")
+    paths = Paths(data_dir)
+    if load_settings(data_dir) is None:
+        configure(data_dir)
+    out: list[Credentials] = []
+    with _locked(paths):
+        settings = load_settings(data_dir) or Settings()
+        keys = _read(paths.secrets, Secrets, Secrets())
+        registry = _read(paths.registry, Registry, Registry())
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for device_id, profile in wanted:
+            password = new_password()
+            previous = registry.devices.get(device_id)
+            registry.devices[device_id] = DeviceRecord(
+                device_id=device_id, profile=profile, username=device_username(device_id),
+                password_hash=hash_password(password), created_at=previous.created_at if previous else now,
+                rotated_at=now)
+            out.append(Credentials(username=device_username(device_id), password=password,
+                                   mqtt_url=mqtt_url(settings), device_id=device_id))
+        _write(paths.registry, msgspec.json.encode(registry).decode())
+        _regenerate(paths, settings, registry, keys, data_dir)
+    reload(data_dir)
+    return out
+
+
 def rotate(data_dir: Path, device_id: str) -> Credentials:
     """A new password for a registered device; the old one stops working at once for new connections."""
     creds = _change(data_dir, device_id, None)
@@ -369,6 +399,14 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG), so a hub killed with
+    SIGKILL leaves no broker behind. Start brokers from a thread that lives as long as they should (the main
+    thread). Linux only; Mosquitto dropping to another user clears it (best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class Broker:
     """A Mosquitto child process on this data directory's configuration. `with Broker(...) as b:`."""
 
@@ -386,10 +424,11 @@ class Broker:
         command = [mosquitto_binary(), "-c", str(paths.conf)]
         if self.log_path is None:
             self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         else:
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
         host = "127.0.0.1" if self.settings.lan_bind in ("0.0.0.0", "::") else self.settings.lan_bind
         if not (wait_for_port(host, self.settings.lan_port, timeout_s)
                 and wait_for_port("127.0.0.1", self.settings.local_port, timeout_s)):

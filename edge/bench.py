@@ -268,6 +268,7 @@ class Server:
 
     def __enter__(self) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BACKROOM_")}
+        env["BACKROOM_DEVICES"] = "0"  # checkout and lookup measure the till API, not the broker
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

@@ -76,6 +76,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from hq_sync.bench import run_sync_bench
 
         return run_sync_bench(args)
+    if args.kind == "devices":  # frame -> till latency and 200 devices' load (devices/bench.py)
+        from devices.bench import run_devices_bench
+
+        return run_devices_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -112,12 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     jverify.set_defaults(fn=cmd_journal_verify)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "devices"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
+    bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")
     bench.set_defaults(fn=cmd_bench)
 
     from devices.cli import register as register_devices

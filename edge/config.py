@@ -11,6 +11,16 @@ import msgspec
 from edge.catalog.barcodes import VariableMeasureLayout
 
 
+class TillDevices(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The devices paired with one till (device ids in the broker's registry); the drawer is usually a printer."""
+
+    printer: str | None = None
+    drawer: str | None = None
+    display: str | None = None
+    scale: str | None = None
+    scanner: str | None = None
+
+
 class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: Path = Path("var/demo")
     store_id: str = "demo-001"
@@ -23,6 +33,14 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_body_bytes: int = 256 * 1024
     barcode_layout: VariableMeasureLayout = VariableMeasureLayout()
     return_clawback: bool = False  # a return below a 满减 threshold gives back the lost discount (docs/promotions.md)
+    # Devices (docs/devices.md): the hub's Mosquitto, its MQTT client and mDNS. Off with BACKROOM_DEVICES=0.
+    devices_enabled: bool = True
+    mqtt_local_port: int | None = None  # the hub's own localhost listener; default mqtt_port + 1
+    mqtt_bind: str = "0.0.0.0"
+    mqtt_advertise_host: str = ""  # the host in the mqtt_url handed to devices; empty: this host's LAN address
+    mdns_enabled: bool = True
+    store_name: str = ""  # printed on receipts; empty: "Backroom {store_id}"
+    tills: dict[str, TillDevices] = {}  # till id (or "*" for any till) -> its paired devices
 
     @property
     def db_path(self) -> Path:
@@ -39,7 +57,8 @@ def load_config(
         raw.update(tomllib.loads(config_file.read_text("utf-8")))
     env = os.environ
     for key, var in (("data_dir", "BACKROOM_DATA"), ("port", "BACKROOM_PORT"), ("mqtt_port", "BACKROOM_MQTT_PORT"),
-                     ("hq_url", "BACKROOM_HQ"), ("store_id", "BACKROOM_STORE")):
+                     ("hq_url", "BACKROOM_HQ"), ("store_id", "BACKROOM_STORE"), ("devices_enabled", "BACKROOM_DEVICES"),
+                     ("mqtt_local_port", "BACKROOM_MQTT_LOCAL_PORT")):
         if env.get(var):
             raw[key] = env[var]
     for key, value in (("data_dir", data_dir), ("port", port), ("mqtt_port", mqtt_port), ("hq_url", hq_url),

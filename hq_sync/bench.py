@@ -48,7 +48,9 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("BACKROOM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKROOM_")}
+    env["BACKROOM_DEVICES"] = "0"  # sync benches need no broker
+    return env
 
 
 def _start_hq(db_url: str, root: Path, demo: bool) -> tuple[subprocess.Popen[bytes], str]:

@@ -7,6 +7,7 @@ read-only to check what was (or was not) written.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -26,6 +27,9 @@ DEMO_SECRETS: dict[str, dict[str, str]] = {
     "guide": {"pin": "5678"},
 }
 WRITTEN_TABLES = ("journal", "outbox", "sales")
+# Hubs under test run without their device broker, which would take MQTT port 1883 in every one of them;
+# tests/test_device_link.py turns it on for its own hub.
+os.environ.setdefault("BACKROOM_DEVICES", "0")
 
 
 def backroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -41,6 +41,7 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKROOM_")}
+    env["BACKROOM_DEVICES"] = "0"  # no device broker in these hubs (each would take MQTT port 1883)
     env.update(extra)
     return env
 

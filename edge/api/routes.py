@@ -22,6 +22,8 @@ from edge.auth.passwords import verify_secret
 from edge.auth.tokens import Claims, issue
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
+from edge.device_link.link import sale_committed
+from edge.device_link.routes import DEVICE_ROUTES
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.journal import chain
@@ -242,6 +244,8 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
+    if not isinstance(result, Replay):
+        sale_committed(request.app.state, req.till_id, result)  # receipt and drawer, in the background
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 
@@ -405,3 +409,4 @@ ROUTES = [healthz, login, me, list_items, list_categories, lookup, get_item, set
           create_return, create_exchange, member_lookup, member_get, member_create, member_topup, stock_alerts,
           stock_get, stock_receive, stock_adjust, journal_verify]
 ROUTES += [promotion_create, promotion_list, coupon_create]
+ROUTES += DEVICE_ROUTES

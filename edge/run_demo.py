@@ -221,6 +221,10 @@ def run() -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # `make run` is our parent and does not pass SIGTERM on: stop too when it goes.
+    _die_with_parent()
+    if os.getppid() == 1:
+        stop.set()
     supervisor = Supervisor()
     broker_before = broker.running_pid(data)
     pages = data / "printer" / time.strftime("%Y%m%d-%H%M%S")

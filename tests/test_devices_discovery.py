@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 
 from zeroconf import ServiceInfo, Zeroconf
 
@@ -15,18 +16,20 @@ INTERFACE = lan_address()
 
 
 def test_a_browser_finds_the_hub_with_its_txt_record() -> None:
-    with discovery.Advertiser("demo-001", 8080, 1883, addresses=[INTERFACE], interfaces=[INTERFACE]):
+    # A store id of its own: a demo store running elsewhere on this LAN must not answer for it.
+    store = f"mdns-{uuid.uuid4().hex[:8]}"
+    with discovery.Advertiser(store, 8080, 1883, addresses=[INTERFACE], interfaces=[INTERFACE]):
         found = discovery.find(discovery.HUB_SERVICE, timeout_s=8, interfaces=[INTERFACE])
         mqtt = discovery.find(discovery.MQTT_SERVICE, timeout_s=8, interfaces=[INTERFACE])
-    hubs = [info for info in found if info.properties.get(b"store") == b"demo-001"]
+    hubs = [info for info in found if info.properties.get(b"store") == store.encode()]
     assert len(hubs) == 1, found
     hub = hubs[0]
-    assert hub.name == "Backroom demo-001._backroom._tcp.local."
+    assert hub.name == f"Backroom {store}._backroom._tcp.local."
     assert hub.port == 8080
     assert hub.parsed_addresses() == [INTERFACE]
-    assert {k: v for k, v in hub.properties.items()} == {b"store": b"demo-001", b"api": b"/api/v1", b"mqtt": b"1883"}
-    assert [(info.name, info.port) for info in mqtt if info.properties.get(b"store") == b"demo-001"] == [
-        ("Backroom demo-001._mqtt._tcp.local.", 1883)]
+    assert {k: v for k, v in hub.properties.items()} == {b"store": store.encode(), b"api": b"/api/v1", b"mqtt": b"1883"}
+    assert [(info.name, info.port) for info in mqtt if info.properties.get(b"store") == store.encode()] == [
+        (f"Backroom {store}._mqtt._tcp.local.", 1883)]
 
 
 def test_a_network_printer_shows_up_as_pending_until_approved() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hubproc import free_port  # one free-port helper for every test module
 
 DEMO_SECRETS: dict[str, dict[str, str]] = {
     "manager": {"password": "manager-demo"},
@@ -38,12 +38,6 @@ def backroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     if check and proc.returncode != 0:
         pytest.fail(f"backroom {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Hub:

@@ -27,16 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hubproc import free_port  # one free-port helper for every test module
 
 REPO = Path(__file__).resolve().parent.parent
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:

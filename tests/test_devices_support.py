@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hubproc import free_port  # one free-port helper for every test module
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import broker
@@ -23,12 +23,6 @@ from devices import broker
 REPO = Path(__file__).resolve().parent.parent
 STORE = "demo-001"
 ROOT = f"backroom/v1/{STORE}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -87,6 +87,15 @@ def test_lookup_of_a_weighed_label_embeds_weight_and_line_price(hub: Hub) -> Non
     assert item["line_price"] == 2397
 
 
+def test_lookup_of_a_price_label_embeds_the_price(hub: Hub) -> None:
+    label = "2330001012756"  # prefix 23: item 30001 (SKU00051, 15.90 a box), this box priced 12.75
+    till = hub.login("cashier")
+    item = till.get("/api/v1/items/lookup", params={"barcode": label}).json()
+    assert (item["sku"], item["price"], item["item_price"], item["line_price"]) == ("SKU00051", 1275, 1590, 1275)
+    quote = till.post("/api/v1/quote", json={"lines": [{"barcode": label}]}).json()
+    assert [(ln["qty"], ln["unit_price"], ln["gross"]) for ln in quote["lines"]] == [(1, 1275, 1275)]
+
+
 def test_quote_for_a_gold_member_takes_ten_percent_off_each_line(hub: Hub) -> None:
     resp = hub.login("cashier").post("/api/v1/quote", json={
         "lines": [*BASKET, {"sku": "SKU00011", "qty": 1}], "member_id": "M000001"})

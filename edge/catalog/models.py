@@ -34,7 +34,12 @@ class Item(msgspec.Struct, frozen=True):
 
 
 class LookupResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An item resolved from a scanned code, with what a variable-measure label embedded."""
+    """An item resolved from a scanned code, with what a variable-measure label embedded.
+
+    `price` is the item's current price (per unit, or per kg for weighed items) — except for a
+    price label (prefix 23), where it is the label's embedded price, as the contract says; the
+    item's own price is then `item_price`. `line_price` is what the scanned line costs.
+    """
 
     sku: str
     name: str
@@ -50,6 +55,7 @@ class LookupResult(msgspec.Struct, frozen=True, omit_defaults=True):
     weight_g: int | None = None
     embedded_price: int | None = None
     line_price: int | None = None
+    item_price: int | None = None
 
 
 class ItemPage(msgspec.Struct, frozen=True):

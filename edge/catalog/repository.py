@@ -120,8 +120,9 @@ def lookup_barcode(
         line_price = div_half_up(item.price * scanned.weight_g, 1000)
         return _lookup(item, scanned.code, scanned.symbology, weight_g=scanned.weight_g, line_price=line_price)
     if scanned.embedded_price is not None:
-        return _lookup(item, scanned.code, scanned.symbology, embedded_price=scanned.embedded_price,
-                       line_price=scanned.embedded_price)
+        label = msgspec.structs.replace(item, price=scanned.embedded_price)
+        return _lookup(label, scanned.code, scanned.symbology, embedded_price=scanned.embedded_price,
+                       line_price=scanned.embedded_price, item_price=item.price)
     return _lookup(item, scanned.code, scanned.symbology)
 
 

@@ -37,6 +37,7 @@ from hq_sync.wire import (
     FeedPage,
     PairRequest,
     PairResult,
+    StockReport,
     batch_encoder,
     compress,
     feed_page_decoder,
@@ -62,6 +63,8 @@ class SyncSettings(msgspec.Struct, frozen=True):
     authorize_timeout_s: float = 1.5
     digest_interval_s: float = 300.0
     backoff_max_s: float = 5.0
+    stock_report_s: float = 15.0  # how often moved stock levels go to HQ (the cross-store lookup's snapshot)
+    lookup_timeout_s: float = 1.5
 
     @classmethod
     def from_env(cls) -> SyncSettings:
@@ -171,7 +174,8 @@ class SyncAgent:
         limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
         self._client = httpx.AsyncClient(timeout=self.settings.request_timeout_s, limits=limits)
         self._next_digest = time.monotonic() + min(self.settings.digest_interval_s, 5.0)
-        for name, loop in (("push", self._push_loop), ("feed", self._feed_loop), ("prices", self._prices_loop)):
+        for name, loop in (("push", self._push_loop), ("feed", self._feed_loop), ("prices", self._prices_loop),
+                           ("stock", self._stock_loop)):
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=f"sync-{name}"))
 
     async def stop(self) -> None:
@@ -368,6 +372,43 @@ class SyncAgent:
             if await self._read(lambda c: c.execute("SELECT 1 FROM sync_pending_prices LIMIT 1").fetchone()):
                 at = self._stamp()
                 await self.hub.db.write(_due_prices(at))
+
+    async def _stock_loop(self) -> None:
+        """Send HQ the on-hand of every sku that moved since the last report (everything at first)."""
+        from hq_sync import transfers
+
+        reported = 0
+        while True:
+            await asyncio.sleep(self.settings.stock_report_s)
+            state = await self._state()
+            if state is None:
+                continue
+            marker, levels = await self._read(transfers.levels_since, reported)
+            if marker == reported and reported:
+                continue
+            body = msgspec.json.encode(StockReport(at=self._stamp(), levels=levels))
+            try:
+                resp = await self._request(state, "POST", "/hq/v1/sync/stock", body=body,
+                                           headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as exc:
+                log.info("stock report failed (%s); retrying later", exc)
+                continue
+            if resp.status_code == 200:
+                reported = marker
+
+    async def stock_elsewhere(self, sku: str) -> Any:
+        """Other stores' on-hand of `sku` from HQ's snapshot (short timeout); None when HQ does not answer."""
+        state = await self._state()
+        if state is None:
+            return None
+        try:
+            resp = await self._request(state, "GET", f"/hq/v1/sync/stock/{sku}",
+                                       timeout=self.settings.lookup_timeout_s)
+        except httpx.HTTPError:
+            return None
+        if resp.status_code != 200:
+            return None
+        return resp.json()
 
     # -- online spends
     async def authorize(self, member_id: str, ledger: str, needed: int, request_id: str) -> EscrowGrant | None:

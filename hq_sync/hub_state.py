@@ -33,6 +33,9 @@ from hq_sync.protocol import (
     SaleDelta,
     StockDelta,
     TopupDelta,
+    TransferReceivedDelta,
+    TransferRequestDelta,
+    TransferShippedDelta,
     delta_decoder,
 )
 from hq_sync.wire import (
@@ -52,6 +55,7 @@ from hq_sync.wire import (
     PriceChange,
     PriceListPut,
     PromotionPut,
+    TransferState,
     entry_problem,
     feed_body_decoder,
 )
@@ -250,6 +254,10 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
             apply_grant(conn, body, now)
         case EscrowReclaim():
             apply_reclaim(conn, body, now)
+        case TransferState():
+            from hq_sync import transfers
+
+            transfers.apply_state(conn, body, store_id, now)
 
 
 def _put_price_list(conn: sqlite3.Connection, body: PriceListPut, now: str) -> None:
@@ -388,6 +396,8 @@ def delta_amount(delta: Delta) -> int:
             return qty
         case MemberDelta():
             return 0
+        case TransferRequestDelta(lines=lines) | TransferShippedDelta(lines=lines) | TransferReceivedDelta(lines=lines):
+            return sum(ln.qty for ln in lines)
     return 0
 
 

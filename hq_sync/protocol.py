@@ -115,7 +115,52 @@ class EscrowReleaseDelta(msgspec.Struct, frozen=True, tag="release", omit_defaul
     at: str
 
 
-Delta = SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta
+class TransferLineDelta(msgspec.Struct, frozen=True, array_like=True):
+    sku: str
+    qty: int
+
+
+class TransferRequestDelta(msgspec.Struct, frozen=True, tag="transfer_request", omit_defaults=True):
+    """This store (`to_store`) asks `from_store` for stock (调拨); HQ routes it to the sender."""
+
+    transfer_id: str
+    from_store: str
+    to_store: str
+    lines: list[TransferLineDelta]
+    user_id: str
+    at: str
+    journal_seq: int
+    note: str = ""
+
+
+class TransferShippedDelta(msgspec.Struct, frozen=True, tag="transfer_shipped", omit_defaults=True):
+    """The sender shipped these quantities (its transfer_out movements travel as stock deltas too)."""
+
+    transfer_id: str
+    from_store: str
+    to_store: str
+    lines: list[TransferLineDelta]
+    user_id: str
+    at: str
+    journal_seq: int
+
+
+class TransferReceivedDelta(msgspec.Struct, frozen=True, tag="transfer_received", omit_defaults=True):
+    """The receiver counted these quantities in; `discrepancies` = shipped − received per sku (non-zero only)."""
+
+    transfer_id: str
+    from_store: str
+    to_store: str
+    lines: list[TransferLineDelta]
+    user_id: str
+    at: str
+    journal_seq: int
+    discrepancies: list[TransferLineDelta] = []
+
+
+Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta | TransferRequestDelta
+         | TransferShippedDelta | TransferReceivedDelta)
+TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()
 delta_decoder = msgspec.msgpack.Decoder(Delta)

@@ -233,7 +233,30 @@ class EscrowReclaim(msgspec.Struct, frozen=True, tag="reclaim"):
     amount: int
 
 
-FeedBody = PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
+class TransferLine(msgspec.Struct, frozen=True, array_like=True):
+    sku: str
+    requested: int
+    shipped: int | None = None
+    received: int | None = None
+
+
+class TransferState(msgspec.Struct, frozen=True, tag="transfer"):
+    """A transfer as HQ holds it, sent to the store that must act or see it: to the sender when it is
+    requested and when it was received, to the receiver when it was shipped. States only advance."""
+
+    transfer_id: str
+    from_store: str
+    to_store: str
+    state: str  # requested, in_transit, received
+    requested_at: str
+    lines: list[TransferLine]
+    note: str = ""
+    shipped_at: str | None = None
+    received_at: str | None = None
+
+
+FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
+            | TransferState)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
@@ -299,6 +322,14 @@ class PairResult(msgspec.Struct, frozen=True):
     hq_public_key: str
     base_seq: int
     kept: list[str] = []  # members whose local holdings HQ adopted as this store's escrow
+
+
+class StockReport(msgspec.Struct, frozen=True):
+    """A store's on-hand levels as of `at` (the SKUs that moved since its last report; all at first):
+    HQ keeps the newest per (store, sku) for the cross-store stock lookup."""
+
+    at: str
+    levels: list[tuple[str, int]]
 
 
 class DigestRow(msgspec.Struct, frozen=True, array_like=True):

@@ -469,3 +469,36 @@ def m040_sync(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m060_transfers(db: sqlite_utils.Database) -> None:
+    """Transfers between stores (调拨, hq_sync/transfers.py): requested here or routed here by HQ,
+    shipped by the sender, received by the requester; per sku the requested, shipped and received
+    quantities (shipped − received is the discrepancy)."""
+    _run(
+        db,
+        """
+        CREATE TABLE transfers (
+            transfer_id TEXT PRIMARY KEY,
+            from_store TEXT NOT NULL,
+            to_store TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('requested', 'in_transit', 'received')),
+            note TEXT NOT NULL DEFAULT '',
+            requested_at TEXT NOT NULL,
+            shipped_at TEXT,
+            received_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX transfers_state ON transfers(state);
+
+        CREATE TABLE transfer_lines (
+            transfer_id TEXT NOT NULL REFERENCES transfers(transfer_id),
+            sku TEXT NOT NULL,
+            requested INTEGER NOT NULL CHECK (requested >= 0),
+            shipped INTEGER CHECK (shipped >= 0),
+            received INTEGER CHECK (received >= 0),
+            PRIMARY KEY (transfer_id, sku)
+        )
+        """,
+    )

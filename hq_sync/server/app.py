@@ -20,7 +20,7 @@ from litestar import Litestar, Request, Response, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
-from hq_sync.server import service
+from hq_sync.server import service, transfers
 from hq_sync.server.db import HqDb, open_db
 from hq_sync.server.ingest import ingest
 from hq_sync.server.schema import create_schema
@@ -30,6 +30,7 @@ from hq_sync.wire import (
     AuthorizeRequest,
     DigestReport,
     PairRequest,
+    StockReport,
     b64,
     batch_decoder,
     decompress,
@@ -292,6 +293,19 @@ async def reports(request: Request[Any, Any, Any], by: str) -> Response[bytes]:
     return _json_response({"report": by, "rows": await _thread(service.report, _hq(request).db, by)})
 
 
+@get("/hq/v1/transfers")
+async def transfer_list(request: Request[Any, Any, Any],
+                        in_state: Annotated[str | None, Parameter(query="state")] = None) -> Response[bytes]:
+    _admin(request)
+    return _json_response({"transfers": await _thread(transfers.list_transfers, _hq(request).db, in_state)})
+
+
+@get("/hq/v1/stores/{store_id:str}/stock/{sku:str}")
+async def store_stock(request: Request[Any, Any, Any], store_id: str, sku: str) -> Response[bytes]:
+    _admin(request)
+    return _json_response(await _thread(transfers.store_stock, _hq(request).db, store_id, sku))
+
+
 # -- hub endpoints -----------------------------------------------------------------------------------------
 
 @post("/hq/v1/sync/pair", status_code=200)
@@ -314,7 +328,10 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
     if batch.store_id != store_id:
         raise HqError(403, "wrong_store", "a store may only send its own batches")
-    ack = await _thread(ingest, _hq(request).db, batch, now_text())
+    hq = _hq(request)
+    ack = await _thread(ingest, hq.db, batch, now_text())
+    if any(row.kind.startswith("transfer_") for row in batch.rows):
+        hq.signal.notify()  # a transfer step was routed onto another store's feed
     return _json_response(msgspec.to_builtins(ack))
 
 
@@ -369,6 +386,25 @@ async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json_response(msgspec.to_builtins(verdict))
 
 
+@post("/hq/v1/sync/stock", status_code=200)
+async def sync_stock_report(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = _store(request, body)
+    try:
+        report = msgspec.json.decode(body, type=StockReport)
+    except msgspec.DecodeError as exc:
+        raise HqError(400, "invalid_field", str(exc)) from None
+    count = await _thread(transfers.put_stock_report, _hq(request).db, store_id, report)
+    return _json_response({"store_id": store_id, "levels": count})
+
+
+@get("/hq/v1/sync/stock/{sku:str}")
+async def sync_stock_lookup(request: Request[Any, Any, Any], sku: str) -> Response[bytes]:
+    """Every store's on-hand of a sku from HQ's snapshot, for a store's cross-store lookup."""
+    _store(request, b"")
+    return _json_response({"sku": sku, "stores": await _thread(transfers.stock_levels, _hq(request).db, sku)})
+
+
 # -- the app ---------------------------------------------------------------------------------------------------
 
 def _hq_error(_: Request[Any, Any, Any], exc: HqError) -> Response[bytes]:
@@ -399,7 +435,8 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
     return Litestar(
         route_handlers=[healthz, login, set_price, set_prices, create_promotion, member, member_grant, member_reclaim,
                         stores, store_quarantine, store_digests, pair_code, reports, sync_pair, sync_batch, sync_state,
-                        sync_feed, sync_authorize, sync_digests],
+                        sync_feed, sync_authorize, sync_digests, transfer_list, store_stock, sync_stock_report,
+                        sync_stock_lookup],
         lifespan=[lifespan],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,

@@ -28,6 +28,10 @@ from hq_sync.protocol import (
     SaleDelta,
     StockDelta,
     TopupDelta,
+    TransferDelta,
+    TransferReceivedDelta,
+    TransferRequestDelta,
+    TransferShippedDelta,
     delta_decoder,
 )
 from hq_sync.server.db import HqDb, Tx
@@ -59,6 +63,7 @@ class Plan(msgspec.Struct):
     topups: list[tuple[object, ...]] = []
     stock: list[tuple[object, ...]] = []
     members: list[MemberDelta] = []
+    transfers: list[TransferDelta] = []
     ledger: list[tuple[str, str, int, str, str, str]] = []  # member, ledger, delta, kind, ref, at
     escrow: dict[tuple[str, str], int] = {}  # (member, ledger) -> change of this store's escrow
     releases: list[tuple[str, int, str]] = []  # (request_id, amount, at)
@@ -204,6 +209,12 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                                delta.at))
         case MemberDelta():
             plan.members.append(delta)
+        case TransferRequestDelta() | TransferShippedDelta() | TransferReceivedDelta():
+            acting = delta.to_store if isinstance(delta, TransferRequestDelta | TransferReceivedDelta) else \
+                delta.from_store
+            if acting != store_id or delta.from_store == delta.to_store:
+                raise Refused(f"transfer {delta.transfer_id}: {type(delta).__struct_config__.tag} from the wrong store")
+            plan.transfers.append(delta)
 
 
 # -- the adapter ------------------------------------------------------------------------------------------
@@ -318,3 +329,7 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                 [(change, m, store_id, ledger) for (m, ledger), change in plan.escrow.items() if change < 0])
     tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE request_id = ? AND released IS NULL",
             [(amount, when, request_id) for request_id, amount, when in plan.releases])
+    if plan.transfers:
+        from hq_sync.server.transfers import apply_transfers
+
+        apply_transfers(tx, plan.transfers, at)

@@ -239,6 +239,32 @@ CREATE TABLE IF NOT EXISTS hq_feed (
     sig BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hq_feed_store ON hq_feed (store_id, seq);
+CREATE TABLE IF NOT EXISTS hq_transfers (
+    transfer_id TEXT PRIMARY KEY,
+    from_store TEXT NOT NULL,
+    to_store TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('requested', 'in_transit', 'received')),
+    note TEXT NOT NULL DEFAULT '',
+    requested_at TEXT NOT NULL,
+    shipped_at TEXT,
+    received_at TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_transfer_lines (
+    transfer_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    requested BIGINT NOT NULL,
+    shipped BIGINT,
+    received BIGINT,
+    PRIMARY KEY (transfer_id, sku)
+);
+CREATE TABLE IF NOT EXISTS hq_stock_levels (
+    store_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    on_hand BIGINT NOT NULL,
+    as_of TEXT NOT NULL,
+    PRIMARY KEY (store_id, sku)
+);
 CREATE TABLE IF NOT EXISTS hq_digest_checks (
     store_id TEXT NOT NULL,
     day TEXT NOT NULL,

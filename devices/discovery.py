@@ -125,8 +125,10 @@ class DeviceBrowser:
         self.zeroconf.close()
 
 
-def find(service_type: str, timeout_s: float = 5.0, interfaces: list[str] | None = None) -> list[ServiceInfo]:
-    """Browse once for `timeout_s` and return the resolved services (used by tests and `bench`)."""
+def find(service_type: str, timeout_s: float = 5.0, interfaces: list[str] | None = None,
+         want: Callable[[ServiceInfo], bool] | None = None) -> list[ServiceInfo]:
+    """Browse until a service `want`s (any, without it) is resolved or `timeout_s` passes; return
+    what was resolved (used by tests and `bench`). Other hubs on the LAN may answer first."""
     zc = Zeroconf(interfaces=interfaces or [_primary_address()], ip_version=IPVersion.V4Only)
     found: dict[str, ServiceInfo] = {}
     done = threading.Event()
@@ -136,7 +138,8 @@ def find(service_type: str, timeout_s: float = 5.0, interfaces: list[str] | None
             info = zeroconf.get_service_info(service_type, name, timeout=3000)
             if info is not None:
                 found[name] = info
-                done.set()
+                if want is None or want(info):
+                    done.set()
 
     browser = _ServiceBrowser(zc, service_type, handlers=[changed])
     try:

@@ -19,8 +19,9 @@ def test_a_browser_finds_the_hub_with_its_txt_record() -> None:
     # A store id of its own: a demo store running elsewhere on this LAN must not answer for it.
     store = f"mdns-{uuid.uuid4().hex[:8]}"
     with discovery.Advertiser(store, 8080, 1883, addresses=[INTERFACE], interfaces=[INTERFACE]):
-        found = discovery.find(discovery.HUB_SERVICE, timeout_s=8, interfaces=[INTERFACE])
-        mqtt = discovery.find(discovery.MQTT_SERVICE, timeout_s=8, interfaces=[INTERFACE])
+        ours = lambda info: info.properties.get(b"store") == store.encode()  # noqa: E731
+        found = discovery.find(discovery.HUB_SERVICE, timeout_s=15, interfaces=[INTERFACE], want=ours)
+        mqtt = discovery.find(discovery.MQTT_SERVICE, timeout_s=15, interfaces=[INTERFACE], want=ours)
     hubs = [info for info in found if info.properties.get(b"store") == store.encode()]
     assert len(hubs) == 1, found
     hub = hubs[0]

@@ -71,6 +71,35 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_points_expire(args: argparse.Namespace) -> int:
+    """Expire points batches dated before --today (default: the store's today); exit 1 on a paired hub."""
+    from edge.clock import StoreClock
+    from edge.members.points import expire_points, is_paired, parse_today
+    from edge.storage.db import Database
+
+    config = load_config(data_dir=_data_dir(args))
+    if not config.db_path.exists():
+        print(f"no hub database at {config.db_path}", file=sys.stderr)
+        return 2
+    clock = StoreClock(config.timezone)
+    try:
+        today = parse_today(args.today, clock.today())
+    except ValueError:
+        print(f"--today must be a date YYYY-MM-DD, not {args.today!r}", file=sys.stderr)
+        return 2
+    db = Database(config.db_path)
+    try:
+        if db.write_sync(is_paired):
+            print("not expired: this hub is paired with HQ, whose ledger expires points", file=sys.stderr)
+            return 1
+        done = db.write_sync(lambda conn: expire_points(conn, today, clock.stamp()))
+    finally:
+        db.close()
+    print(json.dumps({"today": today, "members": len(done), "points": sum(p for _, p in done),
+                      "expired": dict(done)}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.kind == "sync":  # hub -> HQ upload, HQ ingest, feed apply (hq_sync/bench.py)
         from hq_sync.bench import run_sync_bench
@@ -114,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     jverify = jsub.add_parser("verify", help="walk the chain; exit 0 only if intact")
     jverify.add_argument("--data")
     jverify.set_defaults(fn=cmd_journal_verify)
+
+    points = sub.add_parser("points", help="member points")
+    psub = points.add_subparsers(dest="points_command", required=True)
+    pexpire = psub.add_parser("expire", help="expire points batches past their date (unpaired hubs)")
+    pexpire.add_argument("--data")
+    pexpire.add_argument("--today", help="YYYY-MM-DD: expire batches dated before this day (default: today)")
+    pexpire.set_defaults(fn=cmd_points_expire)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "devices"])

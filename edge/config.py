@@ -32,6 +32,7 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 256 * 1024
     barcode_layout: VariableMeasureLayout = VariableMeasureLayout()
+    points_valid_months: int = 24  # points expire at the end of the month this many months after earning; 0 = never
     return_clawback: bool = False  # a return below a 满减 threshold gives back the lost discount (docs/promotions.md)
     # Devices (docs/devices.md): the hub's Mosquitto, its MQTT client and mDNS. Off with BACKROOM_DEVICES=0.
     devices_enabled: bool = True

@@ -42,6 +42,7 @@ from hq_sync.wire import (
     Ack,
     Batch,
     CatalogPut,
+    CouponPut,
     DigestRow,
     EscrowGrant,
     EscrowReclaim,
@@ -258,6 +259,12 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
             from hq_sync import transfers
 
             transfers.apply_state(conn, body, store_id, now)
+        case CouponPut():
+            from hq_sync.coupons import put_coupon
+
+            skipped = put_coupon(conn, body, seq, store_id, now)
+            if skipped is not None:
+                add_alert(conn, "feed_bad_coupon", str(seq), skipped, now)
 
 
 def _put_price_list(conn: sqlite3.Connection, body: PriceListPut, now: str) -> None:

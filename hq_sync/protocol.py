@@ -45,6 +45,8 @@ class SaleDelta(msgspec.Struct, frozen=True, tag="sale", omit_defaults=True):
     points_earned: int = 0
     points_redeemed: int = 0
     value_spent: int = 0
+    points_reward: int = 0  # points exchanged for reward lines (积分兑换)
+    coupons: list[str] = []  # coupon codes this sale redeemed (HQ counts the chain coupons' uses)
 
 
 class ReturnLineDelta(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -66,6 +68,7 @@ class ReturnDelta(msgspec.Struct, frozen=True, tag="return", omit_defaults=True)
     till_id: str | None = None
     member_id: str | None = None
     points_reversed: int = 0
+    points_reward_returned: int = 0  # points given back for returned reward lines
 
 
 class TopupDelta(msgspec.Struct, frozen=True, tag="topup", omit_defaults=True):
@@ -158,8 +161,19 @@ class TransferReceivedDelta(msgspec.Struct, frozen=True, tag="transfer_received"
     discrepancies: list[TransferLineDelta] = []
 
 
+class PointsExpiredDelta(msgspec.Struct, frozen=True, tag="points_expired", omit_defaults=True):
+    """An unpaired hub expired what was left of a member's points batches dated before `before`
+    (edge/members/points.py). A paired hub never sends it: HQ's ledger expires points."""
+
+    member_id: str = ""
+    points: int = 0
+    before: str = ""
+    at: str = ""
+    journal_seq: int = 0
+
+
 Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta | TransferRequestDelta
-         | TransferShippedDelta | TransferReceivedDelta)
+         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta)
 TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()

@@ -255,8 +255,22 @@ class TransferState(msgspec.Struct, frozen=True, tag="transfer"):
     received_at: str | None = None
 
 
+class CouponPut(msgspec.Struct, frozen=True, tag="coupon"):
+    """A chain coupon issued at HQ (docs/promotions.md §5): HQ counts its uses. `store` is the store
+    whose escrow holds all its uses (it may redeem offline); every other store needs HQ's reservation."""
+
+    code: str
+    rule_id: str
+    max_uses: int = 1
+    min_spend: int = 0
+    member_id: str | None = None
+    starts_at: str | None = None
+    expires_at: str | None = None
+    store: str | None = None
+
+
 FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
-            | TransferState)
+            | TransferState | CouponPut)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
@@ -305,6 +319,13 @@ class AuthorizeRequest(msgspec.Struct, frozen=True):
     member_id: str
     ledger: Ledger
     amount: int
+
+
+class CouponReserve(msgspec.Struct, frozen=True):
+    """A store asks HQ for one use of a chain coupon for this sale (idempotent by code and sale id)."""
+
+    code: str
+    sale_id: str
 
 
 class PairRequest(msgspec.Struct, frozen=True):

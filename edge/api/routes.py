@@ -51,6 +51,7 @@ from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
 from hq_sync.agent import authorize_tenders
+from hq_sync.coupons import reserve_coupons
 
 
 def _perm(name: str) -> dict[str, Any]:
@@ -242,6 +243,7 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
         return raw_json(bytes(prior[1]), 201)
     q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
     await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow, if synced
+    await reserve_coupons(request.app.state, reader, req.coupon_codes, str(req.sale_id))  # chain coupons: HQ's use
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))

@@ -23,6 +23,13 @@ class CreateMemberRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     tags: Annotated[list[Tag], Meta(max_length=20)] = []
 
 
+class PointsExpiring(msgspec.Struct, frozen=True):
+    """The next batch of a member's points to expire: `points` left of it, gone after `expires_on`."""
+
+    points: int
+    expires_on: str
+
+
 class Member(msgspec.Struct, frozen=True):
     member_id: str
     phone: str | None
@@ -37,6 +44,7 @@ class Member(msgspec.Struct, frozen=True):
     balance: int
     created_at: str
     phone_masked: bool = False
+    points_expiring: PointsExpiring | None = None  # null: nothing due to expire
 
 
 def mask_phone(phone: str | None) -> str | None:

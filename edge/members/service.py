@@ -11,6 +11,7 @@ from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger
 from edge.members.models import CreateMemberRequest, Member, mask_phone
+from edge.members.points import next_expiring
 from edge.outbox import queue as outbox
 from edge.sales.checkout import Replay, replay_or_conflict
 from edge.sales.models import TopupRequest, TopupResult
@@ -45,7 +46,9 @@ def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone
         row = conn.execute(_MEMBER_SQL + " WHERE m.card_no = ?", (card,)).fetchone()
     else:
         return None
-    return _member(row, show_phone) if row else None
+    if row is None:
+        return None
+    return msgspec.structs.replace(_member(row, show_phone), points_expiring=next_expiring(conn, row[0]))
 
 
 def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Actor, at: str, store_id: str) -> str:

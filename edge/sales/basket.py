@@ -14,6 +14,7 @@ from edge.catalog.repository import item_by_sku, resolve_code
 from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.errors import ApiError
+from edge.members import points as member_points
 from edge.money import div_half_up
 from edge.pricing.engine import BasketLine, Context, PricingItem, Quote, RuleBook, Tier, price_basket
 from edge.pricing.price_lists import PriceBoard
@@ -131,6 +132,10 @@ def quote_lines(
     basket = [resolve_line(conn, layout, i, line, board) for i, line in enumerate(lines, start=1)]
     if member_error is not None:
         raise member_error
+    rewards = [b for b, line in zip(basket, lines, strict=True) if line.reward]  # paid with points, not priced
+    if rewards and member_id is None:
+        raise ApiError(422, "member_required", "reward lines (积分兑换) need a member_id")
+    basket = [b for b, line in zip(basket, lines, strict=True) if not line.reward]
     book = book if book is not None else promotions.load_book(conn)
     ctx = msgspec.structs.replace(
         ctx, store_id=store_id, at=at,
@@ -138,4 +143,4 @@ def quote_lines(
         usage=promotions.usage_for(conn, book, member_id, at))
     quote = price_basket(basket, ctx, book)
     promotions.raise_coupon_issues(quote)
-    return quote
+    return member_points.price_rewards(conn, quote, rewards)

@@ -14,6 +14,7 @@ import msgspec
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger as member_ledger
+from edge.members import points as member_points
 from edge.outbox import queue as outbox
 from edge.pricing.engine import Quote, points_for_quote
 from edge.promotions import repository as promotions
@@ -92,7 +93,7 @@ def commit_sale(
     points_redeemed = sum(t.amount for t in req.tenders if t.method == "points") // POINT_VALUE_FEN
     value_spent = sum(t.amount for t in req.tenders if t.method == "stored_value")
     member: MemberSummary | None = None
-    points_earned = 0
+    points_earned = points_reward = 0
     if req.member_id is not None:
         tier = quote.tier or "regular"
         # Each line's net at its tier x promotion multiplier; the part paid with points earns none.
@@ -102,6 +103,9 @@ def commit_sale(
                 member_ledger.post(conn, "value", req.member_id, -value_spent, "spend", sale_id, actor, at)
             if points_redeemed:
                 member_ledger.post(conn, "points", req.member_id, -points_redeemed, "redeem", sale_id, actor, at)
+            points_reward = member_points.record_rewards(conn, sale_id, quote)  # 积分兑换 lines
+            if points_reward:
+                member_ledger.post(conn, "points", req.member_id, -points_reward, "reward", sale_id, actor, at)
         except member_ledger.Insufficient as exc:
             code = "insufficient_balance" if exc.ledger == "value" else "insufficient_points"
             raise ApiError(402, code, f"member {req.member_id} has {exc.available}, the tender needs {exc.wanted}",
@@ -116,12 +120,14 @@ def commit_sale(
         "total": quote.total, "tax": quote.tax, "change": change,
         "lines": [[ln.sku, ln.qty, ln.weight_g, ln.net] for ln in quote.lines],
         "tenders": [[t.method, t.amount] for t in tenders],
+        **({"points_reward": points_reward} if points_reward else {}),
     })
     result = SaleResult(
         sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, created_at=at, lines=quote.lines,
         subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, tenders=req.tenders,
         tendered=tendered, change=change, points_earned=points_earned, points_redeemed=points_redeemed,
         member=member, journal_seq=appended.seq, journal_hash=appended.hash, exchange_credit=exchange_credit,
+        points_reward=points_reward,
     )
     body = _result_encoder.encode(result)
     conn.execute(
@@ -156,6 +162,7 @@ def commit_sale(
         tenders=tenders,
         subtotal=quote.subtotal, discount=quote.discount, total=quote.total, tax=quote.tax, change=change,
         journal_seq=appended.seq, member_id=req.member_id, points_earned=points_earned,
-        points_redeemed=points_redeemed, value_spent=value_spent,
+        points_redeemed=points_redeemed, value_spent=value_spent, points_reward=points_reward,
+        coupons=[u.coupon for u in quote.uses if u.coupon is not None],
     ), sale_id, at)
     return body

@@ -27,6 +27,7 @@ class LineIn(msgspec.Struct, frozen=True, omit_defaults=True):
     sku: Code | None = None
     qty: Qty | None = None
     weight_g: Grams | None = None
+    reward: bool = False  # 积分兑换: the item is paid with points (edge/members/points.py), the line's net is 0
 
 
 class QuoteRequest(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -87,6 +88,7 @@ class SaleResult(msgspec.Struct, frozen=True):
     journal_seq: int
     journal_hash: str
     exchange_credit: int = 0
+    points_reward: int = 0  # points exchanged for reward lines
 
 
 class ReturnLineIn(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -128,6 +130,7 @@ class ReturnResult(msgspec.Struct, frozen=True):
     member: MemberSummary | None
     journal_seq: int
     journal_hash: str
+    points_reward_returned: int = 0  # points given back for returned reward lines
     clawback: int = 0  # 满减 taken back from the refund (hub option return_clawback); refund_total is net of it
 
 

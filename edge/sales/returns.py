@@ -17,6 +17,7 @@ import msgspec
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger as member_ledger
+from edge.members import points as member_points
 from edge.money import share_of_units
 from edge.outbox import queue as outbox
 from edge.promotions import clawback as promo_clawback
@@ -91,6 +92,7 @@ def commit_return(
     seen: set[int] = set()
     lines: list[ReturnedLine] = []
     restock: list[tuple[str, int, int]] = []
+    reward_back = 0  # points given back for returned reward lines (积分兑换)
     for rl in req.lines:
         if rl.line_no in seen:
             raise ApiError(400, "duplicate_line", f"line {rl.line_no} appears twice in the return")
@@ -116,6 +118,7 @@ def commit_return(
             raise ApiError(422, "over_return", f"line {rl.line_no}: {units - done} left to return, asked {taking}",
                            line_no=rl.line_no, returnable=units - done)
         refund = share_of_units(sl["net"], units, done, taking)
+        reward_back += member_points.reward_points_back(conn, sale_id, rl.line_no, units, done, taking)
         lines.append(ReturnedLine(rl.line_no, sl["sku"], taking if not weighed else 1,
                                   taking if weighed else None, refund))
         for batch_id, qty in _batches_back(msgspec.json.decode(sl["batches"]), done, taking):
@@ -164,6 +167,8 @@ def commit_return(
             points_reversed = min(owed, points_now)  # points already spent cannot be taken below zero
             if points_reversed:
                 member_ledger.post(conn, "points", member_id, -points_reversed, "reverse", return_id, actor, at)
+        if reward_back:
+            member_ledger.post(conn, "points", member_id, reward_back, "reward_return", return_id, actor, at)
         tier = conn.execute("SELECT tier FROM members WHERE member_id = ?", (member_id,)).fetchone()[0]
         points, balance = member_ledger.balances(conn, member_id)
         member = MemberSummary(member_id, tier, points, balance)
@@ -173,11 +178,12 @@ def commit_return(
         "lines": [[ln.line_no, ln.sku, ln.qty, ln.weight_g, ln.refund] for ln in lines],
         "refunds": [[f.method, f.amount] for f in refunds], "points_reversed": points_reversed,
         **({"clawback": clawed} if clawed else {}),
+        **({"points_reward_returned": reward_back} if reward_back else {}),
     })
     result = ReturnResult(
         return_id=return_id, sale_id=sale_id, created_at=at, lines=lines, refund_total=refund_total,
         refunds=refunds, points_reversed=points_reversed, member=member,
-        journal_seq=appended.seq, journal_hash=appended.hash, clawback=clawed,
+        journal_seq=appended.seq, journal_hash=appended.hash, clawback=clawed, points_reward_returned=reward_back,
     )
     body = _encoder.encode(result)
     conn.execute(
@@ -202,7 +208,7 @@ def commit_return(
         lines=[ReturnLineDelta(ln.line_no, ln.qty, ln.refund, ln.weight_g) for ln in lines],
         refunds=[DeltaTender(f.method, f.amount) for f in refunds], refund_total=refund_total,
         journal_seq=appended.seq, till_id=req.till_id or actor.till_id, member_id=member_id,
-        points_reversed=points_reversed,
+        points_reversed=points_reversed, points_reward_returned=reward_back,
     ), return_id, at)
     return body
 

@@ -21,6 +21,7 @@ from edge.catalog.barcodes import classify
 from edge.clock import StoreClock
 from edge.journal import chain
 from edge.members import ledger as member_ledger
+from edge.members.points import seed_rewards
 from edge.promotions.repository import seed_promotions
 from edge.stock import ledger as stock
 from edge.stock.ledger import Actor
@@ -115,6 +116,8 @@ def seed_demo(conn: sqlite3.Connection, store_id: str, clock: StoreClock) -> dic
         if int(row["balance"]):
             member_ledger.post(conn, "value", row["member_id"], int(row["balance"]), "opening", "seed", SEED_ACTOR, at)
     promotions = seed_promotions(conn, DEMO_DIR / "promotions.json", at)
+    seed_rewards(conn, [(r["reward_id"], r["sku"], int(r["points"]), r["name_zh"], r["name_en"])
+                        for r in _rows("points_rewards.csv")])
     counts = {"users": len(_rows("users.csv")), "items": len(items), "batches": len(batches),
               "members": len(members), "promotions": promotions}
     chain.append(conn, "seed", str(uuid.uuid4()), at, {"store_id": store_id, "demo": True, **counts})

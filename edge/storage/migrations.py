@@ -502,3 +502,68 @@ def m060_transfers(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m070_points_batches(db: sqlite_utils.Database) -> None:
+    """Points by batch (edge/members/points.py): each positive points entry is a batch with an expiry
+    date (NULL: never), spent first-expiring-first; `remaining` is a cache written in the same
+    transaction as the ledger entry, so a member's points = Σ remaining. Existing balances become one
+    batch each, dated by the member's last positive entry (24 months, the default validity).
+    Points rewards (积分兑换): item `sku` for `points` points; `sale_rewards` records each reward line sold."""
+    _run(
+        db,
+        """
+        CREATE TABLE points_batches (
+            entry_id INTEGER PRIMARY KEY REFERENCES points_ledger(entry_id),
+            member_id TEXT NOT NULL REFERENCES members(member_id),
+            earned INTEGER NOT NULL CHECK (earned > 0),
+            expires_on TEXT,
+            remaining INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= earned)
+        );
+        CREATE INDEX points_batches_open ON points_batches(member_id, remaining);
+        CREATE INDEX points_batches_expiry ON points_batches(expires_on) WHERE remaining > 0;
+
+        INSERT INTO points_batches (entry_id, member_id, earned, expires_on, remaining)
+        SELECT (SELECT max(l.entry_id) FROM points_ledger l WHERE l.member_id = b.member_id AND l.delta > 0),
+               b.member_id, b.points,
+               date((SELECT substr(l.at, 1, 10) FROM points_ledger l WHERE l.member_id = b.member_id AND l.delta > 0
+                     ORDER BY l.entry_id DESC LIMIT 1), 'start of month', '+25 months', '-1 day'),
+               b.points
+        FROM member_balance b WHERE b.points > 0;
+
+        CREATE TABLE points_rewards (
+            reward_id TEXT PRIMARY KEY,
+            sku TEXT NOT NULL UNIQUE,
+            points INTEGER NOT NULL CHECK (points > 0),
+            name_zh TEXT NOT NULL,
+            name_en TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1
+        );
+
+        CREATE TABLE sale_rewards (
+            sale_id TEXT NOT NULL,
+            line_no INTEGER NOT NULL,
+            reward_id TEXT NOT NULL,
+            points INTEGER NOT NULL CHECK (points > 0),
+            PRIMARY KEY (sale_id, line_no)
+        )
+        """,
+    )
+
+
+@migrations()
+def m080_chain_coupons(db: sqlite_utils.Database) -> None:
+    """Chain coupons (hq_sync/coupons.py): coupons HQ issued, fed down as `coupon` entries. HQ counts
+    their uses across stores; `allocated` is the uses HQ set aside for this store (redeemable offline).
+    A coupon without a row here is the store's own and is checked locally only."""
+    _run(
+        db,
+        """
+        CREATE TABLE chain_coupons (
+            code TEXT PRIMARY KEY REFERENCES coupons(code),
+            allocated INTEGER NOT NULL DEFAULT 0 CHECK (allocated >= 0),
+            feed_seq INTEGER NOT NULL
+        )
+        """,
+    )

@@ -20,7 +20,7 @@ from litestar import Litestar, Request, Response, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
-from hq_sync.server import service, transfers
+from hq_sync.server import coupons, service, transfers
 from hq_sync.server.db import HqDb, open_db
 from hq_sync.server.ingest import ingest
 from hq_sync.server.schema import create_schema
@@ -28,6 +28,7 @@ from hq_sync.server.service import HqError, now_text
 from hq_sync.wire import (
     REQUEST_SKEW_S,
     AuthorizeRequest,
+    CouponReserve,
     DigestReport,
     PairRequest,
     StockReport,
@@ -217,6 +218,33 @@ async def create_promotion(request: Request[Any, Any, Any]) -> Response[bytes]:
     out = await _thread(service.put_promotion, hq.db, hq.private_key, await request.body(), now_text())
     hq.signal.notify()
     return _json_response(out, 201)
+
+
+@post("/hq/v1/coupons")
+async def create_coupon(request: Request[Any, Any, Any]) -> Response[bytes]:
+    _admin(request)
+    hq = _hq(request)
+    coupon = await _decode(request, coupons.CouponIn)
+    out = await _thread(coupons.create, hq.db, hq.private_key, coupon, now_text())
+    hq.signal.notify()
+    return _json_response(out, 201)
+
+
+@get("/hq/v1/coupons/{code:str}")
+async def coupon_view(request: Request[Any, Any, Any], code: str) -> Response[bytes]:
+    _admin(request)
+    return _json_response(await _thread(coupons.view, _hq(request).db, code))
+
+
+@post("/hq/v1/sync/coupons/reserve", status_code=200)
+async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = _store(request, body)
+    try:
+        req = msgspec.json.decode(body, type=CouponReserve)
+    except msgspec.DecodeError as exc:
+        raise HqError(400, "invalid_field", str(exc)) from None
+    return _json_response(await _thread(coupons.reserve, _hq(request).db, store_id, req, now_text()))
 
 
 @get("/hq/v1/members/{member_id:str}")
@@ -436,7 +464,7 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         route_handlers=[healthz, login, set_price, set_prices, create_promotion, member, member_grant, member_reclaim,
                         stores, store_quarantine, store_digests, pair_code, reports, sync_pair, sync_batch, sync_state,
                         sync_feed, sync_authorize, sync_digests, transfer_list, store_stock, sync_stock_report,
-                        sync_stock_lookup],
+                        sync_stock_lookup, create_coupon, coupon_view, sync_coupon_reserve],
         lifespan=[lifespan],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,

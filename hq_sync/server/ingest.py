@@ -15,6 +15,7 @@ Rules (docs/sync.md):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import msgspec
@@ -34,6 +35,8 @@ from hq_sync.protocol import (
     TransferShippedDelta,
     delta_decoder,
 )
+from hq_sync.server import coupons as coupon_uses
+from hq_sync.server.coupons import CouponView
 from hq_sync.server.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
 
@@ -69,6 +72,7 @@ class Plan(msgspec.Struct):
     releases: list[tuple[str, int, str]] = []  # (request_id, amount, at)
     quarantined: list[tuple[int, str]] = []
     new_sale_ids: set[str] = set()
+    coupon_uses: list[tuple[str, str, str, str]] = []  # (code, sale_id, store_id, at) chain coupons redeemed
 
 
 class Refused(Exception):
@@ -78,13 +82,14 @@ class Refused(Exception):
 def _effects(delta: Delta) -> list[tuple[str, int, str]]:
     """(ledger, change, kind) a delta makes to a member's balances (and to the store's escrow)."""
     match delta:
-        case SaleDelta(value_spent=v, points_redeemed=p, points_earned=e):
-            return [e for e in (("value", -v, "spend"), ("points", -p, "redeem"), ("points", e, "earn")) if e[1]]
-        case ReturnDelta(refunds=refunds, points_reversed=r):
+        case SaleDelta(value_spent=v, points_redeemed=p, points_earned=e, points_reward=w):
+            return [e for e in (("value", -v, "spend"), ("points", -p, "redeem"), ("points", -w, "reward"),
+                                ("points", e, "earn")) if e[1]]
+        case ReturnDelta(refunds=refunds, points_reversed=r, points_reward_returned=w):
             value = sum(t.amount for t in refunds if t.method == "stored_value")
             points = sum(t.amount for t in refunds if t.method == "points")
-            return [e for e in (("value", value, "refund"), ("points", points, "refund"), ("points", -r, "reverse"))
-                    if e[1]]
+            return [e for e in (("value", value, "refund"), ("points", points, "refund"), ("points", -r, "reverse"),
+                                ("points", w, "reward_return")) if e[1]]
         case TopupDelta(amount=amount):
             return [("value", amount, "topup")]
     return []
@@ -115,7 +120,7 @@ def decode_rows(rows: Iterable[OutRow]) -> list[tuple[OutRow, Delta | str]]:
 
 def plan_batch(store_id: str, base_seq: int, acked: int, held: dict[int, str],
                rows: list[tuple[OutRow, Delta | str]], members: dict[str, MemberView],
-               taken_ids: set[str], at: str) -> Plan:
+               taken_ids: set[str], at: str, coupons: dict[str, CouponView] | None = None) -> Plan:
     """Pure: what applying these rows changes. `held` = seq → status of rows HQ already has among
     these; `members` = views of the members they touch (updated in place as rows apply);
     `taken_ids` = sale ids HQ already holds."""
@@ -137,7 +142,7 @@ def plan_batch(store_id: str, base_seq: int, acked: int, held: dict[int, str],
         try:
             if isinstance(delta, str):
                 raise Refused(delta)
-            _plan_delta(plan, store_id, seq, row, delta, seq > base_seq, members, taken_ids)
+            _plan_delta(plan, store_id, seq, row, delta, seq > base_seq, members, taken_ids, coupons or {})
         except Refused as exc:
             plan.quarantined.append((seq, str(exc)))
             plan.deltas.append((store_id, seq, row.kind, row.ref, day, 0, "quarantined", str(exc),
@@ -152,9 +157,15 @@ def plan_batch(store_id: str, base_seq: int, acked: int, held: dict[int, str],
 
 
 def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, paired: bool,
-                members: dict[str, MemberView], taken_ids: set[str]) -> None:
+                members: dict[str, MemberView], taken_ids: set[str], coupons: dict[str, CouponView]) -> None:
     if isinstance(delta, SaleDelta) and (delta.sale_id in taken_ids or delta.sale_id in plan.new_sale_ids):
         raise Refused(f"sale {delta.sale_id} is already held at HQ")
+    chain: list[str] = []
+    if isinstance(delta, SaleDelta) and delta.coupons:
+        try:
+            chain = coupon_uses.plan_uses(store_id, delta.sale_id, delta.coupons, coupons)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
     member_id = _member_of(delta)
     effects = _effects(delta) if paired else []
     view = members.get(member_id) if member_id is not None else None
@@ -193,6 +204,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
     match delta:
         case SaleDelta():
             plan.new_sale_ids.add(delta.sale_id)
+            coupon_uses.mark(store_id, delta.sale_id, chain, coupons)
+            plan.coupon_uses.extend((code, delta.sale_id, store_id, delta.at) for code in chain)
             plan.sales.append((delta.sale_id, store_id, seq, delta.receipt_no, delta.till_id, delta.at, delta.at[:10],
                                delta.member_id, delta.subtotal, delta.discount, delta.total, delta.tax,
                                delta.value_spent, delta.points_redeemed, delta.points_earned))
@@ -246,10 +259,14 @@ def ingest(db: HqDb, batch: Batch, at: str) -> Ack:
         views = _member_views(tx, store_id, member_ids)
         sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
         taken = _taken_sale_ids(tx, sale_ids)
-        plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at)
+        codes = sorted({c for _, d in decoded if isinstance(d, SaleDelta) for c in d.coupons})
+        chain = coupon_uses.views(tx, codes) if codes else {}
+        plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
         _write_plan(tx, store_id, plan, at)
+        coupon_uses.write_uses(tx, plan.coupon_uses)
         tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? WHERE store_id = ?",
                (plan.acked, max(batch.head, plan.acked), at, len(plan.sales), store_id))
+        coupon_uses.release_stale(tx, store_id, int(time.time()))  # reservations the stream has passed
     return Ack(acked=plan.acked, applied=plan.applied, duplicates=plan.duplicates, quarantined=plan.quarantined)
 
 

@@ -230,6 +230,28 @@ CREATE TABLE IF NOT EXISTS hq_reclaims (
     released BIGINT,
     answered_at TEXT
 );
+CREATE TABLE IF NOT EXISTS hq_coupons (
+    code TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL,
+    member_id TEXT,
+    max_uses BIGINT NOT NULL CHECK (max_uses >= 1),
+    min_spend BIGINT NOT NULL DEFAULT 0,
+    starts_at TEXT,
+    expires_at TEXT,
+    store_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_coupon_uses (
+    code TEXT NOT NULL,
+    sale_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('reserved', 'redeemed', 'released')),
+    reserved_ts BIGINT NOT NULL,
+    reserved_head BIGINT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (code, sale_id)
+);
+CREATE INDEX IF NOT EXISTS hq_coupon_uses_store ON hq_coupon_uses (store_id, status);
 CREATE TABLE IF NOT EXISTS hq_feed (
     seq BIGINT PRIMARY KEY,
     store_id TEXT NOT NULL,

@@ -258,6 +258,9 @@ def _snapshot(tx: Tx, private_key: bytes, store_id: str, at: str) -> None:
         append_feed(tx, private_key, store_id, MembersPut(members=members[i:i + SNAPSHOT_CHUNK]), at)
     for rule_id, rule, active in tx.all("SELECT rule_id, rule, active FROM hq_promotions ORDER BY rule_id"):
         append_feed(tx, private_key, store_id, PromotionPut(rule_id=rule_id, rule=rule, active=bool(active)), at)
+    from hq_sync.server.coupons import snapshot as coupon_snapshot
+
+    coupon_snapshot(tx, private_key, store_id, at)
 
 
 def _member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:

@@ -205,3 +205,16 @@ def test_every_sale_and_return_records_who_made_it_at_which_till(hub: Hub) -> No
     assert back.status_code == 201, back.text
     assert hub.query("SELECT user_id, till_id FROM returns WHERE return_id = ?",
                      (back.json()["return_id"],)) == [("U-cashier", "T7")]
+
+
+def test_a_standalone_hub_shows_its_whole_outbox_as_queued_for_hq(hub: Hub) -> None:
+    manager = hub.login("manager")
+    before = manager.get("/api/v1/sync").json()
+    assert (before["paired"], before["acked_seq"], before["queued"]) == (False, 0, before["outbox_head"])
+    sale = hub.login("cashier").post("/api/v1/sales", json={
+        "sale_id": str(uuid.uuid4()), "till_id": "T1", "lines": [{"sku": "SKU00010", "qty": 1}],
+        "tenders": [{"method": "card", "amount": 1990}]})
+    assert sale.status_code == 201, sale.text
+    after = manager.get("/api/v1/sync").json()
+    assert after["outbox_head"] == before["outbox_head"] + 1 == after["queued"]
+    assert hub.login("guide").get("/api/v1/sync").status_code == 403

@@ -73,6 +73,15 @@ def test_a_demo_store_pairs_by_itself_and_hq_prices_are_live_in_lookups_within_2
         stores = {s["store_id"]: s for s in admin.get("/hq/v1/stores").json()["stores"]}
         assert (stores["demo-001"]["sales"], stores["demo-001"]["lag"]) == (2, 0)
         assert total > 0
+        # The store's own view of the same: nothing queued, HQ has acknowledged the outbox head.
+        token = httpx.post(hub.url + "/api/v1/auth/login", json={"username": "manager", "password": "manager-demo"})
+        status = httpx.get(hub.url + "/api/v1/sync", headers={"Authorization": f"Bearer {token.json()['token']}"})
+        assert status.status_code == 200, status.text
+        view = status.json()
+        assert (view["paired"], view["store_id"], view["queued"], view["alerts"]) == (True, "demo-001", 0, [])
+        assert view["acked_seq"] == view["outbox_head"] == hub.query("SELECT max(seq) FROM outbox")[0][0]
+        assert view["feed_cursor"] > 0 and view["last_push_at"] is not None
+        assert till.get("/api/v1/sync").status_code == 403  # a cashier does not see sync state
     finally:
         hub.stop()
         hq.stop()

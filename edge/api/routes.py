@@ -18,6 +18,7 @@ from msgspec import Meta
 from edge import __version__
 from edge.api.openapi import body_operation
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
+from edge.api.sync_routes import SYNC_ROUTES
 from edge.api.transfer_routes import TRANSFER_ROUTES
 from edge.auth.passwords import verify_secret
 from edge.auth.tokens import Claims, issue
@@ -414,3 +415,4 @@ ROUTES = [healthz, login, me, list_items, list_categories, lookup, get_item, set
 ROUTES += [promotion_create, promotion_list, coupon_create]
 ROUTES += DEVICE_ROUTES
 ROUTES += TRANSFER_ROUTES
+ROUTES += SYNC_ROUTES

@@ -12,6 +12,7 @@ import re
 from typing import Literal
 
 from devices.codecs.base import (
+    LineSplitter,
     ProtocolParams,
     Reading,
     Request,
@@ -36,8 +37,7 @@ class Params(ProtocolParams, tag="adam-azextra", frozen=True):
 class Codec:
     def __init__(self, params: Params) -> None:
         self.params = params
-        self._line = bytearray()
-        self._overflow = False
+        self._lines = LineSplitter(0x0A, _MAX_LINE)
 
     def encode(self, request: Request) -> bytes:
         match request:
@@ -53,21 +53,8 @@ class Codec:
         return False  # it may stay silent; readings are taken whenever they come
 
     def feed(self, data: bytes) -> list[Reading]:
-        out: list[Reading] = []
-        for byte in data:
-            if byte == 0x0A:
-                if not self._overflow:
-                    reading = self._decode(bytes(self._line).strip(b"\r"))
-                    if reading is not None:
-                        out.append(reading)
-                self._line.clear()
-                self._overflow = False
-            elif not self._overflow:
-                self._line.append(byte)
-                if len(self._line) > _MAX_LINE:
-                    self._line.clear()
-                    self._overflow = True
-        return out
+        readings = (self._decode(line.strip(b"\r")) for line in self._lines.feed(data))
+        return [r for r in readings if r is not None]
 
     def _decode(self, raw: bytes) -> WeightReading | None:
         try:

@@ -178,6 +178,36 @@ class FrameBuffer:
         self.data.clear()
 
 
+class LineSplitter:
+    """Cuts a byte stream into lines at `end`, dropping any line longer than `limit` whole (a line
+    that overflowed is garbage up to its end: resynchronise at the next one). `skip` bytes are never
+    part of a line (the other half of CR LF)."""
+
+    def __init__(self, end: int, limit: int, skip: bytes = b"") -> None:
+        self.end = end
+        self.limit = limit
+        self.skip = skip
+        self._line = bytearray()
+        self._overflow = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        for byte in data:
+            if byte == self.end:
+                if not self._overflow:
+                    lines.append(bytes(self._line))
+                self._line.clear()
+                self._overflow = False
+            elif byte in self.skip:
+                continue
+            elif not self._overflow:
+                self._line.append(byte)
+                if len(self._line) > self.limit:
+                    self._line.clear()
+                    self._overflow = True
+        return lines
+
+
 class ProtocolParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="id"):
     """Timing every protocol has; each protocol's parameters extend it (tagged by protocol id)."""
 

@@ -15,6 +15,7 @@ from devices.codecs.base import (
     Ack,
     ClearTare,
     DeviceError,
+    LineSplitter,
     ProtocolParams,
     Reading,
     Request,
@@ -40,8 +41,7 @@ class Params(ProtocolParams, tag="mt-sics", frozen=True):
 class Codec:
     def __init__(self, params: Params) -> None:
         self.params = params
-        self._line = bytearray()
-        self._overflow = False
+        self._lines = LineSplitter(0x0A, _MAX_LINE)
 
     def encode(self, request: Request) -> bytes:
         match request:
@@ -59,21 +59,8 @@ class Codec:
         return True
 
     def feed(self, data: bytes) -> list[Reading]:
-        out: list[Reading] = []
-        for byte in data:
-            if byte == 0x0A:
-                if not self._overflow:
-                    reading = self._decode(bytes(self._line).rstrip(b"\r"))
-                    if reading is not None:
-                        out.append(reading)
-                self._line.clear()
-                self._overflow = False
-            elif not self._overflow:
-                self._line.append(byte)
-                if len(self._line) > _MAX_LINE:
-                    self._line.clear()
-                    self._overflow = True
-        return out
+        readings = (self._decode(line.rstrip(b"\r")) for line in self._lines.feed(data))
+        return [r for r in readings if r is not None]
 
     def _decode(self, raw: bytes) -> Reading | None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from devices.codecs import symbology
-from devices.codecs.base import ProtocolParams, Reading, Request, ScanReading, Unsupported
+from devices.codecs.base import LineSplitter, ProtocolParams, Reading, Request, ScanReading, Unsupported
 
 _MAX_LINE = 512
 _SUFFIX = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t"}
@@ -24,9 +24,10 @@ class Params(ProtocolParams, tag="serial-scanner", frozen=True):
 class Codec:
     def __init__(self, params: Params) -> None:
         self.params = params
-        self._end = _SUFFIX[params.suffix][-1]
-        self._line = bytearray()
-        self._overflow = False
+        # A stray CR or LF is the other half of CRLF or a misconfigured scanner's line end: skipped.
+        # After a TAB suffix they stay in the line, and a line with control bytes is refused.
+        skip = b"\r\n" if params.suffix != "TAB" else b""
+        self._lines = LineSplitter(_SUFFIX[params.suffix][-1], _MAX_LINE, skip)
 
     def encode(self, request: Request) -> bytes:
         raise Unsupported(request)  # a scanner takes no commands over this link
@@ -35,23 +36,8 @@ class Codec:
         return False
 
     def feed(self, data: bytes) -> list[Reading]:
-        out: list[Reading] = []
-        for byte in data:
-            if byte == self._end:
-                if not self._overflow:
-                    reading = self._decode(bytes(self._line))
-                    if reading is not None:
-                        out.append(reading)
-                self._line.clear()
-                self._overflow = False
-            elif byte in (0x0D, 0x0A) and self.params.suffix != "TAB":
-                continue  # the other half of CRLF, or a stray line end from a misconfigured scanner
-            elif not self._overflow:
-                self._line.append(byte)
-                if len(self._line) > _MAX_LINE:
-                    self._line.clear()
-                    self._overflow = True
-        return out
+        readings = (self._decode(line) for line in self._lines.feed(data))
+        return [r for r in readings if r is not None]
 
     def _decode(self, raw: bytes) -> ScanReading | None:
         if not raw or any(byte < 0x20 and byte != 0x1D or byte == 0x7F for byte in raw):

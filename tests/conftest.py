@@ -11,14 +11,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hubproc import free_port  # one free-port helper for every test module
+from hubproc import free_port, healthy
 
 DEMO_SECRETS: dict[str, dict[str, str]] = {
     "manager": {"password": "manager-demo"},
@@ -119,14 +118,8 @@ def start_hub(root: Path, config: dict[str, Any] | None = None) -> Hub:
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *args], stdout=log, stderr=subprocess.STDOUT)
     hub = Hub(proc, f"http://127.0.0.1:{port}", data_dir, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{hub.base_url}/healthz", timeout=1).status_code == 200:
-                return hub
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    if healthy(proc, hub.base_url, 30):
+        return hub
     hub.close()
     pytest.fail(f"backroom serve did not become healthy (exit {proc.returncode}); its log:\n{hub.log()}")
 

@@ -15,6 +15,19 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 
 
+def healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+    """Wait until `url`/healthz answers 200; False if the process exits or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -59,16 +72,10 @@ class HubProcess:
             args += ["--config", str(self.config)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=_env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"backroom serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if healthy(self.proc, self.url, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"backroom serve exited with {self.proc.returncode}:\n{self.log()}")
         self.stop()
         raise RuntimeError(f"backroom serve did not become healthy in {timeout} s:\n{self.log()}")
 

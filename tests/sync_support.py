@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hubproc import free_port  # one free-port helper for every test module
+from hubproc import free_port, healthy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,16 +122,10 @@ class Proc:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", *self.args], cwd=REPO, stdout=log,
                                          stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args[0]} exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if healthy(self.proc, self.url, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.args[0]} exited {self.proc.returncode}:\n{self.log()}")
         self.stop()
         raise RuntimeError(f"{self.args} did not become healthy:\n{self.log()}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hubproc import free_port
+from hubproc import free_port, healthy
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
                                 reason="needs Mosquitto (make test installs it)")
@@ -30,16 +30,8 @@ def _left_behind(data: Path) -> str:
 
 
 def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the demo runner exited early"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail("the demo store did not come up in 60 s")
+    if not healthy(proc, base, 60):
+        pytest.fail(f"the demo store did not come up in 60 s (runner exit code {proc.poll()})")
 
 
 def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> None:

@@ -144,8 +144,14 @@ def _store(request: Request[Any, Any, Any], body: bytes) -> str:
 
 
 async def _decode(request: Request[Any, Any, Any], type_: type[Any]) -> Any:
+    return _decode_bytes(await request.body(), type_)
+
+
+def _decode_bytes(body: bytes, type_: type[Any]) -> Any:
+    """Strict JSON into `type_`; a mismatch is a 400 naming the field (bodies a store signed are
+    read as bytes first, to check the signature over exactly them)."""
     try:
-        return msgspec.json.decode(await request.body(), type=type_)
+        return msgspec.json.decode(body, type=type_)
     except msgspec.DecodeError as exc:
         raise HqError(400, "invalid_field", str(exc)) from None
 
@@ -240,10 +246,7 @@ async def coupon_view(request: Request[Any, Any, Any], code: str) -> Response[by
 async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = _store(request, body)
-    try:
-        req = msgspec.json.decode(body, type=CouponReserve)
-    except msgspec.DecodeError as exc:
-        raise HqError(400, "invalid_field", str(exc)) from None
+    req = _decode_bytes(body, CouponReserve)
     return _json_response(await _thread(coupons.reserve, _hq(request).db, store_id, req, now_text()))
 
 
@@ -390,10 +393,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
 async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = _store(request, body)
-    try:
-        req = msgspec.json.decode(body, type=AuthorizeRequest)
-    except msgspec.DecodeError as exc:
-        raise HqError(400, "invalid_field", str(exc)) from None
+    req = _decode_bytes(body, AuthorizeRequest)
     hq = _hq(request)
     try:
         g = await _thread(service.authorize, hq.db, hq.private_key, store_id, req, now_text())
@@ -406,10 +406,7 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = _store(request, body)
-    try:
-        report = msgspec.json.decode(body, type=DigestReport)
-    except msgspec.DecodeError as exc:
-        raise HqError(400, "invalid_field", str(exc)) from None
+    report = _decode_bytes(body, DigestReport)
     verdict = await _thread(service.check_digests, _hq(request).db, store_id, report.rows, report.upto, now_text())
     return _json_response(msgspec.to_builtins(verdict))
 
@@ -418,10 +415,7 @@ async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def sync_stock_report(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = _store(request, body)
-    try:
-        report = msgspec.json.decode(body, type=StockReport)
-    except msgspec.DecodeError as exc:
-        raise HqError(400, "invalid_field", str(exc)) from None
+    report = _decode_bytes(body, StockReport)
     count = await _thread(transfers.put_stock_report, _hq(request).db, store_id, report)
     return _json_response({"store_id": store_id, "levels": count})
 

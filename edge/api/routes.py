@@ -18,8 +18,12 @@ from msgspec import Meta
 from edge import __version__
 from edge.api.openapi import body_operation
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
+from edge.api.eod_routes import EOD_ROUTES
+from edge.api.report_routes import REPORT_ROUTES
+from edge.api.stocktake_routes import STOCKTAKE_ROUTES
 from edge.api.sync_routes import SYNC_ROUTES
 from edge.api.transfer_routes import TRANSFER_ROUTES
+from edge.api.user_routes import USER_ROUTES
 from edge.auth.passwords import verify_secret
 from edge.auth.tokens import Claims, issue
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
@@ -416,3 +420,7 @@ ROUTES += [promotion_create, promotion_list, coupon_create]
 ROUTES += DEVICE_ROUTES
 ROUTES += TRANSFER_ROUTES
 ROUTES += SYNC_ROUTES
+ROUTES += STOCKTAKE_ROUTES
+ROUTES += EOD_ROUTES
+ROUTES += USER_ROUTES
+ROUTES += REPORT_ROUTES

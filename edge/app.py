@@ -22,6 +22,7 @@ from edge.device_link.link import device_lifespan
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members.points import points_lifespan
+from edge.ui.router import ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,11 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         return request.app.state.hub  # type: ignore[no-any-return]
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, ui_router()],
         dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
         guards=[permission_guard],
         # points expiry (unpaired hubs); the HQ sync agent runs when an HQ URL is configured
-        lifespan=[lifespan, points_lifespan, sync_lifespan, device_lifespan],
+        lifespan=[lifespan, points_lifespan, sync_lifespan, device_lifespan, ui_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

@@ -6,7 +6,6 @@ hub's single writer; reads use this thread's read connection.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -16,16 +15,15 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from edge import __version__
-from edge.api.openapi import body_operation
-from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.api.eod_routes import EOD_ROUTES
+from edge.api.openapi import body_operation
 from edge.api.report_routes import REPORT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
+from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.api.sync_routes import SYNC_ROUTES
 from edge.api.transfer_routes import TRANSFER_ROUTES
 from edge.api.user_routes import USER_ROUTES
-from edge.auth.passwords import verify_secret
-from edge.auth.tokens import Claims, issue
+from edge.auth.login import LoginRequest, LoginResult, authenticate
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
 from edge.device_link.link import sale_committed
@@ -77,47 +75,9 @@ def healthz(hub: Hub) -> Health:
     return Health(status="ok", store_id=hub.store_id, version=__version__)
 
 
-class LoginRequest(msgspec.Struct, frozen=True):
-    username: Annotated[str, Meta(min_length=1, max_length=64)]
-    password: Annotated[str, Meta(max_length=256)] | None = None
-    pin: Annotated[str, Meta(pattern=r"^[0-9]{4,8}$")] | None = None
-    till_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-
-
-class LoginResult(msgspec.Struct):
-    token: str
-    role: str
-    expires_at: str
-    user_id: str
-    display_name: str
-    till_id: str | None
-
-
 @post("/api/v1/auth/login", status_code=200, operation_class=body_operation(LoginRequest))
 async def login(request: Request[Any, Any, Any], hub: Hub) -> LoginResult:
-    req = await decode_body(request, LoginRequest)
-    if (req.password is None) == (req.pin is None):
-        raise ApiError(400, "invalid_login", "send either a password, or a pin with a till_id")
-    if req.pin is not None and req.till_id is None:
-        raise ApiError(400, "till_required", "a PIN login is made at a till: send till_id")
-    if hub.throttle.locked(req.username):
-        raise ApiError(429, "locked_out", "too many failed logins; try again in a few minutes")
-    row = hub.db.reader().execute(
-        "SELECT user_id, role, display_name, password_hash, pin_hash FROM users WHERE username = ? AND active = 1",
-        (req.username,),
-    ).fetchone()
-    stored = None if row is None else (row["password_hash"] if req.password is not None else row["pin_hash"])
-    secret = req.password if req.password is not None else req.pin
-    assert secret is not None
-    if row is None or not verify_secret(secret, stored):
-        hub.throttle.failed(req.username)
-        raise ApiError(401, "bad_credentials", "unknown user or wrong password/PIN")
-    hub.throttle.succeeded(req.username)
-    expires = int(time.time()) + hub.config.token_ttl_s
-    claims = Claims(row["user_id"], req.username, row["role"], req.till_id, expires)
-    expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
-    return LoginResult(token=issue(hub.key, claims), role=row["role"], expires_at=expires_at,
-                       user_id=row["user_id"], display_name=row["display_name"], till_id=req.till_id)
+    return authenticate(hub, await decode_body(request, LoginRequest))
 
 
 class Me(msgspec.Struct):

@@ -1,0 +1,7 @@
+"""Placeholder: the sync page is being built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROUTES: list[Any] = []

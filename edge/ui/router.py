@@ -1,0 +1,96 @@
+"""The tablet UI as one Litestar router: its pages, its static files (our own CSS and script), the
+session guard, HTML answers for a missing login or permission, and the headers every page carries
+(Server-Timing for the page benchmark, a strict Content-Security-Policy)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Litestar, Request, Response, Router
+from litestar.enums import ScopeType
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge.ui.jobs import JobBoard
+from edge.ui.pages import dashboard, devices, eod, members, promotions, stock, sync, users
+from edge.ui.pages.auth import AUTH_ROUTES
+from edge.ui.session import PUBLIC, Forbidden, LoginRequired, ui_guard
+from edge.ui.view import FormError, UiView
+
+STATIC = Path(__file__).with_name("static")
+_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                                 b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def page_headers(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - start) * 1000
+                headers = [*message.get("headers", []), *_HEADERS, (b"server-timing", f"app;dur={took:.1f}".encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, timed)
+
+    return middleware
+
+
+def _login_required(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
+    if request.method == "GET" and not request.url.path.endswith("/events"):
+        return Redirect(path=f"/ui/login?next={quote(exc.next_path)}", status_code=303)
+    ui = UiView(request)
+    return ui.render("error.html", status=401, title=ui._("Please log in"),
+                     message=ui._("Your session has ended. Log in again to go on."))
+
+
+def _forbidden(request: Request[Any, Any, Any], exc: Forbidden) -> Response[str]:
+    ui = UiView(request)
+    return ui.render("error.html", status=403, title=ui._("Not allowed"),
+                     message=ui._("Your role may not open this page or do this."))
+
+
+def _stale_form(request: Request[Any, Any, Any], exc: FormError) -> Response[str]:
+    ui = UiView(request)
+    return ui.render("error.html", status=400, title=ui._("The form has expired"),
+                     message=ui._("Reload the page and try again."))
+
+
+@asynccontextmanager
+async def ui_lifespan(app: Litestar) -> AsyncIterator[None]:
+    app.state.jobs = JobBoard()
+    try:
+        yield
+    finally:
+        await app.state.jobs.close()
+
+
+PAGES = (dashboard, stock, members, promotions, devices, sync, eod, users)
+
+
+def ui_router() -> Router:
+    static = create_static_files_router(path="/ui/static", directories=[STATIC], opt=PUBLIC,
+                                        cache_control=None, include_in_schema=False)
+    return Router(
+        path="/",
+        route_handlers=[*AUTH_ROUTES, *(route for module in PAGES for route in module.ROUTES), static],
+        guards=[ui_guard],
+        middleware=[page_headers],
+        exception_handlers={LoginRequired: _login_required, Forbidden: _forbidden, FormError: _stale_form},
+        include_in_schema=False,
+    )

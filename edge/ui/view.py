@@ -1,0 +1,139 @@
+"""One page view: the reader's language, formats and session, and the responses a page gives
+(a rendered template, a redirect with a notice, a form read after its CSRF check)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+from litestar.enums import MediaType
+from litestar.response import Redirect
+from markupsafe import Markup
+
+from edge.auth.roles import allowed
+from edge.auth.tokens import Claims
+from edge.errors import ApiError
+from edge.hub import Hub
+from edge.ui import charts
+from edge.ui.i18n import LANGUAGE_NAMES, Formats, language_of, translations
+from edge.ui.nav import ROLE_NAMES, pages_for
+from edge.ui.session import FLASH_COOKIE, LANG_COOKIE, SESSION_COOKIE, Flash, csrf_token, decode_flash, encode_flash
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@cache
+def environment(language: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["charts"] = charts
+    return env
+
+
+def safe_next(path: str | None, default: str = "/ui/") -> str:
+    """Only our own pages: never redirect a login to another site."""
+    if path and path.startswith("/ui") and not path.startswith("//") and "\\" not in path:
+        return path
+    return default
+
+
+class FormError(Exception):
+    """A form that cannot be read (CSRF token missing or wrong)."""
+
+
+class UiView:
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self.request = request
+        self.hub: Hub = request.app.state.hub
+        self.lang = language_of(request.cookies.get(LANG_COOKIE))
+        self.html_lang = "zh-CN" if self.lang == "zh_CN" else "en"
+        self._ = translations(self.lang).gettext
+        self.ngettext = translations(self.lang).ngettext
+        self.fmt = Formats(self.lang, self.hub.clock.tz)
+        user = request.scope.get("user")
+        self.claims: Claims | None = user if isinstance(user, Claims) else None
+        self.flash: Flash | None = decode_flash(request.cookies.get(FLASH_COOKIE))
+        self.path = request.url.path
+        self.store_name = self.hub.config.store_name or f"Backroom {self.hub.store_id}"
+
+    # -- who -----------------------------------------------------------------------------------------
+    def may(self, permission: str) -> bool:
+        return self.claims is not None and allowed(self.claims.role, permission)
+
+    @property
+    def role_name(self) -> str:
+        return self._(ROLE_NAMES.get(self.claims.role, self.claims.role)) if self.claims else ""
+
+    @property
+    def nav(self) -> list[dict[str, Any]]:
+        if self.claims is None:
+            return []
+        return [{"key": item.key, "path": item.path, "label": self._(item.label),
+                 "current": self.path == item.path or self.path.startswith(item.path + "/")}
+                for item in pages_for(self.claims.role)]
+
+    @property
+    def languages(self) -> list[tuple[str, str, bool]]:
+        here = quote(self.request.url.path + (f"?{self.request.url.query}" if self.request.url.query else ""))
+        return [(f"/ui/lang/{code}?next={here}", name, code == self.lang) for code, name in LANGUAGE_NAMES.items()]
+
+    @property
+    def csrf(self) -> str:
+        token = self.request.cookies.get(SESSION_COOKIE, "")
+        return csrf_token(self.hub.key, token) if token else ""
+
+    @property
+    def csrf_input(self) -> Markup:
+        return Markup('<input type="hidden" name="csrf" value="{}">').format(self.csrf)
+
+    # -- responses -------------------------------------------------------------------------------------
+    def fragment(self, template: str, **context: Any) -> str:
+        return environment(self.lang).get_template(template).render(ui=self, **context)
+
+    def render(self, template: str, status: int = 200, **context: Any) -> Response[str]:
+        response: Response[str] = Response(self.fragment(template, **context), status_code=status,
+                                           media_type=MediaType.HTML, headers={"Cache-Control": "no-store"})
+        if self.flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path="/ui")
+        return response
+
+    def redirect(self, path: str, *, notice: str | None = None, error: str | None = None) -> Redirect:
+        cookies: list[Cookie] = []
+        if notice is not None or error is not None:
+            flash = Flash("error", error) if error is not None else Flash("notice", notice or "")
+            cookies.append(Cookie(key=FLASH_COOKIE, value=encode_flash(flash), path="/ui", httponly=True,
+                                  samesite="strict", max_age=60))
+        return Redirect(path=safe_next(path), status_code=303, cookies=cookies)
+
+    def problem(self, exc: ApiError) -> str:
+        """A refused action in the reader's words: the code's translation when the catalog has one."""
+        key = f"error:{exc.code}"
+        text = self._(key)
+        return text if text != key else self._("Not done: %(reason)s") % {"reason": exc.message}
+
+    async def form(self) -> dict[str, str]:
+        """The posted form's fields (the last value of a repeated name), after the CSRF check."""
+        data = await self.request.form()
+        fields = {key: str(value) for key, value in data.items() if isinstance(value, str)}
+        if not self.csrf or fields.get("csrf") != self.csrf:
+            raise FormError("the form is stale or was not made by this hub; reload the page")
+        return fields
+
+    async def form_lists(self) -> dict[str, list[str]]:
+        """Every value of every field (tables of inputs sharing a name)."""
+        data = await self.request.form()
+        if not self.csrf or data.get("csrf") != self.csrf:
+            raise FormError("the form is stale or was not made by this hub; reload the page")
+        return {key: [str(v) for v in data.getall(key) if isinstance(v, str)] for key in data}

@@ -22,7 +22,7 @@ from edge.device_link.link import device_lifespan
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members.points import points_lifespan
-from edge.ui.router import ui_lifespan, ui_router
+from edge.ui.router import ui_error_page, ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,9 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, A
     return Response(exc.body(), status_code=exc.status)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if request.url.path.startswith("/ui"):
+        return ui_error_page(request, exc.status_code)
     code = "invalid_parameter" if isinstance(exc, ValidationException) else _HTTP_CODES.get(exc.status_code, "error")
     body: dict[str, Any] = {"code": code, "message": exc.detail}
     if isinstance(exc, ValidationException) and exc.extra:

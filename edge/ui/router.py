@@ -71,6 +71,15 @@ def _stale_form(request: Request[Any, Any, Any], exc: FormError) -> Response[str
                      message=ui._("Reload the page and try again."))
 
 
+def ui_error_page(request: Request[Any, Any, Any], status: int) -> Response[str]:
+    """A page-shaped answer for a tablet URL that does not exist or a malformed query."""
+    ui = UiView(request)
+    if status == 404:
+        return ui.render("error.html", status=404, title=ui._("Not found"), message=ui._("There is no such page."))
+    return ui.render("error.html", status=status, title=ui._("Not done"),
+                     message=ui._("The request could not be read. Go back and try again."))
+
+
 @asynccontextmanager
 async def ui_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.jobs = JobBoard()

@@ -34,6 +34,8 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     barcode_layout: VariableMeasureLayout = VariableMeasureLayout()
     points_valid_months: int = 24  # points expire at the end of the month this many months after earning; 0 = never
     return_clawback: bool = False  # a return below a 满减 threshold gives back the lost discount (docs/promotions.md)
+    till_float: int = 50000  # fen: each till's opening float, unless the manager sets another for the day (edge/eod)
+    cash_variance_alert: int = 1000  # fen: a cash count off by more than this is an end-of-day anomaly
     # Devices (docs/devices.md): the hub's Mosquitto, its MQTT client and mDNS. Off with BACKROOM_DEVICES=0.
     devices_enabled: bool = True
     mqtt_local_port: int | None = None  # the hub's own localhost listener; default mqtt_port + 1
@@ -42,6 +44,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mdns_enabled: bool = True
     store_name: str = ""  # printed on receipts; empty: "Backroom {store_id}"
     tills: dict[str, TillDevices] = {}  # till id (or "*" for any till) -> its paired devices
+    # Replenishment suggestions (edge/stock/insights.py): days until an order arrives, days it should last.
+    replenish_lead_days: int = 2
+    replenish_cover_days: int = 7
 
     @property
     def db_path(self) -> Path:

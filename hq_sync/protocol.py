@@ -172,8 +172,28 @@ class PointsExpiredDelta(msgspec.Struct, frozen=True, tag="points_expired", omit
     journal_seq: int = 0
 
 
+class ZReportDelta(msgspec.Struct, frozen=True, tag="z_report", omit_defaults=True):
+    """The store closed a business day (edge/eod/closing.py): the Z report's headline figures; the whole
+    frozen report is in the hub's journal record `journal_seq`."""
+
+    z_no: int = 0
+    day: str = ""
+    at: str = ""
+    user_id: str = ""
+    tickets: int = 0
+    net: int = 0
+    tax: int = 0
+    refunded: int = 0
+    tenders: dict[str, int] = {}
+    cash_expected: int = 0
+    cash_counted: int = 0
+    cash_variance: int = 0
+    anomalies: int = 0
+    journal_seq: int = 0
+
+
 Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta | TransferRequestDelta
-         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta)
+         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta | ZReportDelta)
 TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()

@@ -567,3 +567,233 @@ def m080_chain_coupons(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m090_report_rollups(db: sqlite_utils.Database) -> None:
+    """Reporting rollups (edge/reports/): sales per store day and sku, tickets and totals per store day
+    and hour, promotion uses per day. Kept by triggers in the transaction of every sale, return and
+    exchange (whatever path writes them), backfilled from the rows already there. Days and hours are
+    the store's own: `created_at` carries the store's offset. Returns count on the day of the return;
+    `refunded` is per line before any 满减 clawback, `sales_hourly.refunds` the returns' refund totals."""
+    _run(
+        db,
+        """
+        CREATE TABLE sales_daily_sku (
+            day TEXT NOT NULL,
+            sku TEXT NOT NULL,
+            qty INTEGER NOT NULL DEFAULT 0,
+            weight_g INTEGER NOT NULL DEFAULT 0,
+            net INTEGER NOT NULL DEFAULT 0,
+            lines INTEGER NOT NULL DEFAULT 0,
+            returned_qty INTEGER NOT NULL DEFAULT 0,
+            returned_weight_g INTEGER NOT NULL DEFAULT 0,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, sku)
+        ) WITHOUT ROWID;
+        CREATE INDEX sales_daily_sku_sku ON sales_daily_sku(sku, day);
+
+        CREATE TABLE sales_hourly (
+            day TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            tickets INTEGER NOT NULL DEFAULT 0,
+            member_tickets INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            refunds INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, hour)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE promotion_daily (
+            day TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            uses INTEGER NOT NULL DEFAULT 0,
+            amount INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, rule_id)
+        ) WITHOUT ROWID;
+
+        INSERT INTO sales_hourly (day, hour, tickets, member_tickets, total, refunds)
+        SELECT substr(created_at, 1, 10), CAST(substr(created_at, 12, 2) AS INTEGER), count(*),
+               sum(member_id IS NOT NULL), sum(total), 0
+        FROM sales GROUP BY 1, 2;
+
+        INSERT INTO sales_hourly (day, hour, refunds)
+        SELECT substr(created_at, 1, 10), CAST(substr(created_at, 12, 2) AS INTEGER), sum(refund_total)
+        FROM returns WHERE true GROUP BY 1, 2
+        ON CONFLICT (day, hour) DO UPDATE SET refunds = refunds + excluded.refunds;
+
+        INSERT INTO sales_daily_sku (day, sku, qty, weight_g, net, lines)
+        SELECT substr(s.created_at, 1, 10), l.sku, sum(l.qty), sum(coalesce(l.weight_g, 0)), sum(l.net), count(*)
+        FROM sale_lines l JOIN sales s ON s.sale_id = l.sale_id GROUP BY 1, 2;
+
+        INSERT INTO sales_daily_sku (day, sku, returned_qty, returned_weight_g, refunded)
+        SELECT substr(r.created_at, 1, 10), l.sku, sum(rl.qty), sum(coalesce(rl.weight_g, 0)), sum(rl.refund)
+        FROM return_lines rl JOIN returns r ON r.return_id = rl.return_id
+        JOIN sale_lines l ON l.sale_id = r.sale_id AND l.line_no = rl.line_no
+        WHERE true GROUP BY 1, 2
+        ON CONFLICT (day, sku) DO UPDATE SET returned_qty = returned_qty + excluded.returned_qty,
+            returned_weight_g = returned_weight_g + excluded.returned_weight_g,
+            refunded = refunded + excluded.refunded;
+
+        INSERT INTO promotion_daily (day, rule_id, uses, amount)
+        SELECT substr(s.created_at, 1, 10), p.rule_id, count(*), sum(p.amount)
+        FROM sale_promotions p JOIN sales s ON s.sale_id = p.sale_id GROUP BY 1, 2
+        """,
+    )
+    # Trigger bodies hold semicolons, so each is one statement of its own (not through _run).
+    # The rows they read (the sale of a line, the return and the sold line of a returned line) are
+    # written before the rows that fire them: edge/sales/checkout.py and returns.py insert the
+    # sales/returns row first.
+    for trigger in (
+        """CREATE TRIGGER sales_rollup AFTER INSERT ON sales BEGIN
+            INSERT INTO sales_hourly (day, hour, tickets, member_tickets, total)
+            VALUES (substr(NEW.created_at, 1, 10), CAST(substr(NEW.created_at, 12, 2) AS INTEGER), 1,
+                    NEW.member_id IS NOT NULL, NEW.total)
+            ON CONFLICT (day, hour) DO UPDATE SET tickets = tickets + 1,
+                member_tickets = member_tickets + excluded.member_tickets, total = total + excluded.total;
+        END""",
+        """CREATE TRIGGER sale_lines_rollup AFTER INSERT ON sale_lines BEGIN
+            INSERT INTO sales_daily_sku (day, sku, qty, weight_g, net, lines)
+            SELECT substr(s.created_at, 1, 10), NEW.sku, NEW.qty, coalesce(NEW.weight_g, 0), NEW.net, 1
+            FROM sales s WHERE s.sale_id = NEW.sale_id
+            ON CONFLICT (day, sku) DO UPDATE SET qty = qty + excluded.qty, weight_g = weight_g + excluded.weight_g,
+                net = net + excluded.net, lines = lines + 1;
+        END""",
+        """CREATE TRIGGER returns_rollup AFTER INSERT ON returns BEGIN
+            INSERT INTO sales_hourly (day, hour, refunds)
+            VALUES (substr(NEW.created_at, 1, 10), CAST(substr(NEW.created_at, 12, 2) AS INTEGER), NEW.refund_total)
+            ON CONFLICT (day, hour) DO UPDATE SET refunds = refunds + excluded.refunds;
+        END""",
+        """CREATE TRIGGER return_lines_rollup AFTER INSERT ON return_lines BEGIN
+            INSERT INTO sales_daily_sku (day, sku, returned_qty, returned_weight_g, refunded)
+            SELECT substr(r.created_at, 1, 10), l.sku, NEW.qty, coalesce(NEW.weight_g, 0), NEW.refund
+            FROM returns r JOIN sale_lines l ON l.sale_id = r.sale_id AND l.line_no = NEW.line_no
+            WHERE r.return_id = NEW.return_id
+            ON CONFLICT (day, sku) DO UPDATE SET returned_qty = returned_qty + excluded.returned_qty,
+                returned_weight_g = returned_weight_g + excluded.returned_weight_g,
+                refunded = refunded + excluded.refunded;
+        END""",
+        """CREATE TRIGGER sale_promotions_rollup AFTER INSERT ON sale_promotions BEGIN
+            INSERT INTO promotion_daily (day, rule_id, uses, amount)
+            SELECT substr(s.created_at, 1, 10), NEW.rule_id, 1, NEW.amount
+            FROM sales s WHERE s.sale_id = NEW.sale_id
+            ON CONFLICT (day, rule_id) DO UPDATE SET uses = uses + 1, amount = amount + excluded.amount;
+        END""",
+    ):
+        db.execute(trigger)
+
+
+@migrations()
+def m091_stocktakes(db: sqlite_utils.Database) -> None:
+    """Stock-takes (盘点, edge/stock/stocktake.py): a count of every item or of one category tree.
+    On open, each sku in scope gets a line with its on-hand `snapshot` and the stock-take keeps
+    `snapshot_mark`, the last movement id the snapshot includes; a count keeps `count_mark`, the last
+    movement id when it was entered, so movements in between (sales during the count) are expected,
+    not variances. `expected`/`posted` are written once, at approval."""
+    _run(
+        db,
+        """
+        CREATE TABLE stocktakes (
+            stocktake_id TEXT PRIMARY KEY,
+            category_id TEXT,
+            state TEXT NOT NULL CHECK (state IN ('open', 'submitted', 'approved', 'cancelled')),
+            note TEXT NOT NULL DEFAULT '',
+            snapshot_mark INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            opened_by TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            submitted_by TEXT,
+            submitted_at TEXT,
+            closed_by TEXT,
+            closed_at TEXT,
+            zero_uncounted INTEGER,
+            result BLOB
+        );
+        CREATE INDEX stocktakes_state ON stocktakes(state, opened_at);
+
+        CREATE TABLE stocktake_lines (
+            stocktake_id TEXT NOT NULL REFERENCES stocktakes(stocktake_id),
+            sku TEXT NOT NULL REFERENCES items(sku),
+            snapshot INTEGER NOT NULL,
+            counted INTEGER CHECK (counted >= 0),
+            count_mark INTEGER,
+            counted_by TEXT,
+            counted_at TEXT,
+            expected INTEGER,
+            posted INTEGER,
+            PRIMARY KEY (stocktake_id, sku)
+        );
+        CREATE INDEX stocktake_lines_sku ON stocktake_lines(sku)
+        """,
+    )
+
+
+@migrations()
+def m092_end_of_day(db: sqlite_utils.Database) -> None:
+    """End of day (edge/eod): opening floats per till and day, cash counts (latest per till counts; each
+    keeps the expected cash and variance at the moment it was made), and Z reports, one per business
+    day, numbered in sequence, frozen as JSON. Indexes keep a day's reports on index ranges: returns
+    and top-ups by time, tender references for the duplicate-reference check."""
+    _run(
+        db,
+        """
+        CREATE TABLE till_floats (
+            day TEXT NOT NULL,
+            till_id TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            user_id TEXT NOT NULL,
+            set_at TEXT NOT NULL,
+            PRIMARY KEY (day, till_id)
+        );
+
+        CREATE TABLE cash_counts (
+            seq INTEGER PRIMARY KEY,
+            count_id TEXT NOT NULL UNIQUE,
+            day TEXT NOT NULL,
+            till_id TEXT NOT NULL,
+            counted INTEGER NOT NULL CHECK (counted >= 0),
+            expected INTEGER NOT NULL,
+            variance INTEGER NOT NULL,
+            denominations TEXT,
+            user_id TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX cash_counts_day ON cash_counts(day, till_id, seq);
+
+        CREATE TABLE z_reports (
+            z_no INTEGER PRIMARY KEY,
+            day TEXT NOT NULL UNIQUE,
+            closed_at TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            tickets INTEGER NOT NULL,
+            net INTEGER NOT NULL,
+            refunded INTEGER NOT NULL,
+            cash_expected INTEGER NOT NULL,
+            cash_counted INTEGER NOT NULL,
+            cash_variance INTEGER NOT NULL,
+            anomalies INTEGER NOT NULL,
+            report BLOB NOT NULL,
+            journal_seq INTEGER NOT NULL
+        );
+
+        CREATE INDEX IF NOT EXISTS returns_created ON returns(created_at);
+        CREATE INDEX IF NOT EXISTS topups_created ON topups(created_at);
+        CREATE INDEX IF NOT EXISTS sale_tenders_reference ON sale_tenders(reference) WHERE reference IS NOT NULL
+        """,
+    )
+
+
+@migrations()
+def m095_member_sales_index(db: sqlite_utils.Database) -> None:
+    """A member's recent sales on the tablet's member page (edge/members/directory.py): an index range,
+    not a walk back through every sale of the store."""
+    _run(db, "CREATE INDEX IF NOT EXISTS sales_member ON sales(member_id, created_at) WHERE member_id IS NOT NULL")
+
+
+@migrations()
+def m093_user_tokens(db: sqlite_utils.Database) -> None:
+    """Token revocation (edge/auth/users.py, edge/hub.py): a login token of a user issued before
+    `tokens_after` (unix seconds) is refused; set when the user is deactivated, changes role or has his
+    secret reset. NULL: every unexpired token of the user holds."""
+    _run(db, "ALTER TABLE users ADD COLUMN tokens_after INTEGER")

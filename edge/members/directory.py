@@ -1,0 +1,128 @@
+"""The member directory for the tablet: bounded, read-only searches and one member's histories.
+
+Every query is an index range with a LIMIT (members by its unique phone, card and id; ledgers by
+member; sales by the `sales_member` index), except the search by the last four digits of a phone,
+which reads the members table once and stops at the limit. Phones are masked here, not in the page,
+for readers without `members.phone`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import msgspec
+
+from edge.members.ledger import Ledger
+from edge.members.models import PointsExpiring, mask_phone
+
+SEARCH_LIMIT = 50
+_LAST4 = re.compile(r"^[0-9]{4}$")
+_LEDGER_TABLES: dict[Ledger, str] = {"points": "points_ledger", "value": "value_ledger"}
+
+
+class MemberRow(msgspec.Struct, frozen=True):
+    member_id: str
+    name: str
+    phone: str | None
+    card_no: str | None
+    tier: str
+    tier_name: str
+    tier_name_en: str
+    points: int
+    balance: int
+    created_at: str
+
+
+class LedgerEntry(msgspec.Struct, frozen=True):
+    entry_id: int
+    delta: int
+    kind: str
+    ref: str | None
+    user_id: str | None
+    till_id: str | None
+    at: str
+
+
+class MemberSale(msgspec.Struct, frozen=True):
+    sale_id: str
+    receipt_no: str
+    till_id: str
+    total: int
+    discount: int
+    points_earned: int
+    created_at: str
+
+
+_ROW_SQL = """
+SELECT m.member_id, m.name, m.phone, m.card_no, m.tier, t.name_zh, t.name_en,
+       coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at
+FROM members m JOIN tiers t ON t.tier = m.tier LEFT JOIN member_balance b ON b.member_id = m.member_id
+"""
+
+
+def _rows(cursor: sqlite3.Cursor, show_phone: bool) -> list[MemberRow]:
+    return [MemberRow(member_id=r[0], name=r[1], phone=r[2] if show_phone else mask_phone(r[2]), card_no=r[3],
+                      tier=r[4], tier_name=r[5], tier_name_en=r[6], points=int(r[7]), balance=int(r[8]),
+                      created_at=r[9]) for r in cursor]
+
+
+def normalise_query(text: str) -> str:
+    """What the reader typed, without spaces and dashes (phones are written 138 0013 8000)."""
+    return re.sub(r"[\s\-]", "", text)[:40]
+
+
+def search(conn: sqlite3.Connection, query: str, *, show_phone: bool, limit: int = SEARCH_LIMIT) -> list[MemberRow]:
+    """Members whose member id, card number or phone is `query`, or whose phone ends in it when it is
+    four digits. Exact matches come first."""
+    q = normalise_query(query)
+    if not q:
+        return []
+    exact = _rows(conn.execute(
+        _ROW_SQL + " WHERE m.member_id = ? OR m.member_id = ? OR m.card_no = ? OR m.phone = ? LIMIT ?",
+        (q, q.upper(), q, q, limit)), show_phone)
+    if not _LAST4.match(q):
+        return exact
+    seen = {row.member_id for row in exact}
+    tail = _rows(conn.execute(
+        _ROW_SQL + " WHERE m.phone LIKE '%' || ? ORDER BY m.phone LIMIT ?", (q, limit)), show_phone)
+    return (exact + [row for row in tail if row.member_id not in seen])[:limit]
+
+
+def newest(conn: sqlite3.Connection, *, show_phone: bool, limit: int, offset: int) -> tuple[list[MemberRow], int]:
+    """A page of members, newest first, and how many there are."""
+    total = int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
+    rows = _rows(conn.execute(_ROW_SQL + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
+                              (limit, offset)), show_phone)
+    return rows, total
+
+
+def home_store(conn: sqlite3.Connection, member_id: str) -> str | None:
+    row = conn.execute("SELECT home_store FROM members WHERE member_id = ?", (member_id,)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def history(conn: sqlite3.Connection, ledger: Ledger, member_id: str, *, limit: int,
+            offset: int) -> tuple[list[LedgerEntry], int]:
+    """A page of a member's points or stored-value entries, newest first, and how many there are."""
+    table = _LEDGER_TABLES[ledger]
+    total = int(conn.execute(f"SELECT count(*) FROM {table} WHERE member_id = ?", (member_id,)).fetchone()[0])
+    rows = conn.execute(
+        f"""SELECT entry_id, delta, kind, ref, user_id, till_id, at FROM {table} WHERE member_id = ?
+            ORDER BY entry_id DESC LIMIT ? OFFSET ?""", (member_id, limit, offset)).fetchall()
+    return [LedgerEntry(*r) for r in rows], total
+
+
+def expiring(conn: sqlite3.Connection, member_id: str, *, limit: int = 6) -> list[PointsExpiring]:
+    """The member's points still to expire, grouped by expiry date, soonest first."""
+    return [PointsExpiring(int(r[1]), str(r[0])) for r in conn.execute(
+        """SELECT expires_on, sum(remaining) FROM points_batches
+           WHERE member_id = ? AND remaining > 0 AND expires_on IS NOT NULL
+           GROUP BY expires_on ORDER BY expires_on LIMIT ?""", (member_id, limit))]
+
+
+def recent_sales(conn: sqlite3.Connection, member_id: str, *, limit: int = 10) -> list[MemberSale]:
+    rows = conn.execute(
+        """SELECT sale_id, receipt_no, till_id, total, discount, points_earned, created_at FROM sales
+           WHERE member_id = ? ORDER BY created_at DESC LIMIT ?""", (member_id, limit)).fetchall()
+    return [MemberSale(*r) for r in rows]

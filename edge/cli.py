@@ -109,6 +109,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from devices.bench import run_devices_bench
 
         return run_devices_bench(args)
+    if args.kind == "ui":  # every tablet page on a year of a busy store (edge/bench_ui.py)
+        from edge.bench_ui import run_ui_bench
+
+        return run_ui_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -152,13 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     pexpire.set_defaults(fn=cmd_points_expire)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "devices"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "devices", "ui"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")
+    bench.add_argument("--repeat", type=int, default=20, help="fetches of each page (ui bench)")
+    bench.add_argument("--days", type=int, default=365, help="days of history to build (ui bench)")
+    bench.add_argument("--tickets-per-day", type=int, default=2000, help="tickets a day in the history (ui bench)")
     bench.set_defaults(fn=cmd_bench)
 
     from devices.cli import register as register_devices

@@ -6,6 +6,7 @@ everything?". Read-only; the agent in hq_sync/agent.py does the work.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import msgspec
@@ -41,13 +42,17 @@ class SyncStatus(msgspec.Struct, frozen=True):
 
 @get("/api/v1/sync", opt={"permission": "sync.read"}, sync_to_thread=False)
 def sync_status(hub: Hub) -> SyncStatus:
-    conn = hub.db.reader()
+    return read_sync_status(hub.db.reader(), hub.store_id)
+
+
+def read_sync_status(conn: sqlite3.Connection, store_id: str) -> SyncStatus:
+    """The API's answer and the tablet's Sync page: one reading of the sync tables."""
     head = outbox_head(conn)
     state = load_state(conn)
     alerts = [SyncAlert(*row) for row in conn.execute(
         "SELECT alert_id, at, kind, ref, detail FROM sync_alerts WHERE cleared_at IS NULL ORDER BY alert_id")]
     if state is None:  # standalone: everything is queued until the store is paired
-        return SyncStatus(store_id=hub.store_id, paired=False, outbox_head=head, acked_seq=0, queued=head,
+        return SyncStatus(store_id=store_id, paired=False, outbox_head=head, acked_seq=0, queued=head,
                           feed_cursor=0, feed_head=0, alerts=alerts)
     return SyncStatus(
         store_id=state.store_id, paired=True, outbox_head=head, acked_seq=state.acked_seq,

@@ -62,16 +62,20 @@ class DeviceList(msgspec.Struct):
     devices: list[DeviceView]
 
 
-@get("/api/v1/devices", opt=_perm("devices.read"), sync_to_thread=False)
-def list_devices(request: Request[Any, Any, Any]) -> DeviceList:
-    link = _link(request)
+def device_views(link: DeviceLink) -> list[DeviceView]:
+    """Every registered device with its live status and last readings, by id (the API's list and the tablet's)."""
     views = []
     for record in link.registered().values():
         profile = link.profile(record.profile)
         views.append(link.board.view(
             record, kind=profile.kind if profile else "unknown", vendor=profile.vendor if profile else "",
             model=profile.model if profile else "", capabilities=list(profile.capabilities) if profile else []))
-    return DeviceList(sorted(views, key=lambda v: v.device_id))
+    return sorted(views, key=lambda v: v.device_id)
+
+
+@get("/api/v1/devices", opt=_perm("devices.read"), sync_to_thread=False)
+def list_devices(request: Request[Any, Any, Any]) -> DeviceList:
+    return DeviceList(device_views(_link(request)))
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -233,7 +237,11 @@ async def _approve_body(request: Request[Any, Any, Any]) -> ApproveRequest:
 async def approve_device(request: Request[Any, Any, Any], name: str) -> DeviceCredentials:
     """Register a device seen on mDNS. The answer carries its password: shown once, stored only hashed."""
     link = _link(request)
-    req = await _approve_body(request)
+    return await approve_pending(link, name, await _approve_body(request))
+
+
+async def approve_pending(link: DeviceLink, name: str, req: ApproveRequest) -> DeviceCredentials:
+    """Register the pending device `name` (the API's approve and the tablet's Approve button)."""
     found = next((p for p in (link.browser.pending() if link.browser else []) if p.name == name), None)
     if found is None:
         raise ApiError(404, "unknown_pending", f"no pending device {name[:128]!r}")
@@ -261,7 +269,11 @@ async def approve_device(request: Request[Any, Any, Any], name: str) -> DeviceCr
 @post("/api/v1/devices/{device_id:str}/rotate", opt=_perm("devices.manage"), status_code=200)
 async def rotate_device(request: Request[Any, Any, Any], device_id: str) -> DeviceCredentials:
     """New broker credentials for a device; the old password stops working at the device's next connection."""
-    link = _link(request)
+    return await rotate_credentials(_link(request), device_id)
+
+
+async def rotate_credentials(link: DeviceLink, device_id: str) -> DeviceCredentials:
+    """New broker credentials for a registered device (the API's rotate and the tablet's button)."""
     record = _record(link, device_id)
     creds = await asyncio.to_thread(broker.rotate, link.data_dir, device_id)
     return DeviceCredentials(device_id=device_id, username=creds.username, password=creds.password,

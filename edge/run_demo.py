@@ -276,7 +276,7 @@ def _banner(port: int, mqtt_port: int, store: str, data: Path, pages: Path, star
     lines = [
         "",
         f"Backroom demo store {store} is running.",
-        f"  Tablet UI     http://{host}:{port}/   (not built yet: the tablet UI arrives with its own issue)",
+        f"  Tablet UI     http://{host}:{port}/ui   (简体中文 / English; open it on the store's tablet)",
         f"  Till API      http://{host}:{port}/api/v1   OpenAPI: http://{host}:{port}/schema",
         f"  Health        http://{host}:{port}/healthz",
     ]

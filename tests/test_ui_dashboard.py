@@ -94,3 +94,11 @@ def test_a_sale_reaches_an_open_dashboard_over_server_sent_events(fresh_hub: Hub
     assert set(fragments) == {"dash-figures", "dash-hourly", "dash-categories", "dash-top"}
     assert f"¥{sale['total'] // 100:,}.{sale['total'] % 100:02d}" in fragments["dash-figures"]
     assert fragments["dash-figures"].startswith('<div class="figures" id="dash-figures">')
+
+
+def test_the_box_address_alone_leads_to_the_tablet(hub: Hub) -> None:
+    resp = httpx.get(f"{hub.base_url}/", follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/ui/login"
+    tablet = ui_login(hub, "cashier")
+    assert tablet.get("/").headers["location"] == "/ui/stock"  # a cashier's first page
+    assert ui_login(hub, "manager").get("/ui").headers["location"] == "/ui/dashboard"

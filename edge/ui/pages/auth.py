@@ -23,7 +23,7 @@ from edge.ui.view import UiView, safe_next
 LOGIN_NONCE = "backroom_login"
 
 
-@get("/ui", opt=PUBLIC, sync_to_thread=False)
+@get(["/", "/ui"], opt=PUBLIC, sync_to_thread=False)
 def home(request: Request[Any, Any, Any]) -> Redirect:
     claims = session_claims(request)
     pages = pages_for(claims.role) if claims else []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from edge.auth.tokens import load_key
+from edge.auth import users
+from edge.auth.tokens import Claims, load_key
 from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.promotions.repository import PromotionCache
@@ -43,10 +44,25 @@ class Hub:
         self.clock = StoreClock(config.timezone)
         self.throttle = LoginThrottle()
         self.promotions = PromotionCache()
+        # Per user, the second before which his tokens are refused (deactivated, role changed, secret
+        # reset): both guards check every request, so it is a dict lookup, not a database read.
+        self.tokens_after: dict[str, int] = users.tokens_after(self.db.reader())
         stored = self.db.reader().execute("SELECT value FROM settings WHERE key = 'store_id'").fetchone()
         self.store_id: str = stored[0] if stored else config.store_id
         # Receipt numbers read e.g. D001-00000042: short, and unique across the chain's stores.
         self.store_code = "".join(ch for ch in self.store_id.upper() if ch.isalnum())[:12] or "STORE"
+
+    def token_revoked(self, claims: Claims) -> bool:
+        """Issued before its user's cut-off. Claims carry no issue time (their msgpack layout is fixed
+        for the tokens out there), so it is the expiry less the token lifetime."""
+        after = self.tokens_after.get(claims.user_id)
+        return after is not None and claims.expires_at - self.config.token_ttl_s < after
+
+    def user_changed(self, user_id: str) -> None:
+        """Reload the user's cut-off after a committed write to his account (edge/auth/users.py)."""
+        row = self.db.reader().execute("SELECT tokens_after FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            self.tokens_after[user_id] = int(row[0])
 
     def close(self) -> None:
         self.db.close()

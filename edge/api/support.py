@@ -77,6 +77,8 @@ async def permission_guard(connection: ASGIConnection[Any, Any, Any, Any], handl
     except TokenError as exc:
         code = "token_expired" if "expired" in str(exc) else "invalid_token"
         raise ApiError(401, code, str(exc)) from None
+    if hub.token_revoked(claims):
+        raise ApiError(401, "token_revoked", "this login ended when the account changed; log in again")
     connection.scope["user"] = claims
     if not allowed(claims.role, permission):
         raise ApiError(403, "forbidden", f"role {claims.role} may not {permission}")

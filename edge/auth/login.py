@@ -41,7 +41,8 @@ def authenticate(hub: Hub, req: LoginRequest) -> LoginResult:
     if hub.throttle.locked(req.username):
         raise ApiError(429, "locked_out", "too many failed logins; try again in a few minutes")
     row = hub.db.reader().execute(
-        "SELECT user_id, role, display_name, password_hash, pin_hash FROM users WHERE username = ? AND active = 1",
+        "SELECT user_id, role, display_name, password_hash, pin_hash, tokens_after FROM users"
+        " WHERE username = ? AND active = 1",
         (req.username,),
     ).fetchone()
     stored = None if row is None else (row["password_hash"] if req.password is not None else row["pin_hash"])
@@ -51,7 +52,9 @@ def authenticate(hub: Hub, req: LoginRequest) -> LoginResult:
         hub.throttle.failed(req.username)
         raise ApiError(401, "bad_credentials", "unknown user or wrong password/PIN")
     hub.throttle.succeeded(req.username)
-    expires = int(time.time()) + hub.config.token_ttl_s
+    # Issued no earlier than the account's token cut-off: a login in the same second as a PIN reset holds.
+    issued = max(int(time.time()), row["tokens_after"] or 0)
+    expires = issued + hub.config.token_ttl_s
     claims = Claims(row["user_id"], req.username, row["role"], req.till_id, expires)
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
     return LoginResult(token=issue(hub.key, claims), role=row["role"], expires_at=expires_at,

@@ -62,10 +62,12 @@ def session_claims(connection: ASGIConnection[Any, Any, Any, Any]) -> Claims | N
     token = connection.cookies.get(SESSION_COOKIE)
     if not token:
         return None
+    hub = connection.app.state.hub
     try:
-        return verify(connection.app.state.hub.key, token)
+        claims = verify(hub.key, token)
     except TokenError:
         return None
+    return None if hub.token_revoked(claims) else claims  # deactivated, role changed or secret reset since
 
 
 async def ui_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -45,13 +45,18 @@ system-packages:
 		$(SUDO) service mosquitto stop >/dev/null 2>&1 || true; \
 	fi
 
-# PostgreSQL server binaries for the HQ back-end tests (they start a private cluster; no service).
+# PostgreSQL server binaries for the HQ back-end tests (they start a private cluster; no service);
+# Debian's Chromium for the tablet UI's browser tests (Playwright drives it; it never downloads a browser).
 test-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 		echo "installing postgresql"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 		$(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 || true; \
 		$(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+		echo "installing chromium (browser tests; CJK fonts for screenshots)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
 	fi
 
 clean:

@@ -59,7 +59,8 @@ def test_cashier_and_guide_may_not_open_the_dashboard(hub: Hub) -> None:
         resp = tablet.get("/ui/dashboard")
         assert resp.status_code == 403
         assert "无权操作" in resp.text
-        assert 'href="/ui/dashboard"' not in resp.text and 'href="/ui/stock"' in resp.text  # menu: what the role may open
+        # the menu offers only what the role may open
+        assert 'href="/ui/dashboard"' not in resp.text and 'href="/ui/stock"' in resp.text
 
 
 def test_no_session_redirects_to_login(hub: Hub) -> None:

@@ -45,7 +45,7 @@ def test_the_x_report_shows_the_days_figures_per_till_and_for_the_store(fresh_hu
            '<td class="num">¥39.80</td>' in html
     assert '<th scope="row">找零</th><td class="num">¥10.20</td><td class="num">¥10.20</td>' in html
     assert "<strong>¥1,119.90</strong>" in html and "<strong>¥619.90</strong>" in html
-    assert '<svg class="chart"' in html and "各支付方式占比" in html
+    assert '<svg class="chart shares"' in html and "各支付方式占比" in html
     # Nothing counted yet: both tills are anomalies, and the close confirm names them.
     assert html.count("现金未清点") == 2
     assert "收银台 T1 当日有销售，但现金尚未清点（应有 ¥619.90）。" in html

@@ -66,7 +66,7 @@ def test_figures_after_a_sale_that_uses_a_promotion(fresh_hub: Hub) -> None:
     assert ('<span class="label">优惠金额</span><span class="value">¥3.00</span>'
             '<span class="note">今日 ¥3.00 · 近 7 天 ¥3.00</span>') in cola
     assert '<span class="label">适用商品近 7 天净销售额</span><span class="value">¥6.00</span>' in cola
-    assert '<svg class="chart"' in html and "<desc" in html and "可口可乐罐装买2赠1 ¥3.00" in html
+    assert '<svg class="chart shares"' in html and "<desc" in html and "可口可乐罐装买2赠1 ¥3.00" in html
     home = rule_block(html, "demo-home-200-30")
     assert '<span class="label">优惠金额</span><span class="value">¥0.00</span>' in home
     en = ui_login(fresh_hub, "manager", lang="en").get("/ui/promotions").text

@@ -4,7 +4,7 @@ reader (each chart is an image with a title and a description that states the nu
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
@@ -34,7 +34,7 @@ def columns(
     compare: Sequence[int] | None = None,
     compare_label: str = "",
     value_label: str = "",
-    axis_text: str = "",
+    axis_format: Callable[[int], str] = str,
 ) -> Markup:
     """Vertical bars (e.g. sales per hour), with an optional comparison series drawn as a line."""
     width, height, left, bottom, top = 720, 240, 8, 22, 18
@@ -49,8 +49,12 @@ def columns(
         f'<title id="chart{uid}-t">{escape(title)}</title><desc id="chart{uid}-d">{escape(description)}</desc>',
         f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - left}" y2="{height - bottom}"/>',
     ]
-    if axis_text:
-        parts.append(f'<text class="tick" x="{left}" y="12">{escape(axis_text)}</text>')
+    # the top of the scale and its midpoint, as faint rules with their values
+    for frac in (1.0, 0.5):
+        y = height - bottom - plot_h * frac
+        tick = escape(axis_format(int(peak * frac)))
+        parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - left}" y2="{y:.1f}"/>'
+                     f'<text class="tick" x="{left + 2}" y="{y - 4:.1f}">{tick}</text>')
     for i, value in enumerate(values):
         h = plot_h * value / peak
         x = left + i * slot + slot * 0.15
@@ -70,18 +74,18 @@ def columns(
 
 def shares(rows: Sequence[tuple[str, int, str]], *, title: str, description: str) -> Markup:
     """Horizontal bars for parts of a whole: (label, value, the value as text)."""
-    width, row_h, label_w = 720, 30, 200
+    width, row_h, label_w = 420, 30, 120
     peak = max((value for _, value, _ in rows), default=0) or 1
     height = max(len(rows), 1) * row_h + 4
     uid = next(_ids)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="chart{uid}-t chart{uid}-d" preserveAspectRatio="xMidYMid meet">',
+        f'<svg class="chart shares" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="chart{uid}-t chart{uid}-d" preserveAspectRatio="xMinYMin meet">',
         f'<title id="chart{uid}-t">{escape(title)}</title><desc id="chart{uid}-d">{escape(description)}</desc>',
     ]
     for i, (label, value, text) in enumerate(rows):
         y = i * row_h + 4
-        bar_w = (width - label_w - 150) * value / peak
+        bar_w = (width - label_w - 130) * value / peak
         parts.append(f'<text class="label" x="0" y="{y + 18}">{escape(label)}</text>'
                      f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(bar_w, 1):.1f}" height="{row_h - 10}"/>'
                      f'<text class="value" x="{label_w + bar_w + 8:.1f}" y="{y + 18}">{escape(text)}</text>')

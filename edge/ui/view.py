@@ -66,7 +66,7 @@ class UiView:
         self.claims: Claims | None = user if isinstance(user, Claims) else None
         self.flash: Flash | None = decode_flash(request.cookies.get(FLASH_COOKIE))
         self.path = request.url.path
-        self.store_name = self.hub.config.store_name or f"Backroom {self.hub.store_id}"
+        self.store_name = self.hub.config.store_name or self.hub.store_id
 
     # -- who -----------------------------------------------------------------------------------------
     def may(self, permission: str) -> bool:

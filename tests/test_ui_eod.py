@@ -47,7 +47,8 @@ def test_the_x_report_shows_the_days_figures_per_till_and_for_the_store(fresh_hu
     assert "<strong>¥1,119.90</strong>" in html and "<strong>¥619.90</strong>" in html
     assert '<svg class="chart shares"' in html and "各支付方式占比" in html
     # Nothing counted yet: both tills are anomalies, and the close confirm names them.
-    assert html.count("现金未清点") == 2
+    assert html.count("现金未清点") == 3  # the two tills' rows and the summary by kind
+    assert "<li><strong>现金未清点</strong>: 2</li>" in html
     assert "收银台 T1 当日有销售，但现金尚未清点（应有 ¥619.90）。" in html
     assert 'data-confirm="确定为 ' in html and "此操作无法撤销。 未清点现金的收银台：T1, T2。" in html
 

@@ -349,7 +349,8 @@ def generate(db_path: Path, *, days: int = 365, tickets_per_day: int = 2000, mem
                 moves.append((ln.sku, "sale", -units, sale_id, "", user, till, stamp))
                 on_hand[ln.sku] = on_hand.get(ln.sku, 0) - units
                 unbatched_delta[ln.sku] = unbatched_delta.get(ln.sku, 0) - units
-            tenders_rows.append((sale_id, 1, method, tendered, None))
+            reference = None if method == "cash" else f"{method[:2].upper()}{sale_id[:18]}"  # the acquirer's id
+            tenders_rows.append((sale_id, 1, method, tendered, reference))
             for use in quote.uses:
                 promo_rows.append((sale_id, use.rule.rule_id, use.amount, use.times, use.coupon,
                                    promotion_encoder.encode(use.rule).decode(), _encode(use.bases).decode()))

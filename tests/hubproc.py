@@ -52,6 +52,48 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def serve_with_devices(data_dir: Path, log_path: Path, config: Path | None = None,
+                       timeout: float = 30) -> tuple[subprocess.Popen[bytes], str, int]:
+    """`backroom serve` with its device hub on (its own Mosquitto and mDNS; conftest's hubs run without):
+    (process, base URL, MQTT port). The broker also listens on the MQTT port + 1, so that one must be free."""
+    port, mqtt_port = free_port(), free_port()
+    while mqtt_port + 1 == port or not _port_free(mqtt_port + 1):
+        mqtt_port = free_port()
+    args = [sys.executable, "-m", "edge.cli", "serve", "--data", str(data_dir), "--port", str(port),
+            "--mqtt-port", str(mqtt_port)]
+    if config is not None:
+        args += ["--config", str(config)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, "BACKROOM_DEVICES": "1"}, stdout=log,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    if not healthy(proc, url, timeout):
+        stop_with_devices(proc, data_dir)
+        raise RuntimeError(f"backroom serve (devices on) did not start:\n{log_path.read_text('utf-8', 'replace')}")
+    return proc, url, mqtt_port
+
+
+def stop_with_devices(proc: subprocess.Popen[bytes], data_dir: Path) -> None:
+    """Stop the hub, then its Mosquitto if the hub died without taking it down."""
+    from devices import broker
+
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(15)
+    orphan = broker.running_pid(data_dir)
+    if orphan is not None:
+        os.kill(orphan, signal.SIGKILL)
+
+
 class HubProcess:
     """One `backroom serve` process on `data_dir`; its output goes to `serve-N.log` beside the data."""
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_devices_support import REPO, Output, free_port, spawn, stop
+from hubproc import serve_with_devices, stop_with_devices
+from test_devices_support import REPO, Output, spawn, stop
 from zeroconf import ServiceBrowser as ZeroconfBrowser
 from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
 
@@ -80,19 +81,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     data = root / "data"
     _cli("seed", "--demo", "--data", str(data))
     (root / "hub.toml").write_text(CONFIG, "utf-8")
-    port, mqtt_port = free_port(), free_port()
-    while mqtt_port + 1 == port or not _free(mqtt_port + 1):
-        mqtt_port = free_port()
     log = root / "serve.log"
-    env = {**os.environ, "BACKROOM_DEVICES": "1"}
-    with log.open("wb") as out:
-        hub = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--data", str(data), "--port", str(port),
-                                "--mqtt-port", str(mqtt_port), "--config", str(root / "hub.toml")], cwd=REPO, env=env,
-                               stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    hub, url, mqtt_port = serve_with_devices(data, log, root / "hub.toml")
+    port = int(url.rsplit(":", 1)[1])
     started: list[subprocess.Popen[Any]] = []
     try:
-        _wait(lambda: _healthy(url), 30, lambda: log.read_text())
         printer_sim = spawn("devices", "simulate", "--profile", "epson-tm-t20iii", "--tcp", "0")
         started.append(printer_sim)
         printer = Output(printer_sim)
@@ -106,28 +99,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     finally:
         for proc in reversed(started):
             stop(proc)
-        if hub.poll() is None:
-            hub.terminate()
-            hub.wait(15)
-        orphan = broker.running_pid(data)
-        if orphan is not None:
-            os.kill(orphan, signal.SIGKILL)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+        stop_with_devices(hub, data)
 
 
 def _wait(ready: Any, timeout_s: float, explain: Any = lambda: "") -> None:

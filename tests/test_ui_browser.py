@@ -10,12 +10,9 @@ through the forms; the database shows what they booked.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from hubproc import free_port, healthy
+from hubproc import serve_with_devices, stop_with_devices
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, sync_playwright
 from zeroconf import ServiceInfo, Zeroconf
 
@@ -381,33 +378,12 @@ def device_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     root = tmp_path_factory.mktemp("uidevices")
     data = root / "data"
     backroom("seed", "--demo", "--data", str(data))
-    port, mqtt_port = free_port(), free_port()
-    while mqtt_port + 1 == port or not _free(mqtt_port + 1):
-        mqtt_port = free_port()
-    env = {**os.environ, "BACKROOM_DEVICES": "1"}
-    with (root / "serve.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--data", str(data), "--port", str(port),
-                                 "--mqtt-port", str(mqtt_port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    store = Store(f"http://127.0.0.1:{port}", data, proc)
+    proc, url, _ = serve_with_devices(data, root / "serve.log")
+    store = Store(url, data, proc)
     try:
-        assert healthy(proc, store.base_url, 30), (root / "serve.log").read_text()
         yield store
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
-        orphan = broker.running_pid(data)
-        if orphan is not None:
-            os.kill(orphan, signal.SIGKILL)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        stop_with_devices(proc, data)
 
 
 def _api(store: Store, path: str) -> Any:

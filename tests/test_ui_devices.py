@@ -5,12 +5,8 @@ sends nothing gives a clear error."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +17,7 @@ from zeroconf import ServiceInfo, Zeroconf
 
 from devices import broker, discovery
 from tests.conftest import Hub, backroom
-from tests.hubproc import free_port, healthy
+from tests.hubproc import serve_with_devices, stop_with_devices
 from tests.ui_support import csrf_of, post_form, ui_login
 
 INTERFACE = broker.lan_address()
@@ -55,38 +51,20 @@ def test_with_devices_off_an_approval_answers_with_a_notice_not_an_error(hub: Hu
 
 # -- devices on: a hub with its broker and mDNS ---------------------------------------------------------------
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def devices_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("uidevices")
     data = root / "data"
     backroom("seed", "--demo", "--data", str(data))
     (root / "hub.toml").write_text(CONFIG, "utf-8")
-    port, mqtt_port = free_port(), free_port()
-    while mqtt_port + 1 == port or not _port_free(mqtt_port + 1):
-        mqtt_port = free_port()
     log_path = root / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--data", str(data), "--port", str(port),
-                                 "--mqtt-port", str(mqtt_port), "--config", str(root / "hub.toml")],
-                                env={**os.environ, "BACKROOM_DEVICES": "1"}, stdout=log, stderr=subprocess.STDOUT)
-    running = Hub(proc, f"http://127.0.0.1:{port}", data, log_path)
+    proc, url, _ = serve_with_devices(data, log_path, root / "hub.toml")
+    running = Hub(proc, url, data, log_path)
     try:
-        assert healthy(proc, running.base_url, 30), running.log()
         yield running
     finally:
         running.close()
-        orphan = broker.running_pid(data)
-        if orphan is not None:
-            os.kill(orphan, signal.SIGKILL)
+        stop_with_devices(proc, data)
 
 
 def _announce(device_id: str) -> tuple[Zeroconf, ServiceInfo]:

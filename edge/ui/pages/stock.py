@@ -106,6 +106,18 @@ def _resolve_item(hub: Hub, code: str) -> tuple[str, str, str, str] | None:
     return (str(row[0]), str(row[1]), str(row[2]), str(row[3])) if row else None
 
 
+def _form_item(hub: Hub, ui: UiView, form: dict[str, str]) -> tuple[str, str, str, str] | str:
+    """The item the form's `item` field names, or the notice that says why there is none."""
+    _ = ui._
+    code = form.get("item", "").strip()
+    item = _resolve_item(hub, code) if code else None
+    if item is not None:
+        return item
+    if not code:
+        return _("Enter or scan the item's SKU, barcode or PLU.")
+    return _("No item has this SKU, barcode or PLU: %(code)s") % {"code": code[:64]}
+
+
 class StockView:
     """A page view with the stock page's helpers: its tabs, item names in the reader's language,
     and quantities as the ledger keeps them (units, or grams shown as kg)."""
@@ -187,11 +199,9 @@ async def stock_receive(request: Request[Any, Any, Any], hub: Hub) -> Response[A
     _ = ui._
     form = await ui.form()
     back = "/ui/stock/receive"
-    code = form.get("item", "").strip()
-    item = _resolve_item(hub, code) if code else None
-    if item is None:
-        return ui.redirect(back, error=_("No item has this SKU, barcode or PLU: %(code)s") % {"code": code[:64]}
-                           if code else _("Enter or scan the item's SKU, barcode or PLU."))
+    item = _form_item(hub, ui, form)
+    if isinstance(item, str):
+        return ui.redirect(back, error=item)
     sku, name_zh, name_en, unit = item
     qty = _whole(form.get("qty", ""), 1, MAX_QTY)
     if qty is None:
@@ -515,11 +525,9 @@ async def transfer_request(request: Request[Any, Any, Any], hub: Hub) -> Respons
     _ = ui._
     form = await ui.form()
     back = "/ui/stock/transfers"
-    code = form.get("item", "").strip()
-    item = _resolve_item(hub, code) if code else None
-    if item is None:
-        return ui.redirect(back, error=_("No item has this SKU, barcode or PLU: %(code)s") % {"code": code[:64]}
-                           if code else _("Enter or scan the item's SKU, barcode or PLU."))
+    item = _form_item(hub, ui, form)
+    if isinstance(item, str):
+        return ui.redirect(back, error=item)
     qty = _whole(form.get("qty", ""), 1, MAX_QTY)
     if qty is None:
         return ui.redirect(back, error=_("Enter the quantity as a whole number from 1 to 10,000,000 "

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get
 from litestar.response import ServerSentEvent
 
 from edge.hub import Hub
 from edge.money import div_half_up
 from edge.reports.dashboard import Dashboard, dashboard
+from edge.ui.live import live_fragments
 from edge.ui.session import page
 from edge.ui.view import UiView
 
@@ -75,18 +73,11 @@ async def dashboard_events(request: Request[Any, Any, Any], hub: Hub) -> ServerS
         row = hub.db.reader().execute("SELECT MAX(seq) FROM journal").fetchone()
         return int(row[0] or 0)
 
-    async def updates() -> AsyncIterator[str]:
-        seen = head()
-        while True:
-            await asyncio.sleep(LIVE_POLL_S)
-            now = head()
-            if now == seen:
-                continue
-            seen = now
-            context = _context(ui, dashboard(hub.db.reader(), hub.clock.today()))
-            yield msgspec.json.encode({f"dash-{name}": _fragment(ui, name, context) for name in FRAGMENTS}).decode()
+    def render(_before: int | None, _now: int) -> dict[str, str]:
+        context = _context(ui, dashboard(hub.db.reader(), hub.clock.today()))
+        return {f"dash-{name}": _fragment(ui, name, context) for name in FRAGMENTS}
 
-    return ServerSentEvent(updates(), event_type="fragments")
+    return live_fragments(head, render, poll_s=LIVE_POLL_S, send_first=False)
 
 
 ROUTES = [dashboard_page, dashboard_events]

@@ -14,12 +14,11 @@ import contextlib
 import datetime
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from devices import profiles, topics
 from edge.device_link.link import DeviceLink, DeviceTimeout, LinkDown
@@ -33,6 +32,7 @@ from edge.device_link.routes import (
 )
 from edge.errors import ApiError
 from edge.hub import Hub
+from edge.ui.live import live_fragments
 from edge.ui.nav import N_
 from edge.ui.session import page
 from edge.ui.view import UiView
@@ -41,7 +41,6 @@ PRINT_TIMEOUT_S = 4.0  # a test page: the printer confirms within a second or tw
 HEARTBEAT_S = 5.0  # a bridge publishes a scale's weight when it changes and at least this often
 WEIGHT_TIMEOUT_S = 6.0  # so a running scale always gives a reading within this wait
 POLL_S = 1.0  # the live table's look at the board
-KEEPALIVE_S = 15.0
 
 KIND_NAMES = {
     "scale": N_("Scale"),
@@ -141,29 +140,19 @@ async def devices_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
     link = _link(request)
     manager = ui.may("devices.manage")
 
-    async def updates() -> AsyncIterator[ServerSentEventMessage]:
-        if link is None:
-            return
-        last: tuple[Any, ...] | None = None
-        last_pending: tuple[Any, ...] = ()
-        quiet_since = time.monotonic()
-        while _link(request) is link:
-            now = _signature(link, manager)
-            if now != last:
-                fragments = {}
-                if last is None or now[:3] != last[:3]:
-                    fragments["device-table"] = ui.fragment("devices/table.html", **_table_context(ui, link))
-                if manager and (last is None or now[3] != last_pending):
-                    fragments["pending-table"] = ui.fragment("devices/pending.html", **_pending_context(ui, link))
-                last, last_pending = now, now[3]
-                quiet_since = time.monotonic()
-                yield ServerSentEventMessage(data=msgspec.json.encode(fragments).decode(), event="fragments")
-            elif time.monotonic() - quiet_since > KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ServerSentEventMessage(comment="keep-alive")
-            await asyncio.sleep(POLL_S)
+    if link is None:
+        return live_fragments(lambda: None, lambda _before, _now: {}, poll_s=POLL_S, running=lambda: False)
 
-    return ServerSentEvent(updates(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    def render(before: tuple[Any, ...] | None, now: tuple[Any, ...]) -> dict[str, str]:
+        fragments = {}
+        if before is None or now[:3] != before[:3]:
+            fragments["device-table"] = ui.fragment("devices/table.html", **_table_context(ui, link))
+        if manager and (before is None or now[3] != before[3]):
+            fragments["pending-table"] = ui.fragment("devices/pending.html", **_pending_context(ui, link))
+        return fragments
+
+    return live_fragments(lambda: _signature(link, manager), render, poll_s=POLL_S,
+                          running=lambda: _link(request) is link)
 
 
 def _credentials_page(ui: UiView, creds: DeviceCredentials, heading: str) -> Response[str]:

@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from babel.dates import format_timedelta
 from litestar import Request, Response, get, post
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from edge.api.sync_routes import SyncAlert, SyncStatus, read_sync_status
 from edge.hub import Hub
 from edge.storage.backup import backup
 from edge.ui.jobs import Job, JobBoard, Progress
+from edge.ui.live import live_fragments
 from edge.ui.nav import N_
 from edge.ui.session import page
 from edge.ui.view import UiView
 
 POLL_S = 2.0
-KEEPALIVE_S = 15.0
 ALERTS_SHOWN = 100
 
 ALERT_KINDS = {
@@ -153,24 +151,12 @@ async def sync_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
     """The figures, alerts and backup list again whenever the sync tables or the backups changed."""
     ui = UiView(request)
 
-    async def updates() -> AsyncIterator[ServerSentEventMessage]:
-        last: tuple[Any, ...] | None = None
-        quiet_since = time.monotonic()
-        while True:
-            now = _signature(request, ui.hub)
-            if now != last:
-                last = now
-                quiet_since = time.monotonic()
-                context = _context(request, ui)
-                fragments = {"sync-live": ui.fragment("sync/live.html", **context),
-                             "backup-files": ui.fragment("sync/backups.html", **context)}
-                yield ServerSentEventMessage(data=msgspec.json.encode(fragments).decode(), event="fragments")
-            elif time.monotonic() - quiet_since > KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ServerSentEventMessage(comment="keep-alive")
-            await asyncio.sleep(POLL_S)
+    def render(_before: tuple[Any, ...] | None, _now: tuple[Any, ...]) -> dict[str, str]:
+        context = _context(request, ui)
+        return {"sync-live": ui.fragment("sync/live.html", **context),
+                "backup-files": ui.fragment("sync/backups.html", **context)}
 
-    return ServerSentEvent(updates(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return live_fragments(lambda: _signature(request, ui.hub), render, poll_s=POLL_S)
 
 
 @post("/ui/sync/backup", opt=page("backup.run"))

@@ -1,0 +1,47 @@
+"""Live sections of a page: a server-sent event stream that looks at a cheap signature of the data
+every few seconds and, when it changed, sends the page's fragments re-rendered (app.js swaps them in
+by element id). Quiet streams get a comment now and then, so proxies and the browser keep them open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import msgspec
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+S = TypeVar("S")
+KEEPALIVE_S = 15.0
+
+
+def live_fragments(
+    signature: Callable[[], S],
+    render: Callable[[S | None, S], dict[str, str]],
+    *,
+    poll_s: float,
+    send_first: bool = True,
+    running: Callable[[], bool] = lambda: True,
+    keepalive_s: float = KEEPALIVE_S,
+) -> ServerSentEvent:
+    """`render(previous, now)` gives {element id: outerHTML}; `previous` is None on the first send.
+    With `send_first` off, the stream starts from the current state and sends only changes."""
+
+    async def updates() -> AsyncIterator[ServerSentEventMessage]:
+        last: S | None = None if send_first else signature()
+        sent_any = not send_first
+        quiet_since = time.monotonic()
+        while running():
+            now = signature()
+            if not sent_any or now != last:
+                fragments = render(last if sent_any else None, now)
+                last, sent_any, quiet_since = now, True, time.monotonic()
+                if fragments:
+                    yield ServerSentEventMessage(data=msgspec.json.encode(fragments).decode(), event="fragments")
+            elif time.monotonic() - quiet_since > keepalive_s:
+                quiet_since = time.monotonic()
+                yield ServerSentEventMessage(comment="keep-alive")
+            await asyncio.sleep(poll_s)
+
+    return ServerSentEvent(updates(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

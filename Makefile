@@ -54,7 +54,7 @@ test-packages:
 		$(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 || true; \
 		$(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
 	fi
-	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then \
 		echo "installing chromium (browser tests; CJK fonts for screenshots)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
 	fi

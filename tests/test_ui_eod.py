@@ -16,7 +16,7 @@ import uuid
 import httpx
 
 from tests.conftest import Hub
-from tests.test_eod import trade
+from tests.test_eod import BLUEBERRIES, sell, trade
 from tests.ui_support import csrf_of, post_form, ui_login
 
 
@@ -128,6 +128,11 @@ def test_the_day_closes_once_and_the_z_report_is_in_the_history(fresh_hub: Hub) 
     assert flash_after(tablet, again) == "error: 这一天已经日结，不能再录入或再次日结。"
     assert fresh_hub.query("SELECT z_no, net, cash_expected, cash_counted FROM z_reports") == [
         (1, 10950, 91990, 61990)]
+
+    # a till that goes on selling after the close: the sale is in no Z, and the page says so
+    late = sell(fresh_hub.login("cashier"), "T1", [(BLUEBERRIES, 1)], [{"method": "cash", "amount": 5000}])
+    assert (f"日结之后，当天又记录了 1 笔销售（¥{late['total'] // 100}.{late['total'] % 100:02d}）和 0 笔退货"
+            in tablet.get("/ui/eod").text)
 
     z = tablet.get("/ui/eod/z/1")
     assert z.status_code == 200

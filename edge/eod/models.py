@@ -135,6 +135,15 @@ class ZReport(msgspec.Struct, kw_only=True):
     journal_hash: str = ""
 
 
+class AfterClose(msgspec.Struct, frozen=True):
+    """Trade booked on a closed day after its Z report: in no Z, so the manager must see it."""
+
+    sales: int
+    sales_total: int
+    returns: int
+    refunded: int
+
+
 class ZSummary(msgspec.Struct, frozen=True):
     z_no: int
     day: str

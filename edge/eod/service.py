@@ -15,10 +15,20 @@ from typing import TypeVar
 
 import msgspec
 
-from edge.eod import anomalies, reports
+from edge.eod import anomalies, days, reports
 from edge.eod import cash as drawers
 from edge.eod.days import check_not_future
-from edge.eod.models import AnomalyReport, CashCount, CashCountRequest, TillFloat, XReport, ZList, ZReport, ZSummary
+from edge.eod.models import (
+    AfterClose,
+    AnomalyReport,
+    CashCount,
+    CashCountRequest,
+    TillFloat,
+    XReport,
+    ZList,
+    ZReport,
+    ZSummary,
+)
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.outbox import queue as outbox
@@ -56,6 +66,17 @@ def read(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
 def stored_z(conn: sqlite3.Connection, day: str) -> ZReport | None:
     row = conn.execute("SELECT report FROM z_reports WHERE day = ?", (day,)).fetchone()
     return _z_decoder.decode(row[0]) if row is not None else None
+
+
+def after_close(conn: sqlite3.Connection, z: ZReport) -> AfterClose:
+    """Sales and returns of the Z's day recorded after it was closed (times share the store's offset,
+    so they compare as text; the created_at index bounds the scan)."""
+    _, end = days.bounds(z.day)
+    sales = conn.execute("SELECT count(*), coalesce(sum(total), 0) FROM sales WHERE created_at > ? AND created_at < ?",
+                         (z.closed_at, end)).fetchone()
+    returns = conn.execute("SELECT count(*), coalesce(sum(refund_total), 0) FROM returns"
+                           " WHERE created_at > ? AND created_at < ?", (z.closed_at, end)).fetchone()
+    return AfterClose(sales=sales[0], sales_total=sales[1], returns=returns[0], refunded=returns[1])
 
 
 def _refuse_closed(conn: sqlite3.Connection, day: str) -> None:

@@ -21,6 +21,7 @@ from edge.eod.days import parse_day
 from edge.eod.models import (
     DENOMINATIONS,
     TENDER_METHODS,
+    AfterClose,
     Anomaly,
     AnomalyReport,
     CashCount,
@@ -202,14 +203,15 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
     reports_read = ui.may("reports.read")
     z_start = max(int(z_offset), 0) if z_offset.isascii() and z_offset.isdigit() else 0
 
-    def read(conn: Any) -> tuple[XReport, ZReport | None, AnomalyReport | None, ZList | None]:
+    def read(conn: Any) -> tuple[XReport, ZReport | None, AnomalyReport | None, ZList | None, AfterClose | None]:
         x = service.x_report(conn, the_day, at, settings, own_till)
         z = service.stored_z(conn, the_day) if x.closed else None
         found = service.anomaly_report(conn, the_day, at, settings) if reports_read else None
         history = service.z_list(conn, Z_PAGE_SIZE, z_start) if reports_read else None
-        return x, z, found, history
+        late = service.after_close(conn, z) if z is not None and reports_read else None
+        return x, z, found, history, late
 
-    x, z, found, history = service.read(hub.db.reader(), read)
+    x, z, found, history, late = service.read(hub.db.reader(), read)
     names = _user_names(hub, ({z.closed_by} if z else set())
                         | {s.closed_by for s in (history.z_reports if history else [])})
     tills = sorted({t.till_id for t in x.tills if t.till_id} | {t for t in hub.config.tills if t != "*"})
@@ -218,7 +220,7 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
     return ui.render(
         "eod/index.html", title=_("End of day"), day=the_day, today=today, is_today=the_day == today,
         future=the_day > today, own_till=own_till, z=z, names=names, tills=tills, uncounted=uncounted,
-        counts=counts, anomalies=found.anomalies if found is not None else None, history=history,
+        counts=counts, anomalies=found.anomalies if found is not None else None, history=history, late=late,
         z_offset=z_start, z_limit=Z_PAGE_SIZE, z_base=f"/ui/eod?day={the_day}&z_",
         count_id=uuid.uuid4(), faces=[(face, f"¥{Decimal(face) / 100}") for face in COUNT_FACES],
         kinds={k: _(v) for k, v in KINDS.items()}, severities={k: _(v) for k, v in SEVERITIES.items()},

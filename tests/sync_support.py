@@ -45,6 +45,11 @@ def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> 
                           timeout=timeout, env=env or clean_env())
 
 
+# Sync settings for tests that wait on HQ round trips (HQ's feed, the stock reports).
+FAST = {"idle_s": "0.05", "long_poll_s": "5", "digest_interval_s": "1", "backoff_max_s": "0.5",
+        "stock_report_s": "0.3"}
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -204,6 +209,13 @@ class SyncHub(Proc):
         pid = running_pid(self.data_dir)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
+
+    @property
+    def base_url(self) -> str:  # as tests/conftest.py's Hub, for tests/ui_support.py
+        return self.url
+
+    def paired(self) -> bool:
+        return bool(self.query("SELECT count(*) FROM sync_state")[0][0])
 
     def till(self) -> httpx.Client:
         r = httpx.post(self.url + "/api/v1/auth/login", json={"username": "cashier", "pin": "1234", "till_id": "T1"},

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import sync_support
-from sync_support import HqServer, SyncHub, wait_until
+from sync_support import FAST, HqServer, SyncHub, wait_until
 
 from edge.stock.ledger import Actor
 from edge.storage.db import Database
@@ -27,19 +27,11 @@ from hq_sync.wire import Batch, OutRow, TransferLine, TransferState, feed_body_d
 pg_cluster = sync_support.pg_cluster
 hq_db_url = sync_support.hq_db_url
 
-FAST = {"idle_s": "0.05", "long_poll_s": "5", "digest_interval_s": "1", "backoff_max_s": "0.5",
-        "stock_report_s": "0.3"}
-
-
 def _manager(hub: SyncHub) -> httpx.Client:
     r = httpx.post(hub.url + "/api/v1/auth/login", json={"username": "manager", "password": "manager-demo"},
                    timeout=10)
     assert r.status_code == 200, r.text
     return httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {r.json()['token']}"}, timeout=30)
-
-
-def _paired(hub: SyncHub) -> bool:
-    return bool(hub.query("SELECT count(*) FROM sync_state")[0][0])
 
 
 def _on_hand(c: httpx.Client, sku: str) -> int:
@@ -73,7 +65,7 @@ def test_a_transfer_goes_request_route_ship_short_receive_with_discrepancy_acros
     a = SyncHub(tmp_path, hq.url, store="demo-001", **FAST).start()  # the sender
     b = SyncHub(tmp_path, hq.url, store="demo-002", **FAST).start()  # asks demo-001 for stock
     try:
-        wait_until(lambda: _paired(a) and _paired(b), 15, what="both stores paired")
+        wait_until(lambda: a.paired() and b.paired(), 15, what="both stores paired")
         ma, mb = _manager(a), _manager(b)
         admin = hq.admin()
         before_a = {s: _on_hand(ma, s) for s in ("SKU00027", "SKU00033")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -103,3 +104,23 @@ def test_the_box_address_alone_leads_to_the_tablet(hub: Hub) -> None:
     tablet = ui_login(hub, "cashier")
     assert tablet.get("/").headers["location"] == "/ui/stock"  # a cashier's first page
     assert ui_login(hub, "manager").get("/ui").headers["location"] == "/ui/dashboard"
+
+
+def test_an_open_live_stream_ends_when_its_users_logins_are_ended(fresh_hub: Hub) -> None:
+    tablet = ui_login(fresh_hub, "manager")
+    region = fresh_hub.login("region")
+    ended = threading.Event()
+
+    def listen() -> None:
+        with tablet.stream("GET", "/ui/dashboard/events", timeout=30) as stream:
+            for _ in stream.iter_lines():
+                pass
+        ended.set()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1)
+    assert not ended.is_set()
+    manager_id = fresh_hub.query("SELECT user_id FROM users WHERE username = 'manager'")[0][0]
+    assert region.post(f"/api/v1/users/{manager_id}/deactivate").status_code == 200
+    assert ended.wait(10), "the stream outlived the login it was opened with"

@@ -12,11 +12,14 @@ from typing import TypeVar
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from edge.ui.view import UiView
+
 S = TypeVar("S")
 KEEPALIVE_S = 15.0
 
 
 def live_fragments(
+    ui: UiView,
     signature: Callable[[], S],
     render: Callable[[S | None, S], dict[str, str]],
     *,
@@ -26,13 +29,14 @@ def live_fragments(
     keepalive_s: float = KEEPALIVE_S,
 ) -> ServerSentEvent:
     """`render(previous, now)` gives {element id: outerHTML}; `previous` is None on the first send.
-    With `send_first` off, the stream starts from the current state and sends only changes."""
+    With `send_first` off, the stream starts from the current state and sends only changes. The stream
+    ends when its login does (expired, or ended by a change to the account)."""
 
     async def updates() -> AsyncIterator[ServerSentEventMessage]:
         last: S | None = None if send_first else signature()
         sent_any = not send_first
         quiet_since = time.monotonic()
-        while running():
+        while running() and ui.signed_in():
             now = signature()
             if not sent_any or now != last:
                 fragments = render(last if sent_any else None, now)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,11 @@ class UiView:
         self.store_name = self.hub.config.store_name or self.hub.store_id
 
     # -- who -----------------------------------------------------------------------------------------
+    def signed_in(self) -> bool:
+        """The login this view was opened with still holds (long-lived streams ask again and again)."""
+        claims = self.claims
+        return claims is not None and claims.expires_at > time.time() and not self.hub.token_revoked(claims)
+
     def may(self, permission: str) -> bool:
         return self.claims is not None and allowed(self.claims.role, permission)
 

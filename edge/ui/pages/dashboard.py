@@ -77,7 +77,7 @@ async def dashboard_events(request: Request[Any, Any, Any], hub: Hub) -> ServerS
         context = _context(ui, dashboard(hub.db.reader(), hub.clock.today()))
         return {f"dash-{name}": _fragment(ui, name, context) for name in FRAGMENTS}
 
-    return live_fragments(head, render, poll_s=LIVE_POLL_S, send_first=False)
+    return live_fragments(ui, head, render, poll_s=LIVE_POLL_S, send_first=False)
 
 
 ROUTES = [dashboard_page, dashboard_events]

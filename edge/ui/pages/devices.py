@@ -141,7 +141,7 @@ async def devices_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
     manager = ui.may("devices.manage")
 
     if link is None:
-        return live_fragments(lambda: None, lambda _before, _now: {}, poll_s=POLL_S, running=lambda: False)
+        return live_fragments(ui, lambda: None, lambda _before, _now: {}, poll_s=POLL_S, running=lambda: False)
 
     def render(before: tuple[Any, ...] | None, now: tuple[Any, ...]) -> dict[str, str]:
         fragments = {}
@@ -151,7 +151,7 @@ async def devices_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
             fragments["pending-table"] = ui.fragment("devices/pending.html", **_pending_context(ui, link))
         return fragments
 
-    return live_fragments(lambda: _signature(link, manager), render, poll_s=POLL_S,
+    return live_fragments(ui, lambda: _signature(link, manager), render, poll_s=POLL_S,
                           running=lambda: _link(request) is link)
 
 

@@ -156,7 +156,7 @@ async def sync_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
         return {"sync-live": ui.fragment("sync/live.html", **context),
                 "backup-files": ui.fragment("sync/backups.html", **context)}
 
-    return live_fragments(lambda: _signature(request, ui.hub), render, poll_s=POLL_S)
+    return live_fragments(ui, lambda: _signature(request, ui.hub), render, poll_s=POLL_S)
 
 
 @post("/ui/sync/backup", opt=page("backup.run"))

@@ -44,6 +44,11 @@ def only_transfer(html: str) -> str:
     return found[0]
 
 
+def figures(article: str) -> list[str]:
+    """The line's requested, shipped, in-transit and received figures, as shown."""
+    return [c.strip() for c in re.findall(r'<td class="num">([^<]*)', article)]
+
+
 def tags(article: str) -> list[str]:
     """The state tags in a transfer's heading (the lines table repeats the state names as column heads)."""
     heading = article.split("</h3>")[0]
@@ -62,7 +67,9 @@ def test_request_ship_short_and_receive_short_through_both_tablets(tmp_path: Pat
 
         # demo-002's manager asks for 10 by scanning the barcode.
         page = receiver.get(PAGE).text
-        tid = re.search(r'name="transfer_id" value="([0-9a-f-]{36})"', page).group(1)  # type: ignore[union-attr]
+        drawn = re.search(r'name="transfer_id" value="([0-9a-f-]{36})"', page)
+        assert drawn, "the request form has no transfer_id"
+        tid = drawn.group(1)
         form = {"transfer_id": tid, "from_store": "demo-001", "item": "6964985007482", "qty": "10",
                 "note": "周末促销"}
         asked = post_form(receiver, PAGE, PAGE, form)
@@ -102,7 +109,7 @@ def test_request_ship_short_and_receive_short_through_both_tablets(tmp_path: Pat
         incoming = only_transfer(receiver.get(PAGE).text)
         assert tags(incoming) == ["在途"] and f'action="/ui/stock/transfers/{tid}/receive"' in incoming
         assert re.search(r'name="qty-SKU00027"[^>]*value="8"', incoming) and ">收货</button>" in incoming
-        assert on_hand(b, "SKU00027") == 11
+        assert figures(incoming) == ["10", "8", "8", "—"] and on_hand(b, "SKU00027") == 11
         seen = cashier_b.get(PAGE)
         assert tags(only_transfer(seen.text)) == ["在途"] and "/receive" not in seen.text
         forged = cashier_b.post(f"{PAGE}/{tid}/receive", data={"csrf": csrf_of(seen.text), "qty-SKU00027": "8"})
@@ -115,7 +122,8 @@ def test_request_ship_short_and_receive_short_through_both_tablets(tmp_path: Pat
         html = receiver.get(PAGE).text
         done = only_transfer(html)
         assert "没有进行中的调拨。" in html
-        assert tags(done) == ["已收货", "收货有差异"] and "短少 1" in done and "/receive" not in done
+        assert tags(done) == ["已收货", "收货有差异"] and figures(done) == ["10", "8", "0", "7"]
+        assert "短少 1" in done and "/receive" not in done
 
         # The receipt comes back to the sender through HQ; its stock is not touched again.
         wait_until(lambda: state_at(a, tid) == "received", 15, what="the receipt back at the sender")

@@ -129,7 +129,7 @@ def test_manager_tops_up_exactly_and_a_replayed_form_books_once(hub: Hub) -> Non
     assert other_id != topup_id  # each drawn form is a new top-up
     changed = tablet.post("/ui/members/M000002/topups", data={**form, "csrf": csrf, "amount": "1"})
     assert changed.status_code == 303  # the old id with another amount is refused, not booked
-    assert "这张充值单已用不同内容提交过" in tablet.get("/ui/members/M000002").text
+    assert "这笔操作已用不同内容提交过" in tablet.get("/ui/members/M000002").text
     assert balance(hub, "M000002") == (10050, 10050)
 
 

@@ -155,6 +155,13 @@ def _due_prices(at: str) -> Callable[[sqlite3.Connection], int]:
 
 # -- the agent ---------------------------------------------------------------------------------------------
 
+def recheck_delay(interval_s: float, streak: int) -> float:
+    """Seconds until the digests are compared again after a resend: soon at first (a lost batch is
+    mended at once), then 4x longer each time the same days still differ (a row HQ keeps quarantining
+    must not have a whole day resent every two seconds), never longer than the normal interval."""
+    return min(interval_s, 2.0 * float(4 ** min(streak, 8)))
+
+
 class SyncAgent:
     def __init__(self, hub: Hub, hq_url: str, settings: SyncSettings | None = None) -> None:
         self.hub = hub
@@ -165,6 +172,7 @@ class SyncAgent:
         self._client: httpx.AsyncClient | None = None
         self._resend: list[tuple[int, int]] = []
         self._next_digest = 0.0
+        self._mismatch: tuple[list[str], int] = ([], 0)  # the days that last differed, and for how many checks
         self._stopping = False
         self._pairing = asyncio.Lock()
 
@@ -334,9 +342,12 @@ class SyncAgent:
                 hub_state.clear_alerts(conn, "digest_mismatch", at)
 
         await self.hub.db.write(record)
+        days, streak = self._mismatch
+        streak = streak + 1 if verdict.mismatched and verdict.mismatched == days else 0
+        self._mismatch = (verdict.mismatched, streak)
         if verdict.resend:
             self._resend.extend(verdict.resend)
-            self._next_digest = time.monotonic() + min(self.settings.digest_interval_s, 2.0)
+            self._next_digest = time.monotonic() + recheck_delay(self.settings.digest_interval_s, streak)
 
     # -- down
     async def _feed_loop(self) -> None:

@@ -9,7 +9,6 @@ over HTTP only.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import socket
@@ -25,8 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hubproc import serve_with_devices, stop_with_devices
-from test_devices_support import REPO, Output, spawn, stop
+from test_devices_support import REPO, Output, device_rig
 from zeroconf import ServiceBrowser as ZeroconfBrowser
 from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
 
@@ -66,40 +64,11 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
-def _bridge(data: Path, device_id: str, profile: str, port: str, mqtt_port: int) -> subprocess.Popen[bytes]:
-    creds = json.loads(_cli("devices", "add", "--device-id", device_id, "--profile", profile, "--data", str(data)))
-    env = {**os.environ, "BACKROOM_MQTT_URL": f"mqtt://{creds['username']}:{creds['password']}@127.0.0.1:{mqtt_port}"}
-    with (data.parent / f"bridge-{device_id}.log").open("wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "edge.cli", "devices", "bridge", "--profile", profile, "--port",
-                                 port, "--device-id", device_id, "--store", "demo-001"], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    root = tmp_path_factory.mktemp("devicelink")
-    data = root / "data"
-    _cli("seed", "--demo", "--data", str(data))
-    (root / "hub.toml").write_text(CONFIG, "utf-8")
-    log = root / "serve.log"
-    hub, url, mqtt_port = serve_with_devices(data, log, root / "hub.toml")
-    port = int(url.rsplit(":", 1)[1])
-    started: list[subprocess.Popen[Any]] = []
-    try:
-        printer_sim = spawn("devices", "simulate", "--profile", "epson-tm-t20iii", "--tcp", "0")
-        started.append(printer_sim)
-        printer = Output(printer_sim)
-        address = printer.line()
-        scale_sim = spawn("devices", "simulate", "--profile", "mettler-toledo-8217", stdin=True)
-        started.append(scale_sim)
-        pty = Output(scale_sim).line()
-        started.append(_bridge(data, "printer-1", "epson-tm-t20iii", f"tcp://{address}", mqtt_port))
-        started.append(_bridge(data, "scale-1", "mettler-toledo-8217", pty, mqtt_port))
-        yield Store(data, url, port, mqtt_port, hub, printer, scale_sim, log)
-    finally:
-        for proc in reversed(started):
-            stop(proc)
-        stop_with_devices(hub, data)
+    with device_rig(tmp_path_factory.mktemp("devicelink"), CONFIG) as rig:
+        yield Store(rig.data, rig.url, int(rig.url.rsplit(":", 1)[1]), rig.mqtt_port, rig.hub, rig.printer, rig.scale,
+                    rig.log)
 
 
 def _wait(ready: Any, timeout_s: float, explain: Any = lambda: "") -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from hubproc import free_port  # one free-port helper for every test module
+from hubproc import free_port, serve_with_devices, stop_with_devices  # one free_port for every module
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import broker
@@ -75,6 +77,62 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _cli_ok(*args: str) -> str:
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def bridge(data: Path, device_id: str, profile: str, port: str, mqtt_port: int) -> subprocess.Popen[bytes]:
+    """`backroom devices bridge` for a device registered here with `backroom devices add`; its log beside the data."""
+    creds = json.loads(_cli_ok("devices", "add", "--device-id", device_id, "--profile", profile, "--data", str(data)))
+    env = {**os.environ, "BACKROOM_MQTT_URL": f"mqtt://{creds['username']}:{creds['password']}@127.0.0.1:{mqtt_port}"}
+    with (data.parent / f"bridge-{device_id}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "edge.cli", "devices", "bridge", "--profile", profile, "--port",
+                                 port, "--device-id", device_id, "--store", STORE], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+@dataclass
+class Rig:
+    """A demo hub with devices on, `printer-1` (an Epson TM-T20III simulator on TCP) and `scale-1` (a Mettler
+    Toledo 8217 simulator on a pty, driven through `scale`'s stdin), each behind its bridge."""
+
+    data: Path
+    url: str
+    mqtt_port: int
+    hub: subprocess.Popen[bytes]
+    printer: Output
+    scale: subprocess.Popen[str]
+    log: Path
+
+
+@contextlib.contextmanager
+def device_rig(root: Path, config: str) -> Iterator[Rig]:
+    """The rig in `root`, with `config` as its hub.toml; everything it started is stopped on exit."""
+    data = root / "data"
+    _cli_ok("seed", "--demo", "--data", str(data))
+    (root / "hub.toml").write_text(config, "utf-8")
+    log = root / "serve.log"
+    hub, url, mqtt_port = serve_with_devices(data, log, root / "hub.toml")
+    started: list[subprocess.Popen[Any]] = []
+    try:
+        printer_sim = spawn("devices", "simulate", "--profile", "epson-tm-t20iii", "--tcp", "0")
+        started.append(printer_sim)
+        printer = Output(printer_sim)
+        address = printer.line()
+        scale_sim = spawn("devices", "simulate", "--profile", "mettler-toledo-8217", stdin=True)
+        started.append(scale_sim)
+        pty = Output(scale_sim).line()
+        started.append(bridge(data, "printer-1", "epson-tm-t20iii", f"tcp://{address}", mqtt_port))
+        started.append(bridge(data, "scale-1", "mettler-toledo-8217", pty, mqtt_port))
+        yield Rig(data, url, mqtt_port, hub, printer, scale_sim, log)
+    finally:
+        for proc in reversed(started):
+            stop(proc)
+        stop_with_devices(hub, data)
 
 
 @dataclass

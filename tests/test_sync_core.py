@@ -7,6 +7,7 @@ import uuid
 import msgspec
 import pytest
 
+from hq_sync.agent import recheck_delay
 from hq_sync.hub_state import fold_digest
 from hq_sync.protocol import DeltaLine, DeltaTender, EscrowReleaseDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.ingest import MemberView, decode_rows, plan_batch
@@ -117,3 +118,15 @@ def test_daily_digests_count_sum_and_span_each_kind_per_day() -> None:
     assert fold_digest(rows) == [DigestRow("2026-05-01", "sale", 3, 355, 1, 5),
                                  DigestRow("2026-05-01", "topup", 1, 5000, 3, 3),
                                  DigestRow("2026-05-02", "sale", 1, 75, 4, 4)]
+
+
+@pytest.mark.parametrize(("streak", "delay"), [(0, 2.0), (1, 8.0), (2, 32.0), (3, 128.0), (4, 300.0), (50, 300.0)])
+def test_a_day_that_keeps_differing_is_rechecked_ever_less_often(streak: int, delay: float) -> None:
+    # a row HQ keeps quarantining makes the same day differ at every check: its resend backs off
+    assert recheck_delay(300.0, streak) == delay
+
+
+def test_the_recheck_never_waits_longer_than_the_digest_interval() -> None:
+    assert recheck_delay(5.0, 0) == 2.0
+    assert recheck_delay(5.0, 3) == 5.0
+

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,8 @@ from edge.ui.nav import ROLE_NAMES, pages_for
 from edge.ui.session import FLASH_COOKIE, LANG_COOKIE, SESSION_COOKIE, Flash, csrf_token, decode_flash, encode_flash
 
 TEMPLATES = Path(__file__).with_name("templates")
+MAX_OFFSET = 1_000_000  # no list of the tablet pages this far; SQLite's OFFSET must stay a 64-bit integer
+_OFFSET = re.compile(r"[0-9]{1,18}")
 
 
 @cache
@@ -41,6 +44,12 @@ def environment(language: str) -> jinja2.Environment:
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["charts"] = charts
     return env
+
+
+def page_offset(text: str) -> int:
+    """A list's offset from the query string (ASCII digits, at most MAX_OFFSET); anything else is the
+    first page."""
+    return min(int(text), MAX_OFFSET) if _OFFSET.fullmatch(text) else 0
 
 
 def safe_next(path: str | None, default: str = "/ui/") -> str:

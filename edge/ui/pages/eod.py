@@ -38,7 +38,7 @@ from edge.sales.checkout import Replay, request_hash
 from edge.stock.ledger import Actor
 from edge.ui.nav import N_
 from edge.ui.session import page
-from edge.ui.view import UiView
+from edge.ui.view import UiView, page_offset
 
 Z_PAGE_SIZE = 20
 MAX_FEN = 100_000_000  # as the eod models allow
@@ -201,7 +201,7 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
         return ui.render("error.html", status=403, title=_("Not allowed"),
                          message=_("Log in with your PIN at a till to see its end of day."))
     reports_read = ui.may("reports.read")
-    z_start = max(int(z_offset), 0) if z_offset.isascii() and z_offset.isdigit() else 0
+    z_start = page_offset(z_offset)
 
     def read(conn: Any) -> tuple[XReport, ZReport | None, AnomalyReport | None, ZList | None, AfterClose | None]:
         x = service.x_report(conn, the_day, at, settings, own_till)

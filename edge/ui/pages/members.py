@@ -27,7 +27,7 @@ from edge.sales.checkout import Replay, request_hash
 from edge.sales.models import TopupRequest, TopupResult
 from edge.ui.nav import N_
 from edge.ui.session import page
-from edge.ui.view import UiView
+from edge.ui.view import UiView, page_offset
 
 PAGE_SIZE = 25
 HISTORY_SIZE = 10
@@ -57,7 +57,6 @@ LEDGER_KINDS = {
     "escrow_release": N_("Given back to HQ"),
 }
 
-_OFFSET = re.compile(r"[0-9]{1,9}")
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
 
 
@@ -73,11 +72,6 @@ def yuan_to_fen(text: str) -> int | None:
         return None
 
 
-def _offset(text: str) -> int:
-    """A page offset from the query string; anything odd is the first page."""
-    return int(text) if _OFFSET.fullmatch(text) else 0
-
-
 def _member_path(member_id: str) -> str:
     return f"/ui/members/{quote(member_id, safe='')}"
 
@@ -89,7 +83,7 @@ def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", offset:
     show_phone = ui.may("members.phone")
     conn = hub.db.reader()
     query = q.strip()[:40]
-    start = _offset(offset)
+    start = page_offset(offset)
     if query:
         rows, total = directory.search(conn, query, show_phone=show_phone), 0
     else:
@@ -108,7 +102,7 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
     if member is None:
         return ui.render("error.html", status=404, title=_("Not found"),
                          message=_("There is no member %(member)s.") % {"member": member_id[:64]})
-    p_start, v_start = _offset(points_offset), _offset(value_offset)
+    p_start, v_start = page_offset(points_offset), page_offset(value_offset)
     points, points_total = directory.history(conn, "points", member.member_id, limit=HISTORY_SIZE, offset=p_start)
     value, value_total = directory.history(conn, "value", member.member_id, limit=HISTORY_SIZE, offset=v_start)
     path = _member_path(member.member_id)

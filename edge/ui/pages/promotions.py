@@ -9,7 +9,6 @@ edge/reports/promotions.py, which reads the rollups only.
 from __future__ import annotations
 
 import datetime
-import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from edge.promotions.explain import describe
 from edge.promotions.rules import Promotion, promotion_decoder
 from edge.reports.promotions import PromotionStats, in_window, promotions_performance
 from edge.ui.session import page
-from edge.ui.view import UiView
+from edge.ui.view import UiView, page_offset
 
 Status = Literal["on", "waiting", "scheduled", "ended", "off"]
 COUPON_PAGE = 50
@@ -197,7 +196,7 @@ def promotions_page(request: Request[Any, Any, Any], hub: Hub, offset: str = "0"
                    key=lambda pair: -pair[1])
     coupons: list[CouponView] = []
     coupon_total = 0
-    start = int(offset) if re.fullmatch(r"[0-9]{1,9}", offset) else 0
+    start = page_offset(offset)
     if ui.may("promotions.write"):
         coupons, coupon_total = _coupons(conn, {p.rule_id: (p.name if zh else p.name_en) for p, _e, _s in rows},
                                          COUPON_PAGE, start)

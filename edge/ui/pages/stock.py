@@ -32,7 +32,7 @@ from edge.stock.stocktake import ApproveRequest, CountIn, CsvError, OpenRequest,
 from edge.ui.jobs import Progress
 from edge.ui.nav import N_
 from edge.ui.session import page
-from edge.ui.view import UiView
+from edge.ui.view import UiView, page_offset
 from hq_sync import transfers
 from hq_sync.transfers import TransferCreate, TransferStep
 
@@ -72,10 +72,6 @@ TRANSFER_STATES = {
 
 
 # -- small readers of form and query text --------------------------------------------------------------
-
-def _offset(text: str) -> int:
-    return min(int(text), 1_000_000) if text.isascii() and text.isdigit() else 0
-
 
 def _whole(text: str, low: int, high: int) -> int | None:
     """A whole number written with ASCII digits only, within [low, high]; None for anything else."""
@@ -149,7 +145,7 @@ def stock_levels(request: Request[Any, Any, Any], hub: Hub, q: str = "", alert: 
     _ = sv.ui._
     query = q.strip()[:100]
     chosen = "any" if alerts == "1" and not alert else (alert if alert in ALERT_FILTERS else "")
-    start = _offset(offset)
+    start = page_offset(offset)
     found = insights.levels(hub.db.reader(), query, PAGE_SIZE, start, ALERT_FILTERS[chosen])
     kept = urlencode({k: v for k, v in (("q", query), ("alert", chosen)) if v})
     base = f"/ui/stock?{kept}&" if kept else "/ui/stock?"
@@ -255,7 +251,7 @@ def stocktakes_page(request: Request[Any, Any, Any], hub: Hub, offset: str = "0"
     sv = StockView(request, "counts")
     _ = sv.ui._
     conn = hub.db.reader()
-    start = _offset(offset)
+    start = page_offset(offset)
     rows = stocktake.listing(conn, None, LIST_SIZE, start)
     total = int(conn.execute("SELECT count(*) FROM stocktakes").fetchone()[0])
     categories = _categories(hub, sv.ui.lang)
@@ -326,7 +322,7 @@ def stocktake_page(request: Request[Any, Any, Any], hub: Hub, stocktake_id: uuid
                          message=_("There is no stock-take %(id)s.") % {"id": sid})
     query = q.strip()[:64]
     entries = _entries(hub, found, sv, query)
-    start = _offset(offset)
+    start = page_offset(offset)
     if start >= len(entries):
         start = 0
     variances = sorted((ln for ln in found.lines if ln.variance), key=lambda ln: (ln.value, ln.sku))
@@ -349,7 +345,7 @@ async def stocktake_counts(request: Request[Any, Any, Any], hub: Hub, stocktake_
     form = await ui.form_lists()
     sid = str(stocktake_id)
     last = {key: (values[-1].strip() if values else "") for key, values in form.items()}
-    back = _stocktake_path(sid, q=last.get("q", "")[:64], offset=_offset(last.get("offset", "0")))
+    back = _stocktake_path(sid, q=last.get("q", "")[:64], offset=page_offset(last.get("offset", "0")))
     counts: list[CountIn] = []
     for key, text in last.items():
         if not key.startswith("count-") or not text or text == last.get(f"prev-{key[6:]}", ""):

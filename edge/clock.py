@@ -6,6 +6,16 @@ import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
+def read_day(text: str) -> datetime.date | None:
+    """A store date written YYYY-MM-DD (not the other ISO forms Python also reads); None otherwise."""
+    if len(text) != 10:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 class StoreClock:
     def __init__(self, timezone: str) -> None:
         try:
@@ -21,3 +31,8 @@ class StoreClock:
 
     def today(self) -> str:
         return self.now().date().isoformat()
+
+    def day_or_today(self, text: str) -> str:
+        """The day a page was asked for; an empty or malformed one is today."""
+        day = read_day(text)
+        return day.isoformat() if day is not None else self.today()

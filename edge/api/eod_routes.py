@@ -27,10 +27,6 @@ def _perm(name: str) -> dict[str, Any]:
     return {"permission": name}
 
 
-def _settings(hub: Hub) -> service.Settings:
-    return service.Settings(till_float=hub.config.till_float, variance_alert=hub.config.cash_variance_alert)
-
-
 def _day(hub: Hub, day: str | None) -> str:
     return parse_day(day).isoformat() if day is not None else hub.clock.today()
 
@@ -51,7 +47,7 @@ def _own_till(request: Request[Any, Any, Any], till_id: str | None) -> str | Non
 def x_report(request: Request[Any, Any, Any], hub: Hub, day: DayQuery = None,
              till_id: TillQuery = None) -> Response[bytes]:
     till = _own_till(request, till_id)
-    the_day, settings, at = _day(hub, day), _settings(hub), hub.clock.stamp()
+    the_day, settings, at = _day(hub, day), service.Settings.of(hub.config), hub.clock.stamp()
     x = service.read(hub.db.reader(), lambda conn: service.x_report(conn, the_day, at, settings, till))
     return raw_json(service.encoder.encode(x))
 
@@ -68,7 +64,7 @@ async def set_float(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes
 async def count_cash(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     req = await decode_body(request, CashCountRequest)
     _own_till(request, req.till_id)
-    day, today, at, settings = _day(hub, req.day), hub.clock.today(), hub.clock.stamp(), _settings(hub)
+    day, today, at, settings = _day(hub, req.day), hub.clock.today(), hub.clock.stamp(), service.Settings.of(hub.config)
     digest, actor = request_hash(req), actor_of(request)
     result = await hub.db.write(lambda conn: service.count_cash(conn, req, digest, day, today, actor, at, settings))
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
@@ -79,7 +75,7 @@ async def close_day(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes
     body = await request.body()
     req = await decode_body(request, ZCloseRequest) if body.strip() else ZCloseRequest()
     day, today, actor, at, settings = _day(hub, req.day), hub.clock.today(), actor_of(request), hub.clock.stamp(), \
-        _settings(hub)
+        service.Settings.of(hub.config)
     result = await hub.db.write(lambda conn: service.close_day(conn, day, today, actor, at, settings))
     return raw_json(result, 201)
 
@@ -101,7 +97,7 @@ def z_get(hub: Hub, z_no: int) -> Response[bytes]:
 
 @get("/api/v1/eod/anomalies", opt=_perm("reports.read"), sync_to_thread=True)
 def anomaly_list(hub: Hub, day: DayQuery = None) -> Response[bytes]:
-    the_day, settings, at = _day(hub, day), _settings(hub), hub.clock.stamp()
+    the_day, settings, at = _day(hub, day), service.Settings.of(hub.config), hub.clock.stamp()
     found = service.read(hub.db.reader(), lambda conn: service.anomaly_report(conn, the_day, at, settings))
     return raw_json(service.encoder.encode(found))
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime
 
+from edge.clock import read_day
 from edge.errors import ApiError
 
 
 def parse_day(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, "invalid_day", f"day must be a date YYYY-MM-DD, not {text[:32]!r}") from None
+    day = read_day(text)
+    if day is None:
+        raise ApiError(400, "invalid_day", f"day must be a date YYYY-MM-DD, not {text[:32]!r}")
+    return day
 
 
 def bounds(day: str) -> tuple[str, str]:

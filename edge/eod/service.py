@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import msgspec
 
+from edge.config import HubConfig
 from edge.eod import anomalies, days, reports
 from edge.eod import cash as drawers
 from edge.eod.days import check_not_future
@@ -46,6 +47,10 @@ class Settings(msgspec.Struct, frozen=True):
 
     till_float: int
     variance_alert: int
+
+    @classmethod
+    def of(cls, config: HubConfig) -> Settings:
+        return cls(till_float=config.till_float, variance_alert=config.cash_variance_alert)
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from litestar import Request, Response, get
@@ -17,13 +16,6 @@ from edge.ui.view import UiView
 
 FRAGMENTS = ("figures", "hourly", "categories", "top")
 LIVE_POLL_S = 2.0
-
-
-def _day(hub: Hub, text: str) -> str:
-    try:
-        return datetime.date.fromisoformat(text).isoformat() if text else hub.clock.today()
-    except ValueError:
-        return hub.clock.today()
 
 
 def _context(ui: UiView, d: Dashboard) -> dict[str, Any]:
@@ -57,7 +49,7 @@ def _fragment(ui: UiView, name: str, context: dict[str, Any]) -> str:
 @get("/ui/dashboard", opt=page("reports.read"), sync_to_thread=False)
 def dashboard_page(request: Request[Any, Any, Any], hub: Hub, day: str = "") -> Response[str]:
     ui = UiView(request)
-    the_day = _day(hub, day)
+    the_day = hub.clock.day_or_today(day)
     d = dashboard(hub.db.reader(), the_day)
     open_alerts = hub.db.reader().execute("SELECT COUNT(*) FROM stock_alerts WHERE cleared_at IS NULL").fetchone()[0]
     return ui.render("dashboard/index.html", title=ui._("Dashboard"), live=the_day == hub.clock.today(),

@@ -78,17 +78,6 @@ def yuan_to_fen(text: str) -> int | None:
     return int(Decimal(cleaned) * 100) if _YUAN.match(cleaned) else None
 
 
-def _settings(hub: Hub) -> service.Settings:
-    return service.Settings(till_float=hub.config.till_float, variance_alert=hub.config.cash_variance_alert)
-
-
-def _day_or_today(hub: Hub, text: str) -> str:
-    try:
-        return parse_day(text).isoformat() if text else hub.clock.today()
-    except ApiError:
-        return hub.clock.today()
-
-
 def _back(day: str) -> str:
     return f"/ui/eod?day={day}"
 
@@ -194,7 +183,8 @@ def _report_context(ui: UiView, x: XReport, own_till: str | None) -> dict[str, A
 def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset: str = "0") -> Response[str]:
     ui = UiView(request)
     _ = ui._
-    the_day, today, settings, at = _day_or_today(hub, day), hub.clock.today(), _settings(hub), hub.clock.stamp()
+    the_day, today, at = hub.clock.day_or_today(day), hub.clock.today(), hub.clock.stamp()
+    settings = service.Settings.of(hub.config)
     try:
         own_till = _own_till(ui)
     except ApiError:
@@ -272,7 +262,7 @@ async def eod_count(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     ui = UiView(request)
     _ = ui._
     form = await ui.form()
-    day_text = _day_or_today(hub, form.get("day", "").strip())
+    day_text = hub.clock.day_or_today(form.get("day", "").strip())
     back = _back(day_text)
     try:
         day = _form_day(hub, form)
@@ -299,7 +289,8 @@ async def eod_count(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     except msgspec.ValidationError:
         return ui.redirect(back, error=_("Choose the till, and reload the page if this repeats."))
     actor = Actor(user_id=ui.claims.user_id if ui.claims else "", till_id=own_till)
-    today, at, settings, digest = hub.clock.today(), hub.clock.stamp(), _settings(hub), request_hash(req)
+    today, at, digest = hub.clock.today(), hub.clock.stamp(), request_hash(req)
+    settings = service.Settings.of(hub.config)
     try:
         result = await hub.db.write(
             lambda conn: service.count_cash(conn, req, digest, day, today, actor, at, settings))
@@ -319,7 +310,7 @@ async def eod_float(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     ui = UiView(request)
     _ = ui._
     form = await ui.form()
-    back = _back(_day_or_today(hub, form.get("day", "").strip()))
+    back = _back(hub.clock.day_or_today(form.get("day", "").strip()))
     amount = yuan_to_fen(form.get("amount", ""))
     if amount is None or amount > MAX_FEN:
         return ui.redirect(back, error=_("Enter the opening float in yuan, 0 or more and with at most two decimals "
@@ -346,9 +337,9 @@ async def eod_close(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     ui = UiView(request)
     _ = ui._
     form = await ui.form()
-    back = _back(_day_or_today(hub, form.get("day", "").strip()))
+    back = _back(hub.clock.day_or_today(form.get("day", "").strip()))
     actor = Actor(user_id=ui.claims.user_id if ui.claims else "", till_id=None)
-    today, at, settings = hub.clock.today(), hub.clock.stamp(), _settings(hub)
+    today, at, settings = hub.clock.today(), hub.clock.stamp(), service.Settings.of(hub.config)
     try:
         day = _form_day(hub, form)
         body = await hub.db.write(lambda conn: service.close_day(conn, day, today, actor, at, settings))

@@ -138,17 +138,14 @@ class UiView:
         text = self._(key)
         return text if text != key else self._("Not done: %(reason)s") % {"reason": exc.message}
 
-    async def form(self) -> dict[str, str]:
-        """The posted form's fields (the last value of a repeated name), after the CSRF check."""
+    async def form_lists(self) -> dict[str, list[str]]:
+        """Every text value of every field (tables of inputs sharing a name), after the CSRF check."""
         data = await self.request.form()
-        fields = {key: str(value) for key, value in data.items() if isinstance(value, str)}
-        if not self.csrf or fields.get("csrf") != self.csrf:
+        fields = {key: [v for v in data.getall(key) if isinstance(v, str)] for key in data}
+        if not self.csrf or fields.get("csrf", [""])[-1] != self.csrf:
             raise FormError("the form is stale or was not made by this hub; reload the page")
         return fields
 
-    async def form_lists(self) -> dict[str, list[str]]:
-        """Every value of every field (tables of inputs sharing a name)."""
-        data = await self.request.form()
-        if not self.csrf or data.get("csrf") != self.csrf:
-            raise FormError("the form is stale or was not made by this hub; reload the page")
-        return {key: [str(v) for v in data.getall(key) if isinstance(v, str)] for key in data}
+    async def form(self) -> dict[str, str]:
+        """The posted form's fields (the last value of a repeated name), after the CSRF check."""
+        return {key: values[-1] for key, values in (await self.form_lists()).items() if values}

@@ -797,3 +797,10 @@ def m093_user_tokens(db: sqlite_utils.Database) -> None:
     `tokens_after` (unix seconds) is refused; set when the user is deactivated, changes role or has his
     secret reset. NULL: every unexpired token of the user holds."""
     _run(db, "ALTER TABLE users ADD COLUMN tokens_after INTEGER")
+
+
+@migrations()
+def m096_drop_unused_rollup_index(db: sqlite_utils.Database) -> None:
+    """Every rollup read selects days (the primary key's first column); the (sku, day) index m090 made
+    was never read, yet every sale line paid to keep it."""
+    _run(db, "DROP INDEX IF EXISTS sales_daily_sku_sku")

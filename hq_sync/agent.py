@@ -230,6 +230,16 @@ class SyncAgent:
                                           headers={**signed, **(headers or {})},
                                           timeout=timeout or self.settings.request_timeout_s)
 
+    async def call_hq(self, method: str, path: str, *, body: bytes = b"", timeout: float | None = None,
+                      params: dict[str, str] | None = None) -> httpx.Response | None:
+        """One signed request to HQ (`hq_sync.caller.HqCaller`): None when this hub is not paired."""
+        state = await self._state()
+        if state is None:
+            return None
+        headers = {"Content-Type": "application/json"} if body else None
+        return await self._request(state, method, path, params=params, body=body, headers=headers,
+                                   timeout=timeout or self.settings.authorize_timeout_s)
+
     async def _paired_state(self) -> hub_state.SyncState | None:
         state = await self._state()
         if state is not None:

@@ -20,7 +20,7 @@ def _db_url(args: argparse.Namespace) -> str:
 def cmd_hq_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from hq_sync.server.app import create_hq_app
+    from hq_sync.server.api.app import create_hq_app
 
     port = args.port or int(os.environ.get("BACKROOM_HQ_PORT") or DEFAULT_HQ_PORT)
     uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
@@ -29,9 +29,9 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_hq_pair_code(args: argparse.Namespace) -> int:
-    from hq_sync.server.db import open_db
-    from hq_sync.server.schema import create_schema
-    from hq_sync.server.service import make_pair_code
+    from hq_sync.server.service.stores import make_pair_code
+    from hq_sync.server.storage.db import open_db
+    from hq_sync.server.storage.schema import create_schema
 
     db = open_db(_db_url(args))
     try:

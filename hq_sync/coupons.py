@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import msgspec
 
 from edge.errors import ApiError
+from hq_sync.caller import HqCaller
 from hq_sync.wire import CouponPut, CouponReserve
-
-if TYPE_CHECKING:
-    from hq_sync.agent import SyncAgent
 
 
 def put_coupon(conn: sqlite3.Connection, body: CouponPut, seq: int, store_id: str, now: str) -> str | None:
@@ -57,18 +55,17 @@ def _needs_hq(code: str, why: str) -> ApiError:
                     "try again when the store is online, or sell without it", coupon=code[:64])
 
 
-async def reserve(agent: SyncAgent | None, code: str, sale_id: str) -> None:
+async def reserve(agent: HqCaller | None, code: str, sale_id: str) -> None:
     """HQ's reservation of one use of `code` for this sale, or an ApiError the till shows."""
-    state = await agent._state() if agent is not None else None
-    if agent is None or state is None:
+    if agent is None:
         raise _needs_hq(code, "this hub is not syncing")
     body = msgspec.json.encode(CouponReserve(code=code, sale_id=sale_id))
     try:
-        resp = await agent._request(state, "POST", "/hq/v1/sync/coupons/reserve", body=body,
-                                    headers={"Content-Type": "application/json"},
-                                    timeout=agent.settings.authorize_timeout_s)
+        resp = await agent.call_hq("POST", "/hq/v1/sync/coupons/reserve", body=body)
     except httpx.HTTPError as exc:
         raise _needs_hq(code, f"HQ unreachable: {type(exc).__name__}") from None
+    if resp is None:
+        raise _needs_hq(code, "this hub is not syncing")
     if resp.status_code == 200:
         return
     try:

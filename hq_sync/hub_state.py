@@ -25,6 +25,8 @@ from edge.outbox import queue as outbox
 from edge.promotions.repository import bump_version
 from edge.promotions.rules import RESERVED_PREFIXES, promotion_decoder
 from edge.stock.ledger import Actor
+from hq_sync import transfers
+from hq_sync.coupons import put_coupon
 from hq_sync.protocol import (
     Delta,
     EscrowReleaseDelta,
@@ -256,12 +258,8 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
         case EscrowReclaim():
             apply_reclaim(conn, body, now)
         case TransferState():
-            from hq_sync import transfers
-
             transfers.apply_state(conn, body, store_id, now)
         case CouponPut():
-            from hq_sync.coupons import put_coupon
-
             skipped = put_coupon(conn, body, seq, store_id, now)
             if skipped is not None:
                 add_alert(conn, "feed_bad_coupon", str(seq), skipped, now)

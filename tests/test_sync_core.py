@@ -10,7 +10,7 @@ import pytest
 from hq_sync.agent import recheck_delay
 from hq_sync.hub_state import fold_digest
 from hq_sync.protocol import DeltaLine, DeltaTender, EscrowReleaseDelta, SaleDelta, TopupDelta, delta_encoder
-from hq_sync.server.ingest import MemberView, decode_rows, plan_batch
+from hq_sync.server.service.ingest import MemberView, decode_rows, plan_batch
 from hq_sync.wire import (
     DigestRow,
     OutRow,

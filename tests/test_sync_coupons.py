@@ -15,11 +15,12 @@ import sync_support
 from sync_support import FaultProxy, HqServer, SyncHub, clean_env, wait_until
 
 from hq_sync.protocol import DeltaTender, SaleDelta, delta_encoder
-from hq_sync.server import coupons
-from hq_sync.server.db import open_db
-from hq_sync.server.ingest import ingest
-from hq_sync.server.schema import create_schema
-from hq_sync.server.service import HqError, ensure_store
+from hq_sync.server.service import coupons
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.ingest import ingest
+from hq_sync.server.service.stores import ensure_store
+from hq_sync.server.storage.db import open_db
+from hq_sync.server.storage.schema import create_schema
 from hq_sync.wire import Batch, CouponReserve, OutRow
 
 pg_cluster = sync_support.pg_cluster  # fixtures shared by the sync tests

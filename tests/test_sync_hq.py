@@ -11,21 +11,14 @@ import pytest
 import sync_support
 
 from hq_sync.protocol import DeltaLine, DeltaTender, EscrowReleaseDelta, SaleDelta, TopupDelta, delta_encoder
-from hq_sync.server.app import Hq
-from hq_sync.server.ingest import ingest
-from hq_sync.server.service import (
-    HqError,
-    authorize,
-    check_digests,
-    grant,
-    list_stores,
-    make_pair_code,
-    member_view,
-    pair,
-    quarantine,
-    read_feed,
-    report,
-)
+from hq_sync.server.api.resources import Hq
+from hq_sync.server.service.digests import check_digests
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import read_feed
+from hq_sync.server.service.ingest import ingest
+from hq_sync.server.service.members import authorize, grant, member_view
+from hq_sync.server.service.reports import report
+from hq_sync.server.service.stores import list_stores, make_pair_code, pair, quarantine
 from hq_sync.wire import (
     AuthorizeRequest,
     Batch,

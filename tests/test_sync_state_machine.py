@@ -27,9 +27,10 @@ from edge.outbox import queue as outbox
 from edge.storage.db import Database
 from hq_sync import hub_state
 from hq_sync.protocol import DeltaTender, SaleDelta, TopupDelta
-from hq_sync.server import service
-from hq_sync.server.app import Hq
-from hq_sync.server.ingest import ingest
+from hq_sync.server.api.resources import Hq
+from hq_sync.server.service import feed, members, stores
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import AuthorizeRequest, Batch, PairRequest, b64, new_key
 
 AT = "2026-05-01T10:00:00.000+08:00"
@@ -65,7 +66,7 @@ class SyncMachine(RuleBasedStateMachine):
             private, public = new_key()
             held, members = db.write_sync(hub_state.holdings)
             head = db.reader().execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
-            result = service.pair(self.hq.db, PairRequest(store, b64(public), head, demo=True, holdings=held,
+            result = stores.pair(self.hq.db, PairRequest(store, b64(public), head, demo=True, holdings=held,
                                                           members=members),
                                   self.hq.private_key, self.hq.public_key, True, AT)
             db.write_sync(lambda c, r=result, k=private, p=public: hub_state.store_paired(
@@ -183,7 +184,7 @@ class SyncMachine(RuleBasedStateMachine):
         db = self.hubs[store]
         state = hub_state.load_state(db.reader())
         assert state is not None
-        page = service.read_feed(self.hq.db, store, state.feed_cursor, 50)
+        page = feed.read_feed(self.hq.db, store, state.feed_cursor, 50)
         if page.entries:
             db.write_sync(lambda c: hub_state.apply_feed(c, page.entries, page.head, AT))
 
@@ -191,9 +192,9 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(store=st.sampled_from(STORES), amount=st.integers(1, 6000), answered=st.booleans())
     def authorize(self, store: str, amount: int, answered: bool) -> None:
         try:
-            g = service.authorize(self.hq.db, self.hq.private_key, store,
+            g = members.authorize(self.hq.db, self.hq.private_key, store,
                                   AuthorizeRequest(str(uuid.uuid4()), MEMBER, "value", amount), AT)
-        except service.HqError:
+        except HqError:
             return
         if answered:  # else the grant arrives later through the feed
             self.hubs[store].write_sync(lambda c: hub_state.apply_grant(c, g, AT))
@@ -201,23 +202,23 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(store=st.sampled_from(STORES), amount=st.integers(1, 8000))
     def admin_grant(self, store: str, amount: int) -> None:
         try:
-            service.grant(self.hq.db, self.hq.private_key, MEMBER, store, "value", amount, AT)
-        except service.HqError:
+            members.grant(self.hq.db, self.hq.private_key, MEMBER, store, "value", amount, AT)
+        except HqError:
             pass
 
     @rule(amount=st.one_of(st.none(), st.integers(1, 5000)))
     def reclaim(self, amount: int | None) -> None:
-        service.reclaim(self.hq.db, self.hq.private_key, MEMBER, "value", amount, AT)
+        members.reclaim(self.hq.db, self.hq.private_key, MEMBER, "value", amount, AT)
 
     @invariant()
     def hq_never_overspends_nor_overallocates(self) -> None:
         if not hasattr(self, "hq"):
             return
-        view = service.member_view(self.hq.db, MEMBER)
+        view = members.member_view(self.hq.db, MEMBER)
         assert view["balance"] >= 0
         assert view["unallocated_balance"] >= 0
-        assert service.quarantine(self.hq.db, STORES[0]) == []
-        assert service.quarantine(self.hq.db, STORES[1]) == []
+        assert stores.quarantine(self.hq.db, STORES[0]) == []
+        assert stores.quarantine(self.hq.db, STORES[1]) == []
         with self.hq.db.read() as tx:
             for store in STORES:
                 held = {r[0] for r in tx.all("SELECT sale_id FROM hq_sales WHERE store_id = ?", (store,))}

@@ -17,10 +17,11 @@ from edge.storage.db import Database
 from hq_sync import transfers
 from hq_sync.hub_state import apply_body
 from hq_sync.protocol import TransferLineDelta, TransferRequestDelta, TransferShippedDelta, delta_encoder
-from hq_sync.server.db import SqliteDb
-from hq_sync.server.ingest import ingest
-from hq_sync.server.schema import create_schema
-from hq_sync.server.service import hq_key, read_feed, seed_demo
+from hq_sync.server.service.demo import seed_demo
+from hq_sync.server.service.feed import hq_key, read_feed
+from hq_sync.server.service.ingest import ingest
+from hq_sync.server.storage.db import SqliteDb
+from hq_sync.server.storage.schema import create_schema
 from hq_sync.transfers import QtyIn, TransferCreate, TransferLineIn, TransferStep
 from hq_sync.wire import Batch, OutRow, TransferLine, TransferState, feed_body_decoder
 

@@ -1,1 +1,2 @@
-"""The reference HQ server: storage (SQLite or PostgreSQL), ingest, feed, escrow, admin API."""
+"""The reference HQ server: `api/` (HTTP: admin and hub endpoints), `console/` (the browser back office),
+`service/` (one module per capability), `storage/` (database adapter and schema)."""

@@ -35,9 +35,10 @@ from hq_sync.protocol import (
     TransferShippedDelta,
     delta_decoder,
 )
-from hq_sync.server import coupons as coupon_uses
-from hq_sync.server.coupons import CouponView
-from hq_sync.server.db import HqDb, Tx
+from hq_sync.server.service import coupons as coupon_uses
+from hq_sync.server.service.coupons import CouponView
+from hq_sync.server.service.transfers import apply_transfers
+from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
 
 LEDGERS = ("value", "points")
@@ -347,6 +348,4 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
     tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE request_id = ? AND released IS NULL",
             [(amount, when, request_id) for request_id, amount, when in plan.releases])
     if plan.transfers:
-        from hq_sync.server.transfers import apply_transfers
-
         apply_transfers(tx, plan.transfers, at)

@@ -7,7 +7,7 @@ CHECK constraints so no code path can store a negative balance or a negative esc
 
 from __future__ import annotations
 
-from hq_sync.server.db import HqDb
+from hq_sync.server.storage.db import HqDb
 
 VERSION = 1
 

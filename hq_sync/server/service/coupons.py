@@ -16,7 +16,10 @@ from typing import Any
 import msgspec
 
 from edge.pricing.price_lists import utc_text
-from hq_sync.server.db import HqDb, Tx
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.members import member_rows
+from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import CouponPut, CouponReserve, FeedBody, MembersPut
 
 
@@ -56,8 +59,6 @@ _COLUMNS = "code, rule_id, member_id, max_uses, min_spend, starts_at, expires_at
 
 
 def create(db: HqDb, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]:
-    from hq_sync.server.service import HqError, _member_rows, append_feed
-
     if c.max_uses < 1 or c.min_spend < 0 or not c.code or len(c.code) > 64:
         raise HqError(422, "invalid_field", "a coupon needs a code (≤ 64), max_uses ≥ 1 and min_spend ≥ 0")
     with db.write() as tx:
@@ -69,7 +70,7 @@ def create(db: HqDb, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]
             if row is None:
                 raise HqError(422, "unknown_member", f"no member {c.member_id[:64]}")
             store = store or row[0]
-            append_feed(tx, private_key, "*", MembersPut(members=_member_rows(tx, c.member_id)), at)
+            append_feed(tx, private_key, "*", MembersPut(members=member_rows(tx, c.member_id)), at)
         if store is not None and tx.one("SELECT 1 FROM hq_stores WHERE store_id = ?", (store,)) is None:
             raise HqError(422, "unknown_store", f"no store {store[:64]}")
         if tx.one("SELECT 1 FROM hq_coupons WHERE code = ?", (c.code,)) is not None:
@@ -85,8 +86,6 @@ def create(db: HqDb, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]
 
 def snapshot(tx: Tx, private_key: bytes, store_id: str, at: str) -> None:
     """Every chain coupon, for a newly paired store's opening feed."""
-    from hq_sync.server.service import append_feed
-
     for row in tx.all(f"SELECT {_COLUMNS} FROM hq_coupons ORDER BY code"):
         append_feed(tx, private_key, store_id, _body(row), at)
 
@@ -108,8 +107,6 @@ def release_stale(tx: Tx, store_id: str | None, now_ts: int) -> int:
 
 def reserve(db: HqDb, store_id: str, req: CouponReserve, at: str) -> dict[str, Any]:
     """One use of a chain coupon for this store's sale, atomically; idempotent by (code, sale_id)."""
-    from hq_sync.server.service import HqError
-
     now_ts = int(time.time())
     with db.write() as tx:
         tx.lock("hq_coupons", "code", [req.code])
@@ -139,8 +136,6 @@ def reserve(db: HqDb, store_id: str, req: CouponReserve, at: str) -> dict[str, A
 
 
 def view(db: HqDb, code: str) -> dict[str, Any]:
-    from hq_sync.server.service import HqError
-
     with db.read() as tx:
         row = tx.one(f"SELECT {_COLUMNS} FROM hq_coupons WHERE code = ?", (code,))
         if row is None:

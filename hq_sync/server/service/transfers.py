@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from hq_sync.protocol import TransferDelta, TransferReceivedDelta, TransferRequestDelta, TransferShippedDelta
-from hq_sync.server.db import HqDb, Tx
-from hq_sync.server.service import HqError, append_feed
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import append_feed
+from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import StockReport, TransferLine, TransferState
 
 

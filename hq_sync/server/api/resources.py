@@ -1,0 +1,72 @@
+"""HQ's resources for the lifetime of the app: the database, its key pair, the feed signal."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hq_sync.server.service import stores
+from hq_sync.server.service.demo import is_demo, seed_demo
+from hq_sync.server.service.errors import now_text
+from hq_sync.server.service.feed import hq_key
+from hq_sync.server.storage.db import HqDb, open_db
+from hq_sync.server.storage.schema import create_schema
+
+
+class FeedSignal:
+    """Wakes long-polling feed requests when something is appended (appends happen in worker threads)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def notify(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        if self.event is not None:
+            self.event.set()
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        event = self.event
+        if event is None:
+            await asyncio.sleep(timeout)
+            return
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+class Hq:
+    """HQ's resources: the database, its key, the feed signal."""
+
+    def __init__(self, db_url: str, demo: bool = False) -> None:
+        self.db: HqDb = open_db(db_url)
+        create_schema(self.db)
+        if demo:
+            seed_demo(self.db, now_text())
+        self.demo = is_demo(self.db)
+        self.private_key, self.public_key = hq_key(self.db)
+        self.signal = FeedSignal()
+        self._keys: dict[str, bytes] = {}
+
+    def store_key(self, store_id: str) -> bytes | None:
+        key = self._keys.get(store_id)
+        if key is None:
+            key = stores.store_key(self.db, store_id)
+            if key is not None:
+                self._keys[store_id] = key
+        return key
+
+    def forget_key(self, store_id: str) -> None:
+        self._keys.pop(store_id, None)
+
+    def close(self) -> None:
+        self.db.close()
+

@@ -1,0 +1,75 @@
+"""What every HQ endpoint shares: JSON answers, admin tokens, store signatures, strict body decoding."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Request, Response
+
+from hq_sync.server.api.resources import Hq
+from hq_sync.server.service import auth
+from hq_sync.server.service.errors import HqError
+from hq_sync.wire import REQUEST_SKEW_S, request_message, unb64, verify
+
+_json = msgspec.json.Encoder()
+MSGPACK = "application/msgpack"
+
+
+def hq_of(request: Request[Any, Any, Any]) -> Hq:
+    return request.app.state.hq  # type: ignore[no-any-return]
+
+
+def json_response(body: Any, status: int = 200) -> Response[bytes]:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+def require_admin(request: Request[Any, Any, Any]) -> str:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise HqError(401, "unauthenticated", "Authorization: Bearer <token> from POST /hq/v1/auth/login")
+    user = auth.check_token(hq_of(request).db, header[7:].strip())
+    if user is None:
+        raise HqError(401, "unauthenticated", "token unknown or expired")
+    return user
+
+
+def signed_store(request: Request[Any, Any, Any], body: bytes) -> str:
+    """The store whose key signed this request, or 401."""
+    store_id = request.headers.get("x-backroom-store", "")
+    try:
+        at = int(request.headers.get("x-backroom-time", ""))
+        signature = unb64(request.headers.get("x-backroom-signature", ""))
+    except ValueError:
+        raise HqError(401, "unsigned", "store requests carry X-Backroom-Store, -Time and -Signature") from None
+    if abs(time.time() - at) > REQUEST_SKEW_S:
+        raise HqError(401, "stale_request", "the request's time is too far from HQ's clock")
+    key = hq_of(request).store_key(store_id)
+    if key is None:
+        raise HqError(401, "not_paired", f"store {store_id[:64]} is not paired")
+    query = request.scope.get("query_string", b"").decode()
+    target = request.scope["path"] + (f"?{query}" if query else "")
+    if not verify(key, signature, request_message(request.method, target, at, body)):
+        raise HqError(401, "bad_signature", "the request is not signed by this store's key")
+    return store_id
+
+
+async def decode(request: Request[Any, Any, Any], type_: type[Any]) -> Any:
+    return decode_bytes(await request.body(), type_)
+
+
+def decode_bytes(body: bytes, type_: type[Any]) -> Any:
+    """Strict JSON into `type_`; a mismatch is a 400 naming the field (bodies a store signed are
+    read as bytes first, to check the signature over exactly them)."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        raise HqError(400, "invalid_field", str(exc)) from None
+
+
+def in_thread(fn: Any, *args: Any) -> Any:
+    return anyio.to_thread.run_sync(fn, *args)
+
+

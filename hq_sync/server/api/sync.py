@@ -1,0 +1,135 @@
+"""The hub endpoints (`/hq/v1/sync/...`): every request signed by the store's key (pairing excepted)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import Parameter
+
+from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
+from hq_sync.server.service import coupons, digests, feed, members, stores, transfers
+from hq_sync.server.service.errors import HqError, now_text
+from hq_sync.server.service.ingest import ingest
+from hq_sync.wire import (
+    AuthorizeRequest,
+    CouponReserve,
+    DigestReport,
+    PairRequest,
+    StockReport,
+    batch_decoder,
+    decompress,
+    feed_page_encoder,
+)
+
+log = logging.getLogger(__name__)
+
+
+# -- hub endpoints -----------------------------------------------------------------------------------------
+
+@post("/hq/v1/sync/pair", status_code=200)
+async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = await decode(request, PairRequest)
+    hq = hq_of(request)
+    result = await in_thread(stores.pair, hq.db, req, hq.private_key, hq.public_key, hq.demo, now_text())
+    hq.forget_key(req.store_id)
+    hq.signal.notify()
+    return json_response(msgspec.to_builtins(result))
+
+
+@post("/hq/v1/sync/batches", status_code=200)
+async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = signed_store(request, body)
+    try:
+        batch = batch_decoder.decode(decompress(body, request.headers.get("content-encoding")))
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
+    if batch.store_id != store_id:
+        raise HqError(403, "wrong_store", "a store may only send its own batches")
+    hq = hq_of(request)
+    ack = await in_thread(ingest, hq.db, batch, now_text())
+    if any(row.kind.startswith("transfer_") for row in batch.rows):
+        hq.signal.notify()  # a transfer step was routed onto another store's feed
+    return json_response(msgspec.to_builtins(ack))
+
+
+@get("/hq/v1/sync/state")
+async def sync_state(request: Request[Any, Any, Any]) -> Response[bytes]:
+    store_id = signed_store(request, b"")
+    acked = await in_thread(stores.store_acked, hq_of(request).db, store_id)
+    return json_response({"store_id": store_id, "acked": acked})
+
+
+@get("/hq/v1/sync/feed")
+async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Parameter(ge=0)] = 0,
+                    wait: Annotated[float, Parameter(ge=0, le=60)] = 0,
+                    limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> Response[bytes]:
+    """The store's feed after `after`; with `wait`, held open until something arrives (long-poll)."""
+    store_id = signed_store(request, b"")
+    hq = hq_of(request)
+    deadline = time.monotonic() + wait
+    while True:
+        page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+        remaining = deadline - time.monotonic()
+        if page.entries or remaining <= 0:
+            return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
+        await hq.signal.wait(min(remaining, 1.0))
+
+
+@post("/hq/v1/sync/authorize", status_code=200)
+async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = signed_store(request, body)
+    req = decode_bytes(body, AuthorizeRequest)
+    hq = hq_of(request)
+    try:
+        g = await in_thread(members.authorize, hq.db, hq.private_key, store_id, req, now_text())
+    finally:
+        hq.signal.notify()
+    return json_response(msgspec.to_builtins(g))
+
+
+@post("/hq/v1/sync/digests", status_code=200)
+async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = signed_store(request, body)
+    report = decode_bytes(body, DigestReport)
+    verdict = await in_thread(digests.check_digests, hq_of(request).db, store_id, report.rows, report.upto, now_text())
+    return json_response(msgspec.to_builtins(verdict))
+
+
+@post("/hq/v1/sync/stock", status_code=200)
+async def sync_stock_report(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = signed_store(request, body)
+    report = decode_bytes(body, StockReport)
+    count = await in_thread(transfers.put_stock_report, hq_of(request).db, store_id, report)
+    return json_response({"store_id": store_id, "levels": count})
+
+
+@get("/hq/v1/sync/stock/{sku:str}")
+async def sync_stock_lookup(request: Request[Any, Any, Any], sku: str) -> Response[bytes]:
+    """Every store's on-hand of a sku from HQ's snapshot, for a store's cross-store lookup."""
+    signed_store(request, b"")
+    return json_response({"sku": sku, "stores": await in_thread(transfers.stock_levels, hq_of(request).db, sku)})
+
+
+
+@post("/hq/v1/sync/coupons/reserve", status_code=200)
+async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    store_id = signed_store(request, body)
+    req = decode_bytes(body, CouponReserve)
+    return json_response(await in_thread(coupons.reserve, hq_of(request).db, store_id, req, now_text()))
+
+
+
+
+ROUTES = [
+    sync_pair, sync_batch, sync_state, sync_feed, sync_authorize, sync_digests, sync_stock_report,
+    sync_stock_lookup, sync_coupon_reserve,
+]

@@ -1,0 +1,54 @@
+"""HQ's key pair, named counters and the signed feed every store pulls (docs/sync.md "Down: the feed")."""
+
+from __future__ import annotations
+
+from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.wire import (
+    FeedBody,
+    FeedEntry,
+    FeedPage,
+    feed_body_encoder,
+    new_key,
+    sign_entry,
+)
+
+# -- keys and counters ---------------------------------------------------------------------------------
+
+def hq_key(db: HqDb) -> tuple[bytes, bytes]:
+    """HQ's Ed25519 key pair, made on first use and kept in the database."""
+    with db.write() as tx:
+        row = tx.one("SELECT private_key, public_key FROM hq_keys WHERE id = 1")
+        if row is None:
+            private, public = new_key()
+            tx.run("INSERT INTO hq_keys (id, private_key, public_key) VALUES (1, ?, ?)", (private, public))
+            return private, public
+        return bytes(row[0]), bytes(row[1])
+
+
+def next_counter(tx: Tx, name: str) -> int:
+    """The next value of a named counter. The row stays locked until commit, so feed entries commit
+    in sequence order and a reader never skips one that commits late."""
+    row = tx.one("""INSERT INTO hq_counters (name, value) VALUES (?, 1)
+                    ON CONFLICT (name) DO UPDATE SET value = hq_counters.value + 1 RETURNING value""", (name,))
+    assert row is not None
+    return int(row[0])
+
+
+# -- the feed ------------------------------------------------------------------------------------------------
+
+def append_feed(tx: Tx, private_key: bytes, store: str, body: FeedBody, at: str) -> int:
+    seq = next_counter(tx, "feed")
+    data = feed_body_encoder.encode(body)
+    entry = sign_entry(private_key, seq, store, at, data)
+    tx.run("INSERT INTO hq_feed (seq, store_id, kind, at, body, sig) VALUES (?, ?, ?, ?, ?, ?)",
+           (seq, store, type(body).__struct_config__.tag, at, data, entry.sig))
+    return seq
+
+
+def read_feed(db: HqDb, store_id: str, after: int, limit: int = 200) -> FeedPage:
+    with db.read() as tx:
+        rows = tx.all("""SELECT seq, store_id, at, body, sig FROM hq_feed WHERE seq > ? AND store_id IN ('*', ?)
+                         ORDER BY seq LIMIT ?""", (after, store_id, limit))
+        head_row = tx.one("SELECT max(seq) FROM hq_feed WHERE store_id IN ('*', ?)", (store_id,))
+    entries = [FeedEntry(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), bytes(r[4])) for r in rows]
+    return FeedPage(entries=entries, head=int(head_row[0] or 0) if head_row else 0)

@@ -1,0 +1,191 @@
+"""Stores: pairing codes, pairing (a hub's key, its opening feed, adopted holdings), sync state and quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+import msgspec
+
+from hq_sync.server.service.coupons import snapshot as coupon_snapshot
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.members import member_rows
+from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.wire import (
+    CatalogPut,
+    ItemRow,
+    MembersPut,
+    PairRequest,
+    PairResult,
+    PromotionPut,
+    TierRow,
+    b64,
+    unb64,
+)
+
+PAIR_CODE_TTL_S = 24 * 3600
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: a manager types it
+SNAPSHOT_CHUNK = 1000
+
+
+# -- stores and pairing -----------------------------------------------------------------------------------------
+
+def ensure_store(tx: Tx, store_id: str, name: str = "", region: str = "", demo: bool = False) -> None:
+    tx.run("""INSERT INTO hq_stores (store_id, name, region, demo) VALUES (?, ?, ?, ?)
+              ON CONFLICT (store_id) DO NOTHING""", (store_id, name or store_id, region, int(demo)))
+
+
+def _code_hash(code: str) -> str:
+    normal = "".join(ch for ch in code.upper() if ch.isalnum())
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def make_pair_code(db: HqDb, store_id: str, ttl_s: int = PAIR_CODE_TTL_S) -> str:
+    """A one-time code (e.g. `K7QM-3XDP`) that pairs one hub as `store_id` within `ttl_s`."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    code = f"{raw[:4]}-{raw[4:]}"
+    with db.write() as tx:
+        ensure_store(tx, store_id)
+        tx.run("INSERT INTO hq_pair_codes (code_hash, store_id, expires_at) VALUES (?, ?, ?)",
+               (_code_hash(code), store_id, int(time.time()) + ttl_s))
+    return code
+
+
+def pair(db: HqDb, req: PairRequest, private_key: bytes, public_key: bytes, demo_mode: bool, at: str) -> PairResult:
+    """Register a hub's key for its store. Idempotent for the same key (a retried request); a new key
+    starts the store's stream afresh (a replaced or wiped hub)."""
+    try:
+        key = unb64(req.public_key)
+    except ValueError:
+        raise HqError(400, "bad_key", "public_key is not base64") from None
+    if len(key) != 32:
+        raise HqError(400, "bad_key", "public_key must be a raw 32-byte Ed25519 key")
+    with db.write() as tx:
+        tx.lock("hq_stores", "store_id", [req.store_id])
+        store = tx.one("SELECT public_key, base_seq, demo FROM hq_stores WHERE store_id = ?", (req.store_id,))
+        if req.demo:
+            if not demo_mode or store is None or not store[2]:
+                raise HqError(403, "not_demo", "only a demo store pairs without a code, and only with a demo HQ")
+        else:
+            if not req.code:
+                raise HqError(400, "code_required", "a pairing code is required: backroom hq pair-code --store ID")
+            code = tx.one("SELECT store_id, expires_at, used_at, used_key FROM hq_pair_codes WHERE code_hash = ?",
+                          (_code_hash(req.code),))
+            if code is None or code[0] != req.store_id or int(code[1]) < int(time.time()):
+                raise HqError(403, "bad_code", "the pairing code is unknown, expired or for another store")
+            if code[2] is not None and (code[3] is None or bytes(code[3]) != key):
+                raise HqError(403, "code_used", "the pairing code was already used")
+            tx.run("UPDATE hq_pair_codes SET used_at = ?, used_key = ? WHERE code_hash = ?",
+                   (at, key, _code_hash(req.code)))
+        assert store is not None
+        if store[0] is not None and bytes(store[0]) == key:  # the same hub asking again
+            kept = [r[0] for r in tx.all("SELECT DISTINCT member_id FROM hq_member_ledger WHERE store_id = ? "
+                                         "AND kind = 'opening'", (req.store_id,))]
+            return PairResult(req.store_id, b64(public_key), int(store[1]), kept)
+        if store[0] is not None:
+            _retire_stream(tx, req.store_id, at)
+        tx.run("UPDATE hq_stores SET public_key = ?, base_seq = ?, acked_seq = 0, head_seq = ?, paired_at = ?, "
+               "last_seen = ? WHERE store_id = ?", (key, req.outbox_head, req.outbox_head, at, at, req.store_id))
+        kept = _adopt_holdings(tx, req, at)
+        _snapshot(tx, private_key, req.store_id, at)
+    return PairResult(req.store_id, b64(public_key), req.outbox_head, kept)
+
+
+def _retire_stream(tx: Tx, store_id: str, at: str) -> None:
+    """A store paired again with a new key: its old stream is kept under an archive name, and the
+    escrow the old hub held goes back to the members' unallocated balance (that hub is gone)."""
+    archive = f"{store_id}#{at}"
+    tx.run("UPDATE hq_deltas SET store_id = ? WHERE store_id = ?", (archive, store_id))
+    tx.run("DELETE FROM hq_escrow WHERE store_id = ?", (store_id,))
+    tx.run("UPDATE hq_reclaims SET released = 0, answered_at = ? WHERE store_id = ? AND released IS NULL",
+           (at, store_id))
+
+
+def _adopt_holdings(tx: Tx, req: PairRequest, at: str) -> list[str]:
+    """Holdings of members HQ does not know become HQ's opening balances, held by this store.
+    Members HQ knows keep HQ's balance; the hub hands its local holdings of them back."""
+    profiles = {m.member_id: m for m in req.members}
+    kept = []
+    for member_id, balance, points in req.holdings:
+        if balance < 0 or points < 0:
+            continue
+        if tx.one("SELECT 1 FROM hq_members WHERE member_id = ?", (member_id,)) is not None:
+            continue
+        m = profiles.get(member_id)
+        if m is None:
+            continue
+        tx.run("""INSERT INTO hq_members (member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at,
+                  balance, points) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               (m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, msgspec.json.encode(m.tags).decode(),
+                m.home_store, m.created_at, balance, points))
+        for ledger, amount in (("value", balance), ("points", points)):
+            if amount:
+                tx.run("""INSERT INTO hq_member_ledger (member_id, ledger, delta, kind, store_id, ref, at)
+                          VALUES (?, ?, ?, 'opening', ?, 'pairing', ?)""",
+                       (member_id, ledger, amount, req.store_id, at))
+                tx.run("INSERT INTO hq_escrow (member_id, store_id, ledger, outstanding) VALUES (?, ?, ?, ?)",
+                       (member_id, req.store_id, ledger, amount))
+        kept.append(member_id)
+    return kept
+
+
+def _snapshot(tx: Tx, private_key: bytes, store_id: str, at: str) -> None:
+    """A newly paired store's opening feed: catalog, tiers, members, promotions, prices in force."""
+    categories = [(str(r[0]), r[1], str(r[2]), str(r[3])) for r in
+                  tx.all("SELECT category_id, parent_id, name_zh, name_en FROM hq_categories ORDER BY category_id")]
+    items = [ItemRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), r[7], r[8],
+                     msgspec.json.decode(r[9], type=list[str]),
+                     msgspec.json.decode(r[10], type=list[tuple[str, str]]), bool(r[11]))
+             for r in tx.all("""SELECT sku, name_zh, name_en, category_id, unit, price, tax_rate_bp, plu, brand, tags,
+                                barcodes, active FROM hq_items ORDER BY sku""")]
+    if categories or items:
+        append_feed(tx, private_key, store_id, CatalogPut(categories=categories, items=[]), at)
+        for i in range(0, len(items), SNAPSHOT_CHUNK):
+            append_feed(tx, private_key, store_id, CatalogPut(items=items[i:i + SNAPSHOT_CHUNK]), at)
+    tiers = [TierRow(*r) for r in tx.all("""SELECT tier, name_zh, name_en, discount_bp, points_multiplier_pct,
+                                             min_points FROM hq_tiers ORDER BY tier""")]
+    members = member_rows(tx, None)
+    append_feed(tx, private_key, store_id, MembersPut(tiers=tiers, members=[]), at)
+    for i in range(0, len(members), SNAPSHOT_CHUNK):
+        append_feed(tx, private_key, store_id, MembersPut(members=members[i:i + SNAPSHOT_CHUNK]), at)
+    for rule_id, rule, active in tx.all("SELECT rule_id, rule, active FROM hq_promotions ORDER BY rule_id"):
+        append_feed(tx, private_key, store_id, PromotionPut(rule_id=rule_id, rule=rule, active=bool(active)), at)
+    coupon_snapshot(tx, private_key, store_id, at)
+
+
+
+
+def store_key(db: HqDb, store_id: str) -> bytes | None:
+    with db.read() as tx:
+        row = tx.one("SELECT public_key FROM hq_stores WHERE store_id = ?", (store_id,))
+    return bytes(row[0]) if row and row[0] is not None else None
+
+
+def store_acked(db: HqDb, store_id: str) -> int:
+    with db.read() as tx:
+        row = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+    return int(row[0]) if row else 0
+
+
+def list_stores(db: HqDb) -> list[dict[str, Any]]:
+    with db.read() as tx:
+        rows = tx.all("""SELECT s.store_id, s.name, s.region, s.acked_seq, s.head_seq, s.last_seen, s.sales,
+                                s.paired_at,
+                                (SELECT count(*) FROM hq_deltas d WHERE d.store_id = s.store_id
+                                   AND d.status = 'quarantined'),
+                                (SELECT count(*) FROM hq_digest_checks c WHERE c.store_id = s.store_id
+                                   AND c.status = 'mismatch')
+                         FROM hq_stores s ORDER BY s.store_id""")
+    return [{"store_id": r[0], "name": r[1], "region": r[2], "acked_seq": int(r[3]),
+             "lag": max(0, int(r[4]) - int(r[3])), "last_seen": r[5], "sales": int(r[6]), "paired": r[7] is not None,
+             "quarantined": int(r[8]), "digest_mismatches": int(r[9])} for r in rows]
+
+
+def quarantine(db: HqDb, store_id: str) -> list[dict[str, Any]]:
+    with db.read() as tx:
+        rows = tx.all("""SELECT seq, kind, ref, reason, received_at FROM hq_deltas
+                         WHERE store_id = ? AND status = 'quarantined' ORDER BY seq""", (store_id,))
+    return [{"seq": int(r[0]), "kind": r[1], "ref": r[2], "reason": r[3], "received_at": r[4]} for r in rows]

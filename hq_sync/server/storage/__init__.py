@@ -1,0 +1,1 @@
+"""HQ's storage: the database adapter (SQLite or PostgreSQL) and the schema."""

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
     hq = hq_of(request)
     return json_response({"status": "ok", "role": "hq", "db": hq.db.dialect, "demo": hq.demo,
-                           "public_key": b64(hq.public_key)})
+                          "public_key": b64(hq.public_key)})
 
 
 class Login(msgspec.Struct, frozen=True):
@@ -38,7 +38,7 @@ async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = await decode(request, Login)
     token, role, expires = await in_thread(auth.login, hq_of(request).db, req.username, req.password)
     return json_response({"token": token, "role": role,
-                           "expires_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))})
+                          "expires_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))})
 
 
 class PriceIn(msgspec.Struct, frozen=True):
@@ -59,7 +59,7 @@ async def set_price(request: Request[Any, Any, Any], sku: str) -> Response[bytes
     req = await decode(request, PriceIn)
     hq = hq_of(request)
     seqs = await in_thread(catalog.set_prices, hq.db, hq.private_key, [(sku, req.price)], req.stores, req.effective_at,
-                         now_text())
+                           now_text())
     hq.signal.notify()
     return json_response({"sku": sku, "price": req.price, "stores": req.stores or ["*"], "feed_seqs": seqs})
 
@@ -71,7 +71,7 @@ async def set_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = await decode(request, PricesIn)
     hq = hq_of(request)
     seqs = await in_thread(catalog.set_prices, hq.db, hq.private_key, req.prices, req.stores, req.effective_at,
-                         now_text())
+                           now_text())
     hq.signal.notify()
     return json_response({"count": len(req.prices), "feed_seqs": seqs})
 
@@ -123,7 +123,7 @@ async def member_grant(request: Request[Any, Any, Any], member_id: str) -> Respo
         raise HqError(422, "bad_ledger", "ledger is value or points")
     hq = hq_of(request)
     g = await in_thread(members.grant, hq.db, hq.private_key, member_id, req.store_id, req.ledger, req.amount,
-                      now_text())
+                        now_text())
     hq.signal.notify()
     return json_response(msgspec.to_builtins(g), 201)
 
@@ -153,14 +153,14 @@ async def store_list(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def store_quarantine(request: Request[Any, Any, Any], store_id: str) -> Response[bytes]:
     require_admin(request)
     return json_response({"store_id": store_id, "deltas": await in_thread(stores.quarantine, hq_of(request).db,
-                                                                         store_id)})
+                                                                          store_id)})
 
 
 @get("/hq/v1/stores/{store_id:str}/digests")
 async def store_digests(request: Request[Any, Any, Any], store_id: str) -> Response[bytes]:
     require_admin(request)
     return json_response({"store_id": store_id, "days": await in_thread(digests.digest_checks, hq_of(request).db,
-                                                                       store_id)})
+                                                                        store_id)})
 
 
 @post("/hq/v1/stores/{store_id:str}/pair-code")

@@ -29,6 +29,7 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_hq_pair_code(args: argparse.Namespace) -> int:
+    from hq_sync.server.service.access import system_principal
     from hq_sync.server.service.stores import make_pair_code
     from hq_sync.server.storage.db import open_db
     from hq_sync.server.storage.schema import create_schema
@@ -36,7 +37,7 @@ def cmd_hq_pair_code(args: argparse.Namespace) -> int:
     db = open_db(_db_url(args))
     try:
         create_schema(db)
-        code = make_pair_code(db, args.store)
+        code = make_pair_code(db, system_principal("cli"), args.store)
     finally:
         db.close()
     print(code)

@@ -16,6 +16,7 @@ from sync_support import FaultProxy, HqServer, SyncHub, clean_env, wait_until
 
 from hq_sync.protocol import DeltaTender, SaleDelta, delta_encoder
 from hq_sync.server.service import coupons
+from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.stores import ensure_store
@@ -111,7 +112,7 @@ def _hq(tmp_path: Path) -> Any:
         for store in ("S1", "S2"):
             ensure_store(tx, store)
         tx.run("INSERT INTO hq_promotions (rule_id, rule, active, updated_at) VALUES ('r', '{}', 1, 'now')")
-    coupons.create(db, b"\x01" * 32, coupons.CouponIn(code="C", rule_id="r", max_uses=2), "now")
+    coupons.create(db, system_principal(), b"\x01" * 32, coupons.CouponIn(code="C", rule_id="r", max_uses=2), "now")
     return db
 
 

@@ -12,6 +12,7 @@ import sync_support
 
 from hq_sync.protocol import DeltaLine, DeltaTender, EscrowReleaseDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.api.resources import Hq
+from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.digests import check_digests
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import read_feed
@@ -36,6 +37,7 @@ pg_cluster = sync_support.pg_cluster  # fixtures shared by the sync tests
 hq_db_url = sync_support.hq_db_url
 
 AT = "2026-05-01T10:00:00.000+08:00"
+ADMIN = system_principal()
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def _sales_at_hq(hq: Hq, store_id: str) -> tuple[int, int]:
 
 
 def test_a_pairing_code_pairs_one_store_once(hq: Hq) -> None:
-    code = make_pair_code(hq.db, "store-9")
+    code = make_pair_code(hq.db, ADMIN, "store-9")
     _, key1 = new_key()
     _, key2 = new_key()
 
@@ -110,13 +112,13 @@ def test_each_delta_is_applied_once_and_the_ack_is_the_highest_contiguous_seq(hq
     assert _sales_at_hq(hq, "demo-001") == (7, 7)
     assert _push(hq, "demo-001", [_sale(8), *gap]) == (10, 3, 0, [])
     assert _sales_at_hq(hq, "demo-001") == (10, 10)
-    store = next(s for s in list_stores(hq.db) if s["store_id"] == "demo-001")
+    store = next(s for s in list_stores(hq.db, ADMIN) if s["store_id"] == "demo-001")
     assert (store["acked_seq"], store["sales"], store["lag"], store["quarantined"]) == (10, 10, 0, 0)
-    assert report(hq.db, "stores")[:2] == [
+    assert report(hq.db, ADMIN, "stores")[:2] == [
         {"rank": 1, "store_id": "demo-001", "region": "华东 East", "sales": 10, "total": 10000},
         {"rank": 2, "store_id": "demo-002", "region": "华北 North", "sales": 0, "total": 0}]
-    assert report(hq.db, "categories") == [{"category": "fresh-veg", "lines": 10, "net": 10000}]
-    assert report(hq.db, "regions") == [{"region": "华东 East", "sales": 10, "total": 10000}]
+    assert report(hq.db, ADMIN, "categories") == [{"category": "fresh-veg", "lines": 10, "net": 10000}]
+    assert report(hq.db, ADMIN, "regions") == [{"region": "华东 East", "sales": 10, "total": 10000}]
 
 
 def test_a_bad_delta_is_quarantined_with_its_reason_and_the_stream_goes_on(hq: Hq) -> None:
@@ -129,17 +131,17 @@ def test_a_bad_delta_is_quarantined_with_its_reason_and_the_stream_goes_on(hq: H
     assert [seq for seq, _ in quarantined] == [2, 4]
     assert quarantined[0][1].startswith("undecodable")
     assert quarantined[1][1] == f"sale {taken} is already held at HQ"
-    shown = quarantine(hq.db, "demo-001")
+    shown = quarantine(hq.db, ADMIN, "demo-001")
     assert [(q["seq"], q["kind"], q["ref"]) for q in shown] == [(2, "sale", "junk"), (4, "sale", taken)]
     # A quarantined row is tried again when it is resent; fixed bytes now apply and leave quarantine.
     assert _push(hq, "demo-001", [_sale(2)]) == (4, 1, 0, [])
-    assert [q["seq"] for q in quarantine(hq.db, "demo-001")] == [4]
+    assert [q["seq"] for q in quarantine(hq.db, ADMIN, "demo-001")] == [4]
 
 
 def test_spends_beyond_the_escrow_a_store_holds_are_quarantined_never_applied(hq: Hq) -> None:
     _pair(hq, "demo-001")
-    assert member_view(hq.db, "M000001")["balance"] == 20000
-    grant(hq.db, hq.private_key, "M000001", "demo-001", "value", 3000, AT)
+    assert member_view(hq.db, ADMIN, "M000001")["balance"] == 20000
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "demo-001", "value", 3000, AT)
     acked, applied, _, quarantined = _push(hq, "demo-001", [
         _sale(1, "M000001", value_spent=2000, total=2000),
         _sale(2, "M000001", value_spent=1500, total=1500),  # 1000 left in escrow: refused
@@ -147,7 +149,7 @@ def test_spends_beyond_the_escrow_a_store_holds_are_quarantined_never_applied(hq
     ])
     assert (acked, applied) == (3, 2)
     assert quarantined == [(2, "overspend: member M000001 beyond this store's escrow (value 1000, points 0)")]
-    view = member_view(hq.db, "M000001")
+    view = member_view(hq.db, ADMIN, "M000001")
     assert (view["balance"], view["escrow"], view["unallocated_balance"]) == (
         17000, {}, 17000)
 
@@ -160,7 +162,7 @@ def test_a_top_up_is_the_stores_escrow_and_pre_pairing_history_moves_no_money(hq
     rows = [old, OutRow(2, "topup", "T-1", AT, msgspec.Raw(delta_encoder.encode(topup))),
             _sale(3, "M000002", value_spent=4000, total=4000)]
     assert _push(hq, "demo-002", rows) == (3, 3, 0, [])
-    view = member_view(hq.db, "M000002")
+    view = member_view(hq.db, ADMIN, "M000002")
     assert (view["balance"], view["escrow"]["demo-002"]["value"]) == (1000, 1000)
 
 
@@ -187,7 +189,7 @@ def test_online_authorisation_grants_from_unallocated_balance_and_reclaims_from_
                                          msgspec.Raw(delta_encoder.encode(release)))]) == (1, 1, 0, [])
     g2 = authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-2", "M000001", "value", 10000), AT)
     assert g2.amount == 10000
-    view = member_view(hq.db, "M000001")
+    view = member_view(hq.db, ADMIN, "M000001")
     assert (view["balance"], view["unallocated_balance"]) == (20000, 0)
     assert {s: h["value"] for s, h in view["escrow"].items()} == {"demo-001": 10000, "demo-002": 10000}
 
@@ -195,7 +197,7 @@ def test_online_authorisation_grants_from_unallocated_balance_and_reclaims_from_
 def test_the_feed_is_ordered_per_store_and_every_entry_verifies(hq: Hq) -> None:
     _pair(hq, "demo-001")
     _pair(hq, "demo-002")
-    grant(hq.db, hq.private_key, "M000001", "demo-002", "value", 100, AT)
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "demo-002", "value", 100, AT)
     one = read_feed(hq.db, "demo-001", 0, 1000)
     two = read_feed(hq.db, "demo-002", 0, 1000)
     seqs = [e.seq for e in one.entries]
@@ -216,5 +218,5 @@ def test_a_digest_mismatch_names_the_day_and_asks_for_its_range_again(hq: Hq) ->
     more = [DigestRow(day, "sale", 4, 4100, 1, 4)]
     verdict = check_digests(hq.db, "demo-001", more, 4, AT)
     assert (verdict.mismatched, verdict.resend) == ([day], [(1, 4)])
-    store = next(s for s in list_stores(hq.db) if s["store_id"] == "demo-001")
+    store = next(s for s in list_stores(hq.db, ADMIN) if s["store_id"] == "demo-001")
     assert store["digest_mismatches"] == 1

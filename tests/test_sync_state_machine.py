@@ -29,11 +29,13 @@ from hq_sync import hub_state
 from hq_sync.protocol import DeltaTender, SaleDelta, TopupDelta
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.service import feed, members, stores
+from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import AuthorizeRequest, Batch, PairRequest, b64, new_key
 
 AT = "2026-05-01T10:00:00.000+08:00"
+ADMIN = system_principal()
 STORES = ("demo-001", "demo-002")
 MEMBER = "M000001"
 OPENING = 20000
@@ -202,23 +204,23 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(store=st.sampled_from(STORES), amount=st.integers(1, 8000))
     def admin_grant(self, store: str, amount: int) -> None:
         try:
-            members.grant(self.hq.db, self.hq.private_key, MEMBER, store, "value", amount, AT)
+            members.grant(self.hq.db, ADMIN, self.hq.private_key, MEMBER, store, "value", amount, AT)
         except HqError:
             pass
 
     @rule(amount=st.one_of(st.none(), st.integers(1, 5000)))
     def reclaim(self, amount: int | None) -> None:
-        members.reclaim(self.hq.db, self.hq.private_key, MEMBER, "value", amount, AT)
+        members.reclaim(self.hq.db, ADMIN, self.hq.private_key, MEMBER, "value", amount, AT)
 
     @invariant()
     def hq_never_overspends_nor_overallocates(self) -> None:
         if not hasattr(self, "hq"):
             return
-        view = members.member_view(self.hq.db, MEMBER)
+        view = members.member_view(self.hq.db, ADMIN, MEMBER)
         assert view["balance"] >= 0
         assert view["unallocated_balance"] >= 0
-        assert stores.quarantine(self.hq.db, STORES[0]) == []
-        assert stores.quarantine(self.hq.db, STORES[1]) == []
+        assert stores.quarantine(self.hq.db, ADMIN, STORES[0]) == []
+        assert stores.quarantine(self.hq.db, ADMIN, STORES[1]) == []
         with self.hq.db.read() as tx:
             for store in STORES:
                 held = {r[0] for r in tx.all("SELECT sale_id FROM hq_sales WHERE store_id = ?", (store,))}

@@ -25,15 +25,22 @@ DEFAULT_LANGUAGE = "zh_CN"
 LANGUAGE_NAMES = {"zh_CN": "简体中文", "en": "English"}
 
 
-def catalog_files(language: str) -> list[Path]:
-    return sorted((LOCALE_DIR / language / "LC_MESSAGES").glob("*.po"))
+def catalog_files(language: str, locale_dir: Path = LOCALE_DIR) -> list[Path]:
+    return sorted((locale_dir / language / "LC_MESSAGES").glob("*.po"))
+
+
+def translations(language: str) -> gettext.NullTranslations:
+    """All of a language's page catalogs merged into one (an unknown language gets English)."""
+    return merged_translations(language, (LOCALE_DIR,))
 
 
 @cache
-def translations(language: str) -> gettext.NullTranslations:
-    """All of a language's page catalogs merged into one (an unknown language gets English)."""
+def merged_translations(language: str, locale_dirs: tuple[Path, ...]) -> gettext.NullTranslations:
+    """The catalogs of several UIs merged (the HQ console's over the tablet's): a text either
+    translates is found, the first directory winning."""
     merged: gettext.NullTranslations = gettext.NullTranslations()
-    for path in catalog_files(language) if language in LANGUAGES else []:
+    paths = [path for d in reversed(locale_dirs) for path in catalog_files(language, d)]
+    for path in paths if language in LANGUAGES else []:
         with path.open("rb") as fh:
             catalog = read_po(fh, locale=language, domain=path.stem)
         buf = io.BytesIO()

@@ -7,19 +7,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-
-from edge.ui.view import UiView
 
 S = TypeVar("S")
 KEEPALIVE_S = 15.0
 
 
+class Viewer(Protocol):
+    """A page view whose login a stream keeps checking (the tablet's UiView, the console's view)."""
+
+    def signed_in(self) -> bool: ...
+
+
 def live_fragments(
-    ui: UiView,
+    ui: Viewer,
     signature: Callable[[], S],
     render: Callable[[S | None, S], dict[str, str]],
     *,

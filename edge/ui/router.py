@@ -4,7 +4,6 @@ session guard, HTML answers for a missing login or permission, and the headers e
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,43 +11,17 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Litestar, Request, Response, Router
-from litestar.enums import ScopeType
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.ui.jobs import JobBoard
+from edge.ui.pagekit import FormError, page_headers
 from edge.ui.pages import dashboard, devices, eod, members, promotions, stock, sync, users
 from edge.ui.pages.auth import AUTH_ROUTES
 from edge.ui.session import PUBLIC, Forbidden, LoginRequired, ui_guard
-from edge.ui.view import FormError, UiView
+from edge.ui.view import UiView
 
 STATIC = Path(__file__).with_name("static")
-_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                 b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-]
-
-
-def page_headers(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        start = time.perf_counter()
-
-        async def timed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                took = (time.perf_counter() - start) * 1000
-                headers = [*message.get("headers", []), *_HEADERS, (b"server-timing", f"app;dur={took:.1f}".encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, timed)
-
-    return middleware
 
 
 def _login_required(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from functools import cache
 from pathlib import Path
@@ -24,11 +23,12 @@ from edge.hub import Hub
 from edge.ui import charts
 from edge.ui.i18n import LANGUAGE_NAMES, Formats, language_of, translations
 from edge.ui.nav import ROLE_NAMES, pages_for
+from edge.ui.pagekit import MAX_OFFSET, FormError, page_offset, read_form_lists
 from edge.ui.session import FLASH_COOKIE, LANG_COOKIE, SESSION_COOKIE, Flash, csrf_token, decode_flash, encode_flash
 
 TEMPLATES = Path(__file__).with_name("templates")
-MAX_OFFSET = 1_000_000  # no list of the tablet pages this far; SQLite's OFFSET must stay a 64-bit integer
-_OFFSET = re.compile(r"[0-9]{1,18}")
+# page modules take the shared readers from here with the view
+__all__ = ["MAX_OFFSET", "FormError", "UiView", "environment", "page_offset", "safe_next"]
 
 
 @cache
@@ -46,21 +46,11 @@ def environment(language: str) -> jinja2.Environment:
     return env
 
 
-def page_offset(text: str) -> int:
-    """A list's offset from the query string (ASCII digits, at most MAX_OFFSET); anything else is the
-    first page."""
-    return min(int(text), MAX_OFFSET) if _OFFSET.fullmatch(text) else 0
-
-
 def safe_next(path: str | None, default: str = "/ui/") -> str:
     """Only our own pages: never redirect a login to another site."""
     if path and path.startswith("/ui") and not path.startswith("//") and "\\" not in path:
         return path
     return default
-
-
-class FormError(Exception):
-    """A form that cannot be read (CSRF token missing or wrong)."""
 
 
 class UiView:
@@ -140,11 +130,7 @@ class UiView:
 
     async def form_lists(self) -> dict[str, list[str]]:
         """Every text value of every field (tables of inputs sharing a name), after the CSRF check."""
-        data = await self.request.form()
-        fields = {key: [v for v in data.getall(key) if isinstance(v, str)] for key in data}
-        if not self.csrf or fields.get("csrf", [""])[-1] != self.csrf:
-            raise FormError("the form is stale or was not made by this hub; reload the page")
-        return fields
+        return await read_form_lists(self.request, self.csrf)
 
     async def form(self) -> dict[str, str]:
         """The posted form's fields (the last value of a repeated name), after the CSRF check."""

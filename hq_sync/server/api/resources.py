@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
@@ -10,6 +11,8 @@ from hq_sync.server.service.errors import now_text
 from hq_sync.server.service.feed import hq_key
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import create_schema
+
+CONTACT_EVERY_S = 20.0
 
 
 class FeedSignal:
@@ -55,6 +58,7 @@ class Hq:
         self.private_key, self.public_key = hq_key(self.db)
         self.signal = FeedSignal()
         self._keys: dict[str, bytes] = {}
+        self._contacts: dict[str, float] = {}
 
     def store_key(self, store_id: str) -> bytes | None:
         key = self._keys.get(store_id)
@@ -63,6 +67,15 @@ class Hq:
             if key is not None:
                 self._keys[store_id] = key
         return key
+
+    def heard_from(self, store_id: str) -> bool:
+        """True when HQ should record that the store called (at most every CONTACT_EVERY_S per store, so a
+        thousand long-polling stores cost a few writes a second)."""
+        now = time.monotonic()
+        if now - self._contacts.get(store_id, -CONTACT_EVERY_S) < CONTACT_EVERY_S:
+            return False
+        self._contacts[store_id] = now
+        return True
 
     def forget_key(self, store_id: str) -> None:
         self._keys.pop(store_id, None)

@@ -11,6 +11,7 @@ from litestar import Request, Response
 
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.service import auth
+from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.errors import HqError
 from hq_sync.wire import REQUEST_SKEW_S, request_message, unb64, verify
 
@@ -26,14 +27,31 @@ def json_response(body: Any, status: int = 200) -> Response[bytes]:
     return Response(_json.encode(body), status_code=status, media_type="application/json")
 
 
-def require_admin(request: Request[Any, Any, Any]) -> str:
+def bearer_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The user whose bearer token the request carries (401 without a live one)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise HqError(401, "unauthenticated", "Authorization: Bearer <token> from POST /hq/v1/auth/login")
-    user = auth.check_token(hq_of(request).db, header[7:].strip())
-    if user is None:
-        raise HqError(401, "unauthenticated", "token unknown or expired")
-    return user
+    principal = auth.principal_for_token(hq_of(request).db, header[7:].strip())
+    if principal is None:
+        raise HqError(401, "unauthenticated", "token unknown, expired or ended")
+    return principal
+
+
+def acting(request: Request[Any, Any, Any], permission: str) -> Principal:
+    """The caller, if his role holds `permission` (permissions.toml); 403 `forbidden` otherwise. The
+    service function he calls checks it again and narrows to his regions."""
+    principal = bearer_principal(request)
+    require(principal, permission)
+    return principal
+
+
+def require_admin(request: Request[Any, Any, Any]) -> str:
+    """The caller's name, for an endpoint only an HQ admin may use."""
+    principal = bearer_principal(request)
+    if principal.role != "hq_admin":
+        raise HqError(403, "forbidden", "HQ admins only")
+    return principal.username
 
 
 def signed_store(request: Request[Any, Any, Any], body: bytes) -> str:

@@ -71,6 +71,8 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     """The store's feed after `after`; with `wait`, held open until something arrives (long-poll)."""
     store_id = signed_store(request, b"")
     hq = hq_of(request)
+    if hq.heard_from(store_id):
+        await in_thread(stores.record_contact, hq.db, store_id, now_text())
     deadline = time.monotonic() + wait
     while True:
         page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)

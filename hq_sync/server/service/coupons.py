@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 
 from edge.pricing.price_lists import utc_text
+from hq_sync.server.service.access import Principal, require
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.service.members import member_rows
@@ -58,7 +60,8 @@ def _body(row: tuple[Any, ...]) -> CouponPut:
 _COLUMNS = "code, rule_id, member_id, max_uses, min_spend, starts_at, expires_at, store_id"
 
 
-def create(db: HqDb, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]:
+def create(db: HqDb, principal: Principal, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]:
+    require(principal, "coupons.write")
     if c.max_uses < 1 or c.min_spend < 0 or not c.code or len(c.code) > 64:
         raise HqError(422, "invalid_field", "a coupon needs a code (≤ 64), max_uses ≥ 1 and min_spend ≥ 0")
     with db.write() as tx:
@@ -81,6 +84,7 @@ def create(db: HqDb, private_key: bytes, c: CouponIn, at: str) -> dict[str, Any]
         tx.run(f"INSERT INTO hq_coupons ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, at))
         body: FeedBody = _body(values)
         seq = append_feed(tx, private_key, "*", body, at)
+        audit(tx, principal, "coupon.create", f"coupon:{c.code}", None, msgspec.to_builtins(body), at=at)
     return {**msgspec.to_builtins(body), "feed_seq": seq}
 
 
@@ -135,7 +139,8 @@ def reserve(db: HqDb, store_id: str, req: CouponReserve, at: str) -> dict[str, A
     return {"code": req.code, "sale_id": req.sale_id, "status": "reserved"}
 
 
-def view(db: HqDb, code: str) -> dict[str, Any]:
+def view(db: HqDb, principal: Principal, code: str) -> dict[str, Any]:
+    require(principal, "coupons.read")
     with db.read() as tx:
         row = tx.one(f"SELECT {_COLUMNS} FROM hq_coupons WHERE code = ?", (code,))
         if row is None:

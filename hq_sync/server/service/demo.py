@@ -1,4 +1,4 @@
-"""The demo chain: two stores, the demo catalog, tiers, members, promotions and the `hq` / `hq-demo` login."""
+"""The demo chain: two stores, the demo catalog, tiers, members, promotions and one login per HQ role (DEMO_USERS)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ import msgspec
 from edge.catalog.barcodes import classify
 from hq_sync.server.service.auth import add_user
 from hq_sync.server.service.stores import ensure_store
-from hq_sync.server.storage.db import HqDb
+from hq_sync.server.storage.db import HqDb, Tx
 
 DEMO_DIR = Path(__file__).resolve().parents[3] / "edge" / "seed" / "demo"
 DEMO_STORES = (("demo-001", "演示一店 Demo store 1", "华东 East"), ("demo-002", "演示二店 Demo store 2", "华北 North"))
+# (username, password, role, regions): one login per HQ role (README, docs/hq-console.md)
+DEMO_USERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("hq", "hq-demo", "hq_admin", ()),
+    ("region-east", "region-demo", "region_manager", ("华东 East",)),
+    ("operator", "operator-demo", "hq_operator", ()),
+    ("finance", "finance-demo", "finance", ()),
+    ("auditor", "auditor-demo", "auditor", ()),
+)
 
 
 # -- the demo chain ---------------------------------------------------------------------------------------------
@@ -28,10 +36,12 @@ def seed_demo(db: HqDb, at: str) -> bool:
     and the `hq` / `hq-demo` login. False if it already holds a catalog."""
     with db.write() as tx:
         if tx.one("SELECT 1 FROM hq_items LIMIT 1") is not None:
+            if is_demo_tx(tx):
+                _demo_users(tx, at)  # a demo HQ made before these logins existed gains them
             return False
         for store_id, name, region in DEMO_STORES:
             ensure_store(tx, store_id, name, region, demo=True)
-        add_user(tx, "hq", "hq-demo")
+        _demo_users(tx, at)
         tx.many("INSERT INTO hq_categories (category_id, parent_id, name_zh, name_en) VALUES (?, ?, ?, ?)",
                 [(r["category_id"], r["parent_id"] or None, r["name_zh"], r["name_en"])
                  for r in _csv("categories.csv")])
@@ -67,6 +77,15 @@ def seed_demo(db: HqDb, at: str) -> bool:
     return True
 
 
+def _demo_users(tx: Tx, at: str) -> None:
+    for username, password, role, regions in DEMO_USERS:
+        add_user(tx, username, password, role, regions, at=at)
+
+
+def is_demo_tx(tx: Tx) -> bool:
+    return tx.one("SELECT 1 FROM hq_meta WHERE key = 'demo'") is not None
+
+
 def is_demo(db: HqDb) -> bool:
     with db.read() as tx:
-        return tx.one("SELECT 1 FROM hq_meta WHERE key = 'demo'") is not None
+        return is_demo_tx(tx)

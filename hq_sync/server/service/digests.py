@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hq_sync.server.service.access import Principal, require, require_store
 from hq_sync.server.storage.db import HqDb
 from hq_sync.wire import (
     DigestRow,
@@ -45,8 +46,10 @@ def check_digests(db: HqDb, store_id: str, rows: list[DigestRow], upto: int, at:
     return DigestVerdict(mismatched=mismatched, resend=resend)
 
 
-def digest_checks(db: HqDb, store_id: str) -> list[dict[str, Any]]:
+def digest_checks(db: HqDb, principal: Principal, store_id: str) -> list[dict[str, Any]]:
+    require(principal, "stores.read")
     with db.read() as tx:
+        require_store(tx, principal, store_id)
         rows = tx.all("SELECT day, status, detail, checked_at, mismatches FROM hq_digest_checks WHERE store_id = ? "
                       "ORDER BY day", (store_id,))
     return [{"day": r[0], "status": r[1], "detail": r[2], "checked_at": r[3], "mismatches": int(r[4])} for r in rows]

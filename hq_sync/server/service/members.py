@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from hq_sync.server.service.access import Principal, require, require_store, scope_sql
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.storage.db import HqDb, Tx
@@ -29,19 +31,26 @@ def member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:
 
 # -- members and escrow -----------------------------------------------------------------------------------------
 
-def member_view(db: HqDb, member_id: str) -> dict[str, Any]:
+def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any]:
+    """The member's chain-wide balance and points; the escrow per store only for the stores in the
+    principal's scope (the unallocated part stays chain-wide)."""
+    require(principal, "members.read")
+    where, args = scope_sql(principal)
     with db.read() as tx:
         row = tx.one("SELECT member_id, tier, balance, points, home_store FROM hq_members WHERE member_id = ?",
                      (member_id,))
         if row is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
-        escrow = tx.all("SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? AND outstanding > 0 "
-                        "ORDER BY store_id, ledger", (member_id,))
+        allocated = {str(r[0]): int(r[1]) for r in tx.all(
+            "SELECT ledger, coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? GROUP BY ledger",
+            (member_id,))}
+        escrow = tx.all(f"SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? AND outstanding > 0 "
+                        f"AND {where} ORDER BY store_id, ledger", [member_id, *args])
     held: dict[str, dict[str, int]] = {}
     for store_id, ledger, outstanding in escrow:
         held.setdefault(store_id, {"value": 0, "points": 0})[ledger] = int(outstanding)
-    allocated_value = sum(h["value"] for h in held.values())
-    allocated_points = sum(h["points"] for h in held.values())
+    allocated_value = allocated.get("value", 0)
+    allocated_points = allocated.get("points", 0)
     return {"member_id": row[0], "tier": row[1], "balance": int(row[2]), "points": int(row[3]),
             "home_store": row[4], "escrow": held, "unallocated_balance": int(row[2]) - allocated_value,
             "unallocated_points": int(row[3]) - allocated_points}
@@ -70,12 +79,14 @@ def _grant(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: Le
     return grant
 
 
-def grant(db: HqDb, private_key: bytes, member_id: str, store_id: str, ledger: Ledger, amount: int,
-          at: str) -> EscrowGrant:
+def grant(db: HqDb, principal: Principal, private_key: bytes, member_id: str, store_id: str, ledger: Ledger,
+          amount: int, at: str) -> EscrowGrant:
     """HQ sets aside `amount` of the member's unallocated balance (or points) for a store."""
+    require(principal, "members.escrow")
     if amount <= 0:
         raise HqError(422, "bad_amount", "a grant is a positive amount")
     with db.write() as tx:
+        require_store(tx, principal, store_id)
         tx.lock("hq_members", "member_id", [member_id])
         if tx.one("SELECT 1 FROM hq_stores WHERE store_id = ? AND public_key IS NOT NULL", (store_id,)) is None:
             raise HqError(404, "unknown_store", f"no paired store {store_id[:64]}")
@@ -86,7 +97,10 @@ def grant(db: HqDb, private_key: bytes, member_id: str, store_id: str, ledger: L
             raise HqError(402, "insufficient_balance", f"member {member_id} has {free} unallocated", available=free)
         members = member_rows(tx, member_id)
         append_feed(tx, private_key, store_id, MembersPut(members=members), at)  # the store may not know them yet
-        return _grant(tx, private_key, member_id, store_id, ledger, amount, None, at)
+        given = _grant(tx, private_key, member_id, store_id, ledger, amount, None, at)
+        audit(tx, principal, "member.escrow_grant", f"member:{member_id}", {"unallocated": free, "ledger": ledger},
+              {"store_id": store_id, "amount": amount, "grant_id": given.grant_id}, at=at)
+        return given
 
 
 def authorize(db: HqDb, private_key: bytes, store_id: str, req: AuthorizeRequest, at: str) -> EscrowGrant:
@@ -136,12 +150,17 @@ def _reclaim(tx: Tx, private_key: bytes, member_id: str, ledger: str, wanted: in
     return asked
 
 
-def reclaim(db: HqDb, private_key: bytes, member_id: str, ledger: str, amount: int | None, at: str) -> int:
+def reclaim(db: HqDb, principal: Principal, private_key: bytes, member_id: str, ledger: str, amount: int | None,
+            at: str) -> int:
     """Admin: take escrow back from every store (all of it unless `amount`)."""
+    require(principal, "members.reclaim")
     with db.write() as tx:
         tx.lock("hq_members", "member_id", [member_id])
         held = tx.one("SELECT coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? AND ledger = ?",
                       (member_id, ledger))
         everything = int(held[0] or 0) if held else 0
-        return _reclaim(tx, private_key, member_id, ledger, amount if amount is not None else everything,
-                        exclude=None, at=at)
+        asked = _reclaim(tx, private_key, member_id, ledger, amount if amount is not None else everything,
+                         exclude=None, at=at)
+        audit(tx, principal, "member.escrow_reclaim", f"member:{member_id}", {"held": everything, "ledger": ledger},
+              {"asked": asked}, at=at)
+        return asked

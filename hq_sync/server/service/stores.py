@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
-from typing import Any
+import zoneinfo
+from typing import Annotated, Any
 
 import msgspec
 
+from hq_sync.server.service.access import Principal, require, require_region, require_store, scope_sql
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import snapshot as coupon_snapshot
-from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.service.members import member_rows
 from hq_sync.server.storage.db import HqDb, Tx
@@ -29,6 +33,7 @@ from hq_sync.wire import (
 PAIR_CODE_TTL_S = 24 * 3600
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: a manager types it
 SNAPSHOT_CHUNK = 1000
+STORE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 # -- stores and pairing -----------------------------------------------------------------------------------------
@@ -36,6 +41,13 @@ SNAPSHOT_CHUNK = 1000
 def ensure_store(tx: Tx, store_id: str, name: str = "", region: str = "", demo: bool = False) -> None:
     tx.run("""INSERT INTO hq_stores (store_id, name, region, demo) VALUES (?, ?, ?, ?)
               ON CONFLICT (store_id) DO NOTHING""", (store_id, name or store_id, region, int(demo)))
+    if region:
+        ensure_region(tx, region)
+
+
+def ensure_region(tx: Tx, region: str) -> None:
+    tx.run("INSERT INTO hq_regions (region, created_at) VALUES (?, ?) ON CONFLICT (region) DO NOTHING",
+           (region, now_text()))
 
 
 def _code_hash(code: str) -> str:
@@ -43,14 +55,23 @@ def _code_hash(code: str) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()
 
 
-def make_pair_code(db: HqDb, store_id: str, ttl_s: int = PAIR_CODE_TTL_S) -> str:
-    """A one-time code (e.g. `K7QM-3XDP`) that pairs one hub as `store_id` within `ttl_s`."""
+def make_pair_code(db: HqDb, principal: Principal, store_id: str, ttl_s: int = PAIR_CODE_TTL_S) -> str:
+    """A one-time code (e.g. `K7QM-3XDP`) that pairs one hub as `store_id` within `ttl_s`. A region
+    manager makes codes for the stores of his regions only (a new store gets its region from an admin)."""
+    require(principal, "stores.pair")
+    if not STORE_ID.fullmatch(store_id):
+        raise HqError(422, "bad_store_id", "a store id is 1–64 letters, digits, dot, dash or underscore")
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
     code = f"{raw[:4]}-{raw[4:]}"
+    expires = int(time.time()) + ttl_s
     with db.write() as tx:
-        ensure_store(tx, store_id)
+        if principal.scoped:
+            require_store(tx, principal, store_id)
+        else:
+            ensure_store(tx, store_id)
         tx.run("INSERT INTO hq_pair_codes (code_hash, store_id, expires_at) VALUES (?, ?, ?)",
-               (_code_hash(code), store_id, int(time.time()) + ttl_s))
+               (_code_hash(code), store_id, expires))
+        audit(tx, principal, "store.pair_code", f"store:{store_id}", None, {"expires_at": expires})
     return code
 
 
@@ -164,28 +185,119 @@ def store_key(db: HqDb, store_id: str) -> bytes | None:
     return bytes(row[0]) if row and row[0] is not None else None
 
 
+def record_contact(db: HqDb, store_id: str, at: str) -> None:
+    """The store called HQ (a feed poll): what the dashboard's "last heard" shows."""
+    with db.write() as tx:
+        tx.run("UPDATE hq_stores SET last_contact = ? WHERE store_id = ?", (at, store_id))
+
+
 def store_acked(db: HqDb, store_id: str) -> int:
     with db.read() as tx:
         row = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
     return int(row[0]) if row else 0
 
 
-def list_stores(db: HqDb) -> list[dict[str, Any]]:
+def list_stores(db: HqDb, principal: Principal) -> list[dict[str, Any]]:
+    """The stores in the principal's scope with their sync state (quarantined = open quarantined
+    deltas, those nobody has resolved)."""
+    require(principal, "stores.read")
+    where, args = scope_sql(principal, "s.store_id")
     with db.read() as tx:
-        rows = tx.all("""SELECT s.store_id, s.name, s.region, s.acked_seq, s.head_seq, s.last_seen, s.sales,
-                                s.paired_at,
-                                (SELECT count(*) FROM hq_deltas d WHERE d.store_id = s.store_id
-                                   AND d.status = 'quarantined'),
-                                (SELECT count(*) FROM hq_digest_checks c WHERE c.store_id = s.store_id
-                                   AND c.status = 'mismatch')
-                         FROM hq_stores s ORDER BY s.store_id""")
+        rows = tx.all(f"""SELECT s.store_id, s.name, s.region, s.acked_seq, s.head_seq, s.last_seen, s.sales,
+                                 s.paired_at,
+                                 (SELECT count(*) FROM hq_deltas d WHERE d.store_id = s.store_id
+                                    AND d.status = 'quarantined' AND NOT EXISTS (SELECT 1 FROM hq_quarantine_notes q
+                                      WHERE q.store_id = d.store_id AND q.seq = d.seq)),
+                                 (SELECT count(*) FROM hq_digest_checks c WHERE c.store_id = s.store_id
+                                    AND c.status = 'mismatch'),
+                                 s.timezone, s.address
+                          FROM hq_stores s WHERE {where} ORDER BY s.store_id""", args)
     return [{"store_id": r[0], "name": r[1], "region": r[2], "acked_seq": int(r[3]),
              "lag": max(0, int(r[4]) - int(r[3])), "last_seen": r[5], "sales": int(r[6]), "paired": r[7] is not None,
-             "quarantined": int(r[8]), "digest_mismatches": int(r[9])} for r in rows]
+             "quarantined": int(r[8]), "digest_mismatches": int(r[9]), "timezone": r[10], "address": r[11]}
+            for r in rows]
 
 
-def quarantine(db: HqDb, store_id: str) -> list[dict[str, Any]]:
+def store_view(db: HqDb, principal: Principal, store_id: str) -> dict[str, Any]:
+    require(principal, "stores.read")
     with db.read() as tx:
-        rows = tx.all("""SELECT seq, kind, ref, reason, received_at FROM hq_deltas
-                         WHERE store_id = ? AND status = 'quarantined' ORDER BY seq""", (store_id,))
-    return [{"seq": int(r[0]), "kind": r[1], "ref": r[2], "reason": r[3], "received_at": r[4]} for r in rows]
+        require_store(tx, principal, store_id)
+    found = [s for s in list_stores(db, principal) if s["store_id"] == store_id]
+    if not found:
+        raise HqError(404, "unknown_store", f"no store {store_id[:64]}")
+    return found[0]
+
+
+def quarantine(db: HqDb, principal: Principal, store_id: str) -> list[dict[str, Any]]:
+    """The store's quarantined deltas, each with its resolution if someone resolved it."""
+    require(principal, "stores.read")
+    with db.read() as tx:
+        require_store(tx, principal, store_id)
+        rows = tx.all("""SELECT d.seq, d.kind, d.ref, d.reason, d.received_at, q.state, q.note, q.actor, q.at
+                         FROM hq_deltas d LEFT JOIN hq_quarantine_notes q ON q.store_id = d.store_id AND q.seq = d.seq
+                         WHERE d.store_id = ? AND d.status = 'quarantined' ORDER BY d.seq""", (store_id,))
+    return [{"seq": int(r[0]), "kind": r[1], "ref": r[2], "reason": r[3], "received_at": r[4],
+             "resolved": None if r[5] is None else {"note": r[6], "by": r[7], "at": r[8]}} for r in rows]
+
+
+class StoreProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A store's profile; fields left out stay as they are."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=80)] | None = None
+    region: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+def valid_timezone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def update_profile(db: HqDb, principal: Principal, store_id: str, profile: StoreProfile, at: str) -> dict[str, Any]:
+    """Change a store's name, region, timezone or address. A region manager edits his stores and may
+    move one only to another of his regions."""
+    require(principal, "stores.manage")
+    if profile.timezone is not None and not valid_timezone(profile.timezone):
+        raise HqError(422, "bad_timezone", "an IANA time zone such as Asia/Shanghai")
+    with db.write() as tx:
+        require_store(tx, principal, store_id)
+        tx.lock("hq_stores", "store_id", [store_id])
+        row = tx.one("SELECT name, region, timezone, address FROM hq_stores WHERE store_id = ?", (store_id,))
+        if row is None:
+            raise HqError(404, "unknown_store", f"no store {store_id[:64]}")
+        before = {"name": row[0], "region": row[1], "timezone": row[2], "address": row[3]}
+        after = {**before, **{k: v.strip() for k, v in msgspec.structs.asdict(profile).items() if v is not None}}
+        if not after["name"] or not after["region"]:
+            raise HqError(422, "invalid_field", "a store keeps a name and a region")
+        if after["region"] != before["region"]:
+            require_region(principal, after["region"])
+            ensure_region(tx, after["region"])
+        if after != before:
+            tx.run("UPDATE hq_stores SET name = ?, region = ?, timezone = ?, address = ? WHERE store_id = ?",
+                   (after["name"], after["region"], after["timezone"], after["address"], store_id))
+            audit(tx, principal, "store.profile", f"store:{store_id}", before, after, at=at)
+    return {"store_id": store_id, **after}
+
+
+def resolve_quarantined(db: HqDb, principal: Principal, store_id: str, seq: int, note: str, at: str) -> dict[str, Any]:
+    """Someone has dealt with a quarantined delta (e.g. booked it by hand at HQ): it stays in
+    `hq_deltas` as received, and leaves the open count."""
+    require(principal, "stores.manage")
+    with db.write() as tx:
+        require_store(tx, principal, store_id)
+        row = tx.one("SELECT kind, ref, reason FROM hq_deltas WHERE store_id = ? AND seq = ? "
+                     "AND status = 'quarantined'", (store_id, seq))
+        if row is None:
+            raise HqError(404, "not_quarantined", f"store {store_id[:64]} has no quarantined delta {seq}")
+        done = tx.run("""INSERT INTO hq_quarantine_notes (store_id, seq, state, note, actor, at)
+                         VALUES (?, ?, 'resolved', ?, ?, ?) ON CONFLICT (store_id, seq) DO NOTHING""",
+                      (store_id, seq, note, principal.username, at))
+        if not done:
+            raise HqError(409, "already_resolved", f"delta {seq} of {store_id[:64]} is resolved already")
+        audit(tx, principal, "store.quarantine_resolve", f"store:{store_id}",
+              {"seq": seq, "kind": row[0], "ref": row[1], "reason": row[2]}, {"seq": seq, "note": note}, at=at)
+    return {"store_id": store_id, "seq": seq, "resolved": True}

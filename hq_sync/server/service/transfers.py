@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hq_sync.protocol import TransferDelta, TransferReceivedDelta, TransferRequestDelta, TransferShippedDelta
+from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.storage.db import HqDb, Tx
@@ -70,11 +71,17 @@ def apply_transfers(tx: Tx, deltas: list[TransferDelta], at: str) -> None:
         append_feed(tx, key, notify, _state_body(tx, d.transfer_id), at)
 
 
-def list_transfers(db: HqDb, state: str | None = None) -> list[dict[str, Any]]:
+def list_transfers(db: HqDb, principal: Principal, state: str | None = None) -> list[dict[str, Any]]:
+    """The chain's transfers; a region manager's are those from or to a store of his regions."""
+    require(principal, "transfers.read")
+    from_ok, args_from = scope_sql(principal, "from_store")
+    to_ok, args_to = scope_sql(principal, "to_store")
+    where, args = f"({from_ok} OR {to_ok})", [*args_from, *args_to]
+    if state:
+        where, args = f"{where} AND state = ?", [*args, state]
     with db.read() as tx:
-        sql = "SELECT transfer_id FROM hq_transfers"
-        ids = [r[0] for r in (tx.all(sql + " WHERE state = ? ORDER BY requested_at, transfer_id", (state,)) if state
-                              else tx.all(sql + " ORDER BY requested_at, transfer_id"))]
+        ids = [r[0] for r in tx.all(f"SELECT transfer_id FROM hq_transfers WHERE {where} "
+                                    "ORDER BY requested_at, transfer_id", args)]
         bodies = [_state_body(tx, tid) for tid in ids]
     out = []
     for b in bodies:
@@ -112,7 +119,10 @@ def stock_levels(db: HqDb, sku: str, store_id: str | None = None) -> list[dict[s
     return [{"store_id": r[0], "name": r[1], "on_hand": int(r[2]), "as_of": r[3]} for r in rows]
 
 
-def store_stock(db: HqDb, store_id: str, sku: str) -> dict[str, Any]:
+def store_stock(db: HqDb, principal: Principal, store_id: str, sku: str) -> dict[str, Any]:
+    require(principal, "stock.read")
+    with db.read() as tx:
+        require_store(tx, principal, store_id)
     rows = stock_levels(db, sku, store_id)
     if not rows:
         raise HqError(404, "no_snapshot", f"HQ holds no stock level of {sku[:64]} at {store_id[:64]}")

@@ -7,7 +7,7 @@ CHECK constraints so no code path can store a negative balance or a negative esc
 
 from __future__ import annotations
 
-from hq_sync.server.storage.db import HqDb
+from hq_sync.server.storage.db import HqDb, Tx
 
 VERSION = 1
 
@@ -295,8 +295,58 @@ CREATE TABLE IF NOT EXISTS hq_digest_checks (
     checked_at TEXT NOT NULL,
     mismatches BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (store_id, day)
+);
+CREATE TABLE IF NOT EXISTS hq_regions (
+    region TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hq_user_regions (
+    username TEXT NOT NULL,
+    region TEXT NOT NULL,
+    PRIMARY KEY (username, region)
+);
+CREATE TABLE IF NOT EXISTS hq_audit (
+    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before_json TEXT,
+    after_json TEXT
+);
+CREATE INDEX IF NOT EXISTS hq_audit_actor ON hq_audit (actor, audit_id);
+CREATE INDEX IF NOT EXISTS hq_audit_action ON hq_audit (action, audit_id);
+CREATE INDEX IF NOT EXISTS hq_audit_target ON hq_audit (target, audit_id);
+CREATE TABLE IF NOT EXISTS hq_quarantine_notes (
+    store_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('resolved')),
+    note TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (store_id, seq)
 )
 """
+
+# Columns added to tables that existing HQ databases already hold: (table, column, definition).
+# create_schema adds each one that is missing, so an HQ made by an older version gains them at start.
+ADDED_COLUMNS = (
+    ("hq_users", "active", "BIGINT NOT NULL DEFAULT 1"),
+    ("hq_users", "display_name", "TEXT NOT NULL DEFAULT ''"),
+    ("hq_users", "created_at", "TEXT"),
+    ("hq_users", "changed_at", "TEXT"),
+    ("hq_stores", "timezone", "TEXT NOT NULL DEFAULT 'Asia/Shanghai'"),
+    ("hq_stores", "address", "TEXT NOT NULL DEFAULT ''"),
+    ("hq_stores", "last_contact", "TEXT"),
+)
+
+
+def _columns(tx: Tx, table: str) -> set[str]:
+    if tx.dialect == "postgresql":
+        return {str(r[0]) for r in tx.all("SELECT column_name FROM information_schema.columns "
+                                          "WHERE table_schema = current_schema() AND table_name = ?", (table,))}
+    return {str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")}
 
 
 def create_schema(db: HqDb) -> None:
@@ -304,5 +354,10 @@ def create_schema(db: HqDb) -> None:
         for statement in db.type_words(SCHEMA).split(";"):
             if statement.strip():
                 tx.run(statement)
+        for table, column, definition in ADDED_COLUMNS:
+            if column not in _columns(tx, table):
+                tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        tx.run("""INSERT INTO hq_regions (region, created_at) SELECT DISTINCT region, '' FROM hq_stores
+                  WHERE region <> '' ON CONFLICT (region) DO NOTHING""")
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))

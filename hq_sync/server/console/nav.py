@@ -1,0 +1,37 @@
+"""The console's pages in menu order, each behind the permission that opens it, and the role names."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hq_sync.server.service.access import allowed
+
+
+def N_(text: str) -> str:
+    """Mark a msgid for extraction; it is translated where it is shown."""
+    return text
+
+
+class NavItem(msgspec.Struct, frozen=True):
+    key: str
+    path: str
+    label: str  # msgid
+    permission: str
+
+
+NAV: list[NavItem] = [
+    NavItem("dashboard", "/hq/ui/dashboard", N_("Chain dashboard"), "dashboard.read"),
+    # the catalog & prices, promotions, members, transfers and reports pages add themselves here
+]
+
+ROLE_NAMES = {
+    "hq_admin": N_("HQ admin"),
+    "hq_operator": N_("HQ operator"),
+    "region_manager": N_("Region manager"),
+    "finance": N_("Finance"),
+    "auditor": N_("Auditor"),
+}
+
+
+def pages_for(role: str) -> list[NavItem]:
+    return [item for item in NAV if allowed(role, item.permission)]

@@ -21,7 +21,10 @@ class NavItem(msgspec.Struct, frozen=True):
 
 NAV: list[NavItem] = [
     NavItem("dashboard", "/hq/ui/dashboard", N_("Chain dashboard"), "dashboard.read"),
+    NavItem("stores", "/hq/ui/stores", N_("Stores"), "stores.read"),
     # the catalog & prices, promotions, members, transfers and reports pages add themselves here
+    NavItem("audit", "/hq/ui/audit", N_("Audit log"), "audit.read"),
+    NavItem("users", "/hq/ui/users", N_("HQ users"), "users.read"),
 ]
 
 ROLE_NAMES = {

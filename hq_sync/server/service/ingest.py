@@ -36,7 +36,10 @@ from hq_sync.protocol import (
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
+from hq_sync.server.service.access import Principal, require, require_store
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import CouponView
+from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.transfers import apply_transfers
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
@@ -240,35 +243,65 @@ def _member_ids(rows: list[tuple[OutRow, Delta | str]]) -> list[str]:
 
 def ingest(db: HqDb, batch: Batch, at: str) -> Ack:
     """Apply a verified batch of `batch.store_id` in one transaction; return the ack."""
-    store_id = batch.store_id
     decoded = decode_rows(batch.rows)
-    seqs = [row.seq for row in batch.rows]
-    member_ids = _member_ids(decoded)
     with db.write() as tx:
-        tx.lock("hq_stores", "store_id", [store_id])
-        srow = tx.one("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?", (store_id,))
-        if srow is None:
-            raise LookupError(store_id)
-        acked, base_seq = int(srow[0]), int(srow[1])
-        held: dict[int, str] = {}
-        if seqs:
-            lo, hi = min(seqs), max(seqs)
-            held = {int(s): str(st) for s, st in tx.all(
-                "SELECT seq, status FROM hq_deltas WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, lo, hi))}
-        _create_members(tx, decoded, at)
-        tx.lock("hq_members", "member_id", member_ids)
-        views = _member_views(tx, store_id, member_ids)
-        sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
-        taken = _taken_sale_ids(tx, sale_ids)
-        codes = sorted({c for _, d in decoded if isinstance(d, SaleDelta) for c in d.coupons})
-        chain = coupon_uses.views(tx, codes) if codes else {}
-        plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
-        _write_plan(tx, store_id, plan, at)
-        coupon_uses.write_uses(tx, plan.coupon_uses)
-        tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? WHERE store_id = ?",
-               (plan.acked, max(batch.head, plan.acked), at, len(plan.sales), store_id))
+        return _apply(tx, batch.store_id, decoded, batch.head, at, from_store=True)
+
+
+def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], head: int, at: str,
+           from_store: bool) -> Ack:
+    seqs = [row.seq for row, _ in decoded]
+    member_ids = _member_ids(decoded)
+    tx.lock("hq_stores", "store_id", [store_id])
+    srow = tx.one("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+    if srow is None:
+        raise LookupError(store_id)
+    acked, base_seq = int(srow[0]), int(srow[1])
+    held: dict[int, str] = {}
+    if seqs:
+        lo, hi = min(seqs), max(seqs)
+        held = {int(s): str(st) for s, st in tx.all(
+            "SELECT seq, status FROM hq_deltas WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, lo, hi))}
+    _create_members(tx, decoded, at)
+    tx.lock("hq_members", "member_id", member_ids)
+    views = _member_views(tx, store_id, member_ids)
+    sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
+    taken = _taken_sale_ids(tx, sale_ids)
+    codes = sorted({c for _, d in decoded if isinstance(d, SaleDelta) for c in d.coupons})
+    chain = coupon_uses.views(tx, codes) if codes else {}
+    plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
+    _write_plan(tx, store_id, plan, at)
+    coupon_uses.write_uses(tx, plan.coupon_uses)
+    if from_store:
+        tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? "
+               "WHERE store_id = ?", (plan.acked, max(head, plan.acked), at, len(plan.sales), store_id))
         coupon_uses.release_stale(tx, store_id, int(time.time()))  # reservations the stream has passed
+    else:
+        tx.run("UPDATE hq_stores SET sales = sales + ? WHERE store_id = ?", (len(plan.sales), store_id))
     return Ack(acked=plan.acked, applied=plan.applied, duplicates=plan.duplicates, quarantined=plan.quarantined)
+
+
+def retry_quarantined(db: HqDb, principal: Principal, store_id: str, seq: int, at: str) -> bool:
+    """Apply a quarantined delta again from the bytes HQ kept (an operator fixed its cause, e.g. a member
+    now known): True if it applied, False if it is quarantined again (with the new reason). Audited."""
+    require(principal, "stores.manage")
+    with db.write() as tx:
+        require_store(tx, principal, store_id)
+        row = tx.one("SELECT kind, ref, day, reason, payload FROM hq_deltas WHERE store_id = ? AND seq = ? "
+                     "AND status = 'quarantined'", (store_id, seq))
+        if row is None:
+            raise HqError(404, "not_quarantined", f"store {store_id[:64]} has no quarantined delta {seq}")
+        kind, ref, day, reason, payload = row
+        out = OutRow(seq, str(kind), str(ref), f"{day}T00:00:00", msgspec.Raw(bytes(payload or b"")))
+        ack = _apply(tx, store_id, decode_rows([out]), 0, at, from_store=False)
+        applied = ack.applied == 1
+        after: dict[str, object] = {"seq": seq, "applied": applied}
+        if not applied:
+            after["reason"] = ack.quarantined[0][1] if ack.quarantined else ""
+        tx.run("DELETE FROM hq_quarantine_notes WHERE store_id = ? AND seq = ?", (store_id, seq))
+        audit(tx, principal, "store.quarantine_retry", f"store:{store_id}",
+              {"seq": seq, "kind": kind, "ref": ref, "reason": reason}, after, at=at)
+    return applied
 
 
 def _create_members(tx: Tx, decoded: list[tuple[OutRow, Delta | str]], at: str) -> None:

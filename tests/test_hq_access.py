@@ -13,8 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import sync_support  # noqa: F401 -- the PostgreSQL fixtures
-from sync_support import hq_db_url, pg_cluster  # noqa: F401
+import sync_support
 
 from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta, delta_encoder
 from hq_sync.server.api.resources import Hq
@@ -25,6 +24,8 @@ from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
 from hq_sync.wire import Batch, OutRow, PairRequest, b64, new_key
 
+hq_db_url = sync_support.hq_db_url
+pg_cluster = sync_support.pg_cluster
 AT = "2026-05-01T10:00:00.000+08:00"
 ADMIN = system_principal("test-admin")
 EAST = Principal("region-east", "region_manager", ("华东 East",))
@@ -32,7 +33,7 @@ AUDITOR = Principal("auditor", "auditor")
 
 
 @pytest.fixture
-def hq(hq_db_url: str) -> Iterator[Hq]:  # noqa: F811
+def hq(hq_db_url: str) -> Iterator[Hq]:
     server = Hq(hq_db_url, demo=True)
     yield server
     server.close()

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 
+import console_support
 import httpx
 import pytest
-from console_support import DEMO_HQ, api, api_token, audit_count, console_login, hq_server, post_form  # noqa: F401
+from console_support import DEMO_HQ, api, api_token, audit_count, console_login, post_form
 from sync_support import HqServer
 
 from hq_sync.server.console.nav import pages_for
 
+hq_server = console_support.hq_server
 MENU = re.compile(r'<nav class="menu".*?</nav>', re.S)
 
 
@@ -70,8 +72,8 @@ def test_region_east_neither_sees_nor_touches_demo_002(hq_server: HqServer) -> N
                                                       "WHERE store_id = 'demo-002'"),
               hq_server.query("SELECT count(*) FROM hq_pair_codes"))
     # forged forms: a valid session and CSRF token (from his own store's page), another region's store
-    forged = [("/hq/ui/stores/demo-002/profile", {"name": "mine now", "region": "华东 East", "timezone": "Asia/Shanghai",
-                                                   "address": "x"}),
+    forged = [("/hq/ui/stores/demo-002/profile", {"name": "mine now", "region": "华东 East",
+                                                   "timezone": "Asia/Shanghai", "address": "x"}),
               ("/hq/ui/stores/demo-002/pair-code", {}),
               ("/hq/ui/stores/demo-002/quarantine/1/resolve", {"note": "x"}),
               ("/hq/ui/stores/demo-002/quarantine/1/retry", {})]

@@ -127,13 +127,13 @@ def test_hq_reservations_are_idempotent_per_sale_and_lapse_once_the_store_has_pa
     with pytest.raises(HqError) as gone:
         coupons.reserve(db, "S1", CouponReserve("C", "sale-3"), "t")
     assert (gone.value.code, gone.value.extra) == ("coupon_used", {"uses": 2})
-    assert coupons.view(db, "C")["uses"] == 2
+    assert coupons.view(db, system_principal(), "C")["uses"] == 2
     # sale-2 never arrives; S2's stream is caught up (acked = head) and the hold has passed: released.
     with db.write() as tx:
         assert coupons.release_stale(tx, "S2", 10**12) == 1
         assert coupons.release_stale(tx, "S1", 0) == 0
     assert coupons.reserve(db, "S1", CouponReserve("C", "sale-3"), "t")["status"] == "reserved"
-    assert [(u["sale_id"], u["status"]) for u in coupons.view(db, "C")["history"]] == [
+    assert [(u["sale_id"], u["status"]) for u in coupons.view(db, system_principal(), "C")["history"]] == [
         ("sale-1", "reserved"), ("sale-2", "released"), ("sale-3", "reserved")]
     # A sale arriving without a reservation is honoured only while uses remain, else refused (quarantined).
     with db.write() as tx:
@@ -156,10 +156,10 @@ def test_redemptions_arriving_through_the_outbox_turn_reservations_into_uses_or_
     coupons.reserve(db, "S1", CouponReserve("C", "sale-1"), "t")
     ack = ingest(db, Batch("S1", 2, [_sale_row(1, "sale-1", ["C"]), _sale_row(2, "sale-2", ["C", "LOCAL"])]), "t")
     assert (ack.acked, ack.applied, ack.quarantined) == (2, 2, [])  # reserved, then one unreserved use left
-    assert sorted((u["sale_id"], u["status"]) for u in coupons.view(db, "C")["history"]) == [
+    assert sorted((u["sale_id"], u["status"]) for u in coupons.view(db, system_principal(), "C")["history"]) == [
         ("sale-1", "redeemed"), ("sale-2", "redeemed")]
     ack = ingest(db, Batch("S2", 1, [_sale_row(1, "sale-9", ["C"])]), "t")
     assert ack.quarantined == [(1, "coupon C: redeemed without HQ's reservation and all 2 uses are gone")]
-    assert coupons.view(db, "C")["uses"] == 2
+    assert coupons.view(db, system_principal(), "C")["uses"] == 2
     again = ingest(db, Batch("S1", 2, [_sale_row(2, "sale-2", ["C"])]), "t")  # a resend changes nothing
-    assert (again.duplicates, coupons.view(db, "C")["uses"]) == (1, 2)
+    assert (again.duplicates, coupons.view(db, system_principal(), "C")["uses"]) == (1, 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,8 +34,8 @@ class CouponIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     code: str
     rule_id: str
     member_id: str | None = None
-    max_uses: int = 1
-    min_spend: int = 0
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 1
+    min_spend: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 0
     starts_at: datetime.datetime | None = None
     expires_at: datetime.datetime | None = None
     store_id: str | None = None  # the store holding its uses (default: a member coupon's home store)

@@ -6,6 +6,8 @@ HQ database made before these tables gains them at start."""
 from __future__ import annotations
 
 import datetime
+import inspect
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -16,9 +18,12 @@ import pytest
 import sync_support
 
 from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta, delta_encoder
+from hq_sync.server.api import admin
+from hq_sync.server.api import users as user_api
 from hq_sync.server.api.resources import Hq
+from hq_sync.server.console.router import PAGES
 from hq_sync.server.service import audit, catalog, dashboard, ingest, members, reports, stores, transfers, users
-from hq_sync.server.service.access import Principal, system_principal, target_stores
+from hq_sync.server.service.access import Principal, permission_table, system_principal, target_stores
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
@@ -235,3 +240,18 @@ def test_an_hq_database_from_before_gains_the_new_tables_and_columns(tmp_path: P
             assert tx.one("SELECT count(*) FROM hq_audit") == (0,)
     finally:
         db.close()
+
+
+def test_every_admin_endpoint_and_console_route_names_a_known_permission() -> None:
+    known = permission_table()
+    public = {"healthz", "login", "me", "logout"}  # me and logout need a token, and no permission
+    for route in [*admin.ROUTES, *user_api.ROUTES]:
+        source = inspect.getsource(route.fn)
+        named = re.findall(r'acting\(request, "([a-z_.]+)"\)', source)
+        if route.fn.__name__ in public:
+            continue
+        assert len(named) == 1 and named[0] in known, route.fn.__name__
+    for module in PAGES:
+        for route in module.ROUTES:
+            opt = route.opt
+            assert opt.get("hq_public") or opt.get("hq_permission") in known, route

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 S = TypeVar("S")
+T = TypeVar("T")
 KEEPALIVE_S = 15.0
 
 
@@ -31,19 +33,25 @@ def live_fragments(
     send_first: bool = True,
     running: Callable[[], bool] = lambda: True,
     keepalive_s: float = KEEPALIVE_S,
+    in_thread: bool = False,
 ) -> ServerSentEvent:
     """`render(previous, now)` gives {element id: outerHTML}; `previous` is None on the first send.
     With `send_first` off, the stream starts from the current state and sends only changes. The stream
-    ends when its login does (expired, or ended by a change to the account)."""
+    ends when its login does (expired, or ended by a change to the account). With `in_thread`, the
+    login check, the signature and the rendering run in a worker thread (HQ's reads may go over the
+    network to PostgreSQL; the event loop must not wait on them)."""
+
+    async def call(fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args) if in_thread else fn(*args)
 
     async def updates() -> AsyncIterator[ServerSentEventMessage]:
-        last: S | None = None if send_first else signature()
+        last: S | None = None if send_first else await call(signature)
         sent_any = not send_first
         quiet_since = time.monotonic()
-        while running() and ui.signed_in():
-            now = signature()
+        while running() and await call(ui.signed_in):
+            now = await call(signature)
             if not sent_any or now != last:
-                fragments = render(last if sent_any else None, now)
+                fragments = await call(render, last if sent_any else None, now)
                 last, sent_any, quiet_since = now, True, time.monotonic()
                 if fragments:
                     yield ServerSentEventMessage(data=msgspec.json.encode(fragments).decode(), event="fragments")

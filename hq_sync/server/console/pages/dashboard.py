@@ -55,7 +55,7 @@ async def dashboard_events(request: Request[Any, Any, Any]) -> ServerSentEvent:
         return {f"dash-{name}": ui.fragment(f"dashboard/_{name}.html", **context) for name in FRAGMENTS}
 
     return live_fragments(ui, lambda: live_signature(ui.hq.db, ui.who), render, poll_s=LIVE_POLL_S,
-                          send_first=False)
+                          send_first=False, in_thread=True)
 
 
 ROUTES = [dashboard_page, dashboard_events]

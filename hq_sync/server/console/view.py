@@ -9,11 +9,13 @@ import datetime
 import gettext
 import time
 import zoneinfo
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import jinja2
 from litestar import Request, Response
 from litestar.datastructures import Cookie
@@ -170,6 +172,18 @@ class ConsoleView:
         key = f"error:{exc.code}"
         text = self._(key)
         return text if text != key else self._("Not done: %(reason)s") % {"reason": exc.message}
+
+    async def act(self, back: str, notice: str, fn: Callable[..., Any], *args: Any) -> Redirect:
+        """Run a service write in a worker thread and go back to `back` with `notice`, or with the
+        refusal in the reader's words. A refusal for role or scope (403: a forged form) is not a
+        notice but the 403 page, raised on."""
+        try:
+            await anyio.to_thread.run_sync(fn, *args)
+        except HqError as exc:
+            if exc.status == 403:
+                raise
+            return self.redirect(back, error=self.problem(exc))
+        return self.redirect(back, notice=notice)
 
     async def form_lists(self) -> dict[str, list[str]]:
         return await read_form_lists(self.request, self.csrf)

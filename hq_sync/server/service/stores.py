@@ -210,11 +210,12 @@ def list_stores(db: HqDb, principal: Principal) -> list[dict[str, Any]]:
                                       WHERE q.store_id = d.store_id AND q.seq = d.seq)),
                                  (SELECT count(*) FROM hq_digest_checks c WHERE c.store_id = s.store_id
                                     AND c.status = 'mismatch'),
-                                 s.timezone, s.address
+                                 s.timezone, s.address, s.last_contact
                           FROM hq_stores s WHERE {where} ORDER BY s.store_id""", args)
     return [{"store_id": r[0], "name": r[1], "region": r[2], "acked_seq": int(r[3]),
              "lag": max(0, int(r[4]) - int(r[3])), "last_seen": r[5], "sales": int(r[6]), "paired": r[7] is not None,
-             "quarantined": int(r[8]), "digest_mismatches": int(r[9]), "timezone": r[10], "address": r[11]}
+             "quarantined": int(r[8]), "digest_mismatches": int(r[9]), "timezone": r[10], "address": r[11],
+             "last_contact": r[12]}
             for r in rows]
 
 

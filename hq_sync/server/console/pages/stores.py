@@ -51,14 +51,13 @@ async def profile_submit(request: Request[Any, Any, Any], store_id: str) -> Resp
     ui = ConsoleView(request)
     form = await ui.form()
     fields = {key: form.get(key, "")[:MAX_TEXT].strip() for key in ("name", "region", "timezone", "address")}
+    back = f"/hq/ui/stores/{store_id}"
     try:
-        profile = stores.StoreProfile(**{k: v for k, v in fields.items() if v or k == "address"})
-        await in_thread(stores.update_profile, ui.hq.db, ui.who, store_id, _checked(profile), now_text())
+        profile = _checked(stores.StoreProfile(**{k: v for k, v in fields.items() if v or k == "address"}))
     except HqError as exc:
-        if exc.code == "out_of_scope":
-            raise
-        return ui.redirect(f"/hq/ui/stores/{store_id}", error=ui.problem(exc))
-    return ui.redirect(f"/hq/ui/stores/{store_id}", notice=ui._("The store's profile is saved."))
+        return ui.redirect(back, error=ui.problem(exc))
+    return await ui.act(back, ui._("The store's profile is saved."), stores.update_profile, ui.hq.db, ui.who,
+                        store_id, profile, now_text())
 
 
 def _checked(profile: stores.StoreProfile) -> stores.StoreProfile:
@@ -73,14 +72,9 @@ def _checked(profile: stores.StoreProfile) -> stores.StoreProfile:
 async def resolve_submit(request: Request[Any, Any, Any], store_id: str, seq: Seq) -> Redirect:
     ui = ConsoleView(request)
     form = await ui.form()
-    try:
-        await in_thread(stores.resolve_quarantined, ui.hq.db, ui.who, store_id, seq,
+    return await ui.act(f"/hq/ui/stores/{store_id}", ui._("Delta %(seq)s is marked resolved.") % {"seq": seq},
+                        stores.resolve_quarantined, ui.hq.db, ui.who, store_id, seq,
                         form.get("note", "")[:500].strip(), now_text())
-    except HqError as exc:
-        if exc.code == "out_of_scope":
-            raise
-        return ui.redirect(f"/hq/ui/stores/{store_id}", error=ui.problem(exc))
-    return ui.redirect(f"/hq/ui/stores/{store_id}", notice=ui._("Delta %(seq)s is marked resolved.") % {"seq": seq})
 
 
 @post("/hq/ui/stores/{store_id:str}/quarantine/{seq:int}/retry", opt=page("stores.manage"))
@@ -90,7 +84,7 @@ async def retry_submit(request: Request[Any, Any, Any], store_id: str, seq: Seq)
     try:
         applied = await in_thread(ingest.retry_quarantined, ui.hq.db, ui.who, store_id, seq, now_text())
     except HqError as exc:
-        if exc.code == "out_of_scope":
+        if exc.status == 403:
             raise
         return ui.redirect(f"/hq/ui/stores/{store_id}", error=ui.problem(exc))
     if applied:
@@ -118,7 +112,7 @@ async def new_store_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         code = await in_thread(stores.make_pair_code, ui.hq.db, ui.who, store_id)
     except HqError as exc:
-        if exc.code == "out_of_scope":
+        if exc.status == 403:
             raise
         return ui.redirect("/hq/ui/stores", error=ui.problem(exc))
     shown: Response[str] = await in_thread(lambda: _detail(ui, store_id, pair_code=code))

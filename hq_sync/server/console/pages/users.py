@@ -9,7 +9,6 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
-from hq_sync.server.api.support import in_thread
 from hq_sync.server.console.session import page
 from hq_sync.server.console.view import ConsoleView
 from hq_sync.server.service import users
@@ -45,14 +44,6 @@ def _decoded(data: dict[str, Any], type_: type[Any]) -> Any:
         raise HqError(422, "invalid_field", str(exc)) from None
 
 
-async def _act(ui: ConsoleView, back: str, notice: str, fn: Any, *args: Any) -> Redirect:
-    try:
-        await in_thread(fn, *args)
-    except HqError as exc:
-        return ui.redirect(back, error=ui.problem(exc))
-    return ui.redirect(back, notice=notice)
-
-
 @post("/hq/ui/users", opt=page("users.manage"))
 async def create_submit(request: Request[Any, Any, Any]) -> Redirect:
     ui = ConsoleView(request)
@@ -64,7 +55,7 @@ async def create_submit(request: Request[Any, Any, Any]) -> Redirect:
                         "regions": [r[:MAX_TEXT] for r in form.get("regions", [])]}, users.UserIn)
     except HqError as exc:
         return ui.redirect("/hq/ui/users", error=ui.problem(exc))
-    return await _act(ui, f"/hq/ui/users/{req.username}" if users.USERNAME.fullmatch(req.username) else "/hq/ui/users",
+    return await ui.act(f"/hq/ui/users/{req.username}" if users.USERNAME.fullmatch(req.username) else "/hq/ui/users",
                       ui._("User %(name)s is created.") % {"name": req.username},
                       users.create_user, ui.hq.db, ui.who, req, now_text())
 
@@ -79,7 +70,7 @@ async def role_submit(request: Request[Any, Any, Any], username: str) -> Redirec
                         "regions": [r[:MAX_TEXT] for r in form.get("regions", [])]}, users.RoleIn)
     except HqError as exc:
         return ui.redirect(back, error=ui.problem(exc))
-    return await _act(ui, back, ui._("The role is changed; the user's logins have ended."),
+    return await ui.act(back, ui._("The role is changed; the user's logins have ended."),
                       users.set_role, ui.hq.db, ui.who, username, req, now_text())
 
 
@@ -92,7 +83,7 @@ async def password_submit(request: Request[Any, Any, Any], username: str) -> Red
         req = _decoded({"password": form.get("password", "")[:MAX_TEXT]}, users.PasswordIn)
     except HqError:
         return ui.redirect(back, error=ui._("A password has 8 to 128 characters."))
-    return await _act(ui, back, ui._("The password is reset; the user's logins have ended."),
+    return await ui.act(back, ui._("The password is reset; the user's logins have ended."),
                       users.reset_password, ui.hq.db, ui.who, username, req, now_text())
 
 
@@ -100,7 +91,7 @@ async def password_submit(request: Request[Any, Any, Any], username: str) -> Red
 async def deactivate_submit(request: Request[Any, Any, Any], username: str) -> Redirect:
     ui = ConsoleView(request)
     await ui.form()
-    return await _act(ui, f"/hq/ui/users/{username}", ui._("The user is deactivated; his logins have ended."),
+    return await ui.act(f"/hq/ui/users/{username}", ui._("The user is deactivated; his logins have ended."),
                       users.set_active, ui.hq.db, ui.who, username, False, now_text())
 
 
@@ -108,7 +99,7 @@ async def deactivate_submit(request: Request[Any, Any, Any], username: str) -> R
 async def activate_submit(request: Request[Any, Any, Any], username: str) -> Redirect:
     ui = ConsoleView(request)
     await ui.form()
-    return await _act(ui, f"/hq/ui/users/{username}", ui._("The user is active again."),
+    return await ui.act(f"/hq/ui/users/{username}", ui._("The user is active again."),
                       users.set_active, ui.hq.db, ui.who, username, True, now_text())
 
 

@@ -105,6 +105,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from hq_sync.bench import run_sync_bench
 
         return run_sync_bench(args)
+    if args.kind == "spend":  # the cross-store spend that must reclaim first (hq_sync/bench.py)
+        from hq_sync.bench import run_spend_bench
+
+        return run_spend_bench(args)
     if args.kind == "devices":  # frame -> till latency and 200 devices' load (devices/bench.py)
         from devices.bench import run_devices_bench
 
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pexpire.set_defaults(fn=cmd_points_expire)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "devices", "ui"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)

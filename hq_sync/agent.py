@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
+from edge.errors import ApiError
 from edge.members import ledger as member_ledger
 from hq_sync import hub_state
 from hq_sync.wire import (
@@ -175,6 +176,7 @@ class SyncAgent:
         self._mismatch: tuple[list[str], int] = ([], 0)  # the days that last differed, and for how many checks
         self._stopping = False
         self._pairing = asyncio.Lock()
+        self._push_now = asyncio.Event()  # set when a release waits in the outbox: push without idling
 
     # -- lifecycle
     async def start(self) -> None:
@@ -293,13 +295,21 @@ class SyncAgent:
                 if not sent:
                     if time.monotonic() >= self._next_digest:
                         await self._check_digests(state)
-                    await asyncio.sleep(self.settings.idle_s)
+                    await self._idle()
             except (httpx.HTTPError, ValueError, KeyError, msgspec.DecodeError) as exc:
                 self.online = False
                 synced = False
                 failures += 1
                 log.info("sync push failed (%s: %s); retrying", type(exc).__name__, exc)
                 await self._backoff(failures)
+
+    async def _idle(self) -> None:
+        """Sleep `idle_s`, or less when something must go up at once (a release HQ is waiting for)."""
+        try:
+            await asyncio.wait_for(self._push_now.wait(), self.settings.idle_s)
+        except TimeoutError:
+            pass
+        self._push_now.clear()
 
     async def _push_once(self, state: hub_state.SyncState) -> bool:
         """Send one batch; False if there was nothing to send."""
@@ -379,6 +389,8 @@ class SyncAgent:
                     continue
                 at = self._stamp()
                 outcome = await self.hub.db.write(_apply_feed(page, at))
+                if outcome.reclaimed:
+                    self._push_now.set()  # an authorisation at another store waits for this release
                 if any(problem != "replayed" for _, problem in outcome.refused):
                     await asyncio.sleep(self.settings.backoff_max_s)  # refused entries: alerted; do not spin
             except (httpx.HTTPError, ValueError, msgspec.DecodeError) as exc:
@@ -432,46 +444,98 @@ class SyncAgent:
         return resp.json()
 
     # -- online spends
-    async def authorize(self, member_id: str, ledger: str, needed: int, request_id: str) -> EscrowGrant | None:
+    async def authorize(self, member_id: str, ledger: str, needed: int, request_id: str) -> SpendCheck:
         """Ask HQ for the escrow a spend lacks (short timeout); apply the grant before the sale commits.
-        Offline or refused, nothing happens: the sale then spends only what the hub holds."""
-        if needed <= 0 or not self.online:
-            return None
+        The answer says what a refusal at the till must be called: HQ unreachable → `offline`;
+        HQ's `held_elsewhere` → `held_elsewhere`; otherwise the plain local refusal."""
+        if needed <= 0:
+            return SpendCheck(ledger)
         state = await self._state()
         if state is None:
-            return None
+            return SpendCheck(ledger)
         points, balance = await self._read(member_ledger.balances, member_id)
         short = needed - (balance if ledger == "value" else points)
         if short <= 0:
-            return None
-        body = msgspec.json.encode(AuthorizeRequest(request_id=f"{request_id}:{ledger}", member_id=member_id,
-                                                    ledger=ledger, amount=short))  # type: ignore[arg-type]
+            return SpendCheck(ledger)
+        if not self.online:
+            return SpendCheck(ledger, "offline")
+        timeout = self.settings.authorize_timeout_s
+        body = msgspec.json.encode(AuthorizeRequest(
+            request_id=f"{request_id}:{ledger}", member_id=member_id, ledger=ledger,  # type: ignore[arg-type]
+            amount=short, wait_ms=max(0, int((timeout - AUTHORIZE_MARGIN_S) * 1000))))
         try:
             resp = await self._request(state, "POST", "/hq/v1/sync/authorize", body=body,
-                                       headers={"Content-Type": "application/json"},
-                                       timeout=self.settings.authorize_timeout_s)
+                                       headers={"Content-Type": "application/json"}, timeout=timeout)
         except httpx.HTTPError as exc:
             log.info("HQ authorisation for %s failed (%s); spending from escrow only", member_id, exc)
-            return None
-        if resp.status_code != 200:
-            return None
-        grant = msgspec.json.decode(resp.content, type=EscrowGrant)
-        at = self._stamp()
-        await self.hub.db.write(lambda conn: hub_state.apply_grant(conn, grant, at))
-        return grant
+            return SpendCheck(ledger, "offline")
+        if resp.status_code == 200:
+            grant = msgspec.json.decode(resp.content, type=EscrowGrant)
+            at = self._stamp()
+            await self.hub.db.write(lambda conn: hub_state.apply_grant(conn, grant, at))
+            return SpendCheck(ledger, "granted")
+        if resp.status_code >= 500:
+            return SpendCheck(ledger, "offline")  # HQ did not really answer
+        try:
+            answer = msgspec.json.decode(resp.content, type=_Refusal)
+        except msgspec.DecodeError:
+            return SpendCheck(ledger)
+        if answer.code == "held_elsewhere":
+            return SpendCheck(ledger, "held_elsewhere", hq_available=answer.available)
+        return SpendCheck(ledger)
 
 
-async def authorize_tenders(app_state: Any, member_id: str | None, tenders: list[Any], request_id: str) -> None:
-    """Called by the sale route before it commits: online, get HQ's grant for what the hub's escrow
-    lacks. A no-op without an HQ (the local ledger is the truth) and when offline."""
+AUTHORIZE_MARGIN_S = 0.3  # HQ stops waiting for releases this long before the store stops waiting for HQ
+
+
+class _Refusal(msgspec.Struct):
+    code: str = ""
+    available: int = 0
+
+
+class SpendCheck(msgspec.Struct):
+    """What asking HQ for a spend's missing escrow came to, per ledger: `local` (nothing to ask, or HQ
+    refused because the chain-wide holdings are short), `granted`, `offline` (HQ unreachable or not
+    answering in time) or `held_elsewhere` (HQ has `hq_available` unallocated; the rest sits at a
+    store that did not release it in time)."""
+
+    ledger: str
+    outcome: str = "local"
+    hq_available: int = 0
+
+
+async def authorize_tenders(app_state: Any, member_id: str | None, tenders: list[Any],
+                            request_id: str) -> list[SpendCheck]:
+    """Called by the sale and exchange routes before they commit: online, get HQ's grant for what the
+    hub's escrow lacks. A no-op without an HQ (the local ledger is the truth)."""
     agent: SyncAgent | None = getattr(app_state, "sync", None)
     if agent is None or member_id is None:
-        return
+        return []
     value = sum(t.amount for t in tenders if t.method == "stored_value")
     points = sum(t.amount for t in tenders if t.method == "points")
-    for ledger, amount in (("value", value), ("points", points)):
-        if amount:
-            await agent.authorize(member_id, ledger, amount, request_id)
+    return [await agent.authorize(member_id, ledger, amount, request_id)
+            for ledger, amount in (("value", value), ("points", points)) if amount]
+
+
+def spend_refusal(checks: list[SpendCheck], exc: ApiError) -> ApiError:
+    """The refusal a till sees when the local escrow could not cover a spend (`exc`, the checkout's
+    402 `insufficient_*` with `available`): `offline_limit` with `available_here` when HQ could not be
+    asked, `held_elsewhere` when HQ says the money sits at a store that did not release it in time;
+    otherwise `exc` itself (HQ agreed the chain-wide holdings are short, or the hub is standalone)."""
+    if exc.status != 402 or exc.code not in ("insufficient_balance", "insufficient_points"):
+        return exc
+    ledger = "value" if exc.code == "insufficient_balance" else "points"
+    check = next((c for c in checks if c.ledger == ledger), None)
+    here = int(exc.extra.get("available", 0))
+    unit = "fen" if ledger == "value" else "points"
+    if check is not None and check.outcome == "offline":
+        return ApiError(402, "offline_limit", f"HQ cannot be reached and this store may spend only {here} {unit} "
+                        "of the member's holdings", available_here=here, available=here, ledger=ledger)
+    if check is not None and check.outcome == "held_elsewhere":
+        return ApiError(402, "held_elsewhere", "the member's money is held by another store that did not release "
+                        f"it in time; {here + check.hq_available} {unit} can be spent now", available_here=here,
+                        available=here + check.hq_available, ledger=ledger)
+    return exc
 
 
 @asynccontextmanager

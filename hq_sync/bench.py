@@ -53,12 +53,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start_hq(db_url: str, root: Path, demo: bool) -> tuple[subprocess.Popen[bytes], str]:
+def _start_hq(db_url: str, root: Path, demo: bool,
+              extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     args = [sys.executable, "-m", "edge.cli", "hq", "serve", "--db", db_url, "--port", str(port), "--host",
             "127.0.0.1", "--log-level", "warning"] + (["--demo"] if demo else [])
     log = (root / f"hq-{port}.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_env())
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**_env(), **(extra_env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -336,6 +337,185 @@ class _Pg:
             self._run([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"])
         except (RuntimeError, subprocess.TimeoutExpired):
             pass
+
+
+# -- spend: the cross-store authorisation that must reclaim first ---------------------------------------------
+
+SPEND_TARGET_P99_MS = 300.0
+
+
+def _start_hub(data: Path, root: Path, hq_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`backroom serve --hq` on a seeded data directory, with the agent's default settings."""
+    port = _free_port()
+    args = [sys.executable, "-m", "edge.cli", "serve", "--data", str(data), "--port", str(port), "--mqtt-port",
+            str(_free_port()), "--hq", hq_url, "--log-level", "warning"]
+    log = (root / f"hub-{port}.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_env())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited {proc.returncode}; see {log.name}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("serve did not start")
+
+
+def _hub_value(data: Path, member_id: str) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{data / 'hub.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT balance FROM member_balance WHERE member_id = ?", (member_id,)).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, int(-(-q * len(ordered) // 1)) - 1))], 1)
+
+    return {"n": len(ordered), "p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": round(ordered[-1], 1)}
+
+
+def bench_spend(root: Path, authorizations: int, sales: int) -> dict[str, Any]:
+    """A real HQ (SQLite, no proactive policy, so every spend at B must reclaim) and two real hubs.
+    Each member's whole balance is escrowed to store A; store B then asks for 100 fen at a time with
+    the hub's own signed `POST /hq/v1/sync/authorize` — HQ reclaims from A, A's agent releases at once,
+    HQ grants B — and, for whole sales, the till's `POST /api/v1/sales` at B paid with stored value."""
+    import logging
+    import sqlite3
+
+    from hq_sync.wire import AuthorizeRequest, sign_request
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    hq, hq_url = _start_hq(str(root / "hq-spend.sqlite3"), root, True, {
+        "BACKROOM_HQ_ESCROW_HOME_SHARE_PCT": "0", "BACKROOM_HQ_ESCROW_SHOP_SHARE_PCT": "0"})
+    procs = [hq]
+    try:
+        data = {s: root / f"spend-{s}" for s in ("demo-001", "demo-002")}
+        urls = {}
+        for store, path in data.items():
+            _seed_hub(path, store)
+            proc, urls[store] = _start_hub(path, root, hq_url)
+            procs.append(proc)
+
+        def paired(path: Path) -> bool:
+            conn = sqlite3.connect(f"file:{path / 'hub.sqlite3'}?mode=ro", uri=True, timeout=10)
+            try:
+                return conn.execute("SELECT feed_cursor FROM sync_state").fetchone() not in (None, (0,))
+            finally:
+                conn.close()
+
+        _wait(lambda: all(paired(p) for p in data.values()), 60, "both stores paired")
+        token = httpx.post(hq_url + "/hq/v1/auth/login", json={"username": "hq", "password": "hq-demo"}).json()["token"]
+        admin = httpx.Client(base_url=hq_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        members = []
+        for n in range(1, 51):
+            member_id = f"M{n:06d}"
+            view = admin.get(f"/hq/v1/members/{member_id}")
+            if view.status_code == 200 and view.json()["unallocated_balance"] >= 5000:
+                members.append((member_id, int(view.json()["unallocated_balance"])))
+        if len(members) < 4:
+            raise RuntimeError("the demo HQ has too few members with a balance")
+        for member_id, free in members:  # every member's money sits at A
+            assert admin.post(f"/hq/v1/members/{member_id}/escrow",
+                              json={"store_id": "demo-001", "amount": free}).status_code == 201
+        for member_id, free in members:
+            _wait(lambda m=member_id, f=free: _hub_value(data["demo-001"], m) == f, 30, "A's escrow")
+
+        conn = sqlite3.connect(f"file:{data['demo-002'] / 'hub.sqlite3'}?mode=ro", uri=True)
+        key = bytes(conn.execute("SELECT private_key FROM sync_state").fetchone()[0])
+        conn.close()
+        half = max(2, len(members) // 2)
+        auth_members, sale_members = members[:half], members[half:]
+        timings: list[float] = []
+        refused: dict[str, int] = {}
+        with httpx.Client(timeout=5) as client:
+            for i in range(authorizations + 5):
+                member_id = auth_members[i % len(auth_members)][0]
+                body = msgspec.json.encode(AuthorizeRequest(request_id=f"bench-{uuid.uuid4()}", member_id=member_id,
+                                                            ledger="value", amount=100, wait_ms=1200))
+                target = "/hq/v1/sync/authorize"
+                headers = {**sign_request(key, "demo-002", "POST", target, int(time.time()), body),
+                           "Content-Type": "application/json"}
+                start = time.perf_counter()
+                resp = client.post(hq_url + target, content=body, headers=headers)
+                elapsed = (time.perf_counter() - start) * 1000
+                if resp.status_code != 200:
+                    code = resp.json().get("code", str(resp.status_code))
+                    refused[code] = refused.get(code, 0) + 1
+                elif i >= 5:  # the first few warm the connections up
+                    timings.append(elapsed)
+            login = client.post(urls["demo-002"] + "/api/v1/auth/login",
+                                json={"username": "cashier", "pin": "1234", "till_id": "T1"}).json()
+            till = {"Authorization": f"Bearer {login['token']}"}
+            sale_ms: list[float] = []
+            for i in range(sales):
+                member_id = sale_members[i % len(sale_members)][0]
+                lines = [{"sku": "SKU00027", "qty": 1}]
+                total = client.post(urls["demo-002"] + "/api/v1/quote", headers=till,
+                                    json={"lines": lines, "member_id": member_id}).json()["total"]
+                sale = {"sale_id": str(uuid.uuid4()), "till_id": "T1", "lines": lines, "member_id": member_id,
+                        "tenders": [{"method": "stored_value", "amount": total}]}
+                start = time.perf_counter()
+                resp = client.post(urls["demo-002"] + "/api/v1/sales", headers=till, json=sale)
+                elapsed = (time.perf_counter() - start) * 1000
+                if resp.status_code != 201:
+                    code = resp.json().get("code", str(resp.status_code))
+                    refused[f"sale_{code}"] = refused.get(f"sale_{code}", 0) + 1
+                else:
+                    sale_ms.append(elapsed)
+        hq_conn = sqlite3.connect(f"file:{root / 'hq-spend.sqlite3'}?mode=ro", uri=True, timeout=10)
+        try:  # every authorisation and sale had to take the money back from A first
+            reclaims = hq_conn.execute("SELECT count(*), count(released) FROM hq_reclaims "
+                                       "WHERE store_id = 'demo-001'").fetchone()
+        finally:
+            hq_conn.close()
+        return {"members": len(members), "authorize": _percentiles(timings) if timings else {},
+                "sale": _percentiles(sale_ms) if sale_ms else {}, "refused": refused,
+                "reclaims": int(reclaims[0]), "released": int(reclaims[1])}
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+def run_spend_bench(args: argparse.Namespace) -> int:
+    """`backroom bench spend`: p50/p99 of the cross-store authorisation that must reclaim first."""
+    scale = float(os.environ.get("BACKROOM_BENCH_SCALE") or 1.0)
+    root = Path(tempfile.mkdtemp(prefix="backroom-bench-spend-"))
+    os.chmod(root, 0o755)
+    figures: dict[str, Any] = {"bench": "spend", "scale": scale, "cpus": os.cpu_count()}
+    try:
+        result = bench_spend(root, max(20, int(200 * scale)), max(10, int(60 * scale)))
+        _say(args, f"spend: {result}")
+        figures.update(result)
+        figures["authorize_p50_ms"] = result["authorize"].get("p50_ms")
+        figures["authorize_p99_ms"] = result["authorize"].get("p99_ms")
+        figures["sale_p99_ms"] = result["sale"].get("p99_ms")
+        figures["target_p99_ms"] = SPEND_TARGET_P99_MS
+        figures["meets"] = (figures["authorize_p99_ms"] or 1e9) <= SPEND_TARGET_P99_MS
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
 
 
 def run_sync_bench(args: argparse.Namespace) -> int:

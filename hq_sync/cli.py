@@ -18,10 +18,17 @@ def _db_url(args: argparse.Namespace) -> str:
 
 
 def cmd_hq_serve(args: argparse.Namespace) -> int:
+    import msgspec
     import uvicorn
 
     from hq_sync.server.api.app import create_hq_app
+    from hq_sync.server.service.escrow import EscrowPolicy
 
+    try:
+        EscrowPolicy.from_env()  # a typo in BACKROOM_HQ_ESCROW_* fails here, not in the app's start-up
+    except msgspec.ValidationError as exc:
+        print(f"bad escrow policy (BACKROOM_HQ_ESCROW_*): {exc}", file=sys.stderr)
+        return 2
     port = args.port or int(os.environ.get("BACKROOM_HQ_PORT") or DEFAULT_HQ_PORT)
     uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)

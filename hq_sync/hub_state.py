@@ -194,6 +194,7 @@ def clear_alerts(conn: sqlite3.Connection, kind: str, at: str) -> None:
 class FeedOutcome(msgspec.Struct):
     applied: int = 0
     refused: list[tuple[int, str]] = []
+    reclaimed: int = 0  # reclaim entries applied: their release deltas wait in the outbox (push them now)
 
 
 def apply_feed(conn: sqlite3.Connection, entries: list[FeedEntry], head: int, now: str) -> FeedOutcome:
@@ -218,6 +219,8 @@ def apply_feed(conn: sqlite3.Connection, entries: list[FeedEntry], head: int, no
             add_alert(conn, "feed_unreadable", str(entry.seq), str(exc), now)
         else:
             apply_body(conn, body, entry.seq, state.store_id, now)
+            if isinstance(body, EscrowReclaim):
+                out.reclaimed += 1
         cursor = entry.seq
         out.applied += 1
     conn.execute("UPDATE sync_state SET feed_cursor = ?, feed_head = max(feed_head, ?), last_pull_at = ? "

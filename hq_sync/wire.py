@@ -17,11 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from msgspec import Meta
 
 _zstd: Any
 try:  # zstd is smaller and faster; zlib keeps a hub without the wheel working
@@ -319,6 +320,9 @@ class AuthorizeRequest(msgspec.Struct, frozen=True):
     member_id: str
     ledger: Ledger
     amount: int
+    # How long the store will wait for the answer, so HQ's wait for other stores' releases ends first
+    # (None: HQ's own bound, `BACKROOM_HQ_ESCROW_AUTHORIZE_WAIT_S`).
+    wait_ms: Annotated[int, Meta(ge=0, le=60_000)] | None = None
 
 
 class CouponReserve(msgspec.Struct, frozen=True):

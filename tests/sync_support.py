@@ -45,6 +45,9 @@ def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> 
                           timeout=timeout, env=env or clean_env())
 
 
+# An HQ whose escrow policy makes no grants of its own (tests that count escrow exactly).
+NO_POLICY = {"home_share_pct": "0", "shop_share_pct": "0"}
+
 # Sync settings for tests that wait on HQ round trips (HQ's feed, the stock reports).
 FAST = {"idle_s": "0.05", "long_poll_s": "5", "digest_interval_s": "1", "backoff_max_s": "0.5",
         "stock_report_s": "0.3"}
@@ -154,11 +157,15 @@ class Proc:
 
 
 class HqServer(Proc):
-    def __init__(self, db_url: str, root: Path, demo: bool = True, port: int | None = None) -> None:
+    """`backroom hq serve`; `escrow` sets the escrow policy (`BACKROOM_HQ_ESCROW_<FIELD>`, docs/sync.md)."""
+
+    def __init__(self, db_url: str, root: Path, demo: bool = True, port: int | None = None,
+                 escrow: dict[str, str] | None = None) -> None:
         self.db_url = db_url
         port = port or free_port()
         args = ["hq", "serve", "--db", db_url, "--port", str(port), "--host", "127.0.0.1", "--log-level", "warning"]
-        super().__init__(args + (["--demo"] if demo else []), port, root / f"hq-{port}.log")
+        env = clean_env(**{f"BACKROOM_HQ_ESCROW_{k.upper()}": str(v) for k, v in (escrow or {}).items()})
+        super().__init__(args + (["--demo"] if demo else []), port, root / f"hq-{port}.log", env)
         self._token: str | None = None
 
     def admin(self) -> httpx.Client:

@@ -3,6 +3,8 @@ pairing codes, exactly-once ingest, quarantine, escrow grants and reclaims, the 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +17,7 @@ from hq_sync.server.api.resources import Hq
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.digests import check_digests
 from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.escrow import EscrowPolicy, run_policy
 from hq_sync.server.service.feed import read_feed
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.members import authorize, grant, member_view
@@ -173,10 +176,12 @@ def test_online_authorisation_grants_from_unallocated_balance_and_reclaims_from_
     assert (g.member_id, g.ledger, g.amount) == ("M000001", "value", 15000)
     again = authorize(hq.db, hq.private_key, "demo-001", AuthorizeRequest("sale-1", "M000001", "value", 15000), AT)
     assert again.grant_id == g.grant_id  # a retried authorisation is the same grant
-    with pytest.raises(HqError) as short:
+    # The money exists (5000 unallocated + 15000 at demo-001) but demo-001 does not release it within
+    # the (here zero) wait: never "insufficient", but held elsewhere.
+    with pytest.raises(HqError) as held:
         authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-2", "M000001", "value", 10000), AT)
-    assert (short.value.status, short.value.code, short.value.extra) == (402, "insufficient_balance",
-                                                                         {"available": 5000})
+    assert (held.value.status, held.value.code, held.value.extra) == (
+        402, "held_elsewhere", {"available": 5000, "held_elsewhere": 15000, "ledger": "value"})
     # demo-001 is asked for the 5000 demo-002 lacks, on its feed, signed by HQ.
     page = read_feed(hq.db, "demo-001", 0, 500)
     reclaims = [feed_body_decoder.decode(e.body) for e in page.entries if e.store == "demo-001"]
@@ -192,6 +197,144 @@ def test_online_authorisation_grants_from_unallocated_balance_and_reclaims_from_
     view = member_view(hq.db, ADMIN, "M000001")
     assert (view["balance"], view["unallocated_balance"]) == (20000, 0)
     assert {s: h["value"] for s, h in view["escrow"].items()} == {"demo-001": 10000, "demo-002": 10000}
+    # Beyond the chain-wide holdings (what demo-002 may get at most is 10000 held at demo-001): insufficient.
+    with pytest.raises(HqError) as short:
+        authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-3", "M000001", "value", 10001), AT)
+    assert (short.value.status, short.value.code, short.value.extra) == (402, "insufficient_balance",
+                                                                         {"available": 0})
+    with pytest.raises(HqError) as points:
+        authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-4", "M000001", "points", 10**9), AT)
+    assert (points.value.status, points.value.code) == (402, "insufficient_points")
+
+
+def _release_when_asked(hq: Hq, store_id: str, member_id: str, seq: int, give: int | None = None) -> threading.Thread:
+    """A store that answers HQ's reclaim from another thread, as a hub's feed and push loops do: it reads
+    its feed until the reclaim shows up, then pushes the release (all that was asked, or `give`)."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            page = read_feed(hq.db, store_id, 0, 500)
+            asks = [b for e in page.entries if isinstance(b := feed_body_decoder.decode(e.body), EscrowReclaim)
+                    and b.member_id == member_id]
+            if asks:
+                release = EscrowReleaseDelta(request_id=asks[-1].request_id, member_id=member_id,
+                                             ledger=asks[-1].ledger, amount=asks[-1].amount if give is None else give,
+                                             at=AT)
+                ingest(hq.db, Batch(store_id=store_id, head=seq, rows=[
+                    OutRow(seq, "release", release.request_id, AT, msgspec.Raw(delta_encoder.encode(release)))]),
+                    AT, releases=hq.releases)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_authorisation_that_must_reclaim_waits_for_the_release_and_grants_in_one_call(hq: Hq) -> None:
+    _pair(hq, "demo-001")
+    _pair(hq, "demo-002")
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "demo-001", "value", 20000, AT)  # all of it held at demo-001
+    woken: list[bool] = []
+    ready = threading.Event()
+
+    def watcher() -> None:  # a third thread waiting on the same member: the ingest's notify reaches it
+        with hq.releases.watch("M000001"):
+            seen = hq.releases.version("M000001")
+            ready.set()
+            woken.append(hq.releases.wait("M000001", seen, 10.0))
+
+    watching = threading.Thread(target=watcher, daemon=True)
+    watching.start()
+    assert ready.wait(10)
+    store = _release_when_asked(hq, "demo-001", "M000001", 1)
+    g = authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-1", "M000001", "value", 6640), AT,
+                  releases=hq.releases, wait_s=10.0)
+    store.join(10)
+    watching.join(10)
+    assert woken == [True]  # woken by the release, not by the timeout
+    assert (g.member_id, g.ledger, g.amount) == ("M000001", "value", 6640)
+    view = member_view(hq.db, ADMIN, "M000001")
+    assert {s: h["value"] for s, h in view["escrow"].items()} == {"demo-001": 20000 - 6640, "demo-002": 6640}
+    assert view["unallocated_balance"] == 0
+
+
+def test_a_store_that_releases_less_than_asked_because_it_spent_it_makes_the_answer_insufficient(hq: Hq) -> None:
+    _pair(hq, "demo-001")
+    _pair(hq, "demo-002")
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "demo-001", "value", 20000, AT)
+    # demo-001 spent 19000 offline (its sale reaches HQ first), then releases the 1000 it has left.
+    assert _push(hq, "demo-001", [_sale(1, "M000001", value_spent=19000, total=19000)])[:2] == (1, 1)
+    with pytest.raises(HqError) as short:
+        authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-2", "M000001", "value", 1500), AT,
+                  releases=hq.releases, wait_s=10.0)
+    assert (short.value.code, short.value.extra) == ("insufficient_balance", {"available": 0})
+    store = _release_when_asked(hq, "demo-001", "M000001", 2, give=1000)
+    g = authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-3", "M000001", "value", 1000), AT,
+                  releases=hq.releases, wait_s=10.0)
+    store.join(10)
+    assert g.amount == 1000
+    view = member_view(hq.db, ADMIN, "M000001")
+    assert (view["balance"], view["unallocated_balance"], view["escrow"]) == (1000, 0, {"demo-002": {"value": 1000,
+                                                                                                  "points": 0}})
+
+
+def test_a_store_that_does_not_answer_its_reclaim_is_passed_over_for_one_that_can(hq: Hq) -> None:
+    _pair(hq, "demo-001")
+    _pair(hq, "demo-002")
+    _, key = new_key()
+    pair(hq.db, PairRequest(store_id="store-3", public_key=b64(key), outbox_head=0,
+                            code=make_pair_code(hq.db, ADMIN, "store-3")), hq.private_key, hq.public_key, hq.demo, AT)
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "demo-001", "value", 12000, AT)
+    grant(hq.db, ADMIN, hq.private_key, "M000001", "store-3", "value", 8000, AT)
+    # demo-001 (the bigger holder) is asked first and never answers: it is offline.
+    with pytest.raises(HqError) as held:
+        authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-1", "M000001", "value", 5000), AT)
+    assert held.value.code == "held_elsewhere"
+    # The next authorisation asks store-3, which answers, and is granted in the same call.
+    store = _release_when_asked(hq, "store-3", "M000001", 1)
+    g = authorize(hq.db, hq.private_key, "demo-002", AuthorizeRequest("sale-2", "M000001", "value", 5000), AT,
+                  releases=hq.releases, wait_s=10.0)
+    store.join(10)
+    assert g.amount == 5000
+    view = member_view(hq.db, ADMIN, "M000001")
+    assert {s: h["value"] for s, h in view["escrow"].items()} == {"demo-001": 12000, "store-3": 3000,
+                                                                  "demo-002": 5000}
+
+
+def test_the_escrow_policy_grants_standing_home_escrow_shop_shares_and_reclaims_idle_grants(hq: Hq) -> None:
+    _pair(hq, "demo-001")
+    _pair(hq, "demo-002")
+    policy = EscrowPolicy(home_share_pct=50, shop_share_pct=20, min_grant=100, idle_reclaim_s=3600)
+    # The sweep: each demo member's home store (demo-001) gets half the balance and half the points.
+    made = run_policy(hq.db, hq.private_key, policy, set(), True, set(), AT, now_s=1_000_000)
+    assert made > 0
+    view = member_view(hq.db, ADMIN, "M000001")
+    assert view["escrow"] == {"demo-001": {"value": 10000, "points": view["points"] // 2}}
+    assert run_policy(hq.db, hq.private_key, policy, set(), True, set(), AT, now_s=1_000_001) == 0  # nothing more
+    # M000001 shopped at demo-002: it gets a fifth of the balance, out of the unallocated part.
+    run_policy(hq.db, hq.private_key, policy, {("M000001", "demo-002")}, False, set(), AT, now_s=1_000_002)
+    view = member_view(hq.db, ADMIN, "M000001")
+    assert view["escrow"]["demo-002"]["value"] == 4000
+    assert view["unallocated_balance"] == 20000 - 10000 - 4000
+    # A member an authorisation is waiting on is left alone.
+    run_policy(hq.db, hq.private_key, policy, {("M000002", "demo-002")}, False, {"M000002"}, AT, now_s=1_000_003)
+    assert "demo-002" not in member_view(hq.db, ADMIN, "M000002")["escrow"]
+    # An hour without a spend at demo-002: the sweep asks for its escrow back (the home store keeps its own).
+    run_policy(hq.db, hq.private_key, policy, set(), True, set(), AT, now_s=1_000_002 + 3599)
+    asks = [b for e in read_feed(hq.db, "demo-002", 0, 500).entries
+            if isinstance(b := feed_body_decoder.decode(e.body), EscrowReclaim)]
+    assert asks == []
+    run_policy(hq.db, hq.private_key, policy, set(), True, set(), AT, now_s=1_000_002 + 3600)
+    asks = [b for e in read_feed(hq.db, "demo-002", 0, 500).entries
+            if isinstance(b := feed_body_decoder.decode(e.body), EscrowReclaim)]
+    assert sorted((a.member_id, a.ledger, a.amount) for a in asks) == [
+        ("M000001", "points", view["escrow"]["demo-002"]["points"]), ("M000001", "value", 4000)]
+    assert not [b for e in read_feed(hq.db, "demo-001", 0, 500).entries
+                if isinstance(b := feed_body_decoder.decode(e.body), EscrowReclaim)]
+    for view in (member_view(hq.db, ADMIN, m) for m in ("M000001", "M000002", "M000003")):
+        assert view["balance"] >= 0 and view["unallocated_balance"] >= 0 and view["unallocated_points"] >= 0
 
 
 def test_the_feed_is_ordered_per_store_and_every_entry_verifies(hq: Hq) -> None:

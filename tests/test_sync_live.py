@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 import sync_support
-from sync_support import FaultProxy, HqServer, SyncHub, cli, sell, wait_until
+from sync_support import NO_POLICY, FaultProxy, HqServer, SyncHub, cli, sell, wait_until
 
 from hq_sync.protocol import DeltaTender, SaleDelta, delta_encoder
 from hq_sync.wire import Batch, OutRow, batch_encoder, compress, new_key, sign_request
@@ -37,7 +37,7 @@ def _synced(hq: HqServer, hub: SyncHub) -> bool:
 
 def test_a_demo_store_pairs_by_itself_and_hq_prices_are_live_in_lookups_within_2_s(
         hq_db_url: str, tmp_path: Path) -> None:
-    hq = HqServer(hq_db_url, tmp_path).start()
+    hq = HqServer(hq_db_url, tmp_path, escrow=NO_POLICY).start()  # escrow counted exactly
     hub = SyncHub(tmp_path, hq.url, **FAST).start()
     try:
         wait_until(lambda: _paired(hub), 15, what="demo pairing")
@@ -213,7 +213,7 @@ def _spend(till: httpx.Client, amount: int, member_id: str = "M000001") -> httpx
 
 def test_two_stores_cut_off_cannot_spend_one_members_balance_beyond_their_escrow(hq_db_url: str,
                                                                                  tmp_path: Path) -> None:
-    hq = HqServer(hq_db_url, tmp_path).start()
+    hq = HqServer(hq_db_url, tmp_path, escrow=NO_POLICY).start()  # escrow counted exactly
     up_a, up_b = FaultProxy(hq.port), FaultProxy(hq.port)
     up_a.mode = up_b.mode = "clean"
     a = SyncHub(tmp_path, up_a.url, store="demo-001", **FAST).start()
@@ -238,8 +238,9 @@ def test_two_stores_cut_off_cannot_spend_one_members_balance_beyond_their_escrow
                 if r.status_code != 201:
                     break
                 spent.append(price)
-            assert (r.status_code, r.json()["code"]) == (402, "insufficient_balance")
-            assert _balance(hub, "M000001") < price
+            # Cut off from HQ, this store's escrow is the limit, and the refusal says so.
+            assert (r.status_code, r.json()["code"]) == (402, "offline_limit")
+            assert r.json()["available_here"] == _balance(hub, "M000001") < price
         assert sum(spent) <= 1200
         topup = till_a.post("/api/v1/members/M000001/topups", json={"topup_id": str(uuid.uuid4()), "amount": 5000,
                                                                      "method": "cash"})

@@ -1,5 +1,5 @@
-"""Random schedules of sales, member spends, top-ups, grants, reclaims and a lossy network between two
-hubs and HQ (hypothesis state machine, in process: real hub SQLite files, a real HQ SQLite file).
+"""Random schedules of sales, member spends, top-ups, grants, reclaims, escrow policy turns and a lossy
+network between two hubs and HQ (hypothesis state machine, in process: real hub SQLite files, a real HQ SQLite file).
 
 Invariants after every step: HQ never holds a member's balance below zero nor allocates more escrow
 than the balance; no delta is ever quarantined (a hub never spends beyond what HQ counts as its
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from hq_sync.server.api.resources import Hq
 from hq_sync.server.service import feed, members, stores
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.escrow import EscrowPolicy, run_policy
 from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import AuthorizeRequest, Batch, PairRequest, b64, new_key
 
@@ -207,6 +209,14 @@ class SyncMachine(RuleBasedStateMachine):
             members.grant(self.hq.db, ADMIN, self.hq.private_key, MEMBER, store, "value", amount, AT)
         except HqError:
             pass
+
+    @rule(shopped=st.sets(st.sampled_from(STORES)), sweep=st.booleans(), home=st.integers(0, 100),
+          share=st.integers(0, 100), later=st.integers(0, 2))
+    def escrow_policy(self, shopped: set[str], sweep: bool, home: int, share: int, later: int) -> None:
+        """The policy timer's turn: standing home escrow, shop-share grants, idle reclaims (`later` days on)."""
+        policy = EscrowPolicy(home_share_pct=home, shop_share_pct=share, min_grant=1, idle_reclaim_s=86400)
+        run_policy(self.hq.db, self.hq.private_key, policy, {(MEMBER, s) for s in shopped}, sweep, set(), AT,
+                   now_s=int(time.time()) + later * 86400)
 
     @rule(amount=st.one_of(st.none(), st.integers(1, 5000)))
     def reclaim(self, amount: int | None) -> None:

@@ -53,7 +53,7 @@ from edge.sales.models import (
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
-from hq_sync.agent import authorize_tenders
+from hq_sync.agent import authorize_tenders, spend_refusal
 from hq_sync.coupons import reserve_coupons
 
 
@@ -207,11 +207,14 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
             raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
         return raw_json(bytes(prior[1]), 201)
     q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
-    await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow, if synced
+    checks = await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow
     await reserve_coupons(request.app.state, reader, req.coupon_codes, str(req.sale_id))  # chain coupons: HQ's use
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
-    result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
+    try:
+        result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
+    except ApiError as exc:
+        raise spend_refusal(checks, exc) from None  # offline_limit / held_elsewhere on a paired hub
     if not isinstance(result, Replay):
         sale_committed(request.app.state, req.till_id, result)  # receipt and drawer, in the background
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
@@ -249,9 +252,14 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
         row = reader.execute("SELECT member_id FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
         member_id = row[0] if row else None
     q = _quote(hub, reader, sale_req.lines, member_id, [])
+    checks = await authorize_tenders(request.app.state, member_id, req.tenders, str(req.exchange_id))  # HQ escrow
     actor = actor_of(request, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
-    result = await hub.db.write(lambda conn: commit_exchange(conn, req, digest, q, actor, at, today, hub.store_code))
+    try:
+        result = await hub.db.write(lambda conn: commit_exchange(conn, req, digest, q, actor, at, today,
+                                                                 hub.store_code))
+    except ApiError as exc:
+        raise spend_refusal(checks, exc) from None
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 

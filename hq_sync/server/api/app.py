@@ -8,7 +8,10 @@ request signed by any other key than the one registered at pairing is refused (4
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +23,8 @@ from hq_sync.server.api import admin, sync, users
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.api.support import json_response
 from hq_sync.server.console.router import console_error_page, console_router
-from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.errors import HqError, now_text
+from hq_sync.server.service.escrow import run_policy
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +47,43 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes
     return json_response({"code": "internal", "message": "internal error; nothing was committed"}, 500)
 
 
+async def escrow_timer(hq: Hq) -> None:
+    """The escrow policy's timer (docs/sync.md): every `tick_s` proactive grants for members who shopped
+    at a store; every `sweep_s` (and after a pairing) every member's standing home escrow and the idle
+    reclaims. Feed entries it appends wake the stores' long-polls."""
+    next_sweep = 0.0
+    while True:
+        await asyncio.sleep(hq.policy.tick_s)
+        shopped, paired = hq.events.take()
+        sweep = paired or time.monotonic() >= next_sweep
+        if not shopped and not sweep:
+            continue
+        if sweep:
+            next_sweep = time.monotonic() + hq.policy.sweep_s
+        try:
+            made = await asyncio.to_thread(run_policy, hq.db, hq.private_key, hq.policy, shopped, sweep,
+                                           hq.releases.watched(), now_text())
+        except Exception:  # noqa: BLE001 -- the timer must outlive one failure (a database hiccup)
+            log.exception("escrow policy turn failed; trying again next tick")
+            hq.events.shopped(shopped)
+            continue
+        if made:
+            hq.signal.notify()
+
+
 def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         hq = Hq(db_url, demo)
         hq.signal.bind()
         app.state.hq = hq
+        timer = asyncio.create_task(escrow_timer(hq), name="hq-escrow-policy")
         try:
             yield
         finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
             hq.close()
 
     return Litestar(

@@ -1,4 +1,5 @@
-"""HQ's resources for the lifetime of the app: the database, its key pair, the feed signal."""
+"""HQ's resources for the lifetime of the app: the database, its key pair, the feed signal, the escrow
+policy and its signals."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import now_text
+from hq_sync.server.service.escrow import EscrowEvents, EscrowPolicy, ReleaseSignal
 from hq_sync.server.service.feed import hq_key
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import create_schema
@@ -35,8 +37,13 @@ class FeedSignal:
             self.event.set()
         self.event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        event = self.event
+    def current(self) -> asyncio.Event | None:
+        """The event the next append will set: take it *before* reading the feed, so an append between
+        the read and the wait is not missed (the wait returns at once)."""
+        return self.event
+
+    async def wait(self, timeout: float, event: asyncio.Event | None = None) -> None:
+        event = event or self.event
         if event is None:
             await asyncio.sleep(timeout)
             return
@@ -47,9 +54,9 @@ class FeedSignal:
 
 
 class Hq:
-    """HQ's resources: the database, its key, the feed signal."""
+    """HQ's resources: the database, its key, the feed signal, the escrow policy, releases and events."""
 
-    def __init__(self, db_url: str, demo: bool = False) -> None:
+    def __init__(self, db_url: str, demo: bool = False, policy: EscrowPolicy | None = None) -> None:
         self.db: HqDb = open_db(db_url)
         create_schema(self.db)
         if demo:
@@ -57,6 +64,9 @@ class Hq:
         self.demo = is_demo(self.db)
         self.private_key, self.public_key = hq_key(self.db)
         self.signal = FeedSignal()
+        self.policy = policy or EscrowPolicy.from_env()
+        self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
+        self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
         self._contacts: dict[str, float] = {}
 

@@ -36,6 +36,7 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
     hq = hq_of(request)
     result = await in_thread(stores.pair, hq.db, req, hq.private_key, hq.public_key, hq.demo, now_text())
     hq.forget_key(req.store_id)
+    hq.events.sweep_soon()  # the store's home members get their standing escrow
     hq.signal.notify()
     return json_response(msgspec.to_builtins(result))
 
@@ -51,7 +52,7 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     if batch.store_id != store_id:
         raise HqError(403, "wrong_store", "a store may only send its own batches")
     hq = hq_of(request)
-    ack = await in_thread(ingest, hq.db, batch, now_text())
+    ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events))
     if any(row.kind.startswith("transfer_") for row in batch.rows):
         hq.signal.notify()  # a transfer step was routed onto another store's feed
     return json_response(msgspec.to_builtins(ack))
@@ -75,11 +76,12 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
         await in_thread(stores.record_contact, hq.db, store_id, now_text())
     deadline = time.monotonic() + wait
     while True:
+        appended = hq.signal.current()
         page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
         remaining = deadline - time.monotonic()
         if page.entries or remaining <= 0:
             return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
-        await hq.signal.wait(min(remaining, 1.0))
+        await hq.signal.wait(min(remaining, 1.0), appended)
 
 
 @post("/hq/v1/sync/authorize", status_code=200)
@@ -88,10 +90,16 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     store_id = signed_store(request, body)
     req = decode_bytes(body, AuthorizeRequest)
     hq = hq_of(request)
+    at = now_text()
+    # The whole authorisation runs on one worker thread: it may wait (bounded) for other stores' releases;
+    # reclaim entries it appends wake those stores' feed long-polls at once (`fed`).
     try:
-        g = await in_thread(members.authorize, hq.db, hq.private_key, store_id, req, now_text())
+        g = await in_thread(lambda: members.authorize(hq.db, hq.private_key, store_id, req, at,
+                                                      releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
+                                                      fed=hq.signal.notify))
     finally:
         hq.signal.notify()
+    hq.events.shopped([(req.member_id, store_id)])
     return json_response(msgspec.to_builtins(g))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -43,6 +44,9 @@ from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.transfers import apply_transfers
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
+
+if TYPE_CHECKING:
+    from hq_sync.server.service.escrow import EscrowEvents, ReleaseSignal
 
 LEDGERS = ("value", "points")
 
@@ -77,6 +81,7 @@ class Plan(msgspec.Struct):
     quarantined: list[tuple[int, str]] = []
     new_sale_ids: set[str] = set()
     coupon_uses: list[tuple[str, str, str, str]] = []  # (code, sale_id, store_id, at) chain coupons redeemed
+    used: set[str] = set()  # members who spent (value or points) at this store: their escrow here is in use
 
 
 class Refused(Exception):
@@ -200,6 +205,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
         for ledger, change, kind in effects:
             plan.ledger.append((member_id, ledger, change, kind, row.ref, row.at))
             plan.escrow[(member_id, ledger)] = plan.escrow.get((member_id, ledger), 0) + change
+            if change < 0:
+                plan.used.add(member_id)
         if isinstance(delta, EscrowReleaseDelta):
             plan.escrow[(member_id, delta.ledger)] = plan.escrow.get((member_id, delta.ledger), 0) - delta.amount
             plan.releases.append((delta.request_id, delta.amount, row.at))
@@ -241,11 +248,22 @@ def _member_ids(rows: list[tuple[OutRow, Delta | str]]) -> list[str]:
     return sorted(ids)
 
 
-def ingest(db: HqDb, batch: Batch, at: str) -> Ack:
-    """Apply a verified batch of `batch.store_id` in one transaction; return the ack."""
+def ingest(db: HqDb, batch: Batch, at: str, *, releases: ReleaseSignal | None = None,
+           events: EscrowEvents | None = None) -> Ack:
+    """Apply a verified batch of `batch.store_id` in one transaction; return the ack. After the commit,
+    `releases` wakes authorisations waiting for the members whose escrow this batch released, and
+    `events` hears which members shopped here (the escrow policy's proactive grants)."""
     decoded = decode_rows(batch.rows)
     with db.write() as tx:
-        return _apply(tx, batch.store_id, decoded, batch.head, at, from_store=True)
+        ack = _apply(tx, batch.store_id, decoded, batch.head, at, from_store=True)
+    if releases is not None:  # after the commit: a woken authorisation must see the release
+        released = {d.member_id for _, d in decoded if isinstance(d, EscrowReleaseDelta)}
+        if released:
+            releases.notify(released)
+    if events is not None:
+        events.shopped((d.member_id, batch.store_id) for _, d in decoded
+                       if isinstance(d, SaleDelta) and d.member_id is not None)
+    return ack
 
 
 def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], head: int, at: str,
@@ -380,5 +398,10 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                 [(change, m, store_id, ledger) for (m, ledger), change in plan.escrow.items() if change < 0])
     tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE request_id = ? AND released IS NULL",
             [(amount, when, request_id) for request_id, amount, when in plan.releases])
+    if plan.used:
+        now_s = int(time.time())
+        tx.many("""INSERT INTO hq_escrow_activity (member_id, store_id, used_s) VALUES (?, ?, ?)
+                   ON CONFLICT (member_id, store_id) DO UPDATE SET used_s = excluded.used_s""",
+                [(m, store_id, now_s) for m in sorted(plan.used)])
     if plan.transfers:
         apply_transfers(tx, plan.transfers, at)

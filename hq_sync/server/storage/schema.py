@@ -220,6 +220,12 @@ CREATE TABLE IF NOT EXISTS hq_grants (
     amount BIGINT NOT NULL CHECK (amount > 0),
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hq_escrow_activity (
+    member_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    used_s BIGINT NOT NULL,
+    PRIMARY KEY (member_id, store_id)
+);
 CREATE TABLE IF NOT EXISTS hq_reclaims (
     request_id TEXT PRIMARY KEY,
     member_id TEXT NOT NULL,
@@ -230,6 +236,7 @@ CREATE TABLE IF NOT EXISTS hq_reclaims (
     released BIGINT,
     answered_at TEXT
 );
+CREATE INDEX IF NOT EXISTS hq_reclaims_member ON hq_reclaims (member_id, store_id);
 CREATE TABLE IF NOT EXISTS hq_coupons (
     code TEXT PRIMARY KEY,
     rule_id TEXT NOT NULL,

@@ -1,6 +1,6 @@
 // Backroom tablet: a little progressive enhancement, all of it optional (every page works without it).
 // - [data-live="URL"]: an EventSource; each "fragments" event is {element id: server-rendered HTML}.
-// - [data-job="ID"]: a progress bar fed by /ui/jobs/ID/events.
+// - [data-job="ID"]: a progress bar fed by /ui/jobs/ID/events (or the URL in data-events: the HQ console's jobs).
 // - form[data-confirm]: ask before submitting.
 "use strict";
 
@@ -24,7 +24,7 @@ function jobs() {
   document.querySelectorAll("[data-job]").forEach((box) => {
     const bar = box.querySelector("progress");
     const state = box.querySelector(".job-state");
-    const source = new EventSource("/ui/jobs/" + encodeURIComponent(box.dataset.job) + "/events");
+    const source = new EventSource(box.dataset.events || "/ui/jobs/" + encodeURIComponent(box.dataset.job) + "/events");
     source.addEventListener("progress", (event) => {
       const job = JSON.parse(event.data);
       if (bar) bar.value = job.percent;

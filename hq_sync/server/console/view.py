@@ -67,7 +67,7 @@ def environment(language: str) -> jinja2.Environment:
 def safe_next(path: str | None, default: str = HOME) -> str:
     """Only the console's own pages: never redirect a login to another site or to a hub."""
     if path and path.startswith("/hq/ui") and not path.startswith("//") and "\\" not in path:
-        return path
+        return quote(path, safe="/?&=;:@+$,%#~-._")  # control characters and the like never reach a header
     return default
 
 

@@ -22,7 +22,7 @@ from hq_sync.server.api import admin
 from hq_sync.server.api import users as user_api
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.console.router import PAGES
-from hq_sync.server.service import audit, catalog, dashboard, ingest, members, reports, stores, transfers, users
+from hq_sync.server.service import audit, auth, catalog, dashboard, ingest, members, reports, stores, transfers, users
 from hq_sync.server.service.access import Principal, permission_table, system_principal, target_stores
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.storage.db import open_db
@@ -255,3 +255,18 @@ def test_every_admin_endpoint_and_console_route_names_a_known_permission() -> No
         for route in module.ROUTES:
             opt = route.opt
             assert opt.get("hq_public") or opt.get("hq_permission") in known, route
+
+
+def test_five_wrong_passwords_lock_the_name_for_a_while(hq: Hq) -> None:
+    users.create_user(hq.db, ADMIN, users.UserIn("guessme", "right-password", "finance"), AT)
+    for _ in range(auth.MAX_FAILURES):
+        with pytest.raises(HqError) as wrong:
+            auth.login(hq.db, "guessme", "wrong-password")
+        assert wrong.value.code == "bad_credentials"
+    with pytest.raises(HqError) as locked:
+        auth.login(hq.db, "guessme", "right-password")  # even the right one, while locked
+    assert (locked.value.status, locked.value.code) == (429, "locked_out")
+    with hq.db.write() as tx:  # the lock has run out
+        tx.run("UPDATE hq_login_failures SET locked_until = 0 WHERE username = 'guessme'")
+    assert auth.login(hq.db, "guessme", "right-password")[1] == "finance"
+    assert _count(hq, "SELECT count(*) FROM hq_login_failures") == 0

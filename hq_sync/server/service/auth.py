@@ -15,6 +15,8 @@ from hq_sync.server.service.errors import HqError
 from hq_sync.server.storage.db import HqDb, Tx
 
 TOKEN_TTL_S = 12 * 3600
+MAX_FAILURES = 5
+LOCK_S = 300
 
 
 # -- admin logins ---------------------------------------------------------------------------------------------
@@ -31,14 +33,27 @@ def add_user(tx: Tx, username: str, password: str, role: str = "hq_admin", regio
 
 
 def login(db: HqDb, username: str, password: str) -> tuple[str, str, int]:
+    """A token for a right password of an active user. MAX_FAILURES wrong ones in a row lock the name for
+    LOCK_S (429 `locked_out`), as at the hub, so nobody guesses a password through the API or console."""
+    now = int(time.time())
+    username = username[:64]
     with db.read() as tx:
         row = tx.one("SELECT password_hash, role, active FROM hq_users WHERE username = ?", (username,))
+        lock = tx.one("SELECT locked_until FROM hq_login_failures WHERE username = ?", (username,))
+    if lock is not None and int(lock[0]) > now:
+        raise HqError(429, "locked_out", "too many failed logins; try again in a few minutes")
     if row is None or not verify_secret(password, row[0]) or not int(row[2]):
+        with db.write() as tx:
+            tx.run("""INSERT INTO hq_login_failures (username, failures, locked_until) VALUES (?, 1, 0)
+                      ON CONFLICT (username) DO UPDATE SET failures = hq_login_failures.failures + 1""", (username,))
+            tx.run("UPDATE hq_login_failures SET failures = 0, locked_until = ? WHERE username = ? AND failures >= ?",
+                   (now + LOCK_S, username, MAX_FAILURES))
         raise HqError(401, "bad_credentials", "unknown user or wrong password")
     token = secrets.token_urlsafe(32)
-    expires = int(time.time()) + TOKEN_TTL_S
+    expires = now + TOKEN_TTL_S
     with db.write() as tx:
-        tx.run("DELETE FROM hq_tokens WHERE expires_at < ?", (int(time.time()),))
+        tx.run("DELETE FROM hq_tokens WHERE expires_at < ?", (now,))
+        tx.run("DELETE FROM hq_login_failures WHERE username = ?", (username,))
         tx.run("INSERT INTO hq_tokens (token, username, expires_at) VALUES (?, ?, ?)", (token, username, expires))
     return token, str(row[1]), expires
 

@@ -325,6 +325,11 @@ CREATE TABLE IF NOT EXISTS hq_audit (
 CREATE INDEX IF NOT EXISTS hq_audit_actor ON hq_audit (actor, audit_id);
 CREATE INDEX IF NOT EXISTS hq_audit_action ON hq_audit (action, audit_id);
 CREATE INDEX IF NOT EXISTS hq_audit_target ON hq_audit (target, audit_id);
+CREATE TABLE IF NOT EXISTS hq_login_failures (
+    username TEXT PRIMARY KEY,
+    failures BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS hq_quarantine_notes (
     store_id TEXT NOT NULL,
     seq BIGINT NOT NULL,

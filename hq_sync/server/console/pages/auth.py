@@ -60,7 +60,9 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         token, _role, _expires = await in_thread(auth.login, ui.hq.db, username, password)
     except HqError as exc:
-        message = _("Wrong user name or password.") if exc.code == "bad_credentials" else ui.problem(exc)
+        messages = {"bad_credentials": _("Wrong user name or password."),
+                    "locked_out": _("Too many failed attempts. Try again in a few minutes.")}
+        message = messages.get(exc.code) or ui.problem(exc)
         return _login_page(ui, next_path, message, exc.status)
     response = Redirect(path=next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="strict",

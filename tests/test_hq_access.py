@@ -270,3 +270,12 @@ def test_five_wrong_passwords_lock_the_name_for_a_while(hq: Hq) -> None:
         tx.run("UPDATE hq_login_failures SET locked_until = 0 WHERE username = 'guessme'")
     assert auth.login(hq.db, "guessme", "right-password")[1] == "finance"
     assert _count(hq, "SELECT count(*) FROM hq_login_failures") == 0
+
+
+def test_a_store_that_only_polls_the_feed_counts_as_online(hq: Hq) -> None:
+    _pair(hq, "demo-002")
+    assert [s.online for s in dashboard.chain_dashboard(hq.db, ADMIN).stores if s.store_id == "demo-002"] == [False]
+    hq.heard_from("demo-002")
+    assert hq.flush_contacts() == 1 and hq.flush_contacts() == 0
+    seen = [s for s in dashboard.chain_dashboard(hq.db, ADMIN).stores if s.store_id == "demo-002"][0]
+    assert (seen.online, seen.last_seen is not None, seen.last_contact is not None) == (True, True, True)

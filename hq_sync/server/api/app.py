@@ -20,8 +20,8 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
 from hq_sync.server.api import admin, sync, users
-from hq_sync.server.api.resources import Hq
-from hq_sync.server.api.support import json_response
+from hq_sync.server.api.resources import CONTACT_EVERY_S, Hq
+from hq_sync.server.api.support import in_thread, json_response
 from hq_sync.server.console.router import console_error_page, console_router
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.escrow import run_policy
@@ -71,6 +71,15 @@ async def escrow_timer(hq: Hq) -> None:
             hq.signal.notify()
 
 
+async def _flush_contacts(hq: Hq) -> None:
+    while True:
+        await asyncio.sleep(CONTACT_EVERY_S)
+        try:
+            await in_thread(hq.flush_contacts)
+        except Exception:  # noqa: BLE001 -- a failed flush (database away) is retried next round
+            log.warning("could not record the stores' last contact", exc_info=True)
+
+
 def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -78,12 +87,15 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         hq.signal.bind()
         app.state.hq = hq
         timer = asyncio.create_task(escrow_timer(hq), name="hq-escrow-policy")
+        flusher = asyncio.create_task(_flush_contacts(hq), name="hq-store-contacts")
         try:
             yield
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            for task in (timer, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            hq.flush_contacts()
             hq.close()
 
     return Litestar(

@@ -4,17 +4,17 @@ policy and its signals."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import now_text
 from hq_sync.server.service.escrow import EscrowEvents, EscrowPolicy, ReleaseSignal
 from hq_sync.server.service.feed import hq_key
+from hq_sync.server.service.stores import record_contacts
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import create_schema
 
-CONTACT_EVERY_S = 20.0
+CONTACT_EVERY_S = 10.0
 
 
 class FeedSignal:
@@ -68,7 +68,7 @@ class Hq:
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
         self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
-        self._contacts: dict[str, float] = {}
+        self._contacts: dict[str, str] = {}
 
     def store_key(self, store_id: str) -> bytes | None:
         key = self._keys.get(store_id)
@@ -78,14 +78,17 @@ class Hq:
                 self._keys[store_id] = key
         return key
 
-    def heard_from(self, store_id: str) -> bool:
-        """True when HQ should record that the store called (at most every CONTACT_EVERY_S per store, so a
-        thousand long-polling stores cost a few writes a second)."""
-        now = time.monotonic()
-        if now - self._contacts.get(store_id, -CONTACT_EVERY_S) < CONTACT_EVERY_S:
-            return False
-        self._contacts[store_id] = now
-        return True
+    def heard_from(self, store_id: str) -> None:
+        """The store called (a feed poll): remembered here, written with the others by `flush_contacts`
+        every CONTACT_EVERY_S, so a thousand long-polling stores cost one small transaction, not a
+        thousand."""
+        self._contacts[store_id] = now_text()
+
+    def flush_contacts(self) -> int:
+        pending, self._contacts = self._contacts, {}
+        if pending:
+            record_contacts(self.db, sorted(pending.items()))
+        return len(pending)
 
     def forget_key(self, store_id: str) -> None:
         self._keys.pop(store_id, None)

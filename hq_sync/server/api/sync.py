@@ -72,8 +72,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     """The store's feed after `after`; with `wait`, held open until something arrives (long-poll)."""
     store_id = signed_store(request, b"")
     hq = hq_of(request)
-    if hq.heard_from(store_id):
-        await in_thread(stores.record_contact, hq.db, store_id, now_text())
+    hq.heard_from(store_id)
     deadline = time.monotonic() + wait
     while True:
         appended = hq.signal.current()

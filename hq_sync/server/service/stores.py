@@ -185,10 +185,11 @@ def store_key(db: HqDb, store_id: str) -> bytes | None:
     return bytes(row[0]) if row and row[0] is not None else None
 
 
-def record_contact(db: HqDb, store_id: str, at: str) -> None:
-    """The store called HQ (a feed poll): what the dashboard's "last heard" shows."""
+def record_contacts(db: HqDb, contacts: list[tuple[str, str]]) -> None:
+    """When stores last called HQ ((store_id, at), a feed poll): what the dashboard's "last heard" shows."""
     with db.write() as tx:
-        tx.run("UPDATE hq_stores SET last_contact = ? WHERE store_id = ?", (at, store_id))
+        tx.many("UPDATE hq_stores SET last_contact = ? WHERE store_id = ?",
+                [(at, store_id) for store_id, at in contacts])
 
 
 def store_acked(db: HqDb, store_id: str) -> int:

@@ -6,17 +6,20 @@ each change, users administration ending logins, and no 5xx on garbage."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 import console_support
 import httpx
 import pytest
+import sync_support
 from console_support import DEMO_HQ, api, api_token, audit_count, console_login, post_form
-from sync_support import HqServer
+from sync_support import HqServer, PgCluster
 
 from hq_sync.server.console.nav import pages_for
 
 hq_server = console_support.hq_server
+pg_cluster = sync_support.pg_cluster
 MENU = re.compile(r'<nav class="menu".*?</nav>', re.S)
 
 
@@ -285,3 +288,24 @@ def test_garbage_in_every_console_url_and_form_is_never_a_5xx(hq_server: HqServe
                 assert 400 <= answer.status_code < 500, (path, value, answer.status_code, answer.text[:200])
                 assert set(answer.json()) >= {"code", "message"}
     assert admin.get("/hq/ui/dashboard").status_code == 200
+
+
+def test_the_console_on_postgresql(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """HQ's PostgreSQL mode: the same pages, scope and audit."""
+    hq = HqServer(pg_cluster.url(), tmp_path).start()
+    try:
+        east = console_login(hq, "region-east")
+        for path in ("/hq/ui/dashboard", "/hq/ui/stores", "/hq/ui/stores/demo-001"):
+            page = east.get(path)
+            assert page.status_code == 200 and "演示二店" not in page.text, path
+        assert post_form(east, "/hq/ui/stores/demo-001", "/hq/ui/stores/demo-002/profile",
+                         {"name": "x"}).status_code == 403
+        admin = console_login(hq, "hq")
+        assert post_form(admin, "/hq/ui/stores/demo-002", "/hq/ui/stores/demo-002/profile",
+                         {"name": "二店", "region": "华北 North", "timezone": "Asia/Shanghai", "address": ""}
+                         ).status_code == 303
+        for path in ("/hq/ui/audit?action=store.&target=store:", "/hq/ui/users", "/hq/ui/users/region-east"):
+            assert admin.get(path).status_code == 200, path
+        assert hq.query("SELECT actor, action, target FROM hq_audit") == [("hq", "store.profile", "store:demo-002")]
+    finally:
+        hq.stop()

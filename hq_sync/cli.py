@@ -1,4 +1,5 @@
-"""`backroom hq serve`, `backroom hq pair-code`, `backroom pair`: the command-line side of HQ sync."""
+"""`backroom hq serve`, `backroom hq pair-code`, `backroom hq user add`, `backroom pair`: the command-line side
+of HQ sync."""
 
 from __future__ import annotations
 
@@ -51,6 +52,37 @@ def cmd_hq_pair_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hq_user_add(args: argparse.Namespace) -> int:
+    """An HQ user from the shell (how a real HQ gets its first admin); the password is read from
+    BACKROOM_HQ_PASSWORD or the first line of standard input, never from the command line."""
+    import msgspec
+
+    from hq_sync.server.service.access import system_principal
+    from hq_sync.server.service.errors import HqError, now_text
+    from hq_sync.server.service.users import UserIn, create_user
+    from hq_sync.server.storage.db import open_db
+    from hq_sync.server.storage.schema import create_schema
+
+    password = os.environ.get("BACKROOM_HQ_PASSWORD") or sys.stdin.readline().rstrip("\r\n")
+    try:
+        req = msgspec.convert({"username": args.username, "password": password, "role": args.role,
+                               "regions": args.region or [], "display_name": args.name or ""}, UserIn)
+    except msgspec.ValidationError as exc:
+        print(f"not added: {exc}", file=sys.stderr)
+        return 2
+    db = open_db(_db_url(args))
+    try:
+        create_schema(db)
+        user = create_user(db, system_principal("cli"), req, now_text())
+    except HqError as exc:
+        print(f"not added: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(json.dumps({"username": user.username, "role": user.role, "regions": user.regions}, ensure_ascii=False))
+    return 0
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     from hq_sync.agent import PairingError, pair_data_dir
 
@@ -83,6 +115,16 @@ def register(sub: Any) -> None:
     code.add_argument("--store", required=True)
     code.add_argument("--db")
     code.set_defaults(fn=cmd_hq_pair_code)
+
+    user = hsub.add_parser("user", help="HQ users from the shell")
+    usub = user.add_subparsers(dest="hq_user_command", required=True)
+    add = usub.add_parser("add", help="add an HQ user; the password comes from BACKROOM_HQ_PASSWORD or stdin")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, help="hq_admin, hq_operator, region_manager, finance or auditor")
+    add.add_argument("--region", action="append", help="a region of a region manager (repeat for several)")
+    add.add_argument("--name", help="the user's display name")
+    add.add_argument("--db")
+    add.set_defaults(fn=cmd_hq_user_add)
 
     pair = sub.add_parser("pair", help="pair this hub with HQ (once, with a code from `backroom hq pair-code`)")
     pair.add_argument("--hq", required=True)

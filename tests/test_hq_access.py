@@ -279,3 +279,25 @@ def test_a_store_that_only_polls_the_feed_counts_as_online(hq: Hq) -> None:
     assert hq.flush_contacts() == 1 and hq.flush_contacts() == 0
     seen = [s for s in dashboard.chain_dashboard(hq.db, ADMIN).stores if s.store_id == "demo-002"][0]
     assert (seen.online, seen.last_seen is not None, seen.last_contact is not None) == (True, True, True)
+
+
+def test_the_first_admin_of_a_real_hq_comes_from_the_shell(tmp_path: Path) -> None:
+    db_path = str(tmp_path / "hq.sqlite3")
+    env = sync_support.clean_env(BACKROOM_HQ_PASSWORD="first-admin-pw")
+    added = sync_support.cli("hq", "user", "add", "boss", "--role", "hq_admin", "--db", db_path, env=env)
+    assert added.returncode == 0, added.stderr
+    assert msgspec.json.decode(added.stdout.strip().splitlines()[-1]) == {"username": "boss", "role": "hq_admin",
+                                                                          "regions": []}
+    again = sync_support.cli("hq", "user", "add", "boss", "--role", "hq_admin", "--db", db_path, env=env)
+    assert again.returncode == 1 and "exists" in again.stderr
+    short = sync_support.cli("hq", "user", "add", "b2", "--role", "hq_admin", "--db", db_path,
+                             env=sync_support.clean_env(BACKROOM_HQ_PASSWORD="short"))
+    assert short.returncode == 2
+    db = open_db(db_path)
+    try:
+        assert auth.login(db, "boss", "first-admin-pw")[1] == "hq_admin"
+        with db.read() as tx:
+            assert tx.all("SELECT actor, action, target FROM hq_audit") == [("cli", "user.create", "user:boss")]
+            assert tx.one("SELECT count(*) FROM hq_users") == (1,)
+    finally:
+        db.close()

@@ -113,7 +113,7 @@ def test_region_east_through_the_api_reaches_his_stores_only(hq_server: HqServer
         assert (audit_count(hq_server), hq_server.query("SELECT count(*) FROM hq_feed")) == before
     # what he may do lands on his stores only: a price with no stores named goes to demo-001, not the chain
     done = east.put("/hq/v1/prices/SKU00002", json={"price": 777})
-    assert done.status_code == 200, done.text
+    assert done.status_code == 200 and done.json()["stores"] == ["demo-001"], done.text
     assert hq_server.query("SELECT store_id, price FROM hq_prices WHERE sku = 'SKU00002'") == [("demo-001", 777)]
     assert hq_server.query("SELECT actor, role, action, target FROM hq_audit ORDER BY audit_id DESC LIMIT 1") == [
         ("region-east", "region_manager", "price.set", "sku:SKU00002")]

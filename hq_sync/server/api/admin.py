@@ -71,7 +71,8 @@ async def set_price(request: Request[Any, Any, Any], sku: str) -> Response[bytes
     seqs = await in_thread(catalog.set_prices, hq.db, who, hq.private_key, [(sku, req.price)], req.stores,
                            req.effective_at, now_text(), req.regions)
     hq.signal.notify()
-    return json_response({"sku": sku, "price": req.price, "stores": req.stores or ["*"], "feed_seqs": seqs})
+    targets = await in_thread(catalog.feed_targets, hq.db, seqs)  # a region manager's: his stores, named or not
+    return json_response({"sku": sku, "price": req.price, "stores": targets, "feed_seqs": seqs})
 
 
 @post("/hq/v1/prices", status_code=200)

@@ -54,6 +54,15 @@ def set_prices(db: HqDb, principal: Principal, private_key: bytes, prices: list[
     return seqs
 
 
+def feed_targets(db: HqDb, seqs: list[int]) -> list[str]:
+    """The stores (or "*") that the feed entries `seqs` are addressed to."""
+    if not seqs:
+        return []
+    with db.read() as tx:
+        return [str(r[0]) for r in tx.all(f"SELECT DISTINCT store_id FROM hq_feed WHERE seq IN "
+                                          f"({', '.join('?' * len(seqs))}) ORDER BY store_id", seqs)]
+
+
 AUDIT_DETAIL = 50  # a bulk change is audited as one row; up to this many prices are listed in it
 
 

@@ -3,9 +3,11 @@ region, the store ranking, and the chain's sales per hour against the same weekd
 over the stores in the principal's scope.
 
 "Today" is each store's own business day in its timezone (`hq_stores.timezone`); hours are the
-stores' local hours (sale times carry the store's offset). Figures come from the sales HQ holds, so
-each store also says how fresh they are: when HQ last received a batch from it and last heard from
-it at all. A store that is offline shows that age, never a zero that looks like a quiet day.
+stores' local hours (sale times carry the store's offset). Figures come from the hourly rollup
+`hq_sales_hourly`, which ingest keeps in each batch's transaction (so a page costs the same after
+years of sales). They are as fresh as the last batch HQ received, so each store also says when that
+was and when HQ last heard from it at all: a store that is offline shows that age, never a zero that
+looks like a quiet day.
 """
 
 from __future__ import annotations
@@ -114,16 +116,14 @@ def chain_dashboard(db: HqDb, principal: Principal, now: datetime.datetime | Non
         ids = list(today)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            rows += tx.all(f"""SELECT store_id, day, substr(at, 12, 2), count(*), coalesce(sum(total), 0),
-                                      sum(CASE WHEN member_id IS NULL THEN 0 ELSE 1 END)
-                               FROM hq_sales WHERE store_id IN ({", ".join("?" * len(chunk))})
-                                 AND day IN ({", ".join("?" * len(days))})
-                               GROUP BY store_id, day, substr(at, 12, 2)""", [*chunk, *days])
+            rows += tx.all(f"""SELECT store_id, day, hour, tickets, total, member_tickets FROM hq_sales_hourly
+                               WHERE store_id IN ({", ".join("?" * len(chunk))})
+                                 AND day IN ({", ".join("?" * len(days))})""", [*chunk, *days])
     figures: dict[str, list[int]] = {sid: [0, 0, 0, 0] for sid in ids}  # sales, tickets, members, last week
     hourly, hourly_last_week = [0] * 24, [0] * 24
     for store_id, day, hour, count, total, members in rows:
         local = today[store_id]
-        h = int(hour) if str(hour).isdigit() and 0 <= int(hour) < 24 else 0
+        h = int(hour) if 0 <= int(hour) < 24 else 0
         if day == local.isoformat():
             cell = figures[store_id]
             cell[0] += int(total)

@@ -361,6 +361,20 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def hourly_rollup(sales: list[tuple[object, ...]]) -> list[tuple[str, str, int, int, int, int]]:
+    """Pure: planned hq_sales rows summed per (store, day, local hour): tickets, total, member tickets —
+    what `hq_sales_hourly` adds, in the batch's transaction, for the dashboard and hourly reports."""
+    cells: dict[tuple[str, str, int], list[int]] = {}
+    for row in sales:
+        at, day = str(row[5]), str(row[6])
+        hour = int(at[11:13]) if at[11:13].isdigit() and int(at[11:13]) < 24 else 0
+        cell = cells.setdefault((str(row[1]), day, hour), [0, 0, 0])
+        cell[0] += 1
+        cell[1] += int(row[10])  # type: ignore[call-overload]
+        cell[2] += 0 if row[7] is None else 1
+    return [(store, day, hour, n, total, members) for (store, day, hour), (n, total, members) in sorted(cells.items())]
+
+
 def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
     if plan.repaired:
         for seq in plan.repaired:
@@ -370,6 +384,13 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
     tx.copy("hq_sales", "sale_id, store_id, seq, receipt_no, till_id, at, day, member_id, subtotal, discount, total, "
             "tax, value_spent, points_redeemed, points_earned", plan.sales)
     tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax", plan.lines)
+    if plan.sales:
+        tx.many("""INSERT INTO hq_sales_hourly (store_id, day, hour, tickets, total, member_tickets)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, day, hour) DO UPDATE
+                   SET tickets = hq_sales_hourly.tickets + excluded.tickets,
+                       total = hq_sales_hourly.total + excluded.total,
+                       member_tickets = hq_sales_hourly.member_tickets + excluded.member_tickets""",
+                hourly_rollup(plan.sales))
     tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
     tx.many("""INSERT INTO hq_returns (return_id, store_id, seq, sale_id, at, day, member_id, refund_total,
                points_reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (return_id) DO NOTHING""",

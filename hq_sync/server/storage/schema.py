@@ -325,6 +325,15 @@ CREATE TABLE IF NOT EXISTS hq_audit (
 CREATE INDEX IF NOT EXISTS hq_audit_actor ON hq_audit (actor, audit_id);
 CREATE INDEX IF NOT EXISTS hq_audit_action ON hq_audit (action, audit_id);
 CREATE INDEX IF NOT EXISTS hq_audit_target ON hq_audit (target, audit_id);
+CREATE TABLE IF NOT EXISTS hq_sales_hourly (
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    hour BIGINT NOT NULL,
+    tickets BIGINT NOT NULL,
+    total BIGINT NOT NULL,
+    member_tickets BIGINT NOT NULL,
+    PRIMARY KEY (store_id, day, hour)
+);
 CREATE TABLE IF NOT EXISTS hq_login_failures (
     username TEXT PRIMARY KEY,
     failures BIGINT NOT NULL,
@@ -371,5 +380,11 @@ def create_schema(db: HqDb) -> None:
                 tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         tx.run("""INSERT INTO hq_regions (region, created_at) SELECT DISTINCT region, '' FROM hq_stores
                   WHERE region <> '' ON CONFLICT (region) DO NOTHING""")
+        if tx.one("SELECT 1 FROM hq_sales_hourly LIMIT 1") is None and tx.one("SELECT 1 FROM hq_sales LIMIT 1"):
+            # an HQ from before the rollup: build it once from the sales it holds (ingest keeps it from now on)
+            tx.run("""INSERT INTO hq_sales_hourly (store_id, day, hour, tickets, total, member_tickets)
+                      SELECT store_id, day, CAST(substr(at, 12, 2) AS BIGINT), count(*), sum(total),
+                             sum(CASE WHEN member_id IS NULL THEN 0 ELSE 1 END)
+                      FROM hq_sales GROUP BY store_id, day, CAST(substr(at, 12, 2) AS BIGINT)""")
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))

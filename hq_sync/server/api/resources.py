@@ -4,13 +4,14 @@ policy and its signals."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import now_text
 from hq_sync.server.service.escrow import EscrowEvents, EscrowPolicy, ReleaseSignal
 from hq_sync.server.service.feed import hq_key
-from hq_sync.server.service.stores import record_contacts
+from hq_sync.server.service.stores import record_contacts, record_feed_cursors
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import create_schema
 
@@ -69,6 +70,9 @@ class Hq:
         self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
         self._contacts: dict[str, str] = {}
+        self._cursors: dict[str, int] = {}  # the highest feed cursor each store polled with, recorded or not
+        self._cursors_due: dict[str, int] = {}  # ... and those not yet written
+        self.tasks: set[asyncio.Task[Any]] = set()  # background jobs (price imports) held until they end
 
     def store_key(self, store_id: str) -> bytes | None:
         key = self._keys.get(store_id)
@@ -78,6 +82,13 @@ class Hq:
                 self._keys[store_id] = key
         return key
 
+    def polled(self, store_id: str, cursor: int) -> None:
+        """A feed poll with `after=cursor`: the store has applied every entry up to it. Kept here when it moved
+        on, written with the stores' contacts by `flush_contacts`."""
+        if cursor > self._cursors.get(store_id, -1):
+            self._cursors[store_id] = cursor
+            self._cursors_due[store_id] = cursor
+
     def heard_from(self, store_id: str) -> None:
         """The store called (a feed poll): remembered here, written with the others by `flush_contacts`
         every CONTACT_EVERY_S, so a thousand long-polling stores cost one small transaction, not a
@@ -86,12 +97,17 @@ class Hq:
 
     def flush_contacts(self) -> int:
         pending, self._contacts = self._contacts, {}
+        cursors, self._cursors_due = self._cursors_due, {}
         if pending:
             record_contacts(self.db, sorted(pending.items()))
+        if cursors:
+            record_feed_cursors(self.db, sorted(cursors.items()))
         return len(pending)
 
     def forget_key(self, store_id: str) -> None:
         self._keys.pop(store_id, None)
+        self._cursors.pop(store_id, None)  # a store paired again starts its feed afresh
+        self._cursors_due.pop(store_id, None)
 
     def close(self) -> None:
         self.db.close()

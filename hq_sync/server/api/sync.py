@@ -73,6 +73,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     store_id = signed_store(request, b"")
     hq = hq_of(request)
     hq.heard_from(store_id)
+    hq.polled(store_id, after)  # which stores have a price change (the console's price history)
     deadline = time.monotonic() + wait
     while True:
         appended = hq.signal.current()

@@ -22,7 +22,11 @@ class NavItem(msgspec.Struct, frozen=True):
 NAV: list[NavItem] = [
     NavItem("dashboard", "/hq/ui/dashboard", N_("Chain dashboard"), "dashboard.read"),
     NavItem("stores", "/hq/ui/stores", N_("Stores"), "stores.read"),
-    # the catalog & prices, promotions, members, transfers and reports pages add themselves here
+    NavItem("catalog", "/hq/ui/catalog", N_("Catalog and prices"), "catalog.read"),
+    NavItem("promotions", "/hq/ui/promotions", N_("Promotions"), "promotions.read"),
+    NavItem("transfers", "/hq/ui/transfers", N_("Transfers"), "transfers.read"),
+    NavItem("reports", "/hq/ui/reports", N_("Reports"), "reports.read"),
+    # the members page adds itself here
     NavItem("audit", "/hq/ui/audit", N_("Audit log"), "audit.read"),
     NavItem("users", "/hq/ui/users", N_("HQ users"), "users.read"),
 ]

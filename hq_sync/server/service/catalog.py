@@ -11,14 +11,9 @@ from hq_sync.server.service.access import Principal, require, require_stores, ta
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.prices import check_price, effective_time, record_prices
 from hq_sync.server.storage.db import HqDb, Tx
-from hq_sync.wire import (
-    PriceChange,
-    PromotionPut,
-)
-
-PRICE_CHUNK = 5000
-
+from hq_sync.wire import PromotionPut
 
 # -- prices and promotions ----------------------------------------------------------------------------------------
 
@@ -28,25 +23,14 @@ def set_prices(db: HqDb, principal: Principal, private_key: bytes, prices: list[
     """Record HQ's prices and put them on the feed (chunks of PRICE_CHUNK) for every store or the named
     stores and regions (a region manager: his stores only, all of them when he names none)."""
     require(principal, "prices.write")
-    if any(p < 0 for _, p in prices):
-        raise HqError(422, "bad_price", "prices are non-negative fen")
-    seqs: list[int] = []
+    for _, price in prices:
+        check_price(price)
+    effective_at = effective_time(effective_at)
     with db.write() as tx:
         named = target_stores(tx, principal, stores, regions)
         targets = named if named is not None else ["*"]
         before = _prices_before(tx, [sku for sku, _ in prices], targets) if len(prices) <= AUDIT_DETAIL else None
-        for store in targets:
-            for i in range(0, len(prices), PRICE_CHUNK):
-                chunk = prices[i:i + PRICE_CHUNK]
-                seq = append_feed(tx, private_key, store, PriceChange(prices=chunk, effective_at=effective_at), at)
-                seqs.append(seq)
-                tx.many("""INSERT INTO hq_prices (sku, store_id, price, effective_at, set_at, feed_seq)
-                           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sku, store_id) DO UPDATE SET price = excluded.price,
-                           effective_at = excluded.effective_at, set_at = excluded.set_at,
-                           feed_seq = excluded.feed_seq""",
-                        [(sku, store, price, effective_at, at, seq) for sku, price in chunk])
-        if named is None and effective_at is None:
-            tx.many("UPDATE hq_items SET price = ? WHERE sku = ?", [(price, sku) for sku, price in prices])
+        seqs = record_prices(tx, private_key, prices, named, effective_at, at, principal.username, "api")
         target = f"sku:{prices[0][0]}" if len(prices) == 1 else f"prices:{len(prices)}"
         after = {"prices": prices if len(prices) <= AUDIT_DETAIL else f"{len(prices)} prices",
                  "stores": targets, "effective_at": effective_at, "feed_seqs": seqs[:AUDIT_DETAIL]}

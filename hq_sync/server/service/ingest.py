@@ -34,6 +34,7 @@ from hq_sync.protocol import (
     TransferReceivedDelta,
     TransferRequestDelta,
     TransferShippedDelta,
+    ZReportDelta,
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
@@ -69,6 +70,8 @@ class Plan(msgspec.Struct):
     repaired: list[int] = []  # seqs that were quarantined before and are now applied or quarantined again
     sales: list[tuple[object, ...]] = []
     lines: list[tuple[object, ...]] = []
+    line_rules: list[tuple[object, ...]] = []  # (sale_id, line_no, rule_id, store_id, day, amount)
+    z_reports: list[tuple[object, ...]] = []
     tenders: list[tuple[object, ...]] = []
     returns: list[tuple[object, ...]] = []
     topups: list[tuple[object, ...]] = []
@@ -223,6 +226,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
                                ln.tax) for ln in delta.lines)
             plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
+            plan.line_rules.extend((delta.sale_id, ln.line_no, rule_id, store_id, delta.at[:10], amount)
+                                   for ln in delta.lines for rule_id, amount in _rule_sums(ln.rules))
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))
@@ -233,12 +238,24 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                                delta.at))
         case MemberDelta():
             plan.members.append(delta)
+        case ZReportDelta():
+            plan.z_reports.append((store_id, delta.z_no, delta.day, delta.at, delta.tickets, delta.net, delta.tax,
+                                   delta.refunded, delta.cash_expected, delta.cash_counted, delta.cash_variance,
+                                   delta.anomalies))
         case TransferRequestDelta() | TransferShippedDelta() | TransferReceivedDelta():
             acting = delta.to_store if isinstance(delta, TransferRequestDelta | TransferReceivedDelta) else \
                 delta.from_store
             if acting != store_id or delta.from_store == delta.to_store:
                 raise Refused(f"transfer {delta.transfer_id}: {type(delta).__struct_config__.tag} from the wrong store")
             plan.transfers.append(delta)
+
+
+def _rule_sums(rules: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A line's amount per rule (a rule listed twice on a line is summed: one row per sale line and rule)."""
+    sums: dict[str, int] = {}
+    for rule_id, amount in rules:
+        sums[rule_id] = sums.get(rule_id, 0) + amount
+    return sorted(sums.items())
 
 
 # -- the adapter ------------------------------------------------------------------------------------------
@@ -375,6 +392,60 @@ def hourly_rollup(sales: list[tuple[object, ...]]) -> list[tuple[str, str, int, 
     return [(store, day, hour, n, total, members) for (store, day, hour), (n, total, members) in sorted(cells.items())]
 
 
+def _roll_up(tx: Tx, store_id: str, plan: Plan) -> None:
+    """Add the batch's sales to the report rollups (per store, day and hour; per store, day and sku; per
+    promotion, store and day: its uses, discount, lines and the totals of the sales it was in)."""
+    if not plan.sales:
+        return
+    hours: dict[tuple[str, str], list[int]] = {}
+    days: dict[str, str] = {}
+    for sale in plan.sales:  # (sale_id, store, seq, receipt, till, at, day, member, subtotal, discount, total, ...)
+        sale_id, sale_at, day = str(sale[0]), str(sale[5]), str(sale[6])
+        days[sale_id] = day
+        cell = hours.setdefault((day, sale_at[11:13]), [0, 0, 0, 0])
+        cell[0] += 1
+        cell[1] += int(sale[8])  # type: ignore[call-overload]
+        cell[2] += int(sale[9])  # type: ignore[call-overload]
+        cell[3] += int(sale[10])  # type: ignore[call-overload]
+    totals = {str(sale[0]): int(sale[10]) for sale in plan.sales}  # type: ignore[call-overload]
+    per_sale: dict[tuple[str, str], list[int]] = {}  # (rule, sale) -> [discount, lines]
+    for rule_row in plan.line_rules:  # (sale_id, line_no, rule_id, store, day, amount)
+        amount = rule_row[5]
+        cell = per_sale.setdefault((str(rule_row[2]), str(rule_row[0])), [0, 0])
+        cell[0] += int(amount)  # type: ignore[call-overload]
+        cell[1] += 1
+    rules: dict[tuple[str, str], list[int]] = {}  # (rule, day) -> [uses, discount, lines, covered]
+    for (rule_id, of_sale), (given, count) in per_sale.items():
+        cell = rules.setdefault((rule_id, days[of_sale]), [0, 0, 0, 0])
+        cell[0] += 1
+        cell[1] += given
+        cell[2] += count
+        cell[3] += totals[of_sale]
+    tx.many("""INSERT INTO hq_rule_days (rule_id, store_id, day, uses, discount, lines, covered)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_id, store_id, day) DO UPDATE
+               SET uses = hq_rule_days.uses + excluded.uses, discount = hq_rule_days.discount + excluded.discount,
+               lines = hq_rule_days.lines + excluded.lines, covered = hq_rule_days.covered + excluded.covered""",
+            [(rule_id, store_id, day, *v) for (rule_id, day), v in sorted(rules.items())])
+    skus: dict[tuple[str, str], list[int]] = {}
+    for line in plan.lines:  # (sale_id, line_no, store, sku, qty, weight_g, net, discount, tax)
+        cell = skus.setdefault((days[str(line[0])], str(line[3])), [0, 0, 0, 0])
+        cell[0] += 1
+        cell[1] += int(line[4])  # type: ignore[call-overload]
+        cell[2] += int(line[7])  # type: ignore[call-overload]
+        cell[3] += int(line[6])  # type: ignore[call-overload]
+    tx.many("""INSERT INTO hq_store_hours (store_id, day, hour, tickets, gross, discount, net)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, day, hour) DO UPDATE
+               SET tickets = hq_store_hours.tickets + excluded.tickets,
+               gross = hq_store_hours.gross + excluded.gross, discount = hq_store_hours.discount + excluded.discount,
+               net = hq_store_hours.net + excluded.net""",
+            [(store_id, day, hour, *v) for (day, hour), v in sorted(hours.items())])
+    tx.many("""INSERT INTO hq_sku_days (store_id, day, sku, lines, qty, discount, net) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (store_id, day, sku) DO UPDATE SET lines = hq_sku_days.lines + excluded.lines,
+               qty = hq_sku_days.qty + excluded.qty, discount = hq_sku_days.discount + excluded.discount,
+               net = hq_sku_days.net + excluded.net""",
+            [(store_id, day, sku, *v) for (day, sku), v in sorted(skus.items())])
+
+
 def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
     if plan.repaired:
         for seq in plan.repaired:
@@ -392,6 +463,11 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                        member_tickets = hq_sales_hourly.member_tickets + excluded.member_tickets""",
                 hourly_rollup(plan.sales))
     tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
+    tx.copy("hq_sale_line_rules", "sale_id, line_no, rule_id, store_id, day, amount", plan.line_rules)
+    _roll_up(tx, store_id, plan)
+    tx.many("""INSERT INTO hq_z_reports (store_id, z_no, day, at, tickets, net, tax, refunded, cash_expected,
+               cash_counted, cash_variance, anomalies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (store_id, z_no) DO NOTHING""", plan.z_reports)
     tx.many("""INSERT INTO hq_returns (return_id, store_id, seq, sale_id, at, day, member_id, refund_total,
                points_reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (return_id) DO NOTHING""",
             plan.returns)

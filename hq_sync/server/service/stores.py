@@ -109,7 +109,8 @@ def pair(db: HqDb, req: PairRequest, private_key: bytes, public_key: bytes, demo
         if store[0] is not None:
             _retire_stream(tx, req.store_id, at)
         tx.run("UPDATE hq_stores SET public_key = ?, base_seq = ?, acked_seq = 0, head_seq = ?, paired_at = ?, "
-               "last_seen = ? WHERE store_id = ?", (key, req.outbox_head, req.outbox_head, at, at, req.store_id))
+               "last_seen = ?, feed_cursor = 0 WHERE store_id = ?",
+               (key, req.outbox_head, req.outbox_head, at, at, req.store_id))
         kept = _adopt_holdings(tx, req, at)
         _snapshot(tx, private_key, req.store_id, at)
     return PairResult(req.store_id, b64(public_key), req.outbox_head, kept)
@@ -183,6 +184,14 @@ def store_key(db: HqDb, store_id: str) -> bytes | None:
     with db.read() as tx:
         row = tx.one("SELECT public_key FROM hq_stores WHERE store_id = ?", (store_id,))
     return bytes(row[0]) if row and row[0] is not None else None
+
+
+def record_feed_cursors(db: HqDb, cursors: list[tuple[str, int]]) -> None:
+    """Each store's feed cursor ((store_id, the `after` of its poll): every entry up to it is applied there);
+    never moves back (a late poll of an older cursor changes nothing)."""
+    with db.write() as tx:
+        tx.many("UPDATE hq_stores SET feed_cursor = ? WHERE store_id = ? AND feed_cursor < ?",
+                [(cursor, store_id, cursor) for store_id, cursor in cursors])
 
 
 def record_contacts(db: HqDb, contacts: list[tuple[str, str]]) -> None:

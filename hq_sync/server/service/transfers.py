@@ -41,6 +41,7 @@ def apply_transfers(tx: Tx, deltas: list[TransferDelta], at: str) -> None:
     key_row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
     assert key_row is not None
     key = bytes(key_row[0])
+    hold = need_approval(tx)
     for d in deltas:
         created = _ensure(tx, d, at)
         match d:
@@ -50,6 +51,10 @@ def apply_transfers(tx: Tx, deltas: list[TransferDelta], at: str) -> None:
                 tx.many("INSERT INTO hq_transfer_lines (transfer_id, sku, requested) VALUES (?, ?, ?) "
                         "ON CONFLICT (transfer_id, sku) DO NOTHING",
                         [(d.transfer_id, ln.sku, ln.qty) for ln in d.lines])
+                if hold:  # the chain wants approval: held until approved (service/transfer_approvals.py)
+                    tx.run("INSERT INTO hq_transfer_approvals (transfer_id, status, held_at) VALUES (?, 'pending', ?) "
+                           "ON CONFLICT (transfer_id) DO NOTHING", (d.transfer_id, at))
+                    continue
                 notify = d.from_store
             case TransferShippedDelta():
                 if tx.run("UPDATE hq_transfers SET state = 'in_transit', shipped_at = ?, updated_at = ? "
@@ -69,6 +74,15 @@ def apply_transfers(tx: Tx, deltas: list[TransferDelta], at: str) -> None:
                         [(d.transfer_id, ln.sku, ln.qty) for ln in d.lines])
                 notify = d.from_store
         append_feed(tx, key, notify, _state_body(tx, d.transfer_id), at)
+
+
+APPROVAL_SETTING = "transfers_need_approval"
+
+
+def need_approval(tx: Tx) -> bool:
+    """The chain setting `transfers_need_approval`: requested transfers wait for an approval at HQ."""
+    row = tx.one("SELECT value FROM hq_chain_settings WHERE key = ?", (APPROVAL_SETTING,))
+    return row is not None and row[0] == "true"
 
 
 def list_transfers(db: HqDb, principal: Principal, state: str | None = None) -> list[dict[str, Any]]:

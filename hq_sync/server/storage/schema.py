@@ -360,6 +360,7 @@ ADDED_COLUMNS = (
     ("hq_stores", "timezone", "TEXT NOT NULL DEFAULT 'Asia/Shanghai'"),
     ("hq_stores", "address", "TEXT NOT NULL DEFAULT ''"),
     ("hq_stores", "last_contact", "TEXT"),
+    ("hq_stores", "feed_cursor", "BIGINT NOT NULL DEFAULT 0"),  # the `after` of the store's last feed poll
 )
 
 
@@ -370,9 +371,130 @@ def _columns(tx: Tx, table: str) -> set[str]:
     return {str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")}
 
 
+# The console's catalog, promotions, reports and transfers (docs/hq-console.md): price history and which
+# stores have it (`hq_stores.feed_cursor`, the `after` of each store's feed poll), CSV price imports, each
+# sale line's promotion amounts, the stores' Z reports, chain settings and transfer approvals; and the sales
+# rollups the reports read (per store, day and hour; per store, day and sku; per promotion, store and day),
+# kept by ingest in the batch's transaction and filled from the sales an older HQ already holds at its first
+# start with them.
+CATALOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hq_price_changes (
+    sku TEXT NOT NULL,
+    feed_seq BIGINT NOT NULL,
+    store_id TEXT NOT NULL,
+    price BIGINT NOT NULL CHECK (price >= 0),
+    previous BIGINT,
+    effective_at TEXT,
+    set_at TEXT NOT NULL,
+    set_by TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'api',
+    PRIMARY KEY (sku, feed_seq, store_id)
+);
+CREATE TABLE IF NOT EXISTS hq_price_imports (
+    import_id TEXT PRIMARY KEY,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('invalid', 'ready', 'running', 'done')),
+    total BIGINT NOT NULL,
+    done BIGINT NOT NULL DEFAULT 0,
+    errors BIGINT NOT NULL DEFAULT 0,
+    rows_json TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS hq_sale_line_rules (
+    sale_id TEXT NOT NULL,
+    line_no BIGINT NOT NULL,
+    rule_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    PRIMARY KEY (sale_id, line_no, rule_id)
+);
+CREATE INDEX IF NOT EXISTS hq_sale_line_rules_rule ON hq_sale_line_rules (rule_id, store_id);
+CREATE TABLE IF NOT EXISTS hq_z_reports (
+    store_id TEXT NOT NULL,
+    z_no BIGINT NOT NULL,
+    day TEXT NOT NULL,
+    at TEXT NOT NULL,
+    tickets BIGINT NOT NULL,
+    net BIGINT NOT NULL,
+    tax BIGINT NOT NULL,
+    refunded BIGINT NOT NULL,
+    cash_expected BIGINT NOT NULL,
+    cash_counted BIGINT NOT NULL,
+    cash_variance BIGINT NOT NULL,
+    anomalies BIGINT NOT NULL,
+    PRIMARY KEY (store_id, z_no)
+);
+CREATE INDEX IF NOT EXISTS hq_z_reports_day ON hq_z_reports (store_id, day);
+CREATE INDEX IF NOT EXISTS hq_returns_store_day ON hq_returns (store_id, day);
+CREATE TABLE IF NOT EXISTS hq_store_hours (
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    hour TEXT NOT NULL,
+    tickets BIGINT NOT NULL,
+    gross BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    net BIGINT NOT NULL,
+    PRIMARY KEY (store_id, day, hour)
+);
+CREATE TABLE IF NOT EXISTS hq_rule_days (
+    rule_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    uses BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    lines BIGINT NOT NULL,
+    covered BIGINT NOT NULL,
+    PRIMARY KEY (rule_id, store_id, day)
+);
+CREATE TABLE IF NOT EXISTS hq_sku_days (
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    lines BIGINT NOT NULL,
+    qty BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    net BIGINT NOT NULL,
+    PRIMARY KEY (store_id, day, sku)
+);
+CREATE TABLE IF NOT EXISTS hq_chain_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS hq_transfer_approvals (
+    transfer_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+    reason TEXT NOT NULL DEFAULT '',
+    held_at TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at TEXT
+)
+"""
+
+def _fill_rollups(tx: Tx) -> None:
+    """Once: the sales rollups of the sales HQ held before it kept them (ingest keeps them from then on)."""
+    if tx.one("SELECT 1 FROM hq_meta WHERE key = 'sales_rollups'") is not None:
+        return
+    tx.run("""INSERT INTO hq_store_hours (store_id, day, hour, tickets, gross, discount, net)
+              SELECT store_id, day, substr(at, 12, 2), count(*), sum(subtotal), sum(discount), sum(total)
+              FROM hq_sales GROUP BY store_id, day, substr(at, 12, 2)""")
+    tx.run("""INSERT INTO hq_sku_days (store_id, day, sku, lines, qty, discount, net)
+              SELECT x.store_id, x.day, l.sku, count(*), sum(l.qty), sum(l.discount), sum(l.net)
+              FROM hq_sale_lines l JOIN hq_sales x ON x.sale_id = l.sale_id GROUP BY x.store_id, x.day, l.sku""")
+    tx.run("""INSERT INTO hq_rule_days (rule_id, store_id, day, uses, discount, lines, covered)
+              SELECT u.rule_id, u.store_id, u.day, count(*), sum(u.amount), sum(u.lines), sum(x.total)
+              FROM (SELECT rule_id, sale_id, store_id, day, sum(amount) AS amount, count(*) AS lines
+                    FROM hq_sale_line_rules GROUP BY rule_id, sale_id, store_id, day) u
+              JOIN hq_sales x ON x.sale_id = u.sale_id GROUP BY u.rule_id, u.store_id, u.day""")
+    tx.run("INSERT INTO hq_meta (key, value) VALUES ('sales_rollups', '1')")
+
+
 def create_schema(db: HqDb) -> None:
     with db.write() as tx:
-        for statement in db.type_words(SCHEMA).split(";"):
+        for statement in db.type_words(SCHEMA + ";" + CATALOG_SCHEMA).split(";"):
             if statement.strip():
                 tx.run(statement)
         for table, column, definition in ADDED_COLUMNS:
@@ -386,5 +508,6 @@ def create_schema(db: HqDb) -> None:
                       SELECT store_id, day, CAST(substr(at, 12, 2) AS BIGINT), count(*), sum(total),
                              sum(CASE WHEN member_id IS NULL THEN 0 ELSE 1 END)
                       FROM hq_sales GROUP BY store_id, day, CAST(substr(at, 12, 2) AS BIGINT)""")
+        _fill_rollups(tx)
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))

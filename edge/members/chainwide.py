@@ -91,7 +91,10 @@ def _paired(conn: sqlite3.Connection) -> int | None:
 
 
 def put_balances(conn: sqlite3.Connection, rows: Iterable[tuple[str, int, int]], as_of: str, upto: int) -> None:
-    """HQ's snapshot of members' chain-wide holdings (an older snapshot never replaces a newer one)."""
+    """HQ's snapshot of members' chain-wide holdings (an older snapshot never replaces a newer one). Deltas
+    from before the pairing point never move money at HQ, so the snapshot holds at least those."""
+    base = _paired(conn) or 0
+    upto = max(upto, base)
     conn.executemany(
         """INSERT INTO member_chain (member_id, balance, points, as_of, upto_seq) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT (member_id) DO UPDATE SET balance = excluded.balance, points = excluded.points,

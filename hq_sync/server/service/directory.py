@@ -17,7 +17,7 @@ import msgspec
 from hq_sync.protocol import MemberDelta
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.feed import append_feed
-from hq_sync.server.service.members import balance_rows, member_rows_of, resolve, resolve_many
+from hq_sync.server.service.members import balance_rows, member_rows_of, resolve, resolve_many, send_balances
 from hq_sync.server.service.merges import merge_duplicates
 from hq_sync.server.storage.db import Tx
 from hq_sync.wire import MemberBalances, MembersPut
@@ -62,9 +62,10 @@ def after_batch(tx: Tx, store_id: str, acked: int, applied: list[MemberDelta], k
                                                           acked=acked), at)
         appended += 2
     merges = merge_duplicates(tx, private_key, changed, SYNC_ACTOR, at)
-    appended += 3 * len(merges)
+    appended += 2 * len(merges)
+    moved = {resolve(tx, m) for m in moved} | {m["winner"] for m in merges}
     if moved:
-        appended += _balances(tx, private_key, store_id, acked, {resolve(tx, m) for m in moved}, at)
+        appended += send_balances(tx, private_key, moved, at, acting=(store_id, acked))
     return appended
 
 
@@ -79,30 +80,3 @@ def _edit(tx: Tx, delta: MemberDelta) -> bool:
     tx.run("UPDATE hq_members SET tier = ?, phone = ?, card_no = ?, name = ?, birthday = ?, tags = ? "
            "WHERE member_id = ?", (*new, delta.member_id))
     return True
-
-
-def _balances(tx: Tx, private_key: bytes, store_id: str, acked: int, members: set[str], at: str) -> int:
-    """One `member_balances` entry per store that deals with these members: the acting store, and every
-    store holding (or having held) escrow for one of them."""
-    rows = {m: (m, b, p) for m, b, p in balance_rows(tx, members)}
-    if not rows:
-        return 0
-    targets: dict[str, set[str]] = {store_id: set(rows)}
-    ids = sorted(rows)
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        for member_id, holder in tx.all(
-                f"SELECT DISTINCT member_id, store_id FROM hq_escrow WHERE member_id IN ({marks})", chunk):
-            targets.setdefault(str(holder), set()).add(str(member_id))
-    for target in sorted(targets):
-        if target == store_id:
-            target_acked = acked
-        else:
-            row = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ? AND public_key IS NOT NULL", (target,))
-            if row is None:
-                continue
-            target_acked = int(row[0])
-        append_feed(tx, private_key, target, MemberBalances(rows=[rows[m] for m in sorted(targets[target])],
-                                                            as_of=at, store=target, acked=target_acked), at)
-    return len(targets)

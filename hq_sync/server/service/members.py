@@ -33,6 +33,7 @@ from hq_sync.wire import (
     EscrowGrant,
     EscrowReclaim,
     Ledger,
+    MemberBalances,
     MemberFound,
     MemberRow,
     MembersPut,
@@ -152,6 +153,35 @@ def lookup_for_store(db: HqDb, store_id: str, *, member_id: str | None, phone: s
         acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
         return MemberFound(member=_row(row), balance=int(row[9]), points=int(row[10]), as_of=at,
                            acked=int(acked[0]) if acked else 0, aliases=aliases_of(tx, found))
+
+
+def send_balances(tx: Tx, private_key: bytes, members: set[str], at: str, acting: tuple[str, int] = ("", 0)) -> int:
+    """One `member_balances` entry per store that deals with these members: the acting store (whose batch
+    moved them: `acting` = (store, its new ack)), and every store holding (or having held) escrow for one
+    of them, each told how far its own stream is in the figures (docs/sync.md)."""
+    store_id, acked = acting
+    rows = {m: (m, b, p) for m, b, p in balance_rows(tx, members)}
+    if not rows:
+        return 0
+    targets: dict[str, set[str]] = {store_id: set(rows)} if store_id else {}
+    ids = sorted(rows)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for member_id, holder in tx.all(
+                f"SELECT DISTINCT member_id, store_id FROM hq_escrow WHERE member_id IN ({marks})", chunk):
+            targets.setdefault(str(holder), set()).add(str(member_id))
+    for target in sorted(targets):
+        if target == store_id:
+            target_acked = acked
+        else:
+            row = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ? AND public_key IS NOT NULL", (target,))
+            if row is None:
+                continue
+            target_acked = int(row[0])
+        append_feed(tx, private_key, target, MemberBalances(rows=[rows[m] for m in sorted(targets[target])],
+                                                            as_of=at, store=target, acked=target_acked), at)
+    return len(targets)
 
 
 # -- profile edits at HQ -----------------------------------------------------------------------------------------

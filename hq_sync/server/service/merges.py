@@ -6,8 +6,8 @@ created wins; the other's balance and points move to the winner as append-only l
 (`merge_out` on the loser, `merge_in` on the winner: the chain's total is unchanged), its escrow at every
 store becomes the winner's escrow at that store, and its id lives on as an alias
 (`hq_member_aliases`) that every lookup, every later delta and every store resolves to the winner.
-The feed tells every store (`members` with both profiles, then `member_merged`, then the winner's
-balances); each store moves its own holdings of the loser the same way.
+The feed tells every store (`members` with both profiles, then `member_merged`; the winner's balances
+go to the stores holding escrow for it); each store moves its own holdings of the loser the same way.
 
 `pick_winner`, `plan_merge` and `combine_profiles` are pure; `merge` applies them in the caller's
 transaction.
@@ -24,9 +24,16 @@ from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
-from hq_sync.server.service.members import created_key, member_rows, members_with, require_member, resolve
+from hq_sync.server.service.members import (
+    created_key,
+    member_rows,
+    members_with,
+    require_member,
+    resolve,
+    send_balances,
+)
 from hq_sync.server.storage.db import HqDb, Tx
-from hq_sync.wire import MemberBalances, MemberMerged, MemberRow, MembersPut
+from hq_sync.wire import MemberMerged, MemberRow, MembersPut
 
 LEDGERS = ("value", "points")
 
@@ -130,8 +137,7 @@ def merge(tx: Tx, private_key: bytes, winner: str, loser: str, actor: Principal,
           {"winner": msgspec.to_builtins(rows[winner]), "loser": msgspec.to_builtins(rows[loser])}, outcome, at=at)
     append_feed(tx, private_key, "*", MembersPut(members=[merged, rest]), at)
     append_feed(tx, private_key, "*", MemberMerged(loser=loser, winner=winner), at)
-    append_feed(tx, private_key, "*", MemberBalances(rows=[(winner, int(totals[0]), int(totals[1]))], as_of=at), at)
-    return outcome
+    return outcome  # the winner's new balances: the caller's `send_balances` (to the stores holding escrow)
 
 
 def merge_duplicates(tx: Tx, private_key: bytes, member_ids: Iterable[str], actor: Principal,
@@ -164,4 +170,6 @@ def merge_by_hand(db: HqDb, principal: Principal, private_key: bytes, winner: st
         for member_id in (winner, loser):
             if tx.one("SELECT 1 FROM hq_members WHERE member_id = ?", (member_id,)) is not None:
                 require_member(tx, principal, member_id)
-        return merge(tx, private_key, winner, loser, principal, "manual", at)
+        outcome = merge(tx, private_key, winner, loser, principal, "manual", at)
+        send_balances(tx, private_key, {winner}, at)
+        return outcome

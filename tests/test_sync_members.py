@@ -16,6 +16,8 @@ import pytest
 import sync_support
 from sync_support import FaultProxy, HqServer, SyncHub, sell, wait_until
 
+from devices.receipt import layout, money
+from edge.device_link.receipts import decode_sale, receipt_for
 from edge.members.chainwide import member_effects
 from hq_sync.protocol import DeltaTender, MemberDelta, ReturnDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.service import members as hq_members
@@ -27,6 +29,7 @@ from hq_sync.server.service.stores import ensure_store
 from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
 from hq_sync.wire import Batch, MemberRow, OutRow, feed_body_decoder
+from tests.ui_support import ui_login
 
 pg_cluster = sync_support.pg_cluster  # fixtures shared by the sync tests
 hq_db_url = sync_support.hq_db_url
@@ -373,7 +376,18 @@ def test_an_offline_duplicate_sign_up_is_merged_and_both_stores_resolve_it_to_on
             "sale_id": str(uuid.uuid4()), "till_id": "T1", "lines": [{"sku": "SKU00027", "qty": 1}],
             "member_id": loser, "tenders": [{"method": "stored_value", "amount": q.json()["total"]}]})
         assert paid.status_code == 201, paid.text
-        assert paid.json()["member"]["member_id"] == winner
+        total, points = q.json()["total"], points + paid.json()["points_earned"]
+        assert paid.json()["member"] | {"balance_as_of": None} == {
+            "member_id": winner, "tier": "regular", "points": points, "balance": 5000 - total, "balance_as_of": None,
+            "spendable_here": {"balance": 2000 - total, "points": points}}
+        assert paid.json()["member"]["balance_as_of"] is not None
+        receipt = layout(receipt_for(decode_sale(paid.content), "demo-002"), 42)
+        assert any(line.startswith("余额 Balance") and line.endswith(money(5000 - total)) for line in receipt)
+        assert any(line.startswith("截至 As of") for line in receipt)
+        page = ui_login(b, "manager", lang="en").get(f"/ui/members/{loser}")  # the tablet shows the same
+        assert page.status_code == 200, page.text
+        assert "Spendable at this store" in page.text and "Whole chain, as of" in page.text
+        assert money(5000 - total).strip("¥") in page.text and money(2000 - total).strip("¥") in page.text
         wait_until(lambda: _caught_up(b), 10, what="B's push")
         assert hq.query("SELECT balance FROM hq_members WHERE member_id = ?", (winner,)) == [
             (5000 - q.json()["total"],)]

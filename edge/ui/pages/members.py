@@ -55,6 +55,8 @@ LEDGER_KINDS = {
     "hq_pairing": N_("Moved to HQ at pairing"),
     "escrow_grant": N_("Granted by HQ"),
     "escrow_release": N_("Given back to HQ"),
+    "merge_in": N_("Merged in from a duplicate record"),
+    "merge_out": N_("Moved to the merged record"),
 }
 
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")

@@ -14,6 +14,8 @@ import httpx
 import msgspec
 import pytest
 import sync_support
+from hypothesis import given
+from hypothesis import strategies as st
 from sync_support import FaultProxy, HqServer, SyncHub, sell, wait_until
 
 from devices.receipt import layout, money
@@ -66,6 +68,19 @@ def test_a_merge_moves_every_fen_and_point_of_the_loser_to_the_winner(
     assert (plan.ledger, plan.escrow) == (ledger, moves)
     assert sum(d for _, _, d, _ in plan.ledger) == 0  # nothing created, nothing lost
     assert sum(d for m, lg, d, _ in plan.ledger if m == "W" and lg == "value") == balance
+
+
+@given(balance=st.integers(0, 10**9), points=st.integers(0, 10**9),
+       escrow=st.dictionaries(st.tuples(st.sampled_from(["S1", "S2", "S3"]), st.sampled_from(["value", "points"])),
+                              st.integers(0, 10**9), max_size=6))
+def test_a_merge_conserves_every_ledger_and_leaves_the_loser_nothing(
+        balance: int, points: int, escrow: dict[tuple[str, str], int]) -> None:
+    plan = plan_merge("W", "L", balance, points, escrow)
+    for name, held in (("value", balance), ("points", points)):
+        assert sum(d for m, lg, d, _ in plan.ledger if lg == name and m == "L") == -held
+        assert sum(d for m, lg, d, _ in plan.ledger if lg == name and m == "W") == held
+    assert {(s, lg): a for s, lg, a in plan.escrow} == {k: v for k, v in escrow.items() if v > 0}
+    assert all(kind == ("merge_out" if m == "L" else "merge_in") for m, _, _, kind in plan.ledger)
 
 
 def test_a_merge_refuses_itself_and_negative_holdings() -> None:

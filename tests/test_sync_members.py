@@ -403,9 +403,10 @@ def test_an_offline_duplicate_sign_up_is_merged_and_both_stores_resolve_it_to_on
         assert page.status_code == 200, page.text
         assert "Spendable at this store" in page.text and "Whole chain, as of" in page.text
         assert money(5000 - total).strip("¥") in page.text and money(2000 - total).strip("¥") in page.text
+        _top_up(b.till(), loser, 700)  # the old id's top-up is the winner's, spendable here
+        assert b.till().get(f"/api/v1/members/{winner}").json()["spendable_here"]["balance"] == 2000 - total + 700
         wait_until(lambda: _caught_up(b), 10, what="B's push")
-        assert hq.query("SELECT balance FROM hq_members WHERE member_id = ?", (winner,)) == [
-            (5000 - q.json()["total"],)]
+        assert hq.query("SELECT balance FROM hq_members WHERE member_id = ?", (winner,)) == [(5000 - total + 700,)]
         assert hq.query("SELECT count(*) FROM hq_deltas WHERE status = 'quarantined'") == [(0,)]
         merges = hq.query("SELECT action, target FROM hq_audit WHERE action = 'member.merge'")
         assert merges == [("member.merge", f"member:{winner}")]

@@ -88,6 +88,7 @@ def commit_topup(conn: sqlite3.Connection, member_id: str, req: TopupRequest, di
     replay = replay_or_conflict(conn, "topups", "topup_id", topup_id, digest)
     if replay is not None:
         return replay
+    member_id = chainwide.resolve(conn, member_id)  # an id HQ merged into another member tops up that member
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (member_id,)).fetchone() is None:
         raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
     balance = ledger.post(conn, "value", member_id, req.amount, "topup", topup_id, actor, at)

@@ -102,6 +102,26 @@ async def lookup(app_state: Any, hub: Any, *, member_id: str | None = None, phon
         raise offline_error() from None
 
 
+async def refuse_known(app_state: Any, hub: Any, phone: str, card: str | None) -> None:
+    """Before a sign-up at a paired store: a phone or card HQ already knows is `409 member_exists` naming
+    the member (now cached here), not a second record to merge later. Offline the sign-up goes ahead
+    (HQ merges a duplicate when it arrives)."""
+    caller = _caller(app_state)
+    if caller is None:
+        return
+    timeout = _timeouts(caller)[0]
+    for key, value in (("phone", phone), ("card", card)):
+        if value is None:
+            continue
+        try:
+            found = await ask_hq(caller, hub, timeout, **{key: value})
+        except Offline:
+            return
+        if found is not None:
+            raise ApiError(409, "member_exists", f"a member with this {key} already exists in the chain",
+                           member_id=found)
+
+
 async def ensure_member(app_state: Any, hub: Any, member_id: str | None) -> str | None:
     """The member a quote or sale names, as this store knows it: an alias resolves to its member; a member
     this store lacks is fetched from HQ (offline: `member_unknown_offline`; unknown at HQ too: left for the

@@ -283,8 +283,12 @@ def test_a_lookup_miss_asks_hq_shows_chain_wide_balances_and_says_so_when_hq_is_
         first = _sign_up(till_a, "13712340001", card_no="CARD0001")["member_id"]
         _top_up(till_a, first, 5000)
         second = _sign_up(till_a, "13712340002")["member_id"]
+        fourth = _sign_up(till_a, "13712340004")["member_id"]
         wait_until(lambda: _caught_up(a), 10, what="A's push")
-        assert b.query("SELECT count(*) FROM members WHERE member_id IN (?, ?)", (first, second)) == [(0,)]
+        assert b.query("SELECT count(*) FROM members WHERE member_id IN (?, ?, ?)", (first, second, fourth)) == [(0,)]
+        # Signing up at B a phone HQ knows: the existing member, not a second record.
+        again = till_b.post("/api/v1/members", json={"phone": "13712340004", "name": "又一次"})
+        assert (again.status_code, again.json()["code"], again.json()["member_id"]) == (409, "member_exists", fourth)
 
         found = _manager(b).get("/api/v1/members/lookup", params={"phone": "13712340001"})
         assert found.status_code == 200, found.text

@@ -337,6 +337,8 @@ async def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) 
 @post("/api/v1/members", opt=_perm("members.create"), operation_class=body_operation(CreateMemberRequest))
 async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
     req = await decode_body(request, CreateMemberRequest)
+    if find_member(hub.db.reader(), phone=req.phone, show_phone=False) is None:
+        await directory.refuse_known(request.app.state, hub, req.phone, req.card_no)  # signed up elsewhere?
     actor = actor_of(request)
     at = hub.clock.stamp()
     member_id = await hub.db.write(lambda conn: create_member(conn, req, actor, at, hub.store_id))

@@ -384,6 +384,7 @@ def apply_grant(conn: sqlite3.Connection, grant: EscrowGrant, at: str) -> bool:
     """Add HQ's grant to this store's escrow once (by grant id). False if it was already applied."""
     if conn.execute("SELECT 1 FROM sync_escrow WHERE ref = ?", (grant.grant_id,)).fetchone() is not None:
         return False
+    grant = msgspec.structs.replace(grant, member_id=chainwide.resolve(conn, grant.member_id))  # merged ids
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (grant.member_id,)).fetchone() is None:
         add_alert(conn, "grant_unknown_member", grant.grant_id, f"grant for unknown member {grant.member_id}", at)
         return False
@@ -399,6 +400,7 @@ def apply_reclaim(conn: sqlite3.Connection, reclaim: EscrowReclaim, at: str) -> 
     """Give back what HQ asks for, as far as it is not spent; the answer goes up as a release delta."""
     if conn.execute("SELECT 1 FROM sync_escrow WHERE ref = ?", (reclaim.request_id,)).fetchone() is not None:
         return 0
+    reclaim = msgspec.structs.replace(reclaim, member_id=chainwide.resolve(conn, reclaim.member_id))
     amount = 0
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (reclaim.member_id,)).fetchone() is not None:
         points, balance = member_ledger.balances(conn, reclaim.member_id)

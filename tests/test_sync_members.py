@@ -20,7 +20,13 @@ from sync_support import FaultProxy, HqServer, SyncHub, sell, wait_until
 
 from devices.receipt import layout, money
 from edge.device_link.receipts import decode_sale, receipt_for
+from edge.journal.chain import verify as chain_verify
 from edge.members.chainwide import member_effects
+from edge.members.service import commit_topup, find_member
+from edge.sales.models import TopupRequest
+from edge.stock.ledger import Actor
+from edge.storage.db import Database
+from hq_sync import hub_state
 from hq_sync.protocol import DeltaTender, MemberDelta, ReturnDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.service import members as hq_members
 from hq_sync.server.service.access import system_principal
@@ -30,7 +36,20 @@ from hq_sync.server.service.merges import combine_profiles, merge_by_hand, pick_
 from hq_sync.server.service.stores import ensure_store
 from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
-from hq_sync.wire import Batch, MemberRow, OutRow, feed_body_decoder
+from hq_sync.wire import (
+    Batch,
+    EscrowGrant,
+    MemberBalances,
+    MemberMerged,
+    MemberRow,
+    OutRow,
+    PairResult,
+    b64,
+    feed_body_decoder,
+    feed_body_encoder,
+    new_key,
+    sign_entry,
+)
 from tests.ui_support import ui_login
 
 pg_cluster = sync_support.pg_cluster  # fixtures shared by the sync tests
@@ -199,6 +218,65 @@ def test_hq_merges_an_offline_duplicate_on_upload_and_applies_later_deltas_of_th
             merge_by_hand(db, ADMIN, b"\x01" * 32, "W", "W", "now")
         assert same.value.code == "same_member"
         assert hq_members.member_view(db, ADMIN, "X")["aliases"] == ["L", "X"]
+    finally:
+        db.close()
+
+
+# -- a hub in process: HQ's figures plus this store's effects, a merge from the feed -------------------------------
+
+NOW = "2026-05-01T10:00:00.000+08:00"
+
+
+def test_a_hub_shows_hqs_figure_plus_its_own_later_effects_and_applies_a_merge_once(tmp_path: Path) -> None:
+    data = tmp_path / "hub"
+    assert sync_support.cli("seed", "--demo", "--data", str(data)).returncode == 0
+    db = Database(data / "hub.sqlite3")
+    try:
+        hq_private, hq_public = new_key()
+        store_private, store_public = new_key()
+        db.write_sync(lambda c: hub_state.store_paired(
+            c, PairResult("demo-001", b64(hq_public), 0), hq_url="http://hq", private_key=store_private,
+            public_key=store_public, hq_public_key=hq_public, at=NOW))
+        seq = iter(range(1, 100))
+
+        def feed(body: Any) -> None:
+            entry = sign_entry(hq_private, next(seq), "*", NOW, feed_body_encoder.encode(body))
+            out = db.write_sync(lambda c: hub_state.apply_feed(c, [entry], entry.seq, NOW))
+            assert out.refused == []
+
+        def shown(member_id: str) -> tuple[int, int, str | None, int, int]:
+            m = find_member(db.reader(), member_id=member_id, show_phone=True)
+            assert m is not None and m.spendable_here is not None
+            return m.balance, m.points, m.balance_as_of, m.spendable_here.balance, m.spendable_here.points
+
+        feed(MemberBalances(rows=[("M000002", 5000, 100)], as_of="2026-05-01T10:00:01+08:00", store="demo-001"))
+        assert shown("M000002") == (5000, 100, "2026-05-01T10:00:01+08:00", 0, 0)
+        topup = TopupRequest(topup_id=uuid.uuid4(), amount=300, method="cash")
+        db.write_sync(lambda c: commit_topup(c, "M000002", topup, "d1", Actor("u"), NOW))
+        assert shown("M000002")[::3] == (5300, 300)  # at once, before HQ has heard of it
+        head = int(db.reader().execute("SELECT max(seq) FROM outbox").fetchone()[0])
+        # HQ's next figure holds the top-up (this store's stream through `head`): not counted twice.
+        feed(MemberBalances(rows=[("M000002", 5300, 100)], as_of="2026-05-01T10:00:02+08:00", store="demo-001",
+                            acked=head))
+        assert shown("M000002")[:2] == (5300, 100)
+        feed(MemberBalances(rows=[("M000002", 1, 1)], as_of="2026-05-01T10:00:00+08:00", store="demo-001",
+                            acked=head))
+        assert shown("M000002")[:2] == (5300, 100)  # an older figure never replaces a newer one
+
+        feed(EscrowGrant(grant_id="G-1", member_id="M000003", ledger="value", amount=700))
+        merged = MemberMerged(loser="M000003", winner="M000002")
+        feed(merged)
+        feed(merged)  # twice: applied once
+        assert shown("M000003")[3:] == (1000, 0)  # the old id is the winner; its escrow moved here
+        reader = db.reader()
+        assert tuple(reader.execute("SELECT balance FROM member_balance WHERE member_id = 'M000003'").fetchone()) == (0,)
+        assert tuple(reader.execute("SELECT count(*) FROM journal WHERE kind = 'member_merge'").fetchone()) == (1,)
+        assert [tuple(r) for r in reader.execute("SELECT member_id, kind, delta FROM value_ledger WHERE kind "
+                                                 "LIKE 'merge%' ORDER BY entry_id")] == [
+            ("M000003", "merge_out", -700), ("M000002", "merge_in", 700)]
+        feed(EscrowGrant(grant_id="G-2", member_id="M000003", ledger="value", amount=50))  # named by its old id
+        assert shown("M000002")[3] == 1050
+        assert chain_verify(db.reader()).ok
     finally:
         db.close()
 

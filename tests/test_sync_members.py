@@ -269,7 +269,8 @@ def test_a_hub_shows_hqs_figure_plus_its_own_later_effects_and_applies_a_merge_o
         feed(merged)  # twice: applied once
         assert shown("M000003")[3:] == (1000, 0)  # the old id is the winner; its escrow moved here
         reader = db.reader()
-        assert tuple(reader.execute("SELECT balance FROM member_balance WHERE member_id = 'M000003'").fetchone()) == (0,)
+        loser_held = reader.execute("SELECT balance FROM member_balance WHERE member_id = 'M000003'").fetchone()
+        assert tuple(loser_held) == (0,)
         assert tuple(reader.execute("SELECT count(*) FROM journal WHERE kind = 'member_merge'").fetchone()) == (1,)
         assert [tuple(r) for r in reader.execute("SELECT member_id, kind, delta FROM value_ledger WHERE kind "
                                                  "LIKE 'merge%' ORDER BY entry_id")] == [

@@ -260,6 +260,8 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
         row = reader.execute("SELECT member_id FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
         member_id = row[0] if row else None
     member_id = chainwide.resolve(reader, member_id) if member_id is not None else None
+    if req.member_id is not None and member_id != req.member_id:  # an id HQ merged: the member it became
+        req = msgspec.structs.replace(req, member_id=member_id)
     q = _quote(hub, reader, sale_req.lines, member_id, [])
     checks = await authorize_tenders(request.app.state, member_id, req.tenders, str(req.exchange_id))  # HQ escrow
     actor = actor_of(request, req.till_id)

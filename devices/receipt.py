@@ -33,9 +33,10 @@ class ReceiptTender(msgspec.Struct, frozen=True):
 
 class ReceiptMember(msgspec.Struct, frozen=True, kw_only=True):
     member_id: str
-    points: int
+    points: int  # chain-wide on a paired hub, as of `balance_as_of` (HQ's last figure plus this store's since)
     balance: int
     points_earned: int = 0
+    balance_as_of: str | None = None
 
 
 class Receipt(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +119,8 @@ def layout(receipt: Receipt, columns: int) -> list[str]:
         earned = f" (+{member.points_earned})" if member.points_earned else ""
         out.append(two_columns("积分 Points", f"{member.points}{earned}", columns))
         out.append(two_columns("余额 Balance", money(member.balance), columns))
+        if member.balance_as_of:  # the chain-wide figures: HQ's as of then, with this store's since
+            out.append(two_columns("截至 As of", member.balance_as_of[:16].replace("T", " "), columns))
     if receipt.journal_hash:
         out.append(two_columns("Journal", receipt.journal_hash[:8].upper(), columns))
     out.extend(receipt.footer)

@@ -66,6 +66,7 @@ class SyncSettings(msgspec.Struct, frozen=True):
     backoff_max_s: float = 5.0
     stock_report_s: float = 15.0  # how often moved stock levels go to HQ (the cross-store lookup's snapshot)
     lookup_timeout_s: float = 1.5
+    member_refresh_timeout_s: float = 0.5  # a member found here refreshes its chain-wide balance from HQ
 
     @classmethod
     def from_env(cls) -> SyncSettings:

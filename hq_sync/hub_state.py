@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from edge.members import chainwide
 from edge.members import ledger as member_ledger
 from edge.outbox import queue as outbox
 from edge.promotions.repository import bump_version
@@ -51,6 +52,8 @@ from hq_sync.wire import (
     FeedBody,
     FeedEntry,
     ItemRow,
+    MemberBalances,
+    MemberMerged,
     MemberRow,
     MembersPut,
     OutRow,
@@ -266,6 +269,12 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
             skipped = put_coupon(conn, body, seq, store_id, now)
             if skipped is not None:
                 add_alert(conn, "feed_bad_coupon", str(seq), skipped, now)
+        case MemberMerged(loser=loser, winner=winner):
+            problem = chainwide.apply_merge(conn, loser, winner, now)
+            if problem is not None:
+                add_alert(conn, "feed_bad_merge", str(seq), problem, now)
+        case MemberBalances(rows=rows, as_of=as_of, store=store, acked=acked):
+            put_member_balances(conn, rows, as_of, store, acked, store_id)
 
 
 def _put_price_list(conn: sqlite3.Connection, body: PriceListPut, now: str) -> None:
@@ -326,6 +335,11 @@ def _put_catalog(conn: sqlite3.Connection, categories: list[tuple[str, str | Non
                          (code, sku, symbology))
 
 
+def put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
+    """A member profile from HQ into this store's cache (a feed entry or a lookup answer)."""
+    _put_member(conn, m)
+
+
 def _put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
     if conn.execute("SELECT 1 FROM tiers WHERE tier = ?", (m.tier,)).fetchone() is None:
         return  # a tier the store does not know yet: HQ sends tiers before members
@@ -341,6 +355,16 @@ def _put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
         (m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, msgspec.json.encode(m.tags).decode(),
          m.home_store, m.created_at))
     conn.execute("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", (m.member_id,))
+
+
+def put_member_balances(conn: sqlite3.Connection, rows: list[tuple[str, int, int]], as_of: str, store: str,
+                        acked: int, store_id: str) -> None:
+    """HQ's chain-wide figures: they hold this store's deltas through `acked` when the entry says it is
+    about this store, else through what HQ had acknowledged of it (our own ack is the best we know)."""
+    if store != store_id:
+        row = conn.execute("SELECT acked_seq FROM sync_state WHERE id = 1").fetchone()
+        acked = int(row[0]) if row else 0
+    chainwide.put_balances(conn, rows, as_of, acked)
 
 
 def apply_due_prices(conn: sqlite3.Connection, now: str) -> int:
@@ -360,6 +384,7 @@ def apply_grant(conn: sqlite3.Connection, grant: EscrowGrant, at: str) -> bool:
     """Add HQ's grant to this store's escrow once (by grant id). False if it was already applied."""
     if conn.execute("SELECT 1 FROM sync_escrow WHERE ref = ?", (grant.grant_id,)).fetchone() is not None:
         return False
+    grant = msgspec.structs.replace(grant, member_id=chainwide.resolve(conn, grant.member_id))  # merged ids
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (grant.member_id,)).fetchone() is None:
         add_alert(conn, "grant_unknown_member", grant.grant_id, f"grant for unknown member {grant.member_id}", at)
         return False
@@ -375,6 +400,7 @@ def apply_reclaim(conn: sqlite3.Connection, reclaim: EscrowReclaim, at: str) -> 
     """Give back what HQ asks for, as far as it is not spent; the answer goes up as a release delta."""
     if conn.execute("SELECT 1 FROM sync_escrow WHERE ref = ?", (reclaim.request_id,)).fetchone() is not None:
         return 0
+    reclaim = msgspec.structs.replace(reclaim, member_id=chainwide.resolve(conn, reclaim.member_id))
     amount = 0
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (reclaim.member_id,)).fetchone() is not None:
         points, balance = member_ledger.balances(conn, reclaim.member_id)

@@ -270,8 +270,26 @@ class CouponPut(msgspec.Struct, frozen=True, tag="coupon"):
     store: str | None = None
 
 
+class MemberMerged(msgspec.Struct, frozen=True, tag="member_merged"):
+    """HQ merged two member records of one person (a phone or card signed up twice): `loser` lives on as
+    an alias of `winner`; a store moves its own holdings of the loser into the winner (docs/sync.md)."""
+
+    loser: str
+    winner: str
+
+
+class MemberBalances(msgspec.Struct, frozen=True, tag="member_balances"):
+    """Chain-wide balances of members as HQ holds them at `as_of`. `store`'s own deltas up to `acked` are
+    in them (other stores: their deltas HQ had acknowledged then); a store adds its own later deltas."""
+
+    rows: list[tuple[str, int, int]]  # (member_id, balance, points)
+    as_of: str
+    store: str = ""
+    acked: int = 0
+
+
 FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
-            | TransferState | CouponPut)
+            | TransferState | CouponPut | MemberMerged | MemberBalances)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
@@ -323,6 +341,19 @@ class AuthorizeRequest(msgspec.Struct, frozen=True):
     # How long the store will wait for the answer, so HQ's wait for other stores' releases ends first
     # (None: HQ's own bound, `BACKROOM_HQ_ESCROW_AUTHORIZE_WAIT_S`).
     wait_ms: Annotated[int, Meta(ge=0, le=60_000)] | None = None
+
+
+class MemberFound(msgspec.Struct, frozen=True):
+    """HQ's answer to a store's member lookup (`GET /hq/v1/sync/members/lookup`): the profile, the
+    chain-wide balance and points at `as_of` (the asking store's deltas through `acked` included), and
+    the ids merged into this member (aliases)."""
+
+    member: MemberRow
+    balance: int
+    points: int
+    as_of: str
+    acked: int = 0
+    aliases: list[str] = []
 
 
 class CouponReserve(msgspec.Struct, frozen=True):

@@ -272,6 +272,7 @@ class FaultProxy:
         self.weights = weights or {"ok": 4, "drop": 1, "drop_response": 1, "duplicate": 1, "delay": 1, "reorder": 1,
                                    "cut_response": 1, "cut_request": 1}
         self.faults_on_get = faults_on_get
+        self.stall: tuple[str, ...] = ()  # requests to paths starting with these get no answer (held open)
         self.mode = "faulty"
         self.seen: dict[str, int] = {f: 0 for f in FAULTS}
         self._stash: list[bytes] = []
@@ -314,8 +315,10 @@ class FaultProxy:
                     break
                 if self.mode == "down":
                     break
-                method = request.split(b" ", 1)[0].decode()
-                fault = self._pick(method)
+                method, target = request.split(b" ", 2)[:2]
+                if self.stall and target.decode().startswith(self.stall):
+                    await asyncio.sleep(3600)  # as a feed that never arrives; ends when the proxy closes
+                fault = self._pick(method.decode())
                 self.seen[fault] += 1
                 if fault == "drop":
                     break

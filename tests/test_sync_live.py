@@ -58,7 +58,8 @@ def test_a_demo_store_pairs_by_itself_and_hq_prices_are_live_in_lookups_within_2
 
         # An online stored-value spend: the store holds no escrow for M000001 (HQ's ledger is the truth),
         # so HQ grants what the spend needs; after the push HQ's balance shows the spend.
-        assert till.get("/api/v1/members/M000001").json()["balance"] == 0
+        held = till.get("/api/v1/members/M000001").json()  # chain-wide 20000; this store holds none of it
+        assert (held["balance"], held["spendable_here"]) == (20000, {"balance": 0, "points": 0})
         sale = sell(till, 2, "M000001", tenders=None)
         assert sale.status_code == 201, sale.text
         total = sale.json()["total"]

@@ -31,6 +31,7 @@ from edge.device_link.routes import DEVICE_ROUTES
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.journal import chain
+from edge.members import chainwide
 from edge.members.models import CreateMemberRequest, Member
 from edge.members.service import commit_topup, create_member, find_member
 from edge.pricing.engine import Quote
@@ -53,6 +54,7 @@ from edge.sales.models import (
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
+from hq_sync import directory
 from hq_sync.agent import authorize_tenders, spend_refusal
 from hq_sync.coupons import reserve_coupons
 
@@ -185,12 +187,15 @@ def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:
     if member_id is None:
         return None
     m = find_member(hub.db.reader(), member_id=member_id, show_phone=False)
-    return MemberSummary(m.member_id, m.tier, m.points, m.balance) if m else None
+    return MemberSummary(m.member_id, m.tier, m.points, m.balance, m.balance_as_of, m.spendable_here) if m else None
 
 
 @post("/api/v1/quote", opt=_perm("quote"), status_code=200, operation_class=body_operation(QuoteRequest))
 async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
     req = await decode_body(request, QuoteRequest)
+    member_id = await directory.ensure_member(request.app.state, hub, req.member_id)  # aliases; HQ on a miss
+    if member_id != req.member_id:
+        req = msgspec.structs.replace(req, member_id=member_id)
     q = _quote(hub, hub.db.reader(), req.lines, req.member_id, req.coupon_codes)
     return QuoteResult(lines=q.lines, subtotal=q.subtotal, discount=q.discount, total=q.total, tax=q.tax,
                        points_earned=q.points_earned, member=_member_summary(hub, req.member_id), hints=q.hints)
@@ -206,6 +211,9 @@ async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[byt
         if prior[0] != digest:
             raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
         return raw_json(bytes(prior[1]), 201)
+    member_id = await directory.ensure_member(request.app.state, hub, req.member_id)  # aliases; HQ on a miss
+    if member_id != req.member_id:  # the digest stays that of the body the till sent
+        req = msgspec.structs.replace(req, member_id=member_id)
     q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
     checks = await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow
     await reserve_coupons(request.app.state, reader, req.coupon_codes, str(req.sale_id))  # chain coupons: HQ's use
@@ -251,6 +259,9 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
     if member_id is None:
         row = reader.execute("SELECT member_id FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
         member_id = row[0] if row else None
+    member_id = chainwide.resolve(reader, member_id) if member_id is not None else None
+    if req.member_id is not None and member_id != req.member_id:  # an id HQ merged: the member it became
+        req = msgspec.structs.replace(req, member_id=member_id)
     q = _quote(hub, reader, sale_req.lines, member_id, [])
     checks = await authorize_tenders(request.app.state, member_id, req.tenders, str(req.exchange_id))  # HQ escrow
     actor = actor_of(request, req.till_id)
@@ -290,23 +301,36 @@ async def coupon_create(request: Request[Any, Any, Any], hub: Hub) -> Response[b
 
 # -- members ------------------------------------------------------------------------------------------
 
-@get("/api/v1/members/lookup", opt=_perm("members.read"), sync_to_thread=False)
-def member_lookup(
+@get("/api/v1/members/lookup", opt=_perm("members.read"))
+async def member_lookup(
     request: Request[Any, Any, Any], hub: Hub,
     phone: Annotated[str | None, Parameter(max_length=32)] = None,
     card: Annotated[str | None, Parameter(max_length=32)] = None,
 ) -> Member:
+    """A member by phone or card. On a paired hub a miss asks HQ, a hit refreshes the chain-wide balance
+    (hq_sync/directory.py)."""
     if (phone is None) == (card is None):
         raise ApiError(400, "invalid_query", "look up by exactly one of phone or card")
-    m = find_member(hub.db.reader(), phone=phone, card=card, show_phone=may(request, "members.phone"))
+    show = may(request, "members.phone")
+    m = find_member(hub.db.reader(), phone=phone, card=card, show_phone=show)
+    if m is None:
+        found = await directory.lookup(request.app.state, hub, phone=phone, card=card, known=False)
+        m = find_member(hub.db.reader(), member_id=found, show_phone=show) if found else None
+    else:
+        await directory.lookup(request.app.state, hub, member_id=m.member_id, known=True)
+        m = find_member(hub.db.reader(), member_id=m.member_id, show_phone=show) or m
     if m is None:
         raise ApiError(404, "unknown_member", "no member with that phone or card")
     return m
 
 
-@get("/api/v1/members/{member_id:str}", opt=_perm("members.read"), sync_to_thread=False)
-def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Member:
-    m = find_member(hub.db.reader(), member_id=member_id, show_phone=may(request, "members.phone"))
+@get("/api/v1/members/{member_id:str}", opt=_perm("members.read"))
+async def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Member:
+    show = may(request, "members.phone")
+    m = find_member(hub.db.reader(), member_id=member_id, show_phone=show)
+    found = await directory.lookup(request.app.state, hub, member_id=m.member_id if m else member_id,
+                                   known=m is not None)
+    m = find_member(hub.db.reader(), member_id=found or member_id, show_phone=show)
     if m is None:
         raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
     return m
@@ -315,6 +339,8 @@ def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Mem
 @post("/api/v1/members", opt=_perm("members.create"), operation_class=body_operation(CreateMemberRequest))
 async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
     req = await decode_body(request, CreateMemberRequest)
+    if find_member(hub.db.reader(), phone=req.phone, show_phone=False) is None:
+        await directory.refuse_known(request.app.state, hub, req.phone, req.card_no)  # signed up elsewhere?
     actor = actor_of(request)
     at = hub.clock.stamp()
     member_id = await hub.db.write(lambda conn: create_member(conn, req, actor, at, hub.store_id))

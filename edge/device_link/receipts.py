@@ -28,7 +28,8 @@ def receipt_for(sale: SaleResult, store_name: str, cashier: str = "") -> Receipt
     member = None
     if sale.member is not None:
         member = ReceiptMember(member_id=sale.member.member_id, points=sale.member.points,
-                               balance=sale.member.balance, points_earned=sale.points_earned)
+                               balance=sale.member.balance, points_earned=sale.points_earned,
+                               balance_as_of=sale.member.balance_as_of)
     tenders = [ReceiptTender(method=t.method, amount=t.amount) for t in sale.tenders]
     if sale.exchange_credit:
         tenders.append(ReceiptTender(method="exchange", amount=sale.exchange_credit))

@@ -30,6 +30,14 @@ class PointsExpiring(msgspec.Struct, frozen=True):
     expires_on: str
 
 
+class Spendable(msgspec.Struct, frozen=True):
+    """What this store may spend of a member's holdings without asking HQ (its escrow; on a standalone
+    hub, everything)."""
+
+    balance: int
+    points: int
+
+
 class Member(msgspec.Struct, frozen=True):
     member_id: str
     phone: str | None
@@ -45,6 +53,10 @@ class Member(msgspec.Struct, frozen=True):
     created_at: str
     phone_masked: bool = False
     points_expiring: PointsExpiring | None = None  # null: nothing due to expire
+    # `balance`/`points` are the chain-wide holdings as last known from HQ (`balance_as_of`; null on a
+    # standalone hub, where the local ledger is all there is); `spendable_here` is this store's part.
+    balance_as_of: str | None = None
+    spendable_here: Spendable | None = None
 
 
 def mask_phone(phone: str | None) -> str | None:

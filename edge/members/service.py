@@ -9,8 +9,8 @@ import msgspec
 
 from edge.errors import ApiError
 from edge.journal import chain
-from edge.members import ledger
-from edge.members.models import CreateMemberRequest, Member, mask_phone
+from edge.members import chainwide, ledger
+from edge.members.models import CreateMemberRequest, Member, Spendable, mask_phone
 from edge.members.points import next_expiring
 from edge.outbox import queue as outbox
 from edge.sales.checkout import Replay, replay_or_conflict
@@ -38,8 +38,10 @@ def _member(row: sqlite3.Row, show_phone: bool) -> Member:
 
 def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone: str | None = None,
                 card: str | None = None, show_phone: bool) -> Member | None:
+    """THE member lookup of the hub (by id, phone or card): an id HQ merged into another member resolves
+    to that member; balances are chain-wide with this store's part beside them (edge/members/chainwide.py)."""
     if member_id is not None:
-        row = conn.execute(_MEMBER_SQL + " WHERE m.member_id = ?", (member_id,)).fetchone()
+        row = conn.execute(_MEMBER_SQL + " WHERE m.member_id = ?", (chainwide.resolve(conn, member_id),)).fetchone()
     elif phone is not None:
         row = conn.execute(_MEMBER_SQL + " WHERE m.phone = ?", (phone,)).fetchone()
     elif card is not None:
@@ -48,7 +50,13 @@ def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone
         return None
     if row is None:
         return None
-    return msgspec.structs.replace(_member(row, show_phone), points_expiring=next_expiring(conn, row[0]))
+    if (winner := chainwide.resolve(conn, row[0])) != row[0]:  # a merged record still holding its card
+        return find_member(conn, member_id=winner, show_phone=show_phone)
+    member = _member(row, show_phone)
+    shown = chainwide.figures(conn, member.member_id, (member.points, member.balance))
+    return msgspec.structs.replace(member, points_expiring=next_expiring(conn, row[0]), balance=shown.balance,
+                                   points=shown.points, balance_as_of=shown.as_of,
+                                   spendable_here=Spendable(shown.spendable_balance, shown.spendable_points))
 
 
 def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Actor, at: str, store_id: str) -> str:
@@ -80,6 +88,7 @@ def commit_topup(conn: sqlite3.Connection, member_id: str, req: TopupRequest, di
     replay = replay_or_conflict(conn, "topups", "topup_id", topup_id, digest)
     if replay is not None:
         return replay
+    member_id = chainwide.resolve(conn, member_id)  # an id HQ merged into another member tops up that member
     if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (member_id,)).fetchone() is None:
         raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
     balance = ledger.post(conn, "value", member_id, req.amount, "topup", topup_id, actor, at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from edge.members.chainwide import record_effects
 from hq_sync.protocol import Delta, delta_encoder
 
 
@@ -15,4 +16,5 @@ def append(conn: sqlite3.Connection, delta: Delta, ref: str, at: str) -> int:
         "INSERT INTO outbox (seq, kind, ref, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         (seq, kind, ref, delta_encoder.encode(delta), at),
     )
+    record_effects(conn, seq, delta)  # what the member's chain-wide balance shows until HQ's next snapshot
     return seq

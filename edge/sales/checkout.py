@@ -13,6 +13,7 @@ import msgspec
 
 from edge.errors import ApiError
 from edge.journal import chain
+from edge.members import chainwide
 from edge.members import ledger as member_ledger
 from edge.members import points as member_points
 from edge.outbox import queue as outbox
@@ -112,8 +113,8 @@ def commit_sale(
                            available=exc.available) from None
         if points_earned:
             member_ledger.post(conn, "points", req.member_id, points_earned, "earn", sale_id, actor, at)
-        points, balance = member_ledger.balances(conn, req.member_id)
-        member = MemberSummary(req.member_id, tier, points, balance)
+        member = chainwide.summary(conn, req.member_id, tier,
+                                   unsent=(-value_spent, points_earned - points_redeemed - points_reward))
 
     appended = chain.append(conn, "sale", sale_id, at, {
         "receipt_no": receipt_no, "till_id": req.till_id, "user_id": actor.user_id, "member_id": req.member_id,

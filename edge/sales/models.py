@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from edge.members.models import Spendable
 from edge.pricing.engine import PricedLine
 from edge.promotions.outcome import Hint
 
@@ -52,10 +53,15 @@ class SaleRequest(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class MemberSummary(msgspec.Struct, frozen=True):
+    """The member on a quote or sale answer (and its receipt): chain-wide `balance`/`points` as of
+    `balance_as_of`, and what this store may spend (edge/members/chainwide.py)."""
+
     member_id: str
     tier: str
     points: int
     balance: int
+    balance_as_of: str | None = None
+    spendable_here: Spendable | None = None
 
 
 class QuoteResult(msgspec.Struct, frozen=True):

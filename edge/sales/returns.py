@@ -16,6 +16,7 @@ import msgspec
 
 from edge.errors import ApiError
 from edge.journal import chain
+from edge.members import chainwide
 from edge.members import ledger as member_ledger
 from edge.members import points as member_points
 from edge.money import share_of_units
@@ -130,7 +131,7 @@ def commit_return(
         clawed = promo_clawback.clawback_for_return(conn, sale_id, units_back, refund_total)
         refund_total -= clawed
 
-    member_id = sale["member_id"]
+    member_id = chainwide.resolve(conn, sale["member_id"]) if sale["member_id"] else None  # HQ may have merged it
     refunded_before = int(conn.execute("SELECT coalesce(sum(refund_total), 0) FROM returns WHERE sale_id = ?",
                                        (sale_id,)).fetchone()[0])
     to_exchange = min(refund_total, exchange_total) if exchange_total is not None else 0
@@ -170,8 +171,9 @@ def commit_return(
         if reward_back:
             member_ledger.post(conn, "points", member_id, reward_back, "reward_return", return_id, actor, at)
         tier = conn.execute("SELECT tier FROM members WHERE member_id = ?", (member_id,)).fetchone()[0]
-        points, balance = member_ledger.balances(conn, member_id)
-        member = MemberSummary(member_id, tier, points, balance)
+        value_back = sum(f.amount for f in refunds if f.method == "stored_value")
+        points_net = sum(f.amount // POINT_VALUE_FEN for f in refunds if f.method == "points") - points_reversed
+        member = chainwide.summary(conn, member_id, tier, unsent=(value_back, points_net + reward_back))
 
     appended = chain.append(conn, "return", return_id, at, {
         "sale_id": sale_id, "user_id": actor.user_id, "refund_total": refund_total,

@@ -804,3 +804,40 @@ def m096_drop_unused_rollup_index(db: sqlite_utils.Database) -> None:
     """Every rollup read selects days (the primary key's first column); the (sku, day) index m090 made
     was never read, yet every sale line paid to keep it."""
     _run(db, "DROP INDEX IF EXISTS sales_daily_sku_sku")
+
+
+@migrations()
+def m100_chain_members(db: sqlite_utils.Database) -> None:
+    """Members across the chain (hq_sync/directory.py, edge/members/chainwide.py): ids HQ merged into another
+    member (`member_aliases`: every lookup, sale and feed entry naming the old id resolves to the member),
+    each member's chain-wide balance and points as last known from HQ (`member_chain`: a snapshot
+    `as_of`, holding this store's own deltas through outbox seq `upto_seq`), and what each outbox row
+    did to a member's money (`member_effects`, written with the row), so a lookup adds this store's
+    deltas HQ's snapshot does not hold yet with one index range."""
+    _run(
+        db,
+        """
+        CREATE TABLE member_aliases (
+            alias TEXT PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            merged_at TEXT NOT NULL
+        );
+        CREATE INDEX member_aliases_member ON member_aliases(member_id);
+
+        CREATE TABLE member_chain (
+            member_id TEXT PRIMARY KEY,
+            balance INTEGER NOT NULL CHECK (balance >= 0),
+            points INTEGER NOT NULL CHECK (points >= 0),
+            as_of TEXT NOT NULL,
+            upto_seq INTEGER NOT NULL
+        );
+
+        CREATE TABLE member_effects (
+            seq INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            value INTEGER NOT NULL,
+            points INTEGER NOT NULL
+        );
+        CREATE INDEX member_effects_member ON member_effects(member_id, seq)
+        """,
+    )

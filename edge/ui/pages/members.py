@@ -28,6 +28,7 @@ from edge.sales.models import TopupRequest, TopupResult
 from edge.ui.nav import N_
 from edge.ui.session import page
 from edge.ui.view import UiView, page_offset
+from hq_sync import directory as chain_directory
 
 PAGE_SIZE = 25
 HISTORY_SIZE = 10
@@ -55,6 +56,8 @@ LEDGER_KINDS = {
     "hq_pairing": N_("Moved to HQ at pairing"),
     "escrow_grant": N_("Granted by HQ"),
     "escrow_release": N_("Given back to HQ"),
+    "merge_in": N_("Merged in from a duplicate record"),
+    "merge_out": N_("Moved to the merged record"),
 }
 
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
@@ -172,6 +175,8 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Response[A
     actor = actor_of(request)
     at = hub.clock.stamp()
     try:
+        if find_member(hub.db.reader(), phone=req.phone, show_phone=False) is None:
+            await chain_directory.refuse_known(request.app.state, hub, req.phone, req.card_no)
         member_id = await hub.db.write(lambda conn: create_member(conn, req, actor, at, hub.store_id))
     except ApiError as exc:
         return ui.redirect("/ui/members", error=ui.problem(exc))

@@ -8,11 +8,11 @@ import time
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, get, post, put
+from litestar import Request, Response, get, patch, post, put
 from litestar.params import Parameter
 
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
-from hq_sync.server.service import auth, catalog, coupons, digests, members, reports, stores, transfers
+from hq_sync.server.service import auth, catalog, coupons, digests, members, merges, reports, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.wire import b64
 
@@ -117,6 +117,32 @@ async def coupon_view(request: Request[Any, Any, Any], code: str) -> Response[by
 async def member(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     who = acting(request, "members.read")
     return json_response(await in_thread(members.member_view, hq_of(request).db, who, member_id))
+
+
+@patch("/hq/v1/members/{member_id:str}", status_code=200)
+async def member_edit(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
+    """Change a member's name, birthday, tier, tags, phone or card; every store gets it through the feed."""
+    who = acting(request, "members.write")
+    req = await decode(request, members.MemberPatch)
+    hq = hq_of(request)
+    out = await in_thread(members.edit_member, hq.db, who, hq.private_key, member_id, req, now_text())
+    hq.signal.notify()
+    return json_response(out)
+
+
+class MergeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    member_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+@post("/hq/v1/members/{member_id:str}/merge", status_code=200)
+async def member_merge(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
+    """Merge `{"member_id": loser}` into this member (as a detected duplicate is merged)."""
+    who = acting(request, "members.write")
+    req = await decode(request, MergeIn)
+    hq = hq_of(request)
+    out = await in_thread(merges.merge_by_hand, hq.db, who, hq.private_key, member_id, req.member_id, now_text())
+    hq.signal.notify()
+    return json_response(out)
 
 
 class GrantIn(msgspec.Struct, frozen=True):
@@ -224,7 +250,8 @@ async def store_stock(request: Request[Any, Any, Any], store_id: str, sku: str) 
 
 
 ROUTES = [
-    healthz, login, set_price, set_prices, create_promotion, create_coupon, coupon_view, member, member_grant,
+    healthz, login, set_price, set_prices, create_promotion, create_coupon, coupon_view, member, member_edit,
+    member_merge, member_grant,
     member_reclaim, store_list, store_quarantine, store_digests, pair_code, report_rows, transfer_list,
     store_stock, store_profile, quarantine_resolve,
 ]

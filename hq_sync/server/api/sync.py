@@ -52,9 +52,10 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     if batch.store_id != store_id:
         raise HqError(403, "wrong_store", "a store may only send its own batches")
     hq = hq_of(request)
-    ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events))
-    if any(row.kind.startswith("transfer_") for row in batch.rows):
-        hq.signal.notify()  # a transfer step was routed onto another store's feed
+    fed: list[int] = []
+    ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed))
+    if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
+        hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
     return json_response(msgspec.to_builtins(ack))
 
 
@@ -129,6 +130,22 @@ async def sync_stock_lookup(request: Request[Any, Any, Any], sku: str) -> Respon
 
 
 
+@get("/hq/v1/sync/members/lookup")
+async def sync_member_lookup(
+    request: Request[Any, Any, Any],
+    phone: Annotated[str | None, Parameter(max_length=32)] = None,
+    card: Annotated[str | None, Parameter(max_length=32)] = None,
+    member_id: Annotated[str | None, Parameter(max_length=64)] = None,
+) -> Response[bytes]:
+    """A store's lookup miss (or balance refresh): the member's profile, chain-wide balance and aliases."""
+    store_id = signed_store(request, b"")
+    if sum(v is not None for v in (phone, card, member_id)) != 1:
+        raise HqError(400, "invalid_query", "look up by exactly one of phone, card or member_id")
+    found = await in_thread(lambda: members.lookup_for_store(hq_of(request).db, store_id, member_id=member_id,
+                                                             phone=phone, card=card, at=now_text()))
+    return json_response(msgspec.to_builtins(found))
+
+
 @post("/hq/v1/sync/coupons/reserve", status_code=200)
 async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
@@ -141,5 +158,5 @@ async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes
 
 ROUTES = [
     sync_pair, sync_batch, sync_state, sync_feed, sync_authorize, sync_digests, sync_stock_report,
-    sync_stock_lookup, sync_coupon_reserve,
+    sync_stock_lookup, sync_coupon_reserve, sync_member_lookup,
 ]

@@ -38,10 +38,12 @@ from hq_sync.protocol import (
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
+from hq_sync.server.service import directory
 from hq_sync.server.service.access import Principal, require, require_store
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import CouponView
 from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.members import resolve_many
 from hq_sync.server.service.transfers import apply_transfers
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
@@ -265,14 +267,30 @@ def _member_ids(rows: list[tuple[OutRow, Delta | str]]) -> list[str]:
     return sorted(ids)
 
 
+def resolve_members(rows: list[tuple[OutRow, Delta | str]],
+                    aliases: dict[str, str]) -> list[tuple[OutRow, Delta | str]]:
+    """Deltas naming a merged member's old id apply to the member it was merged into (a profile delta
+    keeps its id: the merge decided the profile). Pure."""
+    if not aliases:
+        return rows
+    out: list[tuple[OutRow, Delta | str]] = []
+    for row, delta in rows:
+        if (not isinstance(delta, str | MemberDelta) and (m := _member_of(delta)) is not None
+                and m in aliases):
+            delta = msgspec.structs.replace(delta, member_id=aliases[m])
+        out.append((row, delta))
+    return out
+
+
 def ingest(db: HqDb, batch: Batch, at: str, *, releases: ReleaseSignal | None = None,
-           events: EscrowEvents | None = None) -> Ack:
+           events: EscrowEvents | None = None, fed: list[int] | None = None) -> Ack:
     """Apply a verified batch of `batch.store_id` in one transaction; return the ack. After the commit,
     `releases` wakes authorisations waiting for the members whose escrow this batch released, and
-    `events` hears which members shopped here (the escrow policy's proactive grants)."""
+    `events` hears which members shopped here (the escrow policy's proactive grants). `fed`, if given,
+    gets the number of feed entries the batch caused (the caller wakes the feed's long-polls)."""
     decoded = decode_rows(batch.rows)
     with db.write() as tx:
-        ack = _apply(tx, batch.store_id, decoded, batch.head, at, from_store=True)
+        ack = _apply(tx, batch.store_id, decoded, batch.head, at, from_store=True, fed=fed)
     if releases is not None:  # after the commit: a woken authorisation must see the release
         released = {d.member_id for _, d in decoded if isinstance(d, EscrowReleaseDelta)}
         if released:
@@ -284,9 +302,14 @@ def ingest(db: HqDb, batch: Batch, at: str, *, releases: ReleaseSignal | None = 
 
 
 def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], head: int, at: str,
-           from_store: bool) -> Ack:
-    seqs = [row.seq for row, _ in decoded]
+           from_store: bool, fed: list[int] | None = None) -> Ack:
     member_ids = _member_ids(decoded)
+    if member_ids:
+        decoded = resolve_members(decoded, resolve_many(tx, member_ids))
+        member_ids = _member_ids(decoded)
+    profiles = [d.member_id for _, d in decoded if isinstance(d, MemberDelta)]
+    known_before = directory.known_members(tx, profiles) if profiles else set()
+    seqs = [row.seq for row, _ in decoded]
     tx.lock("hq_stores", "store_id", [store_id])
     srow = tx.one("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?", (store_id,))
     if srow is None:
@@ -306,6 +329,10 @@ def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], hea
     chain = coupon_uses.views(tx, codes) if codes else {}
     plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
     _write_plan(tx, store_id, plan, at)
+    entries = directory.after_batch(tx, store_id, plan.acked, plan.members, known_before,
+                                    {m for m, _, _, _, _, _ in plan.ledger}, at)
+    if fed is not None:
+        fed.append(entries)
     coupon_uses.write_uses(tx, plan.coupon_uses)
     if from_store:
         tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? "

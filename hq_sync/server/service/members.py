@@ -1,4 +1,8 @@
-"""Members at HQ: the authoritative balances, and escrow — grants, online authorisations, reclaims.
+"""Members at HQ: the directory (lookups by phone, card or id, aliases of merged members, profile edits),
+the authoritative balances, and escrow — grants, online authorisations, reclaims.
+
+Every lookup of a member by phone or card at HQ goes through `members_with` (one place to change when
+phones are stored differently).
 
 An online authorisation meets the tender in one attempt (docs/sync.md): out of the unallocated
 balance, else by asking the other stores that hold escrow for it back and waiting a bounded time for
@@ -10,12 +14,14 @@ their releases (`ReleaseSignal` in `escrow.py` wakes it), then granting. It refu
 from __future__ import annotations
 
 import contextlib
+import datetime
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.audit import audit
@@ -27,6 +33,8 @@ from hq_sync.wire import (
     EscrowGrant,
     EscrowReclaim,
     Ledger,
+    MemberBalances,
+    MemberFound,
     MemberRow,
     MembersPut,
 )
@@ -34,26 +42,239 @@ from hq_sync.wire import (
 if TYPE_CHECKING:
     from hq_sync.server.service.escrow import ReleaseSignal
 
+_MEMBER_COLUMNS = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at"
+
+
+def _row(r: tuple[Any, ...]) -> MemberRow:
+    return MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8])
+
 
 def member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:
-    sql = "SELECT member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at FROM hq_members"
+    sql = f"SELECT {_MEMBER_COLUMNS} FROM hq_members"
     rows = tx.all(sql + " WHERE member_id = ?", (member_id,)) if member_id else tx.all(sql + " ORDER BY member_id")
-    return [MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8])
-            for r in rows]
+    return [_row(r) for r in rows]
+
+
+def member_rows_of(tx: Tx, member_ids: Iterable[str]) -> list[MemberRow]:
+    """Profiles of these members, in the order given (unknown ids left out)."""
+    ids = list(dict.fromkeys(member_ids))
+    found: dict[str, MemberRow] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in tx.all(f"SELECT {_MEMBER_COLUMNS} FROM hq_members WHERE member_id IN ({marks})", chunk):
+            found[r[0]] = _row(r)
+    return [found[m] for m in ids if m in found]
+
+
+# -- the directory: lookups and aliases ----------------------------------------------------------------------
+
+def members_with(tx: Tx, *, phone: str | None = None, card: str | None = None,
+                 current_only: bool = False) -> list[tuple[str, str]]:
+    """(member_id, created_at) of the members holding this phone or card, earliest first: THE lookup by
+    phone or card at HQ. `current_only` leaves out merged ids (aliases)."""
+    if phone is not None:
+        column, value = "phone", phone
+    elif card is not None:
+        column, value = "card_no", card
+    else:
+        return []
+    sql = f"SELECT member_id, created_at FROM hq_members m WHERE {column} = ?"
+    if current_only:
+        sql += " AND NOT EXISTS (SELECT 1 FROM hq_member_aliases a WHERE a.alias = m.member_id)"
+    rows = [(str(r[0]), str(r[1])) for r in tx.all(sql, (value,))]
+    return sorted(rows, key=lambda r: (created_key(r[1]), r[0]))
+
+
+def created_key(text: str) -> datetime.datetime:
+    """A creation time as an instant (stores write their own offsets); unreadable ones sort last."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.datetime.max.replace(tzinfo=datetime.UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def resolve(tx: Tx, member_id: str) -> str:
+    """The member an id stands for now: itself, or the member it was merged into."""
+    row = tx.one("SELECT member_id FROM hq_member_aliases WHERE alias = ?", (member_id,))
+    return str(row[0]) if row else member_id
+
+
+def resolve_many(tx: Tx, member_ids: Iterable[str]) -> dict[str, str]:
+    """alias -> member for those of `member_ids` that are aliases."""
+    ids = sorted(set(member_ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update((str(a), str(m)) for a, m in tx.all(
+            f"SELECT alias, member_id FROM hq_member_aliases WHERE alias IN ({marks})", chunk))
+    return out
+
+
+def aliases_of(tx: Tx, member_id: str) -> list[str]:
+    return [str(r[0]) for r in tx.all("SELECT alias FROM hq_member_aliases WHERE member_id = ? ORDER BY alias",
+                                      (member_id,))]
+
+
+def find_member(tx: Tx, *, member_id: str | None = None, phone: str | None = None,
+                card: str | None = None) -> str | None:
+    """The (current) member with this id, phone or card, or None; aliases resolve to their member."""
+    if member_id is not None:
+        found = resolve(tx, member_id)
+        return found if tx.one("SELECT 1 FROM hq_members WHERE member_id = ?", (found,)) else None
+    matches = members_with(tx, phone=phone, card=card)
+    return resolve(tx, matches[0][0]) if matches else None
+
+
+def balance_rows(tx: Tx, member_ids: Iterable[str]) -> list[tuple[str, int, int]]:
+    """(member_id, balance, points) of these members, as HQ holds them now."""
+    ids = sorted(set(member_ids))
+    out: list[tuple[str, int, int]] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        out.extend((str(r[0]), int(r[1]), int(r[2])) for r in tx.all(
+            f"SELECT member_id, balance, points FROM hq_members WHERE member_id IN ({marks}) ORDER BY member_id",
+            chunk))
+    return out
+
+
+def lookup_for_store(db: HqDb, store_id: str, *, member_id: str | None, phone: str | None, card: str | None,
+                     at: str) -> MemberFound:
+    """A store's online lookup: the member's profile, chain-wide balance and aliases, or 404."""
+    with db.read() as tx:
+        found = find_member(tx, member_id=member_id, phone=phone, card=card)
+        if found is None:
+            raise HqError(404, "unknown_member", "no member with that id, phone or card at HQ")
+        row = tx.one(f"SELECT {_MEMBER_COLUMNS}, balance, points FROM hq_members WHERE member_id = ?", (found,))
+        assert row is not None
+        acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+        return MemberFound(member=_row(row), balance=int(row[9]), points=int(row[10]), as_of=at,
+                           acked=int(acked[0]) if acked else 0, aliases=aliases_of(tx, found))
+
+
+def send_balances(tx: Tx, private_key: bytes, members: set[str], at: str, acting: tuple[str, int] = ("", 0)) -> int:
+    """One `member_balances` entry per store that deals with these members: the acting store (whose batch
+    moved them: `acting` = (store, its new ack)), and every store holding (or having held) escrow for one
+    of them, each told how far its own stream is in the figures (docs/sync.md)."""
+    store_id, acked = acting
+    rows = {m: (m, b, p) for m, b, p in balance_rows(tx, members)}
+    if not rows:
+        return 0
+    targets: dict[str, set[str]] = {store_id: set(rows)} if store_id else {}
+    ids = sorted(rows)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for member_id, holder in tx.all(
+                f"SELECT DISTINCT member_id, store_id FROM hq_escrow WHERE member_id IN ({marks})", chunk):
+            targets.setdefault(str(holder), set()).add(str(member_id))
+    for target in sorted(targets):
+        if target == store_id:
+            target_acked = acked
+        else:
+            row = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ? AND public_key IS NOT NULL", (target,))
+            if row is None:
+                continue
+            target_acked = int(row[0])
+        append_feed(tx, private_key, target, MemberBalances(rows=[rows[m] for m in sorted(targets[target])],
+                                                            as_of=at, store=target, acked=target_acked), at)
+    return len(targets)
+
+
+# -- profile edits at HQ -----------------------------------------------------------------------------------------
+
+Phone = Annotated[str, Meta(pattern=r"^1[3-9][0-9]{9}$")]
+CardNo = Annotated[str, Meta(pattern=r"^[0-9A-Za-z]{4,32}$")]
+
+
+class MemberPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`PATCH /hq/v1/members/{id}`: the fields given change (null clears phone, card or birthday)."""
+
+    name: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    birthday: datetime.date | None | UnsetType = UNSET
+    tier: Annotated[str, Meta(min_length=1, max_length=32)] | UnsetType = UNSET
+    tags: Annotated[list[Annotated[str, Meta(min_length=1, max_length=32)]], Meta(max_length=20)] | UnsetType = UNSET
+    phone: Phone | None | UnsetType = UNSET
+    card_no: CardNo | None | UnsetType = UNSET
+
+
+def require_member(tx: Tx, principal: Principal, member_id: str) -> None:
+    """A region manager acts only on members whose home store is in his regions."""
+    if principal.scoped:
+        row = tx.one("SELECT home_store FROM hq_members WHERE member_id = ?", (member_id,))
+        if row is None or row[0] is None:
+            raise HqError(403, "out_of_scope", f"member {member_id[:64]} is outside your regions")
+        require_store(tx, principal, str(row[0]))
+
+
+def edit_member(db: HqDb, principal: Principal, private_key: bytes, member_id: str, patch: MemberPatch,
+                at: str) -> dict[str, Any]:
+    """Change a member's profile at HQ (audited); every store's cache gets it through the feed."""
+    require(principal, "members.write")
+    with db.write() as tx:
+        target = resolve(tx, member_id)
+        tx.lock("hq_members", "member_id", [target])
+        rows = member_rows(tx, target)
+        if not rows:
+            raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        require_member(tx, principal, target)
+        before = rows[0]
+        changes: dict[str, Any] = {}
+        if not isinstance(patch.tier, UnsetType):
+            if tx.one("SELECT 1 FROM hq_tiers WHERE tier = ?", (patch.tier,)) is None:
+                raise HqError(422, "unknown_tier", f"no tier {patch.tier}")
+            changes["tier"] = patch.tier
+        if not isinstance(patch.name, UnsetType):
+            changes["name"] = patch.name
+        if not isinstance(patch.birthday, UnsetType):
+            changes["birthday"] = patch.birthday.isoformat() if patch.birthday else None
+        if not isinstance(patch.tags, UnsetType):
+            changes["tags"] = list(patch.tags)
+        for field, column in (("phone", "phone"), ("card_no", "card_no")):
+            value = getattr(patch, field)
+            if isinstance(value, UnsetType):
+                continue
+            if value is not None:
+                others = [m for m, _ in members_with(tx, **{"phone" if field == "phone" else "card": value})
+                          if resolve(tx, m) != target]
+                if others:
+                    raise HqError(409, "member_exists", f"another member has this {field}")
+            changes[column] = value
+        after = msgspec.structs.replace(before, **changes)
+        if after != before:
+            tx.run("""UPDATE hq_members SET tier = ?, phone = ?, card_no = ?, name = ?, birthday = ?, tags = ?
+                      WHERE member_id = ?""",
+                   (after.tier, after.phone, after.card_no, after.name, after.birthday,
+                    msgspec.json.encode(after.tags).decode(), target))
+            audit(tx, principal, "member.edit", f"member:{target}", _profile(before), _profile(after), at=at)
+            append_feed(tx, private_key, "*", MembersPut(members=[after]), at)
+    return {"member_id": target, "changed": sorted(changes) if after != before else [],
+            **{k: v for k, v in msgspec.to_builtins(_profile(after)).items()}}
+
+
+def _profile(row: MemberRow) -> dict[str, Any]:
+    return {"member_id": row.member_id, "tier": row.tier, "phone": row.phone, "card_no": row.card_no,
+            "name": row.name, "birthday": row.birthday, "tags": row.tags}
 
 
 # -- members and escrow -----------------------------------------------------------------------------------------
 
 def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any]:
-    """The member's chain-wide balance and points; the escrow per store only for the stores in the
-    principal's scope (the unallocated part stays chain-wide)."""
+    """The member's chain-wide balance and points (an alias shows the member it was merged into, with its
+    aliases); the escrow per store only for the stores in the principal's scope (the unallocated part
+    stays chain-wide)."""
     require(principal, "members.read")
     where, args = scope_sql(principal)
     with db.read() as tx:
+        member_id = resolve(tx, member_id)
         row = tx.one("SELECT member_id, tier, balance, points, home_store FROM hq_members WHERE member_id = ?",
                      (member_id,))
         if row is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        aliases = aliases_of(tx, member_id)
         allocated = {str(r[0]): int(r[1]) for r in tx.all(
             "SELECT ledger, coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? GROUP BY ledger",
             (member_id,))}
@@ -66,7 +287,7 @@ def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any
     allocated_points = allocated.get("points", 0)
     return {"member_id": row[0], "tier": row[1], "balance": int(row[2]), "points": int(row[3]),
             "home_store": row[4], "escrow": held, "unallocated_balance": int(row[2]) - allocated_value,
-            "unallocated_points": int(row[3]) - allocated_points}
+            "unallocated_points": int(row[3]) - allocated_points, "aliases": aliases}
 
 
 def _unallocated(tx: Tx, member_id: str, ledger: str) -> int | None:

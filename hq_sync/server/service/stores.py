@@ -21,6 +21,7 @@ from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
     CatalogPut,
     ItemRow,
+    MemberBalances,
     MembersPut,
     PairRequest,
     PairResult,
@@ -173,6 +174,12 @@ def _snapshot(tx: Tx, private_key: bytes, store_id: str, at: str) -> None:
     append_feed(tx, private_key, store_id, MembersPut(tiers=tiers, members=[]), at)
     for i in range(0, len(members), SNAPSHOT_CHUNK):
         append_feed(tx, private_key, store_id, MembersPut(members=members[i:i + SNAPSHOT_CHUNK]), at)
+    base = tx.one("SELECT base_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+    balances = [(str(r[0]), int(r[1]), int(r[2])) for r in
+                tx.all("SELECT member_id, balance, points FROM hq_members ORDER BY member_id")]
+    for i in range(0, len(balances), SNAPSHOT_CHUNK):  # the chain-wide figures its lookups show
+        append_feed(tx, private_key, store_id, MemberBalances(rows=balances[i:i + SNAPSHOT_CHUNK], as_of=at,
+                                                              store=store_id, acked=int(base[0]) if base else 0), at)
     for rule_id, rule, active in tx.all("SELECT rule_id, rule, active FROM hq_promotions ORDER BY rule_id"):
         append_feed(tx, private_key, store_id, PromotionPut(rule_id=rule_id, rule=rule, active=bool(active)), at)
     coupon_snapshot(tx, private_key, store_id, at)

@@ -193,6 +193,15 @@ CREATE TABLE IF NOT EXISTS hq_members (
     balance BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
     points BIGINT NOT NULL DEFAULT 0 CHECK (points >= 0)
 );
+CREATE TABLE IF NOT EXISTS hq_member_aliases (
+    alias TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL,
+    merged_at TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS hq_member_aliases_member ON hq_member_aliases (member_id);
+CREATE INDEX IF NOT EXISTS hq_members_phone ON hq_members (phone);
+CREATE INDEX IF NOT EXISTS hq_members_card ON hq_members (card_no);
 CREATE TABLE IF NOT EXISTS hq_member_ledger (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     member_id TEXT NOT NULL,

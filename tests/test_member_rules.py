@@ -102,7 +102,7 @@ def test_bad_tier_definitions_are_named(rules: list[TierRule], problem: str) -> 
 
 # -- automatic tags -----------------------------------------------------------------------------------------
 
-def _history(joined: D = D(2025, 1, 1), birthday: D | None = None, *spend: Spend) -> History:
+def _history(joined: D, birthday: D | None, *spend: Spend) -> History:
     return History(joined_on=joined, birthday=birthday, tickets=sorted({s.day for s in spend}), spend=list(spend))
 
 
@@ -182,3 +182,17 @@ def test_all_rules_together_sorted() -> None:
 def test_tag_rule_names_must_be_unique() -> None:
     assert tagging.check_rules([Dormant(name="x", days=1), NewMember(name="x", days=1)]) == "tag names must be unique"
     assert tagging.check_rules(tagging.DEFAULT_RULES) is None
+
+
+def test_dormant_looks_at_the_last_purchase_beyond_the_window() -> None:
+    rule = [Dormant(name="dormant", days=400)]
+    old = History(joined_on=D(2020, 1, 1), last_purchase_on=D(2025, 6, 1))  # 379 days ago
+    assert tagging.auto_tags(rule, old, TODAY) == []
+    assert tagging.auto_tags(rule, History(joined_on=D(2020, 1, 1), last_purchase_on=D(2025, 5, 11)),
+                             TODAY) == ["dormant"]  # 400 days ago
+
+
+def test_tier_settings_refuse_a_removed_tier() -> None:
+    settings = tiering.TierSettings(tiers=[tiering.TierDef("regular", "普通", "Regular")])
+    assert tiering.check_settings(settings, ["regular", "gold"]) == "tiers cannot be removed: gold missing"
+    assert tiering.check_settings(settings, ["regular"]) is None

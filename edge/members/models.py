@@ -45,6 +45,8 @@ class Member(msgspec.Struct, frozen=True):
     created_at: str
     phone_masked: bool = False
     points_expiring: PointsExpiring | None = None  # null: nothing due to expire
+    auto_tags: list[str] = []  # computed daily from purchases (docs/members.md "Tags"); `tags` are manual
+    tier_review_on: str | None = None  # a downgrade waits until this day
 
 
 def mask_phone(phone: str | None) -> str | None:

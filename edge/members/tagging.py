@@ -81,8 +81,9 @@ class History(msgspec.Struct, frozen=True):
 
     joined_on: datetime.date
     birthday: datetime.date | None = None
-    tickets: list[datetime.date] = []  # one date per sale
+    tickets: list[datetime.date] = []  # one date per sale in the window the rules look at
     spend: list[Spend] = []
+    last_purchase_on: datetime.date | None = None  # the last sale ever (may be older than the window)
 
 
 def history_days(rules: Sequence[TagRule]) -> int:
@@ -122,7 +123,8 @@ def auto_tags(rules: Sequence[TagRule], history: History, today: datetime.date) 
                     if amount * 10_000 >= share * total:
                         tags.add(f"{name}:{top}")
             case Dormant(name=name, days=days):
-                last = max([t for t in history.tickets if t <= today], default=history.joined_on)
+                seen = [t for t in (*history.tickets, history.last_purchase_on) if t is not None and t <= today]
+                last = max(seen, default=history.joined_on)
                 if (today - last).days >= days:
                     tags.add(name)
             case BirthdayMonth(name=name):
@@ -132,6 +134,15 @@ def auto_tags(rules: Sequence[TagRule], history: History, today: datetime.date) 
                 if 0 <= (today - history.joined_on).days < days:
                     tags.add(name)
     return sorted(tags)
+
+
+class TagRuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`GET/PUT /hq/v1/tag-rules` and `/api/v1/tag-rules`: the automatic tag definitions, in order."""
+
+    rules: Annotated[list[TagRule], Meta(max_length=50)]
+
+
+tag_rule_decoder = msgspec.json.Decoder(TagRule)
 
 
 def check_rules(rules: Sequence[TagRule]) -> str | None:

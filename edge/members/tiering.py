@@ -53,6 +53,43 @@ class Figures(msgspec.Struct, frozen=True):
         return self.spend if metric == "spend" else self.points if metric == "points" else self.visits
 
 
+class TierDef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One tier as the admin API reads and writes it: its benefits (pricing) and its rule."""
+
+    tier: TierId
+    name_zh: Annotated[str, Meta(min_length=1, max_length=32)]
+    name_en: Annotated[str, Meta(min_length=1, max_length=32)]
+    discount_bp: Annotated[int, Meta(ge=0, le=9_000)] = 0
+    points_multiplier_pct: Annotated[int, Meta(ge=0, le=1_000)] = 100
+    rank: Annotated[int, Meta(ge=0, le=99)] = 0
+    metric: Metric = "spend"
+    threshold: Threshold = 0
+
+    @property
+    def rule(self) -> TierRule:
+        return TierRule(self.tier, self.rank, self.metric, self.threshold)
+
+
+class TierSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`GET/PUT /hq/v1/tiers` and `/api/v1/tiers`: every tier, the window and the review period."""
+
+    tiers: Annotated[list[TierDef], Meta(min_length=1, max_length=20)]
+    window_months: Months = DEFAULT_WINDOW_MONTHS
+    review_months: Months = DEFAULT_REVIEW_MONTHS
+
+
+class TierChange(msgspec.Struct, frozen=True):
+    """A recorded tier change (`member_tier_changes` / `hq_member_tier_changes`): what member-facing
+    features (tier-up congratulations, history) read."""
+
+    change_id: int
+    member_id: str
+    from_tier: str
+    to_tier: str
+    at: str
+    reason: str
+
+
 class Decision(msgspec.Struct, frozen=True):
     tier: str
     review_on: datetime.date
@@ -107,6 +144,14 @@ def evaluate(rules: Sequence[TierRule], figures: Figures, current: str, review_o
     if target.rank < held.rank:
         return Decision(target.tier, next_review, "downgrade", current)
     return Decision(current, next_review, "renewed", current)
+
+
+def check_settings(settings: TierSettings, existing: Sequence[str] = ()) -> str | None:
+    """`check_rules`, and every tier that exists already is still there (members hold them)."""
+    missing = sorted(set(existing) - {t.tier for t in settings.tiers})
+    if missing:
+        return f"tiers cannot be removed: {', '.join(missing)} missing"
+    return check_rules([t.rule for t in settings.tiers])
 
 
 def check_rules(rules: Sequence[TierRule]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
 from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
-from hq_sync.server.service import coupons, digests, feed, members, stores, transfers
+from hq_sync.server.service import coupons, digests, feed, member_rules, members, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import (
@@ -55,6 +56,12 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events))
     if any(row.kind.startswith("transfer_") for row in batch.rows):
         hq.signal.notify()  # a transfer step was routed onto another store's feed
+    touched = member_rules.members_of_batch(batch.rows)
+    if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
+        at = now_text()
+        if await in_thread(member_rules.after_batch, hq.db, hq.private_key, touched,
+                           datetime.date.fromisoformat(at[:10]), at):
+            hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 
 

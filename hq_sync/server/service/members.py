@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 
 
 def member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:
-    sql = "SELECT member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at FROM hq_members"
-    rows = tx.all(sql + " WHERE member_id = ?", (member_id,)) if member_id else tx.all(sql + " ORDER BY member_id")
-    return [MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8])
+    sql = """SELECT m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, m.tags, m.home_store, m.created_at,
+                    s.auto_tags FROM hq_members m LEFT JOIN hq_member_status s ON s.member_id = m.member_id"""
+    rows = tx.all(sql + " WHERE m.member_id = ?", (member_id,)) if member_id else tx.all(sql + " ORDER BY m.member_id")
+    return [MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8],
+                      msgspec.json.decode(r[9] or "[]", type=list[str]))
             for r in rows]
 
 

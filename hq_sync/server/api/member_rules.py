@@ -24,14 +24,11 @@ log = logging.getLogger(__name__)
 PASS_CHECK_S = 300  # how often the timer looks whether HQ's date changed
 
 
-def _today(at: str) -> datetime.date:
-    return datetime.date.fromisoformat(at[:10])
-
-
 async def _pass(request: Request[Any, Any, Any]) -> member_rules.PassResult:
     hq = hq_of(request)
     at = now_text()
-    done: member_rules.PassResult = await in_thread(member_rules.daily_pass, hq.db, hq.private_key, _today(at), at)
+    done: member_rules.PassResult = await in_thread(member_rules.daily_pass, hq.db, hq.private_key,
+                                                      member_rules.chain_today(), at)
     if done.feed_seqs:
         hq.signal.notify()
     return done
@@ -108,20 +105,21 @@ async def member_pass_lifespan(app: Litestar) -> AsyncIterator[None]:
     async def once() -> datetime.date:
         at = now_text()
         try:
-            done = await in_thread(member_rules.daily_pass, hq.db, hq.private_key, _today(at), at)
+            done = await in_thread(member_rules.daily_pass, hq.db, hq.private_key,
+                                                      member_rules.chain_today(), at)
             if done.feed_seqs:
                 hq.signal.notify()
             log.info("member pass: %d members, %d tier changes, %d tag changes", done.members, done.tier_changes,
                      done.tags_changed)
         except Exception:
             log.exception("member pass failed")
-        return _today(at)
+        return member_rules.chain_today()
 
     async def daily() -> None:
         last = await once()
         while True:
             await asyncio.sleep(PASS_CHECK_S)
-            if _today(now_text()) != last:
+            if member_rules.chain_today() != last:
                 last = await once()
 
     task = asyncio.create_task(daily())

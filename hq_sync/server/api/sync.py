@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from typing import Annotated, Any
@@ -59,8 +58,7 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     touched = member_rules.members_of_batch(batch.rows)
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
         at = now_text()
-        if await in_thread(member_rules.after_batch, hq.db, hq.private_key, touched,
-                           datetime.date.fromisoformat(at[:10]), at):
+        if await in_thread(member_rules.after_batch, hq.db, hq.private_key, touched, member_rules.chain_today(), at):
             hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 

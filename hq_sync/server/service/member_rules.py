@@ -13,7 +13,9 @@ and each tier change is recorded in `hq_member_tier_changes` (member_id, from_ti
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -38,6 +40,17 @@ from hq_sync.wire import MemberRow, MembersPut, OutRow, TierRow
 
 CHUNK = 500
 _encoder = msgspec.json.Encoder()
+
+
+def chain_today() -> datetime.date:
+    """The chain's date: stores date their sales in their own zone (hub default Asia/Shanghai), so HQ
+    counts days in the chain's zone too (`BACKROOM_HQ_TIMEZONE`), not in the server's."""
+    name = os.environ.get("BACKROOM_HQ_TIMEZONE", "Asia/Shanghai")
+    try:
+        zone: datetime.tzinfo = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = datetime.timezone(datetime.timedelta(hours=8))
+    return datetime.datetime.now(zone).date()
 
 
 class PassResult(msgspec.Struct, frozen=True):

@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 import httpx
-from conftest import Hub
+from tests.conftest import Hub
+from tests.ui_support import ui_login
 
 MEMBER = "M000004"  # a regular demo member with no tags
 TAGGED = "M000003"  # a regular demo member with the manual tag mother-baby
@@ -83,6 +84,18 @@ def test_automatic_tags_count_for_promotions_and_search_and_manual_tags_survive(
     assert "test-big-spender" in [a["rule_id"] for a in applied]
     other = till.post("/api/v1/quote", json={"lines": LINES, "member_id": "M000006"}).json()["lines"][0]["applied"]
     assert "test-big-spender" not in [a["rule_id"] for a in other]
+
+
+def test_the_tablet_finds_members_by_tag_and_shows_the_tier_history(hub: Hub) -> None:
+    tablet = ui_login(hub, "manager")
+    profile = tablet.get(f"/ui/members/{MEMBER}").text
+    assert "等级变动记录" in profile and "达到该等级门槛" in profile and "银卡会员" in profile
+    assert "自动标签" in profile and 'href="/ui/members?tag=big-spender"' in profile
+    found = tablet.get("/ui/members", params={"tag": "big-spender"}).text
+    assert "带有标签“big-spender”的会员" in found and f'href="/ui/members/{TAGGED}"' in found
+    assert 'href="/ui/members/M000006"' not in found
+    none = tablet.get("/ui/members", params={"tag": "no-such-tag"}).text
+    assert "没有会员带有标签“no-such-tag”。" in none
 
 
 def test_bad_rules_are_refused_with_a_code_and_change_nothing(hub: Hub) -> None:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+
 from tests.conftest import Hub
 from tests.ui_support import ui_login
 

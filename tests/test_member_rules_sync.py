@@ -66,7 +66,8 @@ def test_a_sale_over_the_threshold_upgrades_at_hq_and_the_hub_prices_the_new_tie
 
         assert _sell(till, MEMBER) == price
         wait_until(lambda: _synced(hq, hub), 10, what="the first sale at HQ")
-        assert hq.query("SELECT tier FROM hq_members WHERE member_id = ?", (MEMBER,)) == [("regular",)]  # one basket short
+        # one basket short of the threshold
+        assert hq.query("SELECT tier FROM hq_members WHERE member_id = ?", (MEMBER,)) == [("regular",)]
         assert hub.query("SELECT tier FROM members WHERE member_id = ?", (MEMBER,)) == [("regular",)]
 
         _sell(till, MEMBER)

@@ -25,13 +25,33 @@ class PassResult(msgspec.Struct, frozen=True):
     skipped: bool = False  # paired with HQ
 
 
-def daily_pass(conn: sqlite3.Connection, today: datetime.date, at: str) -> PassResult:
-    """One pass over every member (inside the writer: one transaction)."""
+CHUNK = 100  # members per writer transaction: a sale waits for one chunk at most, not for the whole pass
+
+
+def daily_pass(conn: sqlite3.Connection, today: datetime.date, at: str,
+               member_ids: list[str] | None = None) -> PassResult:
+    """The pass over these members (every member without `member_ids`), inside the writer."""
     if not tiers.is_standalone(conn):
         return PassResult(skipped=True)
-    changed = tiers.review(conn, today, at)
-    tagged = auto_tags.recompute(conn, today)
+    changed = tiers.review(conn, today, at, member_ids)
+    tagged = auto_tags.recompute(conn, today, member_ids)
     return PassResult(tier_changes=len(changed), tags_changed=len(tagged))
+
+
+async def run_pass(hub: Any) -> PassResult:
+    """The daily pass in chunks of members, each its own writer transaction."""
+    today = datetime.date.fromisoformat(hub.clock.today())
+    ids = [str(r[0]) for r in hub.db.reader().execute("SELECT member_id FROM members ORDER BY member_id")]
+    total = PassResult()
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        done: PassResult = await hub.db.write(lambda conn, chunk=chunk: daily_pass(conn, today, hub.clock.stamp(),
+                                                                                  chunk))
+        if done.skipped:
+            return done
+        total = PassResult(tier_changes=total.tier_changes + done.tier_changes,
+                           tags_changed=total.tags_changed + done.tags_changed)
+    return total
 
 
 @asynccontextmanager
@@ -41,8 +61,7 @@ async def review_lifespan(app: Any) -> AsyncIterator[None]:
     async def once() -> str:
         today = hub.clock.today()
         try:
-            done = await hub.db.write(
-                lambda conn: daily_pass(conn, datetime.date.fromisoformat(today), hub.clock.stamp()))
+            done = await run_pass(hub)
             if not done.skipped:
                 log.info("member pass: %d tier changes, %d members' tags changed", done.tier_changes,
                          done.tags_changed)

@@ -77,6 +77,10 @@ def test_a_sale_over_the_threshold_upgrades_at_hq_and_the_hub_prices_the_new_tie
                         (MEMBER,)) == [("regular", "silver", "upgrade")]
         changes = admin.get("/hq/v1/tier-changes", params={"member_id": MEMBER}).json()["changes"]
         assert [(c["from_tier"], c["to_tier"]) for c in changes] == [("regular", "silver")]
+        view = admin.get(f"/hq/v1/members/{MEMBER}").json()
+        assert [(h["from_tier"], h["to_tier"], h["reason"]) for h in view["tier_history"]] == [
+            ("regular", "silver", "upgrade")]
+        assert view["tier"] == "silver" and view["tier_review_on"] is not None
         assert hub.query("SELECT from_tier, to_tier, reason FROM member_tier_changes WHERE member_id = ?",
                          (MEMBER,)) == [("regular", "silver", "hq")]
         quote = till.post("/api/v1/quote", json={"lines": LINES, "member_id": MEMBER}).json()

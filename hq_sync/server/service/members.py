@@ -61,6 +61,9 @@ def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any
             (member_id,))}
         escrow = tx.all(f"SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? AND outstanding > 0 "
                         f"AND {where} ORDER BY store_id, ledger", [member_id, *args])
+        status = tx.one("SELECT tier_review_on, auto_tags FROM hq_member_status WHERE member_id = ?", (member_id,))
+        tier_history = tx.all("""SELECT from_tier, to_tier, at, reason FROM hq_member_tier_changes WHERE member_id = ?
+                                 ORDER BY change_id DESC LIMIT 20""", (member_id,))
     held: dict[str, dict[str, int]] = {}
     for store_id, ledger, outstanding in escrow:
         held.setdefault(store_id, {"value": 0, "points": 0})[ledger] = int(outstanding)
@@ -68,7 +71,11 @@ def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any
     allocated_points = allocated.get("points", 0)
     return {"member_id": row[0], "tier": row[1], "balance": int(row[2]), "points": int(row[3]),
             "home_store": row[4], "escrow": held, "unallocated_balance": int(row[2]) - allocated_value,
-            "unallocated_points": int(row[3]) - allocated_points}
+            "unallocated_points": int(row[3]) - allocated_points,
+            # docs/members.md: automatic tags, the day a downgrade may happen, tier changes newest first
+            "auto_tags": msgspec.json.decode(status[1], type=list[str]) if status else [],
+            "tier_review_on": status[0] if status else None,
+            "tier_history": [{"from_tier": r[0], "to_tier": r[1], "at": r[2], "reason": r[3]} for r in tier_history]}
 
 
 def _unallocated(tx: Tx, member_id: str, ledger: str) -> int | None:

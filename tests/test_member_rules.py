@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.members import tagging, tiering
 from edge.members.tagging import (
@@ -196,3 +198,24 @@ def test_tier_settings_refuse_a_removed_tier() -> None:
     settings = tiering.TierSettings(tiers=[tiering.TierDef("regular", "普通", "Regular")])
     assert tiering.check_settings(settings, ["regular", "gold"]) == "tiers cannot be removed: gold missing"
     assert tiering.check_settings(settings, ["regular"]) is None
+
+
+# -- invariants ------------------------------------------------------------------------------------------------
+
+_figures = st.builds(Figures, spend=st.integers(0, 10**7), points=st.integers(0, 10**5), visits=st.integers(0, 500))
+_day = st.dates(D(2020, 1, 1), D(2030, 12, 31))
+
+
+@given(figures=_figures, current=st.sampled_from(["regular", "silver", "gold"]), review=st.none() | _day, today=_day)
+@settings(max_examples=300, deadline=None)
+def test_a_tier_never_drops_before_the_review_date_and_never_stays_below_what_qualifies(
+        figures: Figures, current: str, review: D | None, today: D) -> None:
+    rank = {r.tier: r.rank for r in SPEND_RULES}
+    d = tiering.evaluate(SPEND_RULES, figures, current, review, today)
+    qualified = tiering.qualifying(SPEND_RULES, figures).tier
+    assert rank[d.tier] >= rank[qualified]  # an upgrade is never held back
+    if review is None or today < review:
+        assert rank[d.tier] >= rank[current]  # no downgrade before the review date
+    else:
+        assert d.tier == qualified  # on or after it: exactly what the figures reach
+    assert d.review_on > today  # the next review is always ahead

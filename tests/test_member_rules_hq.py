@@ -5,6 +5,8 @@ automatic tags recomputed by the daily pass without touching manual tags, change
 from __future__ import annotations
 
 import datetime
+import inspect
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -15,8 +17,11 @@ import sync_support
 from edge.members.tagging import Dormant, HighValue
 from edge.members.tiering import TierDef, TierSettings
 from hq_sync.protocol import DeltaLine, DeltaTender, ReturnDelta, ReturnLineDelta, SaleDelta, delta_encoder
+from hq_sync.server.api import member_rules as member_rules_api
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.service import member_rules
+from hq_sync.server.service.access import Principal, permission_table
+from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import read_feed
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.stores import pair
@@ -28,6 +33,7 @@ hq_db_url = sync_support.hq_db_url
 D = datetime.date
 DAY = D(2026, 5, 1)
 AT = "2026-05-01T10:00:00.000+08:00"
+ADMIN = Principal("hq", "hq_admin")
 TIERS = TierSettings(tiers=[
     TierDef("regular", "普通会员", "Regular", rank=0, metric="spend", threshold=0),
     TierDef("silver", "银卡会员", "Silver", discount_bp=500, rank=1, metric="spend", threshold=1000),
@@ -85,7 +91,7 @@ def _fed_members(hq: Hq) -> dict[str, tuple[str, list[str]]]:
 
 
 def test_chain_wide_spend_upgrades_after_a_batch_and_downgrade_waits_for_the_review_date(hq: Hq) -> None:
-    member_rules.put_settings(hq.db, hq.private_key, TIERS, AT)
+    member_rules.put_settings(hq.db, ADMIN, hq.private_key, TIERS, AT)
     row, sale_id = _sale(1, "M000004", 600)
     assert _push(hq, "demo-001", [row], DAY) == 0  # 600 of 1000
     assert _tier(hq, "M000004") == "regular"
@@ -112,7 +118,7 @@ def test_visits_rule_counts_tickets_chain_wide(hq: Hq) -> None:
     visits = TierSettings(tiers=[TierDef("regular", "普通会员", "Regular", rank=0, metric="visits", threshold=0),
                                  TierDef("silver", "银卡会员", "Silver", rank=1, metric="visits", threshold=3),
                                  TierDef("gold", "金卡会员", "Gold", rank=2, metric="points", threshold=10**9)])
-    member_rules.put_settings(hq.db, hq.private_key, visits, AT)
+    member_rules.put_settings(hq.db, ADMIN, hq.private_key, visits, AT)
     _push(hq, "demo-001", [_sale(1, "M000006", 10)[0], _sale(2, "M000006", 10)[0]], DAY)
     assert _tier(hq, "M000006") == "regular"
     _push(hq, "demo-002", [_sale(1, "M000006", 10)[0]], DAY)
@@ -120,8 +126,8 @@ def test_visits_rule_counts_tickets_chain_wide(hq: Hq) -> None:
 
 
 def test_the_daily_pass_recomputes_automatic_tags_and_keeps_manual_ones(hq: Hq) -> None:
-    member_rules.put_tag_rules(hq.db, [HighValue(name="high_value", min_spend=1000, window_days=30),
-                                       Dormant(name="dormant", days=30)])
+    member_rules.put_tag_rules(hq.db, ADMIN, [HighValue(name="high_value", min_spend=1000, window_days=30),
+                                              Dormant(name="dormant", days=30)], AT)
     _push(hq, "demo-001", [_sale(1, "M000003", 600, discount=100)[0], _sale(2, "M000003", 400)[0]], DAY)
     done = member_rules.daily_pass(hq.db, hq.private_key, DAY, AT)
     assert done.members >= 50 and done.tags_changed >= 1
@@ -138,3 +144,23 @@ def test_the_daily_pass_recomputes_automatic_tags_and_keeps_manual_ones(hq: Hq) 
     assert tags is not None and tags[0] == '["mother-baby"]'
     # nothing changed since: the next pass sends nothing down the feed
     assert member_rules.daily_pass(hq.db, hq.private_key, D(2026, 5, 31), AT).feed_seqs == []
+
+
+def test_rule_writes_are_the_admins_and_audited(hq: Hq) -> None:
+    for role in ("region_manager", "hq_operator", "finance", "auditor"):
+        with pytest.raises(HqError) as refused:
+            member_rules.put_settings(hq.db, Principal("someone", role, ("华东 East",)), hq.private_key, TIERS, AT)
+        assert (refused.value.status, refused.value.code) == (403, "forbidden")
+    member_rules.put_settings(hq.db, ADMIN, hq.private_key, TIERS, AT)
+    member_rules.put_tag_rules(hq.db, ADMIN, [Dormant(name="dormant", days=30)], AT)
+    with hq.db.read() as tx:
+        rows = tx.all("SELECT actor, action, target FROM hq_audit WHERE action IN ('tiers.put', 'tag_rules.put') "
+                      "ORDER BY audit_id")
+    assert [tuple(r) for r in rows] == [("hq", "tiers.put", "tiers"), ("hq", "tag_rules.put", "tag_rules")]
+
+
+def test_every_member_rules_endpoint_names_a_known_permission() -> None:
+    known = permission_table()
+    for route in member_rules_api.ROUTES:
+        named = re.findall(r'acting\(request, "([a-z_.]+)"\)', inspect.getsource(route.fn))
+        assert len(named) == 1 and named[0] in known, route.fn.__name__

@@ -102,3 +102,8 @@ def test_a_sale_over_the_threshold_upgrades_at_hq_and_the_hub_prices_the_new_tie
             resp = admin.put("/hq/v1/tiers", json=body)
             assert resp.status_code == status and "code" in resp.json(), resp.text
         assert httpx.get(hq.url + "/hq/v1/tiers").status_code == 401
+        region = httpx.post(hq.url + "/hq/v1/auth/login", json={"username": "region-east", "password": "region-demo"})
+        as_region = {"Authorization": f"Bearer {region.json()['token']}"}
+        assert httpx.get(hq.url + "/hq/v1/tiers", headers=as_region).status_code == 200
+        denied = httpx.put(hq.url + "/hq/v1/tiers", json=_tiers(1), headers=as_region)
+        assert (denied.status_code, denied.json()["code"]) == (403, "forbidden")  # chain-wide rules are HQ's

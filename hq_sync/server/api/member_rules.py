@@ -16,7 +16,7 @@ from litestar.params import Parameter
 
 from edge.members.tagging import TagRuleSet
 from edge.members.tiering import TierSettings
-from hq_sync.server.api.support import decode, hq_of, in_thread, json_response, require_admin
+from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import member_rules
 from hq_sync.server.service.errors import now_text
 
@@ -36,7 +36,7 @@ async def _pass(request: Request[Any, Any, Any]) -> member_rules.PassResult:
 
 @get("/hq/v1/tiers")
 async def tiers_get(request: Request[Any, Any, Any]) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "members.read")
 
     def read() -> TierSettings:
         with hq_of(request).db.read() as tx:
@@ -48,10 +48,10 @@ async def tiers_get(request: Request[Any, Any, Any]) -> Response[bytes]:
 @put("/hq/v1/tiers")
 async def tiers_put(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Replace the tier definitions, send them to every store, and review every member at once."""
-    require_admin(request)
+    who = acting(request, "members.rules")
     settings = await decode(request, TierSettings)
     hq = hq_of(request)
-    seq = await in_thread(member_rules.put_settings, hq.db, hq.private_key, settings, now_text())
+    seq = await in_thread(member_rules.put_settings, hq.db, who, hq.private_key, settings, now_text())
     hq.signal.notify()
     done = await _pass(request)
     return json_response({**msgspec.to_builtins(settings), "feed_seq": seq, "tier_changes": done.tier_changes})
@@ -59,7 +59,7 @@ async def tiers_put(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/hq/v1/tag-rules")
 async def tag_rules_get(request: Request[Any, Any, Any]) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "members.read")
 
     def read() -> TagRuleSet:
         with hq_of(request).db.read() as tx:
@@ -71,9 +71,9 @@ async def tag_rules_get(request: Request[Any, Any, Any]) -> Response[bytes]:
 @put("/hq/v1/tag-rules")
 async def tag_rules_put(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Replace the automatic tag rules and recompute every member's automatic tags at once."""
-    require_admin(request)
+    who = acting(request, "members.rules")
     rule_set = await decode(request, TagRuleSet)
-    await in_thread(member_rules.put_tag_rules, hq_of(request).db, rule_set.rules)
+    await in_thread(member_rules.put_tag_rules, hq_of(request).db, who, rule_set.rules, now_text())
     done = await _pass(request)
     return json_response({**msgspec.to_builtins(rule_set), "tags_changed": done.tags_changed})
 
@@ -81,7 +81,7 @@ async def tag_rules_put(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post("/hq/v1/members/review", status_code=200)
 async def members_review(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Run the daily member pass now (tier reviews and automatic tags)."""
-    require_admin(request)
+    acting(request, "members.rules")
     return json_response(msgspec.to_builtins(await _pass(request)))
 
 
@@ -91,7 +91,7 @@ async def tier_changes(request: Request[Any, Any, Any],
                        member_id: Annotated[str | None, Parameter(min_length=1, max_length=64)] = None,
                        limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> Response[bytes]:
     """Recorded tier changes after `after` (a change_id), oldest first; of one member with `member_id`."""
-    require_admin(request)
+    acting(request, "members.read")
     found = await in_thread(lambda: member_rules.tier_changes(hq_of(request).db, member_id=member_id, after=after,
                                                                limit=limit))
     return json_response({"changes": msgspec.to_builtins(found)})

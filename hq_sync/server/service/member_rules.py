@@ -33,6 +33,8 @@ from edge.members.tiering import (
     window_start,
 )
 from hq_sync.protocol import ReturnDelta, SaleDelta, delta_decoder
+from hq_sync.server.service.access import Principal, require
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.storage.db import HqDb, Tx
@@ -88,9 +90,11 @@ def tier_rows(tx: Tx) -> list[TierRow]:
             for t in read_settings(tx).tiers]
 
 
-def put_settings(db: HqDb, private_key: bytes, settings: TierSettings, at: str) -> int:
+def put_settings(db: HqDb, principal: Principal, private_key: bytes, settings: TierSettings, at: str) -> int:
     """Replace the tier definitions (refused 422 if unusable) and send them to every store; returns the feed seq."""
+    require(principal, "members.rules")
     with db.write() as tx:
+        before = read_settings(tx)
         problem = check_settings(settings, [str(r[0]) for r in tx.all("SELECT tier FROM hq_tiers")])
         if problem is not None:
             raise HqError(422, "bad_tiers", problem)
@@ -108,6 +112,7 @@ def put_settings(db: HqDb, private_key: bytes, settings: TierSettings, at: str) 
                    ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                 [("tier_window_months", str(settings.window_months)),
                  ("tier_review_months", str(settings.review_months))])
+        audit(tx, principal, "tiers.put", "tiers", before, settings, at=at)
         return append_feed(tx, private_key, "*", MembersPut(tiers=tier_rows(tx)), at)
 
 
@@ -118,11 +123,13 @@ def read_tag_rules(tx: Tx) -> list[TagRule]:
     return [tag_rule_decoder.decode(r[0]) for r in tx.all("SELECT rule FROM hq_tag_rules ORDER BY position")]
 
 
-def put_tag_rules(db: HqDb, rules: Sequence[TagRule]) -> None:
+def put_tag_rules(db: HqDb, principal: Principal, rules: Sequence[TagRule], at: str) -> None:
+    require(principal, "members.rules")
     problem = check_tag_rules(rules)
     if problem is not None:
         raise HqError(422, "bad_tag_rules", problem)
     with db.write() as tx:
+        audit(tx, principal, "tag_rules.put", "tag_rules", read_tag_rules(tx), list(rules), at=at)
         tx.run("DELETE FROM hq_tag_rules")
         tx.many("INSERT INTO hq_tag_rules (name, position, rule) VALUES (?, ?, ?)",
                 [(r.name, n, _encoder.encode(r).decode()) for n, r in enumerate(rules)])

@@ -99,30 +99,29 @@ async def tier_changes(request: Request[Any, Any, Any],
 
 @asynccontextmanager
 async def member_pass_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The daily member pass: at start, then whenever HQ's date changes."""
+    """The daily member pass: once a day (chain date), the first one done before HQ serves (a restart on a
+    day that already had its pass skips it), then whenever the chain's date changes."""
     hq = app.state.hq
 
-    async def once() -> datetime.date:
-        at = now_text()
+    async def once(today: datetime.date) -> datetime.date:
         try:
-            done = await in_thread(member_rules.daily_pass, hq.db, hq.private_key,
-                                                      member_rules.chain_today(), at)
-            if done.feed_seqs:
+            done = await in_thread(member_rules.daily_pass_once, hq.db, hq.private_key, today, now_text())
+            if done is not None and done.feed_seqs:
                 hq.signal.notify()
-            log.info("member pass: %d members, %d tier changes, %d tag changes", done.members, done.tier_changes,
-                     done.tags_changed)
+            if done is not None:
+                log.info("member pass: %d members, %d tier changes, %d tag changes", done.members,
+                         done.tier_changes, done.tags_changed)
         except Exception:
             log.exception("member pass failed")
-        return member_rules.chain_today()
+        return today
 
-    async def daily() -> None:
-        last = await once()
+    async def daily(last: datetime.date) -> None:
         while True:
             await asyncio.sleep(PASS_CHECK_S)
             if member_rules.chain_today() != last:
-                last = await once()
+                last = await once(member_rules.chain_today())
 
-    task = asyncio.create_task(daily())
+    task = asyncio.create_task(daily(await once(member_rules.chain_today())))
     try:
         yield
     finally:

@@ -299,6 +299,19 @@ def daily_pass(db: HqDb, private_key: bytes, today: datetime.date, at: str) -> P
     return PassResult(members=len(ids), tier_changes=tiers, tags_changed=tags, feed_seqs=seqs)
 
 
+def daily_pass_once(db: HqDb, private_key: bytes, today: datetime.date, at: str) -> PassResult | None:
+    """The daily pass, unless today's already ran (`hq_meta` member_pass_day); None when skipped."""
+    with db.read() as tx:
+        row = tx.one("SELECT value FROM hq_meta WHERE key = 'member_pass_day'")
+    if row is not None and str(row[0]) >= today.isoformat():
+        return None
+    done = daily_pass(db, private_key, today, at)
+    with db.write() as tx:
+        tx.run("""INSERT INTO hq_meta (key, value) VALUES ('member_pass_day', ?)
+                  ON CONFLICT (key) DO UPDATE SET value = excluded.value""", (today.isoformat(),))
+    return done
+
+
 def tier_changes(db: HqDb, *, member_id: str | None = None, after: int = 0, limit: int = 1000) -> list[TierChange]:
     """Recorded tier changes after `change_id` `after`, oldest first (of one member, or all): what a
     tier-up campaign reads."""

@@ -22,6 +22,7 @@ from edge.device_link.link import device_lifespan
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members.points import points_lifespan
+from edge.members.review import review_lifespan
 from edge.ui.router import ui_error_page, ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
 
@@ -79,8 +80,8 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         route_handlers=[*ROUTES, ui_router()],
         dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
         guards=[permission_guard],
-        # points expiry (unpaired hubs); the HQ sync agent runs when an HQ URL is configured
-        lifespan=[lifespan, points_lifespan, sync_lifespan, device_lifespan, ui_lifespan],
+        # points expiry and the member pass (unpaired hubs); the HQ sync agent runs when an HQ URL is configured
+        lifespan=[lifespan, points_lifespan, review_lifespan, sync_lifespan, device_lifespan, ui_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

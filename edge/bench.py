@@ -244,8 +244,21 @@ def _seed(data_dir: Path) -> None:
     db = Database(config.db_path)
     try:
         db.write_sync(lambda conn: seed_demo(conn, config.store_id, StoreClock(config.timezone)))
+        db.write_sync(_hold_tiers)
     finally:
         db.close()
+
+
+def _hold_tiers(conn: Any) -> None:
+    """Baskets are quoted before the clock starts; a member upgraded mid-run (a standalone hub upgrades
+    at sale commit, docs/members.md) would make his quotes stale. The bench store's better tiers are
+    out of reach, so tiers hold still while the rules still run at every member sale."""
+    from edge.members import tiers
+
+    settings = tiers.read_settings(conn)
+    lowest = min(t.rank for t in settings.tiers)
+    tiers.put_settings(conn, msgspec.structs.replace(settings, tiers=[
+        t if t.rank == lowest else msgspec.structs.replace(t, threshold=10_000_000_000) for t in settings.tiers]))
 
 
 def _free_port() -> int:

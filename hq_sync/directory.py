@@ -39,7 +39,7 @@ def offline_error() -> ApiError:
 def cache_answer(conn: sqlite3.Connection, found: MemberFound, at: str) -> str:
     """HQ's answer into the cache: profile, aliases, chain-wide balance. Returns the member id."""
     member = found.member
-    hub_state.put_member(conn, member)
+    hub_state.put_member(conn, member, at)
     chainwide.record_aliases(conn, member.member_id, found.aliases, at)
     chainwide.put_balances(conn, [(member.member_id, found.balance, found.points)], found.as_of, found.acked)
     return member.member_id

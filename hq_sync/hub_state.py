@@ -22,6 +22,8 @@ import msgspec
 
 from edge.members import chainwide
 from edge.members import ledger as member_ledger
+from edge.members import tiers as member_tiers
+from edge.members.tiering import TierDef
 from edge.outbox import queue as outbox
 from edge.promotions.repository import bump_version
 from edge.promotions.rules import RESERVED_PREFIXES, promotion_decoder
@@ -61,6 +63,7 @@ from hq_sync.wire import (
     PriceChange,
     PriceListPut,
     PromotionPut,
+    TierRow,
     TransferState,
     entry_problem,
     feed_body_decoder,
@@ -249,16 +252,9 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
         case CatalogPut(categories=categories, items=items):
             _put_catalog(conn, categories, items, now)
         case MembersPut(tiers=tiers, members=members):
-            conn.executemany(
-                """INSERT INTO tiers (tier, name_zh, name_en, discount_bp, points_multiplier_pct, min_points)
-                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tier) DO UPDATE SET name_zh = excluded.name_zh,
-                   name_en = excluded.name_en, discount_bp = excluded.discount_bp,
-                   points_multiplier_pct = excluded.points_multiplier_pct, min_points = excluded.min_points""",
-                [(t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct, t.min_points) for t in tiers])
-            if tiers:
-                bump_version(conn)
+            member_tiers.upsert_tiers(conn, [_tier_def(t) for t in tiers])
             for m in members:
-                _put_member(conn, m)
+                _put_member(conn, m, now)
         case EscrowGrant():
             apply_grant(conn, body, now)
         case EscrowReclaim():
@@ -335,25 +331,36 @@ def _put_catalog(conn: sqlite3.Connection, categories: list[tuple[str, str | Non
                          (code, sku, symbology))
 
 
-def put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
+def _tier_def(t: TierRow) -> TierDef:
+    metric = t.metric if t.metric in ("spend", "points", "visits") else "points"
+    return TierDef(tier=t.tier, name_zh=t.name_zh, name_en=t.name_en, discount_bp=t.discount_bp,
+                   points_multiplier_pct=t.points_multiplier_pct, rank=t.rank, metric=metric,  # type: ignore[arg-type]
+                   threshold=t.threshold if t.metric else t.min_points)
+
+
+def put_member(conn: sqlite3.Connection, m: MemberRow, now: str) -> None:
     """A member profile from HQ into this store's cache (a feed entry or a lookup answer)."""
-    _put_member(conn, m)
+    _put_member(conn, m, now)
 
 
-def _put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
+def _put_member(conn: sqlite3.Connection, m: MemberRow, now: str) -> None:
     if conn.execute("SELECT 1 FROM tiers WHERE tier = ?", (m.tier,)).fetchone() is None:
         return  # a tier the store does not know yet: HQ sends tiers before members
+    held = conn.execute("SELECT tier FROM members WHERE member_id = ?", (m.member_id,)).fetchone()
+    if held is not None and held[0] != m.tier:  # HQ's rules moved the member: kept in the tier history
+        member_tiers.record_change(conn, m.member_id, str(held[0]), m.tier, now, "hq")
     for column, value in (("phone", m.phone), ("card_no", m.card_no)):
         if value is not None:  # a phone or card moved to this member at HQ: HQ wins
             conn.execute(f"UPDATE members SET {column} = NULL WHERE {column} = ? AND member_id != ?",
                          (value, m.member_id))
     conn.execute(
-        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at,
+               auto_tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (member_id) DO UPDATE SET phone = excluded.phone, card_no = excluded.card_no,
-               name = excluded.name, birthday = excluded.birthday, tier = excluded.tier, tags = excluded.tags""",
+               name = excluded.name, birthday = excluded.birthday, tier = excluded.tier, tags = excluded.tags,
+               auto_tags = excluded.auto_tags""",
         (m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, msgspec.json.encode(m.tags).decode(),
-         m.home_store, m.created_at))
+         m.home_store, m.created_at, msgspec.json.encode(sorted(m.auto_tags)).decode()))
     conn.execute("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", (m.member_id,))
 
 

@@ -189,12 +189,19 @@ class CatalogPut(msgspec.Struct, frozen=True, tag="catalog"):
 
 
 class TierRow(msgspec.Struct, frozen=True, array_like=True):
+    """A tier's benefits and its rule (docs/members.md "Tiers"): `threshold` of `metric` (spend, points,
+    visits) over the rolling window; higher `rank` is better. An empty `metric` (an older HQ) means a
+    points rule at `min_points`."""
+
     tier: str
     name_zh: str
     name_en: str
     discount_bp: int
     points_multiplier_pct: int
     min_points: int
+    rank: int = 0
+    metric: str = ""
+    threshold: int = 0
 
 
 class MemberRow(msgspec.Struct, frozen=True, array_like=True):
@@ -207,6 +214,7 @@ class MemberRow(msgspec.Struct, frozen=True, array_like=True):
     tags: list[str]
     home_store: str | None
     created_at: str
+    auto_tags: list[str] = []  # computed at HQ from purchase history (docs/members.md "Tags")
 
 
 class MembersPut(msgspec.Struct, frozen=True, tag="members"):

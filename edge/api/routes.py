@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from edge import __version__
 from edge.api.eod_routes import EOD_ROUTES
+from edge.api.member_routes import MEMBER_RULE_ROUTES
 from edge.api.openapi import body_operation
 from edge.api.report_routes import REPORT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
@@ -418,3 +419,4 @@ ROUTES += STOCKTAKE_ROUTES
 ROUTES += EOD_ROUTES
 ROUTES += USER_ROUTES
 ROUTES += REPORT_ROUTES
+ROUTES += MEMBER_RULE_ROUTES

@@ -97,6 +97,20 @@ def newest(conn: sqlite3.Connection, *, show_phone: bool, limit: int, offset: in
     return rows, total
 
 
+_TAGGED = """ WHERE EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)
+                 OR EXISTS (SELECT 1 FROM json_each(m.auto_tags) WHERE value = ?)"""
+
+
+def tagged(conn: sqlite3.Connection, tag: str, *, show_phone: bool, limit: int,
+           offset: int) -> tuple[list[MemberRow], int]:
+    """A page of the members carrying `tag`, manual or automatic, newest first, and how many there are
+    (one pass over the members table: a store's cache, not the chain's history)."""
+    total = int(conn.execute("SELECT count(*) FROM members m" + _TAGGED, (tag, tag)).fetchone()[0])
+    rows = _rows(conn.execute(_ROW_SQL + _TAGGED + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
+                              (tag, tag, limit, offset)), show_phone)
+    return rows, total
+
+
 def home_store(conn: sqlite3.Connection, member_id: str) -> str | None:
     row = conn.execute("SELECT home_store FROM members WHERE member_id = ?", (member_id,)).fetchone()
     return str(row[0]) if row and row[0] else None

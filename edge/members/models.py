@@ -57,6 +57,8 @@ class Member(msgspec.Struct, frozen=True):
     # standalone hub, where the local ledger is all there is); `spendable_here` is this store's part.
     balance_as_of: str | None = None
     spendable_here: Spendable | None = None
+    auto_tags: list[str] = []  # computed daily from purchases (docs/members.md "Tags"); `tags` are manual
+    tier_review_on: str | None = None  # a downgrade waits until this day
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -22,7 +22,7 @@ _encoder = msgspec.json.Encoder()
 
 _MEMBER_SQL = """
 SELECT m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, t.name_zh, t.name_en, m.tags,
-       coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at
+       coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at, m.auto_tags, m.tier_review_on
 FROM members m JOIN tiers t ON t.tier = m.tier LEFT JOIN member_balance b ON b.member_id = m.member_id
 """
 
@@ -32,7 +32,7 @@ def _member(row: sqlite3.Row, show_phone: bool) -> Member:
         member_id=row[0], phone=row[1] if show_phone else mask_phone(row[1]), card_no=row[2], name=row[3],
         birthday=row[4], tier=row[5], tier_name=row[6], tier_name_en=row[7],
         tags=msgspec.json.decode(row[8], type=list[str]), points=row[9], balance=row[10], created_at=row[11],
-        phone_masked=not show_phone,
+        phone_masked=not show_phone, auto_tags=msgspec.json.decode(row[12], type=list[str]), tier_review_on=row[13],
     )
 
 

@@ -15,6 +15,7 @@ from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.errors import ApiError
 from edge.members import points as member_points
+from edge.members.auto_tags import effective_tags
 from edge.money import div_half_up
 from edge.pricing.engine import BasketLine, Context, PricingItem, Quote, RuleBook, Tier, price_basket
 from edge.pricing.price_lists import PriceBoard
@@ -101,13 +102,14 @@ def member_context(conn: sqlite3.Connection, member_id: str | None) -> Context:
     if member_id is None:
         return Context()
     row = conn.execute(
-        """SELECT m.member_id, t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct, m.tags
+        """SELECT m.member_id, t.tier, t.name_zh, t.name_en, t.discount_bp, t.points_multiplier_pct, m.tags,
+                  m.auto_tags
            FROM members m JOIN tiers t ON t.tier = m.tier WHERE m.member_id = ?""",
         (member_id,),
     ).fetchone()
     if row is None:
         raise ApiError(422, "unknown_member", f"no member {member_id[:64]}")
-    tags = tuple(msgspec.json.decode(row[6], type=list[str])) if row[6] else ()
+    tags = effective_tags(row[6], row[7])  # manual and automatic tags both make a member eligible
     return Context(member_id=row[0], tier=Tier(row[1], row[2], row[3], row[4], row[5]), member_tags=tags)
 
 

@@ -16,6 +16,7 @@ from edge.journal import chain
 from edge.members import chainwide
 from edge.members import ledger as member_ledger
 from edge.members import points as member_points
+from edge.members import tiers as member_tiers
 from edge.outbox import queue as outbox
 from edge.pricing.engine import Quote, points_for_quote
 from edge.promotions import repository as promotions
@@ -166,4 +167,5 @@ def commit_sale(
         points_redeemed=points_redeemed, value_spent=value_spent, points_reward=points_reward,
         coupons=[u.coupon for u in quote.uses if u.coupon is not None],
     ), sale_id, at)
+    member_tiers.after_sale(conn, req.member_id, today, at)  # a standalone hub's upgrade, at once
     return body

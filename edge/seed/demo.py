@@ -69,12 +69,12 @@ def seed_demo(conn: sqlite3.Connection, store_id: str, clock: StoreClock) -> dic
     for row in _rows("categories.csv"):
         conn.execute("INSERT INTO categories (category_id, parent_id, name_zh, name_en) VALUES (?, ?, ?, ?)",
                      (row["category_id"], row["parent_id"] or None, row["name_zh"], row["name_en"]))
-    for row in _rows("tiers.csv"):
+    for rank, row in enumerate(_rows("tiers.csv")):  # rule: points earned over 12 months (docs/members.md)
         conn.execute(
-            """INSERT INTO tiers (tier, name_zh, name_en, discount_bp, points_multiplier_pct, min_points)
-               VALUES (?, ?, ?, ?, ?, ?)""",
+            """INSERT INTO tiers (tier, name_zh, name_en, discount_bp, points_multiplier_pct, min_points, tier_rank,
+                   metric, threshold) VALUES (?, ?, ?, ?, ?, ?, ?, 'points', ?)""",
             (row["tier"], row["name_zh"], row["name_en"], int(row["discount_bp"]),
-             int(row["points_multiplier_pct"]), int(row["min_points"])),
+             int(row["points_multiplier_pct"]), int(row["min_points"]), rank, int(row["min_points"])),
         )
     items = _rows("items.csv")
     for row in items:

@@ -841,3 +841,44 @@ def m100_chain_members(db: sqlite_utils.Database) -> None:
         CREATE INDEX member_effects_member ON member_effects(member_id, seq)
         """,
     )
+
+
+@migrations()
+def m130_member_rules(db: sqlite_utils.Database) -> None:
+    """Tiers as rules and automatic tags (edge/members/tiering.py, tagging.py, docs/members.md).
+    A tier's rule: `threshold` of `metric` (spend in fen, points earned, visits) over the rolling
+    window, `tier_rank` orders tiers (higher is better); existing tiers become points rules at their
+    `min_points`, ranked by it. A member's `tier_review_on` is the day a downgrade may happen;
+    `auto_tags` (JSON list) are the tags the daily pass computes, kept apart from the manual `tags`.
+    `member_tier_changes` records every tier change (from, to, when, why); `tag_rules` holds the
+    automatic tag definitions (none stored: the defaults of tagging.DEFAULT_RULES apply)."""
+    _run(
+        db,
+        """
+        ALTER TABLE tiers ADD COLUMN tier_rank INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tiers ADD COLUMN metric TEXT NOT NULL DEFAULT 'points';
+        ALTER TABLE tiers ADD COLUMN threshold INTEGER NOT NULL DEFAULT 0;
+        UPDATE tiers SET threshold = min_points,
+            tier_rank = (SELECT count(*) FROM tiers t WHERE t.min_points < tiers.min_points
+                         OR (t.min_points = tiers.min_points AND t.tier < tiers.tier));
+
+        ALTER TABLE members ADD COLUMN auto_tags TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE members ADD COLUMN tier_review_on TEXT;
+
+        CREATE TABLE member_tier_changes (
+            change_id INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            from_tier TEXT NOT NULL,
+            to_tier TEXT NOT NULL,
+            at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX member_tier_changes_member ON member_tier_changes(member_id, change_id);
+
+        CREATE TABLE tag_rules (
+            name TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            rule TEXT NOT NULL
+        )
+        """,
+    )

@@ -21,6 +21,7 @@ from edge.api.support import actor_of
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members import directory
+from edge.members import tiers as member_tiers
 from edge.members.models import CreateMemberRequest
 from edge.members.service import commit_topup, create_member, find_member
 from edge.sales.checkout import Replay, request_hash
@@ -60,6 +61,19 @@ LEDGER_KINDS = {
     "merge_out": N_("Moved to the merged record"),
 }
 
+TIER_REASONS = {
+    "upgrade": N_("Reached the tier's threshold"),
+    "downgrade": N_("Below the threshold on the review date"),
+    "unknown_tier": N_("Former tier no longer exists"),
+    "hq": N_("Changed by HQ's tier rules"),
+}
+
+
+def _tier_names(conn: Any, lang: str) -> dict[str, str]:
+    column = "name_zh" if lang == "zh_CN" else "name_en"
+    return {str(r[0]): str(r[1]) for r in conn.execute(f"SELECT tier, {column} FROM tiers")}
+
+
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
 
 
@@ -80,19 +94,24 @@ def _member_path(member_id: str) -> str:
 
 
 @get("/ui/members", opt=page("members.read"), sync_to_thread=False)
-def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", offset: str = "0") -> Response[str]:
+def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", tag: str = "",
+                 offset: str = "0") -> Response[str]:
     ui = UiView(request)
     _ = ui._
     show_phone = ui.may("members.phone")
     conn = hub.db.reader()
     query = q.strip()[:40]
+    tag_query = tag.strip()[:64]
     start = page_offset(offset)
     if query:
         rows, total = directory.search(conn, query, show_phone=show_phone), 0
+    elif tag_query:  # manual or automatic tag (docs/members.md "Tags")
+        rows, total = directory.tagged(conn, tag_query, show_phone=show_phone, limit=PAGE_SIZE, offset=start)
     else:
         rows, total = directory.newest(conn, show_phone=show_phone, limit=PAGE_SIZE, offset=start)
-    return ui.render("members/index.html", title=_("Members"), query=query, rows=rows, total=total, offset=start,
-                     limit=PAGE_SIZE, capped=len(rows) >= directory.SEARCH_LIMIT, tier_zh=ui.lang == "zh_CN")
+    return ui.render("members/index.html", title=_("Members"), query=query, tag=tag_query, rows=rows, total=total,
+                     offset=start, limit=PAGE_SIZE, capped=len(rows) >= directory.SEARCH_LIMIT,
+                     tier_zh=ui.lang == "zh_CN", tag_base=f"/ui/members?tag={quote(tag_query, safe='')}&")
 
 
 @get("/ui/members/{member_id:str}", opt=page("members.read"), sync_to_thread=False)
@@ -117,6 +136,8 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
         points_base=f"{path}?value_offset={v_start}&points_", value=value, value_total=value_total,
         value_offset=v_start, value_base=f"{path}?points_offset={p_start}&value_", page_size=HISTORY_SIZE,
         expiring=directory.expiring(conn, member.member_id), sales=directory.recent_sales(conn, member.member_id),
+        tier_changes=member_tiers.member_history(conn, member.member_id), tier_names=_tier_names(conn, ui.lang),
+        tier_reasons={k: _(v) for k, v in TIER_REASONS.items()},
         kinds={k: _(v) for k, v in LEDGER_KINDS.items()}, methods={k: _(v) for k, v in TOPUP_METHODS.items()},
         topup_id=uuid.uuid4(), own_till=ui.claims.till_id if ui.claims else None,
         tills=sorted(t for t in hub.config.tills if t != "*"))

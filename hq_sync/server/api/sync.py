@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
 from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
-from hq_sync.server.service import coupons, digests, feed, members, stores, transfers
+from hq_sync.server.service import coupons, digests, feed, member_rules, members, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import (
@@ -56,6 +56,11 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed))
     if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
+    touched = member_rules.members_of_batch(batch.rows)
+    if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
+        at = now_text()
+        if await in_thread(member_rules.after_batch, hq.db, hq.private_key, touched, member_rules.chain_today(), at):
+            hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 
 

@@ -42,11 +42,13 @@ from hq_sync.wire import (
 if TYPE_CHECKING:
     from hq_sync.server.service.escrow import ReleaseSignal
 
-_MEMBER_COLUMNS = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at"
+_MEMBER_COLUMNS = ("member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at, "
+                   "(SELECT s.auto_tags FROM hq_member_status s WHERE s.member_id = hq_members.member_id)")
 
 
 def _row(r: tuple[Any, ...]) -> MemberRow:
-    return MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8])
+    return MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8],
+                     msgspec.json.decode(r[9] or "[]", type=list[str]))
 
 
 def member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:
@@ -151,7 +153,7 @@ def lookup_for_store(db: HqDb, store_id: str, *, member_id: str | None, phone: s
         row = tx.one(f"SELECT {_MEMBER_COLUMNS}, balance, points FROM hq_members WHERE member_id = ?", (found,))
         assert row is not None
         acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
-        return MemberFound(member=_row(row), balance=int(row[9]), points=int(row[10]), as_of=at,
+        return MemberFound(member=_row(row), balance=int(row[10]), points=int(row[11]), as_of=at,
                            acked=int(acked[0]) if acked else 0, aliases=aliases_of(tx, found))
 
 
@@ -280,6 +282,9 @@ def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any
             (member_id,))}
         escrow = tx.all(f"SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? AND outstanding > 0 "
                         f"AND {where} ORDER BY store_id, ledger", [member_id, *args])
+        status = tx.one("SELECT tier_review_on, auto_tags FROM hq_member_status WHERE member_id = ?", (member_id,))
+        tier_history = tx.all("""SELECT from_tier, to_tier, at, reason FROM hq_member_tier_changes WHERE member_id = ?
+                                 ORDER BY change_id DESC LIMIT 20""", (member_id,))
     held: dict[str, dict[str, int]] = {}
     for store_id, ledger, outstanding in escrow:
         held.setdefault(store_id, {"value": 0, "points": 0})[ledger] = int(outstanding)
@@ -287,7 +292,11 @@ def member_view(db: HqDb, principal: Principal, member_id: str) -> dict[str, Any
     allocated_points = allocated.get("points", 0)
     return {"member_id": row[0], "tier": row[1], "balance": int(row[2]), "points": int(row[3]),
             "home_store": row[4], "escrow": held, "unallocated_balance": int(row[2]) - allocated_value,
-            "unallocated_points": int(row[3]) - allocated_points, "aliases": aliases}
+            "unallocated_points": int(row[3]) - allocated_points, "aliases": aliases,
+            # docs/members.md: automatic tags, the day a downgrade may happen, tier changes newest first
+            "auto_tags": msgspec.json.decode(status[1], type=list[str]) if status else [],
+            "tier_review_on": status[0] if status else None,
+            "tier_history": [{"from_tier": r[0], "to_tier": r[1], "at": r[2], "reason": r[3]} for r in tier_history]}
 
 
 def _unallocated(tx: Tx, member_id: str, ledger: str) -> int | None:

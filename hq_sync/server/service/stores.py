@@ -16,6 +16,7 @@ from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import snapshot as coupon_snapshot
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.member_rules import tier_rows
 from hq_sync.server.service.members import member_rows
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
@@ -26,7 +27,6 @@ from hq_sync.wire import (
     PairRequest,
     PairResult,
     PromotionPut,
-    TierRow,
     b64,
     unb64,
 )
@@ -168,8 +168,7 @@ def _snapshot(tx: Tx, private_key: bytes, store_id: str, at: str) -> None:
         append_feed(tx, private_key, store_id, CatalogPut(categories=categories, items=[]), at)
         for i in range(0, len(items), SNAPSHOT_CHUNK):
             append_feed(tx, private_key, store_id, CatalogPut(items=items[i:i + SNAPSHOT_CHUNK]), at)
-    tiers = [TierRow(*r) for r in tx.all("""SELECT tier, name_zh, name_en, discount_bp, points_multiplier_pct,
-                                             min_points FROM hq_tiers ORDER BY tier""")]
+    tiers = tier_rows(tx)  # benefits and rules
     members = member_rows(tx, None)
     append_feed(tx, private_key, store_id, MembersPut(tiers=tiers, members=[]), at)
     for i in range(0, len(members), SNAPSHOT_CHUNK):

@@ -3,6 +3,10 @@
 Append-only where money is concerned: `hq_member_ledger` holds every change of a member's balance
 and points; `hq_members` caches the sums and `hq_escrow` what each store may spend of them, with
 CHECK constraints so no code path can store a negative balance or a negative escrow.
+
+Member rules (docs/members.md): `hq_tier_rules` is each tier's rule (a tier without a row is a points
+rule at its `min_points`), `hq_member_status` a member's review date and automatic tags,
+`hq_member_tier_changes` every tier change, `hq_tag_rules` the automatic tag definitions.
 """
 
 from __future__ import annotations
@@ -356,7 +360,34 @@ CREATE TABLE IF NOT EXISTS hq_quarantine_notes (
     actor TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (store_id, seq)
-)
+);
+CREATE TABLE IF NOT EXISTS hq_tier_rules (
+    tier TEXT PRIMARY KEY,
+    tier_rank BIGINT NOT NULL,
+    metric TEXT NOT NULL CHECK (metric IN ('spend', 'points', 'visits')),
+    threshold BIGINT NOT NULL CHECK (threshold >= 0)
+);
+CREATE TABLE IF NOT EXISTS hq_member_status (
+    member_id TEXT PRIMARY KEY,
+    tier_review_on TEXT,
+    auto_tags TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS hq_member_tier_changes (
+    change_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id TEXT NOT NULL,
+    from_tier TEXT NOT NULL,
+    to_tier TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_member_tier_changes_member ON hq_member_tier_changes (member_id, change_id);
+CREATE TABLE IF NOT EXISTS hq_tag_rules (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    rule TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_sales_member ON hq_sales (member_id, day) WHERE member_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS hq_returns_member ON hq_returns (member_id, day) WHERE member_id IS NOT NULL
 """
 
 # Columns added to tables that existing HQ databases already hold: (table, column, definition).

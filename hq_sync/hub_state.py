@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from edge.engage import referrals
 from edge.members import ledger as member_ledger
 from edge.outbox import queue as outbox
 from edge.promotions.repository import bump_version
@@ -58,6 +59,7 @@ from hq_sync.wire import (
     PriceChange,
     PriceListPut,
     PromotionPut,
+    ReferralPut,
     TransferState,
     entry_problem,
     feed_body_decoder,
@@ -266,6 +268,8 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
             skipped = put_coupon(conn, body, seq, store_id, now)
             if skipped is not None:
                 add_alert(conn, "feed_bad_coupon", str(seq), skipped, now)
+        case ReferralPut():
+            referrals.put_referral(conn, body)
 
 
 def _put_price_list(conn: sqlite3.Connection, body: PriceListPut, now: str) -> None:
@@ -341,6 +345,7 @@ def _put_member(conn: sqlite3.Connection, m: MemberRow) -> None:
         (m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, msgspec.json.encode(m.tags).decode(),
          m.home_store, m.created_at))
     conn.execute("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", (m.member_id,))
+    referrals.assign_code(conn, m.member_id)
 
 
 def apply_due_prices(conn: sqlite3.Connection, now: str) -> int:

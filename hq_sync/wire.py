@@ -270,8 +270,35 @@ class CouponPut(msgspec.Struct, frozen=True, tag="coupon"):
     store: str | None = None
 
 
+class ReferralReward(msgspec.Struct, frozen=True, array_like=True):
+    level: int
+    beneficiary_id: str
+    sale_id: str
+    kind: str  # points, coupon
+    points: int
+    coupon_code: str | None
+    status: str  # granted, reversed
+    taken_back: int
+    shortfall: int
+    at: str
+
+
+class ReferralPut(msgspec.Struct, frozen=True, tag="referral"):
+    """A referral as HQ holds it (docs/members.md "Referrals"), to every store for its member history."""
+
+    member_id: str
+    referrer_id: str
+    code: str
+    status: str  # pending, rewarded, reversed, refused
+    at: str
+    store_id: str | None = None
+    sale_id: str | None = None
+    reason: str = ""
+    rewards: list[ReferralReward] = []
+
+
 FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
-            | TransferState | CouponPut)
+            | TransferState | CouponPut | ReferralPut)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)

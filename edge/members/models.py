@@ -21,6 +21,7 @@ class CreateMemberRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     birthday: datetime.date | None = None
     tier: Annotated[str, Meta(min_length=1, max_length=32)] = "regular"
     tags: Annotated[list[Tag], Meta(max_length=20)] = []
+    referral_code: Annotated[str, Meta(min_length=1, max_length=20)] | None = None  # the referrer's code
 
 
 class PointsExpiring(msgspec.Struct, frozen=True):
@@ -45,6 +46,8 @@ class Member(msgspec.Struct, frozen=True):
     created_at: str
     phone_masked: bool = False
     points_expiring: PointsExpiring | None = None  # null: nothing due to expire
+    referral_code: str | None = None  # this member's code, to refer others
+    referred_by: str | None = None  # the member who referred this one
 
 
 def mask_phone(phone: str | None) -> str | None:

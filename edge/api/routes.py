@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from edge import __version__
+from edge.api.engage_routes import ENGAGE_ROUTES
 from edge.api.eod_routes import EOD_ROUTES
 from edge.api.openapi import body_operation
 from edge.api.report_routes import REPORT_ROUTES
@@ -392,3 +393,4 @@ ROUTES += STOCKTAKE_ROUTES
 ROUTES += EOD_ROUTES
 ROUTES += USER_ROUTES
 ROUTES += REPORT_ROUTES
+ROUTES += ENGAGE_ROUTES

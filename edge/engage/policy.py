@@ -42,6 +42,8 @@ class CampaignPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tier_up_lookback_days: Days = 7  # tier changes older than this are not congratulated any more
     coupon_expiry: bool = True
     expiry_days: Days = 7  # a member's unused coupon expiring within this many days
+    scheduled: bool = True  # HQ (or a standalone hub) runs them daily by itself
+    schedule_hour: Annotated[int, Meta(ge=0, le=23)] = 9  # local hour from which the day's run happens
     channels: Annotated[tuple[Literal["inbox", "sms", "wechat"], ...], Meta(max_length=3)] = ("inbox", "sms", "wechat")
 
 

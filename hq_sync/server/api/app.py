@@ -19,7 +19,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
-from hq_sync.server.api import admin, sync, users
+from hq_sync.server.api import admin, engage, sync, users
 from hq_sync.server.api.resources import Hq
 from hq_sync.server.api.support import json_response
 from hq_sync.server.console.router import console_error_page, console_router
@@ -87,8 +87,8 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
             hq.close()
 
     return Litestar(
-        route_handlers=[*admin.ROUTES, *users.ROUTES, *sync.ROUTES, console_router()],
-        lifespan=[lifespan],
+        route_handlers=[*admin.ROUTES, *users.ROUTES, *sync.ROUTES, *engage.ROUTES, console_router()],
+        lifespan=[lifespan, engage.campaign_schedule],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,
         debug=False,

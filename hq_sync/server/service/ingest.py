@@ -26,6 +26,7 @@ from hq_sync.protocol import (
     Delta,
     EscrowReleaseDelta,
     MemberDelta,
+    ReferralDelta,
     ReturnDelta,
     SaleDelta,
     StockDelta,
@@ -37,6 +38,7 @@ from hq_sync.protocol import (
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
+from hq_sync.server.service import engage
 from hq_sync.server.service.access import Principal, require, require_store
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import CouponView
@@ -82,6 +84,7 @@ class Plan(msgspec.Struct):
     new_sale_ids: set[str] = set()
     coupon_uses: list[tuple[str, str, str, str]] = []  # (code, sale_id, store_id, at) chain coupons redeemed
     used: set[str] = set()  # members who spent (value or points) at this store: their escrow here is in use
+    engage: list[tuple[Delta, bool]] = []  # referrals, member sales and returns, in order (service/engage.py)
 
 
 class Refused(Exception):
@@ -220,12 +223,15 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             plan.sales.append((delta.sale_id, store_id, seq, delta.receipt_no, delta.till_id, delta.at, delta.at[:10],
                                delta.member_id, delta.subtotal, delta.discount, delta.total, delta.tax,
                                delta.value_spent, delta.points_redeemed, delta.points_earned))
+            if delta.member_id is not None:
+                plan.engage.append((delta, paired))
             plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
                                ln.tax) for ln in delta.lines)
             plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))
+            plan.engage.append((delta, paired))
         case TopupDelta():
             plan.topups.append((delta.topup_id, store_id, seq, delta.member_id, delta.amount, delta.method, delta.at))
         case StockDelta():
@@ -233,6 +239,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                                delta.at))
         case MemberDelta():
             plan.members.append(delta)
+        case ReferralDelta():
+            plan.engage.append((delta, paired))
         case TransferRequestDelta() | TransferShippedDelta() | TransferReceivedDelta():
             acting = delta.to_store if isinstance(delta, TransferRequestDelta | TransferReceivedDelta) else \
                 delta.from_store
@@ -290,6 +298,7 @@ def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], hea
     plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
     _write_plan(tx, store_id, plan, at)
     coupon_uses.write_uses(tx, plan.coupon_uses)
+    engage.apply(tx, store_id, plan.engage, at)
     if from_store:
         tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? "
                "WHERE store_id = ?", (plan.acked, max(head, plan.acked), at, len(plan.sales), store_id))

@@ -1,0 +1,399 @@
+"""Referrals and campaigns (docs/members.md "Referrals", "Campaigns").
+
+- The rules (edge/engage/referral_rules.py, campaign_rules.py) table-driven.
+- A standalone hub (a real `backroom serve`): a referral chain A→B→C→D signed up over the till API,
+  rewards at both levels and the depth limit, self-referral and cycles refused, a resent sale, a
+  returned purchase taking the reward back as far as the points are still there.
+- HQ in process on a real SQLite file: the same chain arriving as deltas from two stores, exactly once
+  on a resent batch, a cycle refused chain-wide, a reversal whose points are partly held by a store.
+- Campaigns on a fixed date (2026-05-10) at a hub's SQLite and at HQ: each kind, an idempotent rerun,
+  SMS and WeChat `not_configured`.
+- One chain test with a real HQ and two real hubs: a referral across the two stores decided at HQ,
+  and a birthday coupon that reaches a store's inbox and is redeemed at its till.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from conftest import Hub
+from sync_support import HqServer, SyncHub, wait_until
+
+from edge.engage import campaign_rules, campaigns, referral_rules
+from edge.engage.channels import Outgoing, SmsChannel, WechatChannel, channels_for
+from edge.engage.policy import CampaignPolicy, EngagePolicy, ReferralPolicy, SmsConfig, WechatConfig
+from edge.storage.migrations import apply_migrations
+from hq_sync.protocol import DeltaTender, MemberDelta, ReferralDelta, ReturnDelta, SaleDelta, delta_encoder
+from hq_sync.server.service import engage
+from hq_sync.server.service.feed import hq_key
+from hq_sync.server.service.ingest import ingest
+from hq_sync.server.service.stores import ensure_store
+from hq_sync.server.storage.db import open_db
+from hq_sync.server.storage.schema import create_schema
+from hq_sync.wire import Batch, OutRow
+
+DAY = datetime.date(2026, 5, 10)
+AT = "2026-05-10T10:00:00+08:00"
+
+
+# -- the rules ------------------------------------------------------------------------------------------------
+
+def test_referral_codes_are_eight_unambiguous_characters_derived_from_the_member_id() -> None:
+    codes = {referral_rules.code_for(f"M{n:06d}") for n in range(2000)}
+    assert len(codes) == 2000
+    assert all(len(c) == 8 and set(c) <= set(referral_rules.ALPHABET) for c in codes)
+    assert not set("01OIL") & set(referral_rules.ALPHABET)
+    assert referral_rules.code_for("M000001") == referral_rules.code_for("M000001") != referral_rules.code_for(
+        "M000001", 1)
+    assert referral_rules.normalise_code(" qp8n-w66j ") == "QP8NW66J"
+
+
+UP = {"B": "A", "C": "B", "D": "C"}  # D was referred by C, C by B, B by A
+
+
+@pytest.mark.parametrize(("member", "referrer", "why"), [
+    ("E", "D", None),
+    ("A", "A", "self_referral"),
+    ("A", "D", "referral_cycle"),  # D → C → B → A: A naming D closes a circle
+    ("B", "C", "referral_cycle"),
+    ("A", "E", None),
+])
+def test_self_referrals_and_cycles_are_refused(member: str, referrer: str, why: str | None) -> None:
+    assert referral_rules.refusal(member, referrer, UP.get) == why
+
+
+@pytest.mark.parametrize(("policy", "total", "expected"), [
+    (ReferralPolicy(), 5000, [(1, "C", "points", 500), (2, "B", "points", 100)]),
+    (ReferralPolicy(max_depth=3), 5000, [(1, "C", "points", 500), (2, "B", "points", 100), (3, "A", "points", 20)]),
+    (ReferralPolicy(max_depth=1), 5000, [(1, "C", "points", 500)]),
+    (ReferralPolicy(reward="coupon"), 5000, [(1, "C", "coupon", 0), (2, "B", "points", 100)]),
+    (ReferralPolicy(min_purchase=10000), 5000, []),
+    (ReferralPolicy(enabled=False), 5000, []),
+    (ReferralPolicy(share_bp=0, max_depth=3), 5000, [(1, "C", "points", 500)]),
+])
+def test_a_first_purchase_rewards_the_levels_above_down_to_the_depth_limit(
+        policy: ReferralPolicy, total: int, expected: list[tuple[int, str, str, int]]) -> None:
+    above = referral_rules.upline("D", UP.get, policy.max_depth)
+    got = referral_rules.first_purchase_rewards(policy, above, total)
+    assert [(r.level, r.beneficiary, r.kind, r.points) for r in got] == expected
+
+
+def test_a_reversal_takes_back_only_what_is_there() -> None:
+    assert referral_rules.take_back(500, 800) == (500, 0)
+    assert referral_rules.take_back(500, 200) == (200, 300)
+    assert referral_rules.take_back(500, 0) == (0, 500)
+    assert referral_rules.keeps_reward(ReferralPolicy(), 5000, 4999) is True
+    assert referral_rules.keeps_reward(ReferralPolicy(), 5000, 5000) is False
+
+
+# -- a standalone hub decides ------------------------------------------------------------------------------------
+
+def _sale(till: httpx.Client, member_id: str, tenders: list[dict[str, Any]] | None = None,
+          sale_id: str | None = None) -> httpx.Response:
+    lines = [{"sku": "SKU00204", "qty": 1}]
+    total = till.post("/api/v1/quote", json={"lines": lines, "member_id": member_id}).json()["total"]
+    if tenders is None:
+        tenders = [{"method": "cash", "amount": total}]
+    else:
+        tenders = tenders + [{"method": "cash", "amount": total - sum(t["amount"] for t in tenders)}]
+    return till.post("/api/v1/sales", json={"sale_id": sale_id or str(uuid.uuid4()), "till_id": "T1", "lines": lines,
+                                            "member_id": member_id, "tenders": tenders})
+
+
+def _referral_points(hub: Hub, member_id: str) -> list[tuple[Any, ...]]:
+    return hub.query("SELECT kind, delta FROM points_ledger WHERE member_id = ? AND kind LIKE 'referral%' "
+                     "ORDER BY entry_id", (member_id,))
+
+
+def test_a_referral_chain_at_a_standalone_hub_rewards_two_levels_once_and_a_return_takes_it_back(
+        fresh_hub: Hub) -> None:
+    till = fresh_hub.login("cashier")
+    ids: dict[str, str] = {}
+    code = None
+    for n, name in enumerate("ABCD"):
+        body: dict[str, Any] = {"phone": f"1390000000{n}", "name": name}
+        if code is not None:
+            body["referral_code"] = code.lower()[:4] + "-" + code[4:]  # as a customer might type it
+        r = till.post("/api/v1/members", json=body)
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["member_id"]
+        code = r.json()["referral_code"]
+        assert code == referral_rules.code_for(ids[name])
+    a, b, c, d = (ids[x] for x in "ABCD")
+    assert till.get(f"/api/v1/members/{d}").json()["referred_by"] == c
+
+    refused = till.post(f"/api/v1/members/{a}/referrer", json={"referral_code": referral_rules.code_for(a)})
+    assert (refused.status_code, refused.json()["code"]) == (422, "self_referral")
+    cycle = till.post(f"/api/v1/members/{a}/referrer", json={"referral_code": referral_rules.code_for(d)})
+    assert (cycle.status_code, cycle.json()["code"]) == (422, "referral_cycle")
+    again = till.post(f"/api/v1/members/{b}/referrer", json={"referral_code": referral_rules.code_for(d)})
+    assert again.json()["code"] in ("referral_cycle", "already_referred") and again.status_code in (409, 422)
+    unknown = till.post("/api/v1/members", json={"phone": "13900000009", "referral_code": "ZZZZZZZZ"})
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_referral_code")
+    assert fresh_hub.query("SELECT count(*) FROM members WHERE phone = '13900000009'") == [(0,)]
+    assert till.post("/api/v1/members", json={"phone": "13900000008", "referral_code": "x" * 30}).status_code == 400
+
+    # D's first purchase: C (level 1) gets 500 points, B (level 2) 100; A is beyond the depth limit.
+    sale_id = str(uuid.uuid4())
+    first = _sale(till, d, sale_id=sale_id)
+    assert first.status_code == 201, first.text
+    assert (_referral_points(fresh_hub, c), _referral_points(fresh_hub, b), _referral_points(fresh_hub, a)) == (
+        [("referral", 500)], [("referral", 100)], [])
+    # The same sale again (a till's retry) and D's second purchase give nothing more.
+    assert _sale(till, d, sale_id=sale_id).json()["receipt_no"] == first.json()["receipt_no"]
+    assert _sale(till, d).status_code == 201
+    assert len(_referral_points(fresh_hub, c)) == 1 and len(_referral_points(fresh_hub, b)) == 1
+
+    # C's first purchase, paid partly with 300 of his referral points: B gets 500, A 100.
+    paid = _sale(till, c, tenders=[{"method": "points", "amount": 300}])
+    assert paid.status_code == 201, paid.text
+    assert _referral_points(fresh_hub, b) == [("referral", 100), ("referral", 500)]
+    assert _referral_points(fresh_hub, a) == [("referral", 100)]
+    c_points = till.get(f"/api/v1/members/{c}").json()["points"]
+    assert c_points == 500 - 300 + paid.json()["points_earned"]
+
+    # D returns the first purchase: the rewards it gave are reversed; C has spent part of his, so what is
+    # left is taken and the rest recorded as the shortfall; no balance goes below zero.
+    ret = till.post("/api/v1/returns", json={"return_id": str(uuid.uuid4()), "sale_id": sale_id,
+                                             "lines": [{"line_no": 1, "qty": 1}]})
+    assert ret.status_code == 201, ret.text
+    given = till.get(f"/api/v1/members/{d}/referrals").json()
+    assert given["referred_by"]["status"] == "reversed"
+    assert [(r["level"], r["beneficiary_id"], r["status"], r["taken_back"], r["shortfall"])
+            for r in given["rewards_given"]] == [(1, c, "reversed", c_points, 500 - c_points), (2, b, "reversed", 100, 0)]
+    assert till.get(f"/api/v1/members/{c}").json()["points"] == 0
+    assert _referral_points(fresh_hub, c) == [("referral", 500), ("referral_reverse", -c_points)]
+    # A second return of nothing more (the sale is fully returned) changes nothing; history shows it all.
+    hist = till.get(f"/api/v1/members/{b}/referrals").json()
+    assert [x["member_id"] for x in hist["referred"]] == [c]
+    assert sorted((r["member_id"], r["level"], r["status"]) for r in hist["rewards_earned"]) == [
+        (c, 1, "granted"), (d, 2, "reversed")]
+    assert fresh_hub.backroom("journal", "verify", "--data", str(fresh_hub.data_dir)).returncode == 0
+    page = fresh_hub.login("manager").get(f"/ui/members/{b}")
+    assert page.status_code == 200 and referral_rules.code_for(b) in page.text
+
+
+# -- HQ decides for a chain ---------------------------------------------------------------------------------------
+
+def _row(seq: int, delta: Any, ref: str) -> OutRow:
+    tag = type(delta).__struct_config__.tag
+    return OutRow(seq, str(tag), ref, AT, msgspec.Raw(delta_encoder.encode(delta)))
+
+
+def _member(seq: int, member_id: str, store: str) -> OutRow:
+    return _row(seq, MemberDelta(member_id=member_id, tier="regular", at=AT, home_store=store), member_id)
+
+
+def _referral(seq: int, member_id: str, referrer: str) -> OutRow:
+    return _row(seq, ReferralDelta(member_id=member_id, referrer_id=referrer,
+                                   code=referral_rules.code_for(referrer), at=AT), member_id)
+
+
+def _hq_sale(seq: int, sale_id: str, member_id: str, total: int = 5000) -> OutRow:
+    return _row(seq, SaleDelta(sale_id=sale_id, receipt_no=f"R{seq}", till_id="T1", user_id="u", at=AT, lines=[],
+                               tenders=[DeltaTender("cash", total)], subtotal=total, discount=0, total=total, tax=0,
+                               change=0, journal_seq=seq, member_id=member_id), sale_id)
+
+
+def _hq(tmp_path: Path) -> Any:
+    db = open_db(str(tmp_path / "hq.sqlite3"))
+    create_schema(db)
+    hq_key(db)
+    with db.write() as tx:
+        tx.run("INSERT INTO hq_tiers VALUES ('regular', '普通会员', 'Regular', 0, 100, 0)")
+        for store in ("S1", "S2"):
+            ensure_store(tx, store)
+    return db
+
+
+def _points(db: Any, member_id: str) -> int:
+    with db.read() as tx:
+        row = tx.one("SELECT points FROM hq_members WHERE member_id = ?", (member_id,))
+    return int(row[0]) if row else -1
+
+
+def test_hq_grants_referral_rewards_once_chain_wide_refuses_cycles_and_reverses_on_a_return(tmp_path: Path) -> None:
+    db = _hq(tmp_path)
+    # Store 1 signs up A, B (referred by A), C (by B) and D (by C); store 2 sees C and D buy.
+    s1 = [_member(1, "A", "S1"), _member(2, "B", "S1"), _referral(3, "B", "A"), _member(4, "C", "S1"),
+          _referral(5, "C", "B"), _member(6, "D", "S1"), _referral(7, "D", "C")]
+    assert ingest(db, Batch("S1", 7, s1), AT).applied == 7
+    s2 = [_hq_sale(1, "sale-c", "C"), _hq_sale(2, "sale-d", "D")]
+    assert ingest(db, Batch("S2", 2, s2), AT).applied == 2
+    assert {m: _points(db, m) for m in "ABCD"} == {"A": 100, "B": 600, "C": 500, "D": 0}
+    # The same batch again (a lost ack), and later purchases, change nothing.
+    assert ingest(db, Batch("S2", 2, s2), AT).duplicates == 2
+    assert ingest(db, Batch("S2", 3, [_hq_sale(3, "sale-c2", "C")]), AT).applied == 1
+    assert {m: _points(db, m) for m in "ABCD"} == {"A": 100, "B": 600, "C": 500, "D": 0}
+    with db.read() as tx:
+        assert tx.all("SELECT member_id, ledger, delta, kind, ref FROM hq_member_ledger ORDER BY entry_id") == [
+            ("B", "points", 500, "referral", "sale-c"), ("A", "points", 100, "referral", "sale-c"),
+            ("C", "points", 500, "referral", "sale-d"), ("B", "points", 100, "referral", "sale-d")]
+        assert tx.one("SELECT count(*) FROM hq_feed WHERE kind = 'referral'") == (5,)  # 3 recorded, then C and D rewarded
+
+    # A cycle and a self-referral arriving from a store are recorded as refused, never applied.
+    s1b = [_referral(8, "A", "D"), _member(9, "E", "S1"), _referral(10, "E", "E")]
+    assert ingest(db, Batch("S1", 10, s1b), AT).applied == 3
+    with db.read() as tx:
+        assert tx.all("SELECT member_id, status, reason FROM hq_referrals WHERE status = 'refused' "
+                      "ORDER BY member_id") == [("A", "refused", "referral_cycle"), ("E", "refused", "self_referral")]
+
+    # C returns sale-c. A's 100 points are partly held by store S1 (escrow 60): HQ takes back the 40 it
+    # holds unallocated and records a shortfall of 60; B gives back all 500.
+    with db.write() as tx:
+        tx.run("INSERT INTO hq_escrow (member_id, store_id, ledger, outstanding) VALUES ('A', 'S1', 'points', 60)")
+    ret = ReturnDelta(return_id="ret-c", sale_id="sale-c", user_id="u", at=AT, lines=[],
+                      refunds=[DeltaTender("cash", 5000)], refund_total=5000, journal_seq=4, member_id="C")
+    assert ingest(db, Batch("S2", 4, [_row(4, ret, "ret-c")]), AT).applied == 1
+    assert {m: _points(db, m) for m in "ABC"} == {"A": 60, "B": 100, "C": 500}
+    view = engage.referral_view(db, "B")
+    assert (view["referred_by"]["status"], view["referral_code"]) == ("pending", referral_rules.code_for("B"))
+    assert [(r["member_id"], r["level"], r["status"]) for r in view["rewards_earned"]] == [
+        ("C", 1, "reversed"), ("D", 2, "granted")]
+    c_view = engage.referral_view(db, "C")["referred_by"]
+    assert (c_view["status"], [(r[0], r[1], r[6], r[7], r[8]) for r in c_view["rewards"]]) == (
+        "reversed", [(1, "B", "reversed", 500, 0), (2, "A", "reversed", 40, 60)])
+    assert ingest(db, Batch("S2", 4, [_row(4, ret, "ret-c")]), AT).duplicates == 1  # resent: nothing more
+    assert {m: _points(db, m) for m in "ABC"} == {"A": 60, "B": 100, "C": 500}
+
+
+def test_sales_from_before_a_store_paired_were_decided_by_the_store_and_are_not_rewarded_again(
+        tmp_path: Path) -> None:
+    db = _hq(tmp_path)
+    with db.write() as tx:
+        tx.run("UPDATE hq_stores SET base_seq = 4 WHERE store_id = 'S1'")
+    rows = [_member(1, "A", "S1"), _member(2, "B", "S1"), _referral(3, "B", "A"), _hq_sale(4, "sale-b", "B"),
+            _hq_sale(5, "sale-b2", "B")]
+    assert ingest(db, Batch("S1", 5, rows), AT).applied == 5
+    assert _points(db, "A") == 0
+    with db.read() as tx:
+        assert tx.one("SELECT status, decided_by, sale_id FROM hq_referrals WHERE member_id = 'B'") == (
+            "rewarded", "store", "sale-b")
+
+
+# -- campaigns on a fixed date ------------------------------------------------------------------------------------
+
+def _hub_db(tmp_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(tmp_path / "hub.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    apply_migrations(conn)
+    conn.executemany("INSERT INTO tiers (tier, name_zh, name_en, min_points) VALUES (?, ?, ?, ?)",
+                     [("regular", "普通会员", "Regular", 0), ("silver", "银卡会员", "Silver", 1000),
+                      ("gold", "金卡会员", "Gold", 5000)])
+    members = [("M1", "1990-05-20", "2026-05-01T09:00:00+08:00"),  # birthday this month
+               ("M2", "1985-11-02", "2026-01-01T09:00:00+08:00"),  # last bought 70 days ago: dormant
+               ("M3", None, "2026-04-01T09:00:00+08:00"),  # moved up to gold two days ago
+               ("M4", None, "2026-04-01T09:00:00+08:00"),  # moved down: no message
+               ("M5", "1970-06-01", "2026-04-01T09:00:00+08:00")]  # a coupon expiring in 5 days
+    for member_id, birthday, created in members:
+        conn.execute("INSERT INTO members (member_id, birthday, tier, created_at) VALUES (?, ?, 'regular', ?)",
+                     (member_id, birthday, created))
+    conn.execute("""INSERT INTO sales (sale_id, receipt_no, till_id, user_id, member_id, subtotal, discount, total, tax,
+                        tendered, change, points_earned, request_hash, response, journal_seq, created_at)
+                    VALUES ('s1', 'R1', 'T1', 'u', 'M2', 100, 0, 100, 0, 100, 0, 0, 'h', x'00', 1,
+                            '2026-03-01T10:00:00+08:00')""")
+    conn.execute("""CREATE TABLE member_tier_changes (change_id INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
+                        from_tier TEXT NOT NULL, to_tier TEXT NOT NULL, at TEXT NOT NULL, reason TEXT NOT NULL)""")
+    conn.executemany("INSERT INTO member_tier_changes (member_id, from_tier, to_tier, at, reason) VALUES (?, ?, ?, ?, ?)",
+                     [("M3", "silver", "gold", "2026-05-08T03:00:00+08:00", "spend"),
+                      ("M4", "gold", "silver", "2026-05-08T03:00:00+08:00", "review"),
+                      ("M3", "regular", "silver", "2026-02-01T03:00:00+08:00", "spend")])  # too old
+    conn.execute("INSERT INTO promotions (rule_id, rule, active, created_at, updated_at) VALUES ('r', '{}', 1, 'x', 'x')")
+    conn.executemany("INSERT INTO coupons (code, rule_id, member_id, expires_at, created_at) VALUES (?, 'r', ?, ?, 'x')",
+                     [("SOON", "M5", "2026-05-15T00:00:00+00:00"), ("LATER", "M5", "2026-06-30T00:00:00+00:00"),
+                      ("PAST", "M5", "2026-05-01T00:00:00+00:00")])
+    return conn
+
+
+def _outbox(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(
+        "SELECT member_id, campaign, period, channel, status FROM notifications ORDER BY member_id, campaign, channel")]
+
+
+def test_each_campaign_kind_on_a_fixed_date_once_per_member_and_period_through_three_channels(tmp_path: Path) -> None:
+    conn = _hub_db(tmp_path)
+    policy = EngagePolicy()
+    done = campaigns.run(conn, DAY, AT, policy)
+    assert (done.notices, done.created, done.coupons) == (
+        4, {"birthday": 3, "dormant": 3, "tier_up": 3, "coupon_expiry": 3}, 1)
+    outcomes = campaigns.deliver(campaigns.queued(conn), channels_for(policy))
+    campaigns.record(conn, outcomes, AT)
+    rows = _outbox(conn)
+    assert [r[:3] for r in rows[::3]] == [("M1", "birthday", "2026-05"), ("M2", "dormant", "2026-03-01"),
+                                          ("M3", "tier_up", "gold@2026-05-08T03:00:00+08:00"),
+                                          ("M5", "coupon_expiry", "SOON")]
+    assert {(r[3], r[4]) for r in rows} == {("inbox", "delivered"), ("sms", "not_configured"),
+                                           ("wechat", "not_configured")}
+    assert conn.execute("SELECT count(*) FROM notifications WHERE status = 'not_configured' AND error LIKE "
+                        "'%not configured%' AND sent_at IS NULL").fetchone() == (8,)
+    # The birthday coupon is a real coupon of the member, valid through the month, on a coupon-only rule.
+    assert conn.execute("SELECT code, member_id, max_uses, starts_at, expires_at FROM coupons WHERE rule_id = "
+                        "'campaign-birthday'").fetchall() == [
+        ("BDAY-202605-M1", "M1", 1, "2026-04-30T16:00:00.000000Z", "2026-05-31T16:00:00.000000Z")]
+    assert conn.execute("SELECT source FROM promotions WHERE rule_id = 'campaign-birthday'").fetchone() == ("local",)
+    inbox = campaigns.inbox(conn, "M1")
+    assert [(m.campaign, m.payload["coupon_code"]) for m in inbox] == [("birthday", "BDAY-202605-M1")]
+    assert "1990" not in inbox[0].payload["body_zh"] + inbox[0].payload["body_en"]  # no birthday in the text
+
+    # The same day again, and the next day: nothing new (same month, same dormant spell, same change, same coupon).
+    for day in (DAY, DAY + datetime.timedelta(days=1)):
+        again = campaigns.run(conn, day, AT, policy)
+        assert (again.created, again.coupons) == ({}, 0)
+    assert len(_outbox(conn)) == 12
+    # Late June: M5's birthday month, LATER expires within 7 days, M3-M5 have gone dormant; M2 is still in
+    # the spell he was told about, and M1's birthday month is over.
+    june = campaigns.run(conn, datetime.date(2026, 6, 25), AT, policy)
+    assert (june.created, june.coupons) == ({"birthday": 3, "coupon_expiry": 3, "dormant": 9}, 1)
+
+
+def test_the_campaign_generator_follows_the_policy() -> None:
+    members = [campaign_rules.MemberFacts("M1", 5, "2026-05-01"), campaign_rules.MemberFacts("M2", None, "2026-03-11")]
+    changes = [campaign_rules.TierChange("M1", "silver", "gold", "2026-05-03T00:00:00+08:00", True)]
+    coupons = [campaign_rules.ExpiringCoupon("C", "M1", "2026-05-17T00:00:00+00:00")]
+    kinds = [(n.member_id, n.campaign) for n in campaign_rules.generate(DAY, CampaignPolicy(), members, changes, coupons)]
+    assert kinds == [("M1", "birthday"), ("M2", "dormant"), ("M1", "tier_up"), ("M1", "coupon_expiry")]
+    off = CampaignPolicy(birthday=False, dormant_days=61, tier_up_lookback_days=6, expiry_days=6)
+    assert campaign_rules.generate(DAY, off, members, changes, coupons) == []
+    assert campaign_rules.birth_month("1990-05-20") == 5 and campaign_rules.birth_month("garbage") is None
+
+
+def test_sms_and_wechat_report_not_configured_until_every_field_is_set() -> None:
+    note = Outgoing("N-1", "M1", "birthday", {"title_en": "Happy birthday"})
+    assert SmsChannel(SmsConfig()).deliver(note).status == "not_configured"
+    assert SmsChannel(SmsConfig(gateway_url="http://127.0.0.1:9/sms", sign_name="店")).deliver(note).status == \
+        "not_configured"
+    assert WechatChannel(WechatConfig(app_id="wx1")).deliver(note).status == "not_configured"
+    # Configured, it really sends: to a gateway that is not there, that is a failure, never a success.
+    sms = SmsConfig(gateway_url="http://127.0.0.1:9/sms", sign_name="店", template_id="T", access_key_id="k",
+                    access_key_secret="s")
+    assert SmsChannel(sms, timeout=1).deliver(note).status == "failed"
+
+
+def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday_chain_coupons(
+        tmp_path: Path) -> None:
+    db = _hq(tmp_path)
+    with db.write() as tx:
+        tx.run("INSERT INTO hq_tiers VALUES ('gold', '金卡会员', 'Gold', 1000, 200, 5000)")
+        tx.run("""INSERT INTO hq_members (member_id, tier, birthday, home_store, created_at)
+                  VALUES ('M1', 'regular', '1990-05-20', 'S1', '2026-05-01T09:00:00+08:00'),
+                         ('M2', 'regular', NULL, 'S2', '2026-01-01T09:00:00+08:00'),
+                         ('M3', 'gold', NULL, 'S2', '2026-04-20T09:00:00+08:00')""")
+        tx.run("""INSERT INTO hq_member_tier_changes (member_id, from_tier, to_tier, at)
+                  VALUES ('M3', 'regular', 'gold', '2026-05-09T02:00:00+08:00')""")
+    first = engage.run_campaigns(db, DAY, AT)
+    assert first == {"day": "2026-05-10", "notices": 3, "coupons": 1,
+                     "created": {"birthday": 3, "dormant": 3, "tier_up": 3}}
+    assert engage.deliver_queued(db, AT) == {"delivered": 3, "not_configured": 6}
+    assert engage.run_campaigns(db, DAY, AT)["created"] == {}
+    with db.read() as tx:
+        assert tx.one("SELECT code, member_id, store_id, max_uses FROM hq_coupons") == (
+            "BDAY-202605-M1", "M1", "S1", 1)
+        assert [r[0] for r in tx.all("SELECT kind FROM hq_feed ORDER BY seq")] == ["promotion", "members", "coupon"]
+    assert [m["campaign"] for m in engage.inbox(db, "M3")] == ["tier_up"]

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import sqlite3
 import uuid
@@ -24,6 +25,7 @@ import httpx
 import msgspec
 import pytest
 from conftest import Hub
+from ui_support import post_form, ui_login
 from sync_support import HqServer, SyncHub, wait_until
 
 from edge.engage import campaign_rules, campaigns, referral_rules
@@ -167,17 +169,30 @@ def test_a_referral_chain_at_a_standalone_hub_rewards_two_levels_once_and_a_retu
     given = till.get(f"/api/v1/members/{d}/referrals").json()
     assert given["referred_by"]["status"] == "reversed"
     assert [(r["level"], r["beneficiary_id"], r["status"], r["taken_back"], r["shortfall"])
-            for r in given["rewards_given"]] == [(1, c, "reversed", c_points, 500 - c_points), (2, b, "reversed", 100, 0)]
+            for r in given["rewards_given"]] == [(1, c, "reversed", c_points, 500 - c_points),
+                                                 (2, b, "reversed", 100, 0)]
     assert till.get(f"/api/v1/members/{c}").json()["points"] == 0
     assert _referral_points(fresh_hub, c) == [("referral", 500), ("referral_reverse", -c_points)]
-    # A second return of nothing more (the sale is fully returned) changes nothing; history shows it all.
+    # B's history: whom he referred, and what he earned for whose purchase.
     hist = till.get(f"/api/v1/members/{b}/referrals").json()
     assert [x["member_id"] for x in hist["referred"]] == [c]
-    assert sorted((r["member_id"], r["level"], r["status"]) for r in hist["rewards_earned"]) == [
-        (c, 1, "granted"), (d, 2, "reversed")]
+    assert {(r["member_id"], r["level"], r["status"]) for r in hist["rewards_earned"]} == {
+        (c, 1, "granted"), (d, 2, "reversed")}
     assert fresh_hub.backroom("journal", "verify", "--data", str(fresh_hub.data_dir)).returncode == 0
-    page = fresh_hub.login("manager").get(f"/ui/members/{b}")
-    assert page.status_code == 200 and referral_rules.code_for(b) in page.text
+
+    # The tablet's member page shows the code, the referrer and the referrals; its sign-up form takes a code.
+    tablet = ui_login(fresh_hub, "manager", lang="en")
+    page = tablet.get(f"/ui/members/{b}")
+    assert page.status_code == 200
+    assert referral_rules.code_for(b) in page.text and f"/ui/members/{a}" in page.text and c in page.text
+    assert "Reversed (purchase returned)" in page.text and "Inbox" in page.text
+    signed = post_form(tablet, "/ui/members", "/ui/members", {"phone": "13900000007", "name": "E",
+                                                              "referral_code": referral_rules.code_for(a)})
+    assert signed.status_code == 303
+    e = signed.headers["location"].rsplit("/", 1)[-1]
+    assert till.get(f"/api/v1/members/{e}").json()["referred_by"] == a
+    cycle_form = post_form(tablet, "/ui/members", f"/ui/members/{a}/referrer", {"referral_code": "x"})
+    assert cycle_form.status_code in (404, 405)  # naming a referrer later is an API call, not a tablet form
 
 
 # -- HQ decides for a chain ---------------------------------------------------------------------------------------
@@ -236,7 +251,8 @@ def test_hq_grants_referral_rewards_once_chain_wide_refuses_cycles_and_reverses_
         assert tx.all("SELECT member_id, ledger, delta, kind, ref FROM hq_member_ledger ORDER BY entry_id") == [
             ("B", "points", 500, "referral", "sale-c"), ("A", "points", 100, "referral", "sale-c"),
             ("C", "points", 500, "referral", "sale-d"), ("B", "points", 100, "referral", "sale-d")]
-        assert tx.one("SELECT count(*) FROM hq_feed WHERE kind = 'referral'") == (5,)  # 3 recorded, then C and D rewarded
+        # one entry per change of a referral: 3 recorded, then C's and D's rewarded
+        assert tx.one("SELECT count(*) FROM hq_feed WHERE kind = 'referral'") == (5,)
 
     # A cycle and a self-referral arriving from a store are recorded as refused, never applied.
     s1b = [_referral(8, "A", "D"), _member(9, "E", "S1"), _referral(10, "E", "E")]
@@ -301,12 +317,15 @@ def _hub_db(tmp_path: Path) -> sqlite3.Connection:
                             '2026-03-01T10:00:00+08:00')""")
     conn.execute("""CREATE TABLE member_tier_changes (change_id INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
                         from_tier TEXT NOT NULL, to_tier TEXT NOT NULL, at TEXT NOT NULL, reason TEXT NOT NULL)""")
-    conn.executemany("INSERT INTO member_tier_changes (member_id, from_tier, to_tier, at, reason) VALUES (?, ?, ?, ?, ?)",
+    conn.executemany("INSERT INTO member_tier_changes (member_id, from_tier, to_tier, at, reason) "
+                     "VALUES (?, ?, ?, ?, ?)",
                      [("M3", "silver", "gold", "2026-05-08T03:00:00+08:00", "spend"),
                       ("M4", "gold", "silver", "2026-05-08T03:00:00+08:00", "review"),
                       ("M3", "regular", "silver", "2026-02-01T03:00:00+08:00", "spend")])  # too old
-    conn.execute("INSERT INTO promotions (rule_id, rule, active, created_at, updated_at) VALUES ('r', '{}', 1, 'x', 'x')")
-    conn.executemany("INSERT INTO coupons (code, rule_id, member_id, expires_at, created_at) VALUES (?, 'r', ?, ?, 'x')",
+    conn.execute("INSERT INTO promotions (rule_id, rule, active, created_at, updated_at) "
+                 "VALUES ('r', '{}', 1, 'x', 'x')")
+    conn.executemany("INSERT INTO coupons (code, rule_id, member_id, expires_at, created_at) "
+                     "VALUES (?, 'r', ?, ?, 'x')",
                      [("SOON", "M5", "2026-05-15T00:00:00+00:00"), ("LATER", "M5", "2026-06-30T00:00:00+00:00"),
                       ("PAST", "M5", "2026-05-01T00:00:00+00:00")])
     return conn
@@ -357,7 +376,8 @@ def test_the_campaign_generator_follows_the_policy() -> None:
     members = [campaign_rules.MemberFacts("M1", 5, "2026-05-01"), campaign_rules.MemberFacts("M2", None, "2026-03-11")]
     changes = [campaign_rules.TierChange("M1", "silver", "gold", "2026-05-03T00:00:00+08:00", True)]
     coupons = [campaign_rules.ExpiringCoupon("C", "M1", "2026-05-17T00:00:00+00:00")]
-    kinds = [(n.member_id, n.campaign) for n in campaign_rules.generate(DAY, CampaignPolicy(), members, changes, coupons)]
+    notices = campaign_rules.generate(DAY, CampaignPolicy(), members, changes, coupons)
+    kinds = [(n.member_id, n.campaign) for n in notices]
     assert kinds == [("M1", "birthday"), ("M2", "dormant"), ("M1", "tier_up"), ("M1", "coupon_expiry")]
     off = CampaignPolicy(birthday=False, dormant_days=61, tier_up_lookback_days=6, expiry_days=6)
     assert campaign_rules.generate(DAY, off, members, changes, coupons) == []
@@ -397,3 +417,82 @@ def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday
             "BDAY-202605-M1", "M1", "S1", 1)
         assert [r[0] for r in tx.all("SELECT kind FROM hq_feed ORDER BY seq")] == ["promotion", "members", "coupon"]
     assert [m["campaign"] for m in engage.inbox(db, "M3")] == ["tier_up"]
+
+
+# -- a chain: real HQ, two real hubs ---------------------------------------------------------------------------------
+
+FAST = {"idle_s": "0.05", "long_poll_s": "5", "digest_interval_s": "1", "backoff_max_s": "0.5"}
+
+
+def _birthday_member(month: int) -> str:
+    path = Path(__file__).resolve().parent.parent / "edge" / "seed" / "demo" / "members.csv"
+    rows = csv.DictReader(path.open(encoding="utf-8"))
+    return next(r["member_id"] for r in rows if campaign_rules.birth_month(r["birthday"]) == month)
+
+
+def test_chain_test_a_referral_across_two_stores_is_rewarded_at_hq_and_a_birthday_coupon_reaches_a_store(
+        tmp_path: Path) -> None:
+    hq = HqServer(str(tmp_path / "hq.sqlite3"), tmp_path).start()
+    a = b = None
+    try:
+        a = SyncHub(tmp_path, hq.url, store="demo-001", **FAST).start()
+        b = SyncHub(tmp_path, hq.url, store="demo-002", **FAST).start()
+        wait_until(lambda: all(h.query("SELECT count(*) FROM sync_state")[0][0] for h in (a, b)), 20, what="pairing")
+        admin, till_a, till_b = hq.admin(), a.till(), b.till()
+        before = admin.get("/hq/v1/members/M000001").json()["points"]
+
+        # A customer signs up at store 2 with the code of M000001 (a demo-001 member) and buys there.
+        new = till_b.post("/api/v1/members", json={"phone": "13911112222", "name": "新客",
+                                                    "referral_code": referral_rules.code_for("M000001")})
+        assert new.status_code == 201, new.text
+        newcomer = new.json()["member_id"]
+        assert _sale(till_b, newcomer).status_code == 201
+        # HQ decides: M000001's points grow by the reward in HQ's ledger, once; store 1 shows it in his history.
+        wait_until(lambda: admin.get("/hq/v1/members/M000001").json()["points"] == before + 500, 15,
+                   what="the referral reward at HQ")
+        assert hq.query("SELECT kind, delta, ref FROM hq_member_ledger WHERE member_id = 'M000001' AND kind = "
+                        "'referral'") == [("referral", 500, hq.query("SELECT sale_id FROM hq_sales WHERE member_id = ?",
+                                                                      (newcomer,))[0][0])]
+        wait_until(lambda: a.query("SELECT status FROM referrals WHERE member_id = ?", (newcomer,)) == [("rewarded",)],
+                   15, what="the referral in store 1's history")
+        earned = till_a.get("/api/v1/members/M000001/referrals").json()["rewards_earned"]
+        assert [(r["member_id"], r["level"], r["kind"], r["points"], r["status"]) for r in earned] == [
+            (newcomer, 1, "points", 500, "granted")]
+        # A paired hub does not run campaigns itself.
+        assert till_a.post("/api/v1/campaigns/run", json={}).status_code in (403, 409)
+
+        # HQ runs today's campaigns: a member born this month gets a birthday coupon (a chain coupon held by
+        # his home store demo-001) and an inbox message that store 2 reads from HQ.
+        today = engage.today_local()
+        member = _birthday_member(today.month)
+        run = admin.post("/hq/v1/campaigns/run", json={"day": today.isoformat()})
+        assert run.status_code == 200, run.text
+        assert run.json()["coupons"] >= 1 and run.json()["delivered"]["not_configured"] >= 2
+        assert admin.post("/hq/v1/campaigns/run", json={"day": today.isoformat()}).json()["created"] == {}
+        got = b.till().get(f"/api/v1/members/{member}/inbox")
+        assert got.status_code == 200, (got.text, b.log()[-3000:])
+        inbox = got.json()
+        assert inbox["source"] == "hq"
+        birthday = [m for m in inbox["messages"] if m["campaign"] == "birthday"]
+        code = campaign_rules.birthday_code(member, today.isoformat()[:7])
+        assert [m["payload"]["coupon_code"] for m in birthday] == [code]
+        listed = admin.get("/hq/v1/notifications", params={"member_id": member}).json()["notifications"]
+        statuses = {r["channel"]: r["status"] for r in listed if r["campaign"] == "birthday"}
+        assert statuses == {"inbox": "delivered", "sms": "not_configured", "wechat": "not_configured"}
+        # The coupon reaches store 1 (which holds it) and is redeemed at its till.
+        wait_until(lambda: a.query("SELECT allocated FROM chain_coupons WHERE code = ?", (code,)) == [(1,)], 15,
+                   what="the birthday coupon at store 1")
+        lines = [{"sku": "SKU00204", "qty": 1}]
+        quote = till_a.post("/api/v1/quote", json={"lines": lines, "member_id": member, "coupon_codes": [code]})
+        assert quote.status_code == 200, quote.text
+        assert any(x["rule_id"] == "campaign-birthday" for ln in quote.json()["lines"] for x in ln["applied"])
+        sale = till_a.post("/api/v1/sales", json={
+            "sale_id": str(uuid.uuid4()), "till_id": "T1", "lines": lines, "member_id": member, "coupon_codes": [code],
+            "tenders": [{"method": "cash", "amount": quote.json()["total"]}]})
+        assert sale.status_code == 201, sale.text
+        again = till_a.post("/api/v1/quote", json={"lines": lines, "member_id": member, "coupon_codes": [code]})
+        assert (again.status_code, again.json()["code"]) == (422, "coupon_used")
+    finally:
+        for proc in (a, b, hq):
+            if proc is not None:
+                proc.stop()

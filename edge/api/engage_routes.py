@@ -66,7 +66,22 @@ async def member_inbox(request: Request[Any, Any, Any], hub: Hub, member_id: str
     """The member's inbox. A paired hub asks HQ (short timeout) and keeps the answer; offline it shows
     what it kept (`source` "cache", with `hq_error`). A standalone hub shows its own campaigns."""
     _known(hub, member_id)
-    agent = getattr(request.app.state, "sync", None)
+    messages, source, problem = await fetch_inbox(request.app.state, hub, member_id, limit)
+    body: dict[str, Any] = {"member_id": member_id, "source": source, "messages": messages}
+    if problem:
+        body["hq_error"] = problem
+    return raw_json(_encoder.encode(body))
+
+
+class InboxAnswer(msgspec.Struct, frozen=True):
+    messages: list[campaigns.InboxMessage]
+
+
+async def fetch_inbox(app_state: Any, hub: Hub, member_id: str,
+                      limit: int) -> tuple[list[campaigns.InboxMessage], str, str | None]:
+    """(messages, source, problem): a paired hub asks HQ and keeps the answer; when HQ does not answer,
+    what it kept ("cache"); a standalone hub its own ("hub")."""
+    agent = getattr(app_state, "sync", None)
     source, problem = "hub", None
     if agent is not None:
         try:
@@ -75,19 +90,19 @@ async def member_inbox(request: Request[Any, Any, Any], hub: Hub, member_id: str
         except httpx.HTTPError as exc:
             resp, problem = None, f"HQ unreachable: {type(exc).__name__}"
         if resp is not None and resp.status_code == 200:
-            got = msgspec.json.decode(resp.content, type=dict[str, list[campaigns.InboxMessage]])["messages"]
-            at = hub.clock.stamp()
-            await hub.db.write(lambda conn: campaigns.cache_inbox(conn, got, at))
-            source = "hq"
+            try:
+                got = msgspec.json.decode(resp.content, type=InboxAnswer).messages
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                problem = "HQ's answer did not decode"
+            else:
+                at = hub.clock.stamp()
+                await hub.db.write(lambda conn: campaigns.cache_inbox(conn, got, at))
+                source = "hq"
         elif resp is not None:
             problem = f"HQ answered {resp.status_code}"
         if problem is not None:
             source = "cache"
-    messages = campaigns.inbox(hub.db.reader(), member_id, limit)
-    body: dict[str, Any] = {"member_id": member_id, "source": source, "messages": messages}
-    if problem:
-        body["hq_error"] = problem
-    return raw_json(_encoder.encode(body))
+    return campaigns.inbox(hub.db.reader(), member_id, limit), source, problem
 
 
 class RunIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -17,7 +17,9 @@ from urllib.parse import quote
 import msgspec
 from litestar import Request, Response, get, post
 
+from edge.api.engage_routes import fetch_inbox
 from edge.api.support import actor_of
+from edge.engage import referrals
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members import directory
@@ -55,6 +57,16 @@ LEDGER_KINDS = {
     "hq_pairing": N_("Moved to HQ at pairing"),
     "escrow_grant": N_("Granted by HQ"),
     "escrow_release": N_("Given back to HQ"),
+    "referral": N_("Referral reward"),
+    "referral_reverse": N_("Referral reward taken back"),
+}
+
+REFERRAL_STATES = {
+    "pending": N_("Waiting for the first purchase"),
+    "rewarded": N_("Rewarded"),
+    "reversed": N_("Reversed (purchase returned)"),
+    "refused": N_("Refused"),
+    "granted": N_("Granted"),
 }
 
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
@@ -92,9 +104,9 @@ def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", offset:
                      limit=PAGE_SIZE, capped=len(rows) >= directory.SEARCH_LIMIT, tier_zh=ui.lang == "zh_CN")
 
 
-@get("/ui/members/{member_id:str}", opt=page("members.read"), sync_to_thread=False)
-def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, points_offset: str = "0",
-                value_offset: str = "0") -> Response[str]:
+@get("/ui/members/{member_id:str}", opt=page("members.read"))
+async def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, points_offset: str = "0",
+                      value_offset: str = "0") -> Response[str]:
     ui = UiView(request)
     _ = ui._
     conn = hub.db.reader()
@@ -102,6 +114,8 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
     if member is None:
         return ui.render("error.html", status=404, title=_("Not found"),
                          message=_("There is no member %(member)s.") % {"member": member_id[:64]})
+    inbox, source, _problem = await fetch_inbox(request.app.state, hub, member.member_id, HISTORY_SIZE)
+    conn = hub.db.reader()
     p_start, v_start = page_offset(points_offset), page_offset(value_offset)
     points, points_total = directory.history(conn, "points", member.member_id, limit=HISTORY_SIZE, offset=p_start)
     value, value_total = directory.history(conn, "value", member.member_id, limit=HISTORY_SIZE, offset=v_start)
@@ -116,7 +130,9 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
         expiring=directory.expiring(conn, member.member_id), sales=directory.recent_sales(conn, member.member_id),
         kinds={k: _(v) for k, v in LEDGER_KINDS.items()}, methods={k: _(v) for k, v in TOPUP_METHODS.items()},
         topup_id=uuid.uuid4(), own_till=ui.claims.till_id if ui.claims else None,
-        tills=sorted(t for t in hub.config.tills if t != "*"))
+        tills=sorted(t for t in hub.config.tills if t != "*"), referral=referrals.view(conn, member.member_id),
+        statuses={k: _(v) for k, v in REFERRAL_STATES.items()}, inbox=inbox, inbox_stale=source == "cache",
+        zh=ui.lang == "zh_CN")
 
 
 @post("/ui/members/{member_id:str}/topups", opt=page("members.topup"))
@@ -158,12 +174,17 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Response[A
     card = form.get("card_no", "").strip()
     if card:
         fields["card_no"] = card
+    code = form.get("referral_code", "").strip()
+    if code:
+        fields["referral_code"] = code
     try:
         req = msgspec.convert(fields, CreateMemberRequest)
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "card_no" in text:
             message = _("A card number has 4 to 32 letters or digits.")
+        elif "referral_code" in text:
+            message = _("A referral code has at most 20 characters.")
         elif "name" in text:
             message = _("A name has at most 64 characters.")
         else:

@@ -25,8 +25,8 @@ import httpx
 import msgspec
 import pytest
 from conftest import Hub
-from ui_support import post_form, ui_login
 from sync_support import HqServer, SyncHub, wait_until
+from ui_support import post_form, ui_login
 
 from edge.engage import campaign_rules, campaigns, referral_rules
 from edge.engage.channels import Outgoing, SmsChannel, WechatChannel, channels_for

@@ -440,6 +440,15 @@ def test_chain_test_a_referral_across_two_stores_is_rewarded_at_hq_and_a_birthda
         wait_until(lambda: all(h.query("SELECT count(*) FROM sync_state")[0][0] for h in (a, b)), 20, what="pairing")
         admin, till_a, till_b = hq.admin(), a.till(), b.till()
         before = admin.get("/hq/v1/members/M000001").json()["points"]
+        for method, path, body in (("POST", "/hq/v1/campaigns/run", {"day": "2026-02-30"}),
+                                   ("POST", "/hq/v1/campaigns/run", {"day": 10**30}),
+                                   ("PUT", "/hq/v1/engage/policy", {"referrals": {"share_bp": 10**30}}),
+                                   ("PUT", "/hq/v1/engage/policy", {"campaigns": {"typo": 1}})):
+            refused = admin.request(method, path, json=body)
+            assert refused.status_code == 400 and refused.json()["code"], (path, body, refused.text)
+        assert admin.get("/hq/v1/notifications", params={"limit": "9" * 30}).status_code == 400
+        assert httpx.post(hq.url + "/hq/v1/campaigns/run", json={}).status_code == 401
+        assert httpx.get(hq.url + "/hq/v1/sync/members/M000001/inbox").status_code == 401
 
         # A customer signs up at store 2 with the code of M000001 (a demo-001 member) and buys there.
         new = till_b.post("/api/v1/members", json={"phone": "13911112222", "name": "新客",
@@ -496,3 +505,55 @@ def test_chain_test_a_referral_across_two_stores_is_rewarded_at_hq_and_a_birthda
         for proc in (a, b, hq):
             if proc is not None:
                 proc.stop()
+
+
+# -- the API's edges -----------------------------------------------------------------------------------------------
+
+def test_the_engagement_endpoints_refuse_bad_input_with_4xx_and_a_standalone_hub_runs_campaigns(hub: Hub) -> None:
+    till, manager = hub.login("cashier"), hub.login("manager")
+    bad: list[tuple[httpx.Client, str, str, Any]] = [
+        (till, "POST", "/api/v1/members/M000001/referrer", {}),
+        (till, "POST", "/api/v1/members/M000001/referrer", {"referral_code": 12345678901234567890123456789}),
+        (till, "POST", "/api/v1/members/M000001/referrer", {"referral_code": "A" * 40}),
+        (manager, "POST", "/api/v1/campaigns/run", {"day": "2026-13-40"}),
+        (manager, "POST", "/api/v1/campaigns/run", {"day": 10**30}),
+        (manager, "POST", "/api/v1/campaigns/run", {"nope": 1}),
+        (manager, "PUT", "/api/v1/engage/policy", {"referrals": {"points": 10**30}}),
+        (manager, "PUT", "/api/v1/engage/policy", {"referrals": {"max_depth": 0}}),
+        (manager, "PUT", "/api/v1/engage/policy", {"campaigns": {"dormant_days": 0}}),
+        (manager, "PUT", "/api/v1/engage/policy", {"campaigns": {"channels": ["fax"]}}),
+        (manager, "PUT", "/api/v1/engage/policy", {"sms": {"gateway": "typo"}}),
+        (manager, "PUT", "/api/v1/engage/policy", [1, 2]),
+    ]
+    for client, method, path, body in bad:
+        resp = client.request(method, path, json=body)
+        assert resp.status_code == 400 and isinstance(resp.json()["code"], str), (path, body, resp.text)
+    for path, params in (("/api/v1/notifications", {"limit": "1" * 30}), ("/api/v1/notifications", {"status": "x"}),
+                         ("/api/v1/members/M000001/inbox", {"limit": "0"})):
+        assert manager.get(path, params=params).status_code == 400, (path, params)
+    assert till.get("/api/v1/members/NOPE/referrals").json()["code"] == "unknown_member"
+    assert till.get("/api/v1/members/NOPE/inbox").status_code == 404
+    assert till.post("/api/v1/campaigns/run", json={}).status_code == 403
+    assert till.get("/api/v1/engage/policy").status_code == 403
+
+    # The manager sets the policy (secrets shown as ***) and runs a day's campaigns; a rerun adds nothing.
+    policy = manager.put("/api/v1/engage/policy", json={"sms": {"gateway_url": "http://127.0.0.1:9", "sign_name": "店",
+                                                                "template_id": "T", "access_key_id": "k",
+                                                                "access_key_secret": "s3cret"},
+                                                        "campaigns": {"channels": ["inbox", "wechat"]}})
+    assert policy.status_code == 200, policy.text
+    assert policy.json()["sms"]["access_key_secret"] == "***" and "s3cret" not in policy.text
+    kept = manager.put("/api/v1/engage/policy", json=policy.json())
+    assert kept.json() == policy.json()
+    assert "s3cret" in hub.query("SELECT value FROM settings WHERE key = 'engage_policy'")[0][0]
+    run = manager.post("/api/v1/campaigns/run", json={"day": "2026-05-10"})
+    assert run.status_code == 200, run.text
+    assert run.json()["created"]["birthday"] == 2 * run.json()["coupons"] > 0
+    assert set(run.json()["delivered"]) == {"delivered", "not_configured"}
+    assert manager.post("/api/v1/campaigns/run", json={"day": "2026-05-10"}).json()["created"] == {}
+    listed = manager.get("/api/v1/notifications", params={"status": "not_configured", "limit": 5}).json()
+    assert {n["channel"] for n in listed["notifications"]} == {"wechat"}
+    member = listed["notifications"][0]["member_id"]
+    inbox = till.get(f"/api/v1/members/{member}/inbox").json()
+    assert inbox["source"] == "hub" and inbox["messages"]
+

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import sync_support
 from conftest import Hub
 from sync_support import HqServer, SyncHub, wait_until
 from ui_support import post_form, ui_login
@@ -40,6 +41,9 @@ from hq_sync.server.service.stores import ensure_store
 from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
 from hq_sync.wire import Batch, OutRow
+
+pg_cluster = sync_support.pg_cluster  # the HQ tests run on SQLite and on a real PostgreSQL
+hq_db_url = sync_support.hq_db_url
 
 DAY = datetime.date(2026, 5, 10)
 AT = "2026-05-10T10:00:00+08:00"
@@ -217,8 +221,8 @@ def _hq_sale(seq: int, sale_id: str, member_id: str, total: int = 5000) -> OutRo
                                change=0, journal_seq=seq, member_id=member_id), sale_id)
 
 
-def _hq(tmp_path: Path) -> Any:
-    db = open_db(str(tmp_path / "hq.sqlite3"))
+def _hq(url: str) -> Any:
+    db = open_db(url)
     create_schema(db)
     hq_key(db)
     with db.write() as tx:
@@ -234,8 +238,8 @@ def _points(db: Any, member_id: str) -> int:
     return int(row[0]) if row else -1
 
 
-def test_hq_grants_referral_rewards_once_chain_wide_refuses_cycles_and_reverses_on_a_return(tmp_path: Path) -> None:
-    db = _hq(tmp_path)
+def test_hq_grants_referral_rewards_once_chain_wide_refuses_cycles_and_reverses_on_a_return(hq_db_url: str) -> None:
+    db = _hq(hq_db_url)
     # Store 1 signs up A, B (referred by A), C (by B) and D (by C); store 2 sees C and D buy.
     s1 = [_member(1, "A", "S1"), _member(2, "B", "S1"), _referral(3, "B", "A"), _member(4, "C", "S1"),
           _referral(5, "C", "B"), _member(6, "D", "S1"), _referral(7, "D", "C")]
@@ -281,8 +285,8 @@ def test_hq_grants_referral_rewards_once_chain_wide_refuses_cycles_and_reverses_
 
 
 def test_sales_from_before_a_store_paired_were_decided_by_the_store_and_are_not_rewarded_again(
-        tmp_path: Path) -> None:
-    db = _hq(tmp_path)
+        hq_db_url: str) -> None:
+    db = _hq(hq_db_url)
     with db.write() as tx:
         tx.run("UPDATE hq_stores SET base_seq = 4 WHERE store_id = 'S1'")
     rows = [_member(1, "A", "S1"), _member(2, "B", "S1"), _referral(3, "B", "A"), _hq_sale(4, "sale-b", "B"),
@@ -397,8 +401,8 @@ def test_sms_and_wechat_report_not_configured_until_every_field_is_set() -> None
 
 
 def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday_chain_coupons(
-        tmp_path: Path) -> None:
-    db = _hq(tmp_path)
+        hq_db_url: str) -> None:
+    db = _hq(hq_db_url)
     with db.write() as tx:
         tx.run("INSERT INTO hq_tiers VALUES ('gold', '金卡会员', 'Gold', 1000, 200, 5000)")
         tx.run("""INSERT INTO hq_members (member_id, tier, birthday, home_store, created_at)

@@ -8,6 +8,7 @@ import uuid
 import msgspec
 
 from edge.engage import referrals
+from edge.engage.referral_rules import code_for
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger
@@ -53,7 +54,8 @@ def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone
     by = conn.execute("SELECT referrer_id FROM referrals WHERE member_id = ? AND status != 'refused'",
                       (row[0],)).fetchone()
     return msgspec.structs.replace(_member(row, show_phone), points_expiring=next_expiring(conn, row[0]),
-                                   referral_code=code[0] if code else None, referred_by=by[0] if by else None)
+                                   referral_code=code[0] if code else code_for(row[0]),
+                                   referred_by=by[0] if by else None)
 
 
 def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Actor, at: str, store_id: str) -> str:

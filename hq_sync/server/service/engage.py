@@ -93,6 +93,14 @@ def apply(tx: Tx, store_id: str, items: list[tuple[Delta, bool]], at: str) -> No
     (`paired`: the row is after the store's pairing point)."""
     if not items:
         return
+    # Two reads for the whole batch find the few rows that concern referrals (most sales do not).
+    buyers = sorted({d.member_id for d, _ in items if isinstance(d, SaleDelta) and d.member_id is not None})
+    returned = sorted({d.sale_id for d, paired in items if isinstance(d, ReturnDelta) and paired})
+    pending = set(_in(tx, "SELECT member_id FROM hq_referrals WHERE status = 'pending' AND member_id IN ({})", buyers))
+    rewarding = set(_in(tx, "SELECT sale_id FROM hq_referral_rewards WHERE status = 'granted' AND sale_id IN ({})",
+                        returned))
+    if not pending and not rewarding and not any(isinstance(d, ReferralDelta) for d, _ in items):
+        return
     policy = load_policy(tx).referrals
     changed: list[str] = []
     for delta, paired in items:
@@ -100,10 +108,13 @@ def apply(tx: Tx, store_id: str, items: list[tuple[Delta, bool]], at: str) -> No
             case ReferralDelta():
                 if _record(tx, store_id, delta):
                     changed.append(delta.member_id)
-            case SaleDelta(member_id=member_id) if member_id is not None:
+                    pending.add(delta.member_id)
+            case SaleDelta(member_id=member_id) if member_id is not None and member_id in pending:
                 if _on_sale(tx, policy, delta, member_id, paired, at):
                     changed.append(member_id)
-            case ReturnDelta() if paired:
+                    pending.discard(member_id)
+                    rewarding.add(delta.sale_id)
+            case ReturnDelta() if paired and delta.sale_id in rewarding:
                 member = _on_return(tx, policy, delta.sale_id, at)
                 if member is not None:
                     changed.append(member)
@@ -111,6 +122,14 @@ def apply(tx: Tx, store_id: str, items: list[tuple[Delta, bool]], at: str) -> No
         key = _key(tx)
         for member_id in dict.fromkeys(changed):
             append_feed(tx, key, "*", referral_put(tx, member_id), at)
+
+
+def _in(tx: Tx, sql: str, keys: list[str]) -> list[str]:
+    out: list[str] = []
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        out.extend(str(r[0]) for r in tx.all(sql.format(",".join("?" * len(chunk))), chunk))
+    return out
 
 
 def _record(tx: Tx, store_id: str, d: ReferralDelta) -> bool:

@@ -409,8 +409,8 @@ def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday
                   VALUES ('M1', 'regular', '1990-05-20', 'S1', '2026-05-01T09:00:00+08:00'),
                          ('M2', 'regular', NULL, 'S2', '2026-01-01T09:00:00+08:00'),
                          ('M3', 'gold', NULL, 'S2', '2026-04-20T09:00:00+08:00')""")
-        tx.run("""INSERT INTO hq_member_tier_changes (member_id, from_tier, to_tier, at)
-                  VALUES ('M3', 'regular', 'gold', '2026-05-09T02:00:00+08:00')""")
+        tx.run("""INSERT INTO hq_member_tier_changes (member_id, from_tier, to_tier, at, reason)
+                  VALUES ('M3', 'regular', 'gold', '2026-05-09T02:00:00+08:00', 'points')""")
     first = engage.run_campaigns(db, DAY, AT)
     assert first == {"day": "2026-05-10", "notices": 3, "coupons": 1,
                      "created": {"birthday": 3, "dormant": 3, "tier_up": 3}}

@@ -54,7 +54,9 @@ def _tier_changes(conn: sqlite3.Connection, since: str) -> list[rules.TierChange
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'member_tier_changes'").fetchone() \
             is None:
         return []
-    rank = {str(r[0]): int(r[1]) for r in conn.execute("SELECT tier, min_points FROM tiers")}
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(tiers)")}
+    by = "tier_rank" if "tier_rank" in columns else "min_points"  # the tier rules' rank, where they are merged
+    rank = {str(r[0]): int(r[1]) for r in conn.execute(f"SELECT tier, {by} FROM tiers")}
     return [rules.TierChange(r[0], r[1], r[2], r[3], rank.get(r[2], 0) > rank.get(r[1], 0)) for r in conn.execute(
         "SELECT member_id, from_tier, to_tier, at FROM member_tier_changes WHERE at >= ? ORDER BY at", (since,))]
 

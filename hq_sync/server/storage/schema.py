@@ -384,7 +384,7 @@ CREATE TABLE IF NOT EXISTS hq_member_tier_changes (
     from_tier TEXT NOT NULL,
     to_tier TEXT NOT NULL,
     at TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT ''
+    reason TEXT NOT NULL
 )
 """
 

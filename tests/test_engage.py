@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import sqlite3
 import uuid
 from pathlib import Path
@@ -25,7 +26,7 @@ import httpx
 import msgspec
 import pytest
 import sync_support
-from conftest import Hub
+from conftest import Hub, backroom
 from sync_support import HqServer, SyncHub, wait_until
 from ui_support import post_form, ui_login
 
@@ -561,3 +562,16 @@ def test_the_engagement_endpoints_refuse_bad_input_with_4xx_and_a_standalone_hub
     inbox = till.get(f"/api/v1/members/{member}/inbox").json()
     assert inbox["source"] == "hub" and inbox["messages"]
 
+
+
+def test_the_campaigns_cli_runs_a_standalone_hubs_day_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    backroom("seed", "--demo", "--data", str(data))
+    first = backroom("campaigns", "run", "--data", str(data), "--day", "2026-05-10")
+    done = json.loads(first.stdout.strip().splitlines()[-1])
+    assert done["day"] == "2026-05-10" and done["coupons"] == 5 == done["created"]["birthday"] // 3
+    assert done["delivered"]["not_configured"] == 2 * done["delivered"]["delivered"]
+    again = json.loads(backroom("campaigns", "run", "--data", str(data), "--day", "2026-05-10").stdout.splitlines()[-1])
+    assert (again["created"], again["coupons"], again["delivered"]) == ({}, 0, {})
+    bad = backroom("campaigns", "run", "--data", str(data), "--day", "2026-02-30", check=False)
+    assert bad.returncode == 2 and "--day" in bad.stderr

@@ -575,3 +575,37 @@ def test_the_campaigns_cli_runs_a_standalone_hubs_day_once(tmp_path: Path) -> No
     assert (again["created"], again["coupons"], again["delivered"]) == ({}, 0, {})
     bad = backroom("campaigns", "run", "--data", str(data), "--day", "2026-02-30", check=False)
     assert bad.returncode == 2 and "--day" in bad.stderr
+
+
+def test_a_manager_sees_referrals_on_the_tablet_and_signs_up_a_referred_member_in_a_browser(hub: Hub) -> None:
+    from playwright.sync_api import sync_playwright
+    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS, axe_problems, close, log_in, tablet, tap_to
+
+    till = hub.login("cashier")
+    brought = till.post("/api/v1/members", json={"phone": "13977776666", "name": "朋友",
+                                                  "referral_code": referral_rules.code_for("M000001")})
+    assert brought.status_code == 201, brought.text
+    friend = brought.json()["member_id"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        found = tablet(browser)
+        try:
+            log_in(found, hub, "manager")
+            assert found.goto("/ui/members/M000001", hub.base_url) == 200
+            page = found.page
+            facts = page.locator("dl.facts")
+            assert referral_rules.code_for("M000001") in facts.inner_text()
+            section = page.locator("section[aria-labelledby=member-referrals]")
+            assert friend in section.inner_text() and "等待首次消费" in section.inner_text()
+            assert page.locator("section[aria-labelledby=member-inbox] h2").inner_text() == "消息"
+            assert axe_problems(page) == []
+            assert found.goto("/ui/members", hub.base_url) == 200
+            page.get_by_label("手机号", exact=True).fill("13977775555")
+            page.get_by_label("推荐人的推荐码（可选）").fill(referral_rules.code_for(friend).lower())
+            assert tap_to(page, page.get_by_role("button", name="开卡")) == 200
+            assert page.locator(".flash.notice").count() == 1
+            assert f"/ui/members/{friend}" in page.locator("dl.facts").inner_html()
+            assert found.errors == []
+        finally:
+            close(found)
+            browser.close()

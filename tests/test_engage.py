@@ -483,6 +483,11 @@ def test_chain_test_a_referral_across_two_stores_is_rewarded_at_hq_and_a_birthda
         assert run.status_code == 200, run.text
         assert run.json()["coupons"] >= 1 and run.json()["delivered"]["not_configured"] >= 2
         assert admin.post("/hq/v1/campaigns/run", json={"day": today.isoformat()}).json()["created"] == {}
+        token = httpx.post(hq.url + "/hq/v1/auth/login", json={"username": "region-east", "password": "region-demo"})
+        region = {"Authorization": f"Bearer {token.json()['token']}"}
+        assert httpx.post(hq.url + "/hq/v1/campaigns/run", json={}, headers=region).status_code == 403
+        assert hq.query("SELECT actor, action FROM hq_audit WHERE action = 'campaigns.run'") == [
+            ("hq", "campaigns.run"), ("hq", "campaigns.run")]
         got = b.till().get(f"/api/v1/members/{member}/inbox")
         assert got.status_code == 200, (got.text, b.log()[-3000:])
         inbox = got.json()
@@ -609,3 +614,18 @@ def test_a_manager_sees_referrals_on_the_tablet_and_signs_up_a_referred_member_i
         finally:
             close(found)
             browser.close()
+
+
+def test_every_hq_engagement_endpoint_names_a_known_permission() -> None:
+    import inspect
+    import re
+
+    from hq_sync.server.api import engage as engage_api
+    from hq_sync.server.service.access import permission_table
+
+    known = permission_table()
+    for route in engage_api.ADMIN_ROUTES:
+        named = re.findall(r'acting\(request, "([a-z_.]+)"\)', inspect.getsource(route.fn))
+        assert len(named) == 1 and named[0] in known, route.fn.__name__
+    assert "signed_store(request" in inspect.getsource(engage_api.sync_member_inbox.fn)
+    assert known["campaigns.manage"] == {"hq_admin", "hq_operator"}

@@ -14,8 +14,9 @@ from litestar import Litestar, Request, Response, get, post, put
 from litestar.params import Parameter
 
 from edge.engage.policy import shown
-from hq_sync.server.api.support import decode, hq_of, in_thread, json_response, require_admin, signed_store
+from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response, signed_store
 from hq_sync.server.service import engage
+from hq_sync.server.service.access import Principal
 from hq_sync.server.service.errors import now_text
 
 log = logging.getLogger(__name__)
@@ -24,23 +25,23 @@ SCHEDULE_CHECK_S = 300
 
 @get("/hq/v1/engage/policy")
 async def policy_get(request: Request[Any, Any, Any]) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "campaigns.read")
     return json_response(shown(await in_thread(engage.read_policy, hq_of(request).db)))
 
 
 @put("/hq/v1/engage/policy")
 async def policy_put(request: Request[Any, Any, Any]) -> Response[bytes]:
-    require_admin(request)
+    who = acting(request, "campaigns.manage")
     body = await request.body()
-    return json_response(shown(await in_thread(engage.put_policy, hq_of(request).db, body)))
+    return json_response(shown(await in_thread(engage.put_policy, hq_of(request).db, who, body)))
 
 
 class RunIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     day: datetime.date | None = None  # the chain-local day to run for (default: today)
 
 
-async def _run(hq: Any, day: datetime.date) -> dict[str, Any]:
-    result: dict[str, Any] = await in_thread(engage.run_campaigns, hq.db, day, now_text())
+async def _run(hq: Any, day: datetime.date, who: Principal | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = await in_thread(engage.run_campaigns, hq.db, day, now_text(), who)
     result["delivered"] = await in_thread(engage.deliver_queued, hq.db, now_text())
     hq.signal.notify()  # birthday coupons went down the feed
     return result
@@ -49,10 +50,10 @@ async def _run(hq: Any, day: datetime.date) -> dict[str, Any]:
 @post("/hq/v1/campaigns/run", status_code=200)
 async def campaigns_run(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Generate today's (or `day`'s) campaigns now and deliver them; a rerun adds nothing."""
-    require_admin(request)
+    who = acting(request, "campaigns.manage")
     body = await request.body()
     req = await decode(request, RunIn) if body.strip() else RunIn()
-    return json_response(await _run(hq_of(request), req.day or engage.today_local()))
+    return json_response(await _run(hq_of(request), req.day or engage.today_local(), who))
 
 
 @get("/hq/v1/notifications")
@@ -61,21 +62,21 @@ async def notification_list(
         status: Literal["queued", "delivered", "sent", "failed", "not_configured"] | None = None,
         member_id: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "campaigns.read")
     rows = await in_thread(engage.notifications, hq_of(request).db, status, member_id, limit)
     return json_response({"notifications": rows})
 
 
 @get("/hq/v1/members/{member_id:str}/referrals")
 async def member_referrals(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "members.read")
     return json_response(await in_thread(engage.referral_view, hq_of(request).db, member_id[:64]))
 
 
 @get("/hq/v1/members/{member_id:str}/inbox")
 async def member_inbox(request: Request[Any, Any, Any], member_id: str,
                        limit: Annotated[int, Parameter(ge=1, le=200)] = 50) -> Response[bytes]:
-    require_admin(request)
+    acting(request, "members.read")
     return json_response({"member_id": member_id[:64],
                            "messages": await in_thread(engage.inbox, hq_of(request).db, member_id[:64], limit)})
 
@@ -125,5 +126,6 @@ async def _tick(hq: Any) -> None:
     log.info("campaigns for %s: %s", now.date(), result)
 
 
+ADMIN_ROUTES = [policy_get, policy_put, campaigns_run, notification_list, member_referrals, member_inbox]
 ROUTES = [policy_get, policy_put, campaigns_run, notification_list, member_referrals, member_inbox,
           sync_member_inbox]

@@ -31,9 +31,11 @@ import msgspec
 from edge.engage import campaign_rules, referral_rules
 from edge.engage.channels import Delivery, Outgoing, channels_for
 from edge.engage.coupon_rules import coupon_rule_text
-from edge.engage.policy import EngagePolicy, ReferralPolicy, decode_policy, keep_secrets
+from edge.engage.policy import EngagePolicy, ReferralPolicy, decode_policy, keep_secrets, shown
 from edge.pricing.price_lists import utc_text
 from hq_sync.protocol import Delta, ReferralDelta, ReturnDelta, SaleDelta
+from hq_sync.server.service.access import Principal, require
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.service.members import member_rows
@@ -60,13 +62,16 @@ def read_policy(db: HqDb) -> EngagePolicy:
         return load_policy(tx)
 
 
-def put_policy(db: HqDb, body: bytes) -> EngagePolicy:
+def put_policy(db: HqDb, principal: Principal, body: bytes) -> EngagePolicy:
+    require(principal, "campaigns.manage")
     try:
         new = decode_policy(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise HqError(400, "invalid_field", str(exc)[:300]) from None
     with db.write() as tx:
-        policy = keep_secrets(new, load_policy(tx))
+        old = load_policy(tx)
+        policy = keep_secrets(new, old)
+        audit(tx, principal, "engage.policy", "engage_policy", shown(old), shown(policy))
         tx.run("""INSERT INTO hq_meta (key, value) VALUES (?, ?)
                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                (POLICY_KEY, msgspec.json.encode(policy).decode()))
@@ -317,8 +322,11 @@ def _expiring(tx: Tx, start: str, end: str) -> list[campaign_rules.ExpiringCoupo
            ORDER BY c.code""", (start, end))]
 
 
-def run_campaigns(db: HqDb, today: datetime.date, at: str) -> dict[str, Any]:
-    """Generate the notices due on `today` (chain-local date) into `hq_notifications`; idempotent."""
+def run_campaigns(db: HqDb, today: datetime.date, at: str, principal: Principal | None = None) -> dict[str, Any]:
+    """Generate the notices due on `today` (chain-local date) into `hq_notifications`; idempotent. Run by
+    the schedule (no principal) or by a user (audited)."""
+    if principal is not None:
+        require(principal, "campaigns.manage")
     with db.write() as tx:
         policy = load_policy(tx)
         c = policy.campaigns
@@ -348,6 +356,9 @@ def run_campaigns(db: HqDb, today: datetime.date, at: str) -> dict[str, Any]:
                 _ensure_rule(tx, key, spec.rule_id, "生日券", "Birthday coupon", c.birthday_off, at)
                 coupons += issue_coupon(tx, key, spec.code, spec.rule_id, spec.member_id, spec.starts_at,
                                         spec.expires_at, at)
+        if principal is not None:
+            audit(tx, principal, "campaigns.run", f"day:{today.isoformat()}", None,
+                  {"notices": len(notices), "created": created, "coupons": coupons})
     return {"day": today.isoformat(), "notices": len(notices), "created": created, "coupons": coupons}
 
 

@@ -534,9 +534,10 @@ def test_the_engagement_endpoints_refuse_bad_input_with_4xx_and_a_standalone_hub
         (manager, "PUT", "/api/v1/engage/policy", {"campaigns": {"channels": ["fax"]}}),
         (manager, "PUT", "/api/v1/engage/policy", {"sms": {"gateway": "typo"}}),
         (manager, "PUT", "/api/v1/engage/policy", [1, 2]),
+        (manager, "PUT", "/api/v1/engage/policy", None),
     ]
     for client, method, path, body in bad:
-        resp = client.request(method, path, json=body)
+        resp = client.request(method, path, json=body) if body is not None else client.request(method, path)
         assert resp.status_code == 400 and isinstance(resp.json()["code"], str), (path, body, resp.text)
     for path, params in (("/api/v1/notifications", {"limit": "1" * 30}), ("/api/v1/notifications", {"status": "x"}),
                          ("/api/v1/members/M000001/inbox", {"limit": "0"})):

@@ -158,10 +158,13 @@ def policy_get(hub: Hub) -> Response[bytes]:
 @put("/api/v1/engage/policy", opt=_perm("campaigns.run"), operation_class=body_operation(EngagePolicy))
 async def policy_put(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
     """The referral rewards, campaign settings and channel configuration (docs/members.md)."""
+    body = await request.body()
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "the request needs a JSON body (the whole policy)")
     try:
-        new = decode_policy(await request.body())
+        new = decode_policy(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ApiError(400, "invalid_body", str(exc)[:300]) from None
+        raise ApiError(400, "invalid_field", str(exc)[:300]) from None
 
     def store(conn: Any) -> EngagePolicy:
         policy = keep_secrets(new, referrals.load_policy(conn))

@@ -64,6 +64,8 @@ def read_policy(db: HqDb) -> EngagePolicy:
 
 def put_policy(db: HqDb, principal: Principal, body: bytes) -> EngagePolicy:
     require(principal, "campaigns.manage")
+    if not body.strip():
+        raise HqError(400, "invalid_field", "the request needs a JSON body (the whole policy)")
     try:
         new = decode_policy(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

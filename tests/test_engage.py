@@ -401,6 +401,41 @@ def test_sms_and_wechat_report_not_configured_until_every_field_is_set() -> None
     assert SmsChannel(sms, timeout=1).deliver(note).status == "failed"
 
 
+def test_a_configured_channel_posts_to_its_gateway_without_personal_data() -> None:
+    import http.server
+    import threading
+
+    from hubproc import free_port
+
+    got: list[bytes] = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200 if len(got) == 1 else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", free_port()), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/send"
+        note = Outgoing("N-1", "M000001", "birthday", {"title_zh": "生日快乐", "coupon_code": "BDAY-202605-M000001"})
+        wechat = WechatChannel(WechatConfig(app_id="wx1", app_secret="s", template_id="T", gateway_url=url))
+        assert wechat.deliver(note).status == "sent"
+        failed = SmsChannel(SmsConfig(gateway_url=url, sign_name="店", template_id="T", access_key_id="k",
+                                      access_key_secret="s")).deliver(note)
+        assert (failed.status, failed.error) == ("failed", "gateway answered 500")
+    finally:
+        server.shutdown()
+    sent = msgspec.json.decode(got[0])
+    assert (sent["member_id"], sent["template_id"], sent["data"]["coupon_code"]) == (
+        "M000001", "T", "BDAY-202605-M000001")
+    assert b"13800138000" not in got[0] + got[1]  # the relay looks the phone up itself
+
+
 def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday_chain_coupons(
         hq_db_url: str) -> None:
     db = _hq(hq_db_url)

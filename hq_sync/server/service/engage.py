@@ -156,6 +156,9 @@ def _record(tx: Tx, store_id: str, d: ReferralDelta) -> bool:
 
 
 def _on_sale(tx: Tx, policy: ReferralPolicy, sale: SaleDelta, member_id: str, paired: bool, at: str) -> bool:
+    # Two stores' batches may carry B's first purchases at once (PostgreSQL): the row lock makes the second
+    # read the first's outcome; the (member, level) key would refuse a second grant anyway.
+    tx.lock("hq_referrals", "member_id", [member_id])
     row = tx.one("SELECT status FROM hq_referrals WHERE member_id = ?", (member_id,))
     if row is None or row[0] != "pending":
         return False

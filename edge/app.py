@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from edge import __version__
+from edge.api.engage_routes import engage_lifespan
 from edge.api.openapi import body_components
 from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
@@ -80,8 +81,10 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         route_handlers=[*ROUTES, ui_router()],
         dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
         guards=[permission_guard],
-        # points expiry and the member pass (unpaired hubs); the HQ sync agent runs when an HQ URL is configured
-        lifespan=[lifespan, points_lifespan, review_lifespan, sync_lifespan, device_lifespan, ui_lifespan],
+        # points expiry, the member pass and campaigns (unpaired hubs); the HQ sync agent runs when an HQ URL is
+        # configured
+        lifespan=[lifespan, points_lifespan, review_lifespan, engage_lifespan, sync_lifespan, device_lifespan,
+                  ui_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

@@ -100,6 +100,46 @@ def cmd_points_expire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaigns_run(args: argparse.Namespace) -> int:
+    """Generate and deliver the campaigns of --day (default: the store's today) at a standalone hub; the last
+    line printed is JSON. Exit 1 on a hub that is paired (HQ runs them), 2 on bad input."""
+    import datetime
+
+    from edge.clock import StoreClock
+    from edge.engage import campaigns, referrals
+    from edge.engage.channels import channels_for
+    from edge.members.points import is_paired
+    from edge.storage.db import Database
+
+    config = load_config(data_dir=_data_dir(args))
+    if not config.db_path.exists():
+        print(f"no hub database at {config.db_path}", file=sys.stderr)
+        return 2
+    clock = StoreClock(config.timezone)
+    try:
+        day = datetime.date.fromisoformat(args.day or clock.today())
+    except ValueError:
+        print(f"--day must be a date YYYY-MM-DD, not {args.day!r}", file=sys.stderr)
+        return 2
+    db = Database(config.db_path)
+    try:
+        if db.write_sync(is_paired):
+            print("not run: this hub is paired with HQ, which runs the chain's campaigns", file=sys.stderr)
+            return 1
+        policy = db.write_sync(referrals.load_policy)
+        result = db.write_sync(lambda conn: campaigns.run(conn, day, clock.stamp(), policy))
+        outcomes = campaigns.deliver(db.write_sync(campaigns.queued), channels_for(policy))
+        db.write_sync(lambda conn: campaigns.record(conn, outcomes, clock.stamp()))
+    finally:
+        db.close()
+    delivered: dict[str, int] = {}
+    for _, outcome in outcomes:
+        delivered[outcome.status] = delivered.get(outcome.status, 0) + 1
+    print(json.dumps({"day": result.day, "notices": result.notices, "created": result.created,
+                      "coupons": result.coupons, "delivered": delivered}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.kind == "sync":  # hub -> HQ upload, HQ ingest, feed apply (hq_sync/bench.py)
         from hq_sync.bench import run_sync_bench
@@ -158,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     pexpire.add_argument("--data")
     pexpire.add_argument("--today", help="YYYY-MM-DD: expire batches dated before this day (default: today)")
     pexpire.set_defaults(fn=cmd_points_expire)
+
+    campaign = sub.add_parser("campaigns", help="member campaigns (standalone hubs; HQ runs a chain's)")
+    csub = campaign.add_subparsers(dest="campaigns_command", required=True)
+    crun = csub.add_parser("run", help="generate and deliver the day's campaigns; a rerun adds nothing")
+    crun.add_argument("--data")
+    crun.add_argument("--day", help="YYYY-MM-DD (default: the store's today)")
+    crun.set_defaults(fn=cmd_campaigns_run)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui"])

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from edge.engage import referrals
 from edge.members import chainwide
 from edge.members import ledger as member_ledger
 from edge.members import tiers as member_tiers
@@ -63,6 +64,7 @@ from hq_sync.wire import (
     PriceChange,
     PriceListPut,
     PromotionPut,
+    ReferralPut,
     TierRow,
     TransferState,
     entry_problem,
@@ -271,6 +273,8 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
                 add_alert(conn, "feed_bad_merge", str(seq), problem, now)
         case MemberBalances(rows=rows, as_of=as_of, store=store, acked=acked):
             put_member_balances(conn, rows, as_of, store, acked, store_id)
+        case ReferralPut():
+            referrals.put_referral(conn, body)
 
 
 def _put_price_list(conn: sqlite3.Connection, body: PriceListPut, now: str) -> None:
@@ -362,6 +366,7 @@ def _put_member(conn: sqlite3.Connection, m: MemberRow, now: str) -> None:
         (m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, msgspec.json.encode(m.tags).decode(),
          m.home_store, m.created_at, msgspec.json.encode(sorted(m.auto_tags)).decode()))
     conn.execute("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", (m.member_id,))
+    referrals.assign_code(conn, m.member_id)
 
 
 def put_member_balances(conn: sqlite3.Connection, rows: list[tuple[str, int, int]], as_of: str, store: str,

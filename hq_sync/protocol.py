@@ -192,8 +192,19 @@ class ZReportDelta(msgspec.Struct, frozen=True, tag="z_report", omit_defaults=Tr
     journal_seq: int = 0
 
 
+class ReferralDelta(msgspec.Struct, frozen=True, tag="referral", omit_defaults=True):
+    """Member `member_id` (B) was referred by `referrer_id` (A), who gave code `code` (edge/engage/referrals.py).
+    HQ records it once per member and refuses self-referrals and cycles chain-wide."""
+
+    member_id: str = ""
+    referrer_id: str = ""
+    code: str = ""
+    at: str = ""
+    user_id: str = ""
+
+
 Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta | TransferRequestDelta
-         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta | ZReportDelta)
+         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta | ZReportDelta | ReferralDelta)
 TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()

@@ -296,8 +296,35 @@ class MemberBalances(msgspec.Struct, frozen=True, tag="member_balances"):
     acked: int = 0
 
 
+class ReferralReward(msgspec.Struct, frozen=True, array_like=True):
+    level: int
+    beneficiary_id: str
+    sale_id: str
+    kind: str  # points, coupon
+    points: int
+    coupon_code: str | None
+    status: str  # granted, reversed
+    taken_back: int
+    shortfall: int
+    at: str
+
+
+class ReferralPut(msgspec.Struct, frozen=True, tag="referral"):
+    """A referral as HQ holds it (docs/members.md "Referrals"), to every store for its member history."""
+
+    member_id: str
+    referrer_id: str
+    code: str
+    status: str  # pending, rewarded, reversed, refused
+    at: str
+    store_id: str | None = None
+    sale_id: str | None = None
+    reason: str = ""
+    rewards: list[ReferralReward] = []
+
+
 FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
-            | TransferState | CouponPut | MemberMerged | MemberBalances)
+            | TransferState | CouponPut | MemberMerged | MemberBalances | ReferralPut)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)

@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from edge import __version__
+from edge.api.engage_routes import ENGAGE_ROUTES
 from edge.api.eod_routes import EOD_ROUTES
 from edge.api.member_routes import MEMBER_RULE_ROUTES
 from edge.api.openapi import body_operation
@@ -420,3 +421,4 @@ ROUTES += EOD_ROUTES
 ROUTES += USER_ROUTES
 ROUTES += REPORT_ROUTES
 ROUTES += MEMBER_RULE_ROUTES
+ROUTES += ENGAGE_ROUTES

@@ -21,6 +21,7 @@ class CreateMemberRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     birthday: datetime.date | None = None
     tier: Annotated[str, Meta(min_length=1, max_length=32)] = "regular"
     tags: Annotated[list[Tag], Meta(max_length=20)] = []
+    referral_code: Annotated[str, Meta(min_length=1, max_length=20)] | None = None  # the referrer's code
 
 
 class PointsExpiring(msgspec.Struct, frozen=True):
@@ -59,6 +60,8 @@ class Member(msgspec.Struct, frozen=True):
     spendable_here: Spendable | None = None
     auto_tags: list[str] = []  # computed daily from purchases (docs/members.md "Tags"); `tags` are manual
     tier_review_on: str | None = None  # a downgrade waits until this day
+    referral_code: str | None = None  # this member's code, to refer others
+    referred_by: str | None = None  # the member who referred this one
 
 
 def mask_phone(phone: str | None) -> str | None:

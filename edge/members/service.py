@@ -7,6 +7,8 @@ import uuid
 
 import msgspec
 
+from edge.engage import referrals
+from edge.engage.referral_rules import code_for
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import chainwide, ledger
@@ -54,9 +56,14 @@ def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone
         return find_member(conn, member_id=winner, show_phone=show_phone)
     member = _member(row, show_phone)
     shown = chainwide.figures(conn, member.member_id, (member.points, member.balance))
+    code = conn.execute("SELECT code FROM referral_codes WHERE member_id = ?", (row[0],)).fetchone()
+    by = conn.execute("SELECT referrer_id FROM referrals WHERE member_id = ? AND status != 'refused'",
+                      (row[0],)).fetchone()
     return msgspec.structs.replace(member, points_expiring=next_expiring(conn, row[0]), balance=shown.balance,
                                    points=shown.points, balance_as_of=shown.as_of,
-                                   spendable_here=Spendable(shown.spendable_balance, shown.spendable_points))
+                                   spendable_here=Spendable(shown.spendable_balance, shown.spendable_points),
+                                   referral_code=code[0] if code else code_for(row[0]),
+                                   referred_by=by[0] if by else None)
 
 
 def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Actor, at: str, store_id: str) -> str:
@@ -79,6 +86,9 @@ def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Act
     outbox.append(conn, MemberDelta(member_id=member_id, tier=req.tier, at=at, phone=req.phone, card_no=req.card_no,
                                     name=req.name, birthday=birthday, tags=list(req.tags), home_store=store_id),
                   member_id, at)
+    referrals.assign_code(conn, member_id)
+    if req.referral_code is not None:
+        referrals.record(conn, member_id, req.referral_code, store_id, actor, at)
     return member_id
 
 

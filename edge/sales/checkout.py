@@ -11,6 +11,7 @@ import sqlite3
 
 import msgspec
 
+from edge.engage import referrals
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import chainwide
@@ -156,6 +157,7 @@ def commit_sale(
     for n, t in enumerate(tenders, start=1):
         conn.execute("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference) VALUES (?, ?, ?, ?, ?)",
                      (sale_id, n, t.method, t.amount, t.reference))
+    referrals.on_sale(conn, sale_id, req.member_id, quote.total, at)  # standalone: B's first purchase rewards A
     outbox.append(conn, SaleDelta(
         sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, user_id=actor.user_id, at=at,
         lines=[DeltaLine(line_no=ln.line_no, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price, gross=ln.gross,

@@ -14,6 +14,7 @@ import sqlite3
 
 import msgspec
 
+from edge.engage import referrals
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import chainwide
@@ -212,6 +213,7 @@ def commit_return(
         journal_seq=appended.seq, till_id=req.till_id or actor.till_id, member_id=member_id,
         points_reversed=points_reversed, points_reward_returned=reward_back,
     ), return_id, at)
+    referrals.on_return(conn, sale_id, at)  # standalone: a returned first purchase takes the referral reward back
     return body
 
 

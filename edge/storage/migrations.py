@@ -882,3 +882,78 @@ def m130_member_rules(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m140_engage(db: sqlite_utils.Database) -> None:
+    """Referrals and campaigns (edge/engage/, docs/members.md). `referral_codes`: each member's code
+    (derived from the member id; a variant where taken). `referrals`: B → A once per member, with its
+    state; `referral_rewards`: what B's first purchase gave each level, once per (member, level), and
+    what a return took back. `notifications`: the campaign outbox, one row per (member, campaign,
+    period, channel). `member_inbox`: inbox messages a paired hub fetched from HQ (a cache)."""
+    _run(
+        db,
+        """
+        CREATE TABLE referral_codes (
+            code TEXT PRIMARY KEY,
+            member_id TEXT NOT NULL UNIQUE
+        );
+
+        CREATE TABLE referrals (
+            member_id TEXT PRIMARY KEY,
+            referrer_id TEXT NOT NULL,
+            code TEXT NOT NULL,
+            store_id TEXT,
+            at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'rewarded', 'reversed', 'refused')),
+            sale_id TEXT,
+            decided_by TEXT,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX referrals_referrer ON referrals(referrer_id);
+
+        CREATE TABLE referral_rewards (
+            member_id TEXT NOT NULL,
+            level INTEGER NOT NULL CHECK (level >= 1),
+            beneficiary_id TEXT NOT NULL,
+            sale_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('points', 'coupon')),
+            points INTEGER NOT NULL DEFAULT 0 CHECK (points >= 0),
+            coupon_code TEXT,
+            status TEXT NOT NULL CHECK (status IN ('granted', 'reversed')),
+            taken_back INTEGER NOT NULL DEFAULT 0 CHECK (taken_back >= 0),
+            shortfall INTEGER NOT NULL DEFAULT 0 CHECK (shortfall >= 0),
+            at TEXT NOT NULL,
+            reversed_at TEXT,
+            PRIMARY KEY (member_id, level)
+        );
+        CREATE INDEX referral_rewards_beneficiary ON referral_rewards(beneficiary_id);
+        CREATE INDEX referral_rewards_sale ON referral_rewards(sale_id);
+
+        CREATE TABLE notifications (
+            id TEXT PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            campaign TEXT NOT NULL,
+            period TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'sent', 'failed', 'not_configured')),
+            sent_at TEXT,
+            error TEXT NOT NULL DEFAULT '',
+            UNIQUE (member_id, campaign, period, channel)
+        );
+        CREATE INDEX notifications_queued ON notifications(status) WHERE status = 'queued';
+        CREATE INDEX notifications_member ON notifications(member_id, created_at);
+
+        CREATE TABLE member_inbox (
+            id TEXT PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            campaign TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        );
+        CREATE INDEX member_inbox_member ON member_inbox(member_id, created_at)
+        """,
+    )

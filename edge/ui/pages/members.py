@@ -17,7 +17,9 @@ from urllib.parse import quote
 import msgspec
 from litestar import Request, Response, get, post
 
+from edge.api.engage_routes import fetch_inbox
 from edge.api.support import actor_of
+from edge.engage import referrals
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.members import directory
@@ -59,6 +61,16 @@ LEDGER_KINDS = {
     "escrow_release": N_("Given back to HQ"),
     "merge_in": N_("Merged in from a duplicate record"),
     "merge_out": N_("Moved to the merged record"),
+    "referral": N_("Referral reward"),
+    "referral_reverse": N_("Referral reward taken back"),
+}
+
+REFERRAL_STATES = {
+    "pending": N_("Waiting for the first purchase"),
+    "rewarded": N_("Rewarded"),
+    "reversed": N_("Reversed (purchase returned)"),
+    "refused": N_("Refused"),
+    "granted": N_("Granted"),
 }
 
 TIER_REASONS = {
@@ -114,9 +126,9 @@ def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", tag: st
                      tier_zh=ui.lang == "zh_CN", tag_base=f"/ui/members?tag={quote(tag_query, safe='')}&")
 
 
-@get("/ui/members/{member_id:str}", opt=page("members.read"), sync_to_thread=False)
-def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, points_offset: str = "0",
-                value_offset: str = "0") -> Response[str]:
+@get("/ui/members/{member_id:str}", opt=page("members.read"))
+async def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, points_offset: str = "0",
+                      value_offset: str = "0") -> Response[str]:
     ui = UiView(request)
     _ = ui._
     conn = hub.db.reader()
@@ -124,6 +136,8 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
     if member is None:
         return ui.render("error.html", status=404, title=_("Not found"),
                          message=_("There is no member %(member)s.") % {"member": member_id[:64]})
+    inbox, source, _problem = await fetch_inbox(request.app.state, hub, member.member_id, HISTORY_SIZE)
+    conn = hub.db.reader()
     p_start, v_start = page_offset(points_offset), page_offset(value_offset)
     points, points_total = directory.history(conn, "points", member.member_id, limit=HISTORY_SIZE, offset=p_start)
     value, value_total = directory.history(conn, "value", member.member_id, limit=HISTORY_SIZE, offset=v_start)
@@ -140,7 +154,9 @@ def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str, point
         tier_reasons={k: _(v) for k, v in TIER_REASONS.items()},
         kinds={k: _(v) for k, v in LEDGER_KINDS.items()}, methods={k: _(v) for k, v in TOPUP_METHODS.items()},
         topup_id=uuid.uuid4(), own_till=ui.claims.till_id if ui.claims else None,
-        tills=sorted(t for t in hub.config.tills if t != "*"))
+        tills=sorted(t for t in hub.config.tills if t != "*"), referral=referrals.view(conn, member.member_id),
+        statuses={k: _(v) for k, v in REFERRAL_STATES.items()}, inbox=inbox, inbox_stale=source == "cache",
+        zh=ui.lang == "zh_CN")
 
 
 @post("/ui/members/{member_id:str}/topups", opt=page("members.topup"))
@@ -182,12 +198,17 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Response[A
     card = form.get("card_no", "").strip()
     if card:
         fields["card_no"] = card
+    code = form.get("referral_code", "").strip()
+    if code:
+        fields["referral_code"] = code
     try:
         req = msgspec.convert(fields, CreateMemberRequest)
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "card_no" in text:
             message = _("A card number has 4 to 32 letters or digits.")
+        elif "referral_code" in text:
+            message = _("A referral code has at most 20 characters.")
         elif "name" in text:
             message = _("A name has at most 64 characters.")
         else:

@@ -26,6 +26,7 @@ from hq_sync.protocol import (
     Delta,
     EscrowReleaseDelta,
     MemberDelta,
+    ReferralDelta,
     ReturnDelta,
     SaleDelta,
     StockDelta,
@@ -38,7 +39,7 @@ from hq_sync.protocol import (
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
-from hq_sync.server.service import directory
+from hq_sync.server.service import directory, engage
 from hq_sync.server.service.access import Principal, require, require_store
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import CouponView
@@ -87,6 +88,7 @@ class Plan(msgspec.Struct):
     new_sale_ids: set[str] = set()
     coupon_uses: list[tuple[str, str, str, str]] = []  # (code, sale_id, store_id, at) chain coupons redeemed
     used: set[str] = set()  # members who spent (value or points) at this store: their escrow here is in use
+    engage: list[tuple[Delta, bool]] = []  # referrals, member sales and returns, in order (service/engage.py)
 
 
 class Refused(Exception):
@@ -225,6 +227,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             plan.sales.append((delta.sale_id, store_id, seq, delta.receipt_no, delta.till_id, delta.at, delta.at[:10],
                                delta.member_id, delta.subtotal, delta.discount, delta.total, delta.tax,
                                delta.value_spent, delta.points_redeemed, delta.points_earned))
+            if delta.member_id is not None:
+                plan.engage.append((delta, paired))
             plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
                                ln.tax) for ln in delta.lines)
             plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
@@ -233,6 +237,7 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))
+            plan.engage.append((delta, paired))
         case TopupDelta():
             plan.topups.append((delta.topup_id, store_id, seq, delta.member_id, delta.amount, delta.method, delta.at))
         case StockDelta():
@@ -244,6 +249,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             plan.z_reports.append((store_id, delta.z_no, delta.day, delta.at, delta.tickets, delta.net, delta.tax,
                                    delta.refunded, delta.cash_expected, delta.cash_counted, delta.cash_variance,
                                    delta.anomalies))
+        case ReferralDelta():
+            plan.engage.append((delta, paired))
         case TransferRequestDelta() | TransferShippedDelta() | TransferReceivedDelta():
             acting = delta.to_store if isinstance(delta, TransferRequestDelta | TransferReceivedDelta) else \
                 delta.from_store
@@ -334,6 +341,7 @@ def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], hea
     if fed is not None:
         fed.append(entries)
     coupon_uses.write_uses(tx, plan.coupon_uses)
+    engage.apply(tx, store_id, plan.engage, at)
     if from_store:
         tx.run("UPDATE hq_stores SET acked_seq = ?, head_seq = ?, last_seen = ?, sales = sales + ? "
                "WHERE store_id = ?", (plan.acked, max(head, plan.acked), at, len(plan.sales), store_id))

@@ -372,6 +372,50 @@ CREATE TABLE IF NOT EXISTS hq_member_status (
     tier_review_on TEXT,
     auto_tags TEXT NOT NULL DEFAULT '[]'
 );
+CREATE TABLE IF NOT EXISTS hq_referrals (
+    member_id TEXT PRIMARY KEY,
+    referrer_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    store_id TEXT,
+    at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'rewarded', 'reversed', 'refused')),
+    sale_id TEXT,
+    decided_by TEXT,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS hq_referrals_referrer ON hq_referrals (referrer_id);
+CREATE TABLE IF NOT EXISTS hq_referral_rewards (
+    member_id TEXT NOT NULL,
+    level BIGINT NOT NULL CHECK (level >= 1),
+    beneficiary_id TEXT NOT NULL,
+    sale_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('points', 'coupon')),
+    points BIGINT NOT NULL DEFAULT 0 CHECK (points >= 0),
+    coupon_code TEXT,
+    status TEXT NOT NULL CHECK (status IN ('granted', 'reversed')),
+    taken_back BIGINT NOT NULL DEFAULT 0 CHECK (taken_back >= 0),
+    shortfall BIGINT NOT NULL DEFAULT 0 CHECK (shortfall >= 0),
+    at TEXT NOT NULL,
+    reversed_at TEXT,
+    PRIMARY KEY (member_id, level)
+);
+CREATE INDEX IF NOT EXISTS hq_referral_rewards_beneficiary ON hq_referral_rewards (beneficiary_id);
+CREATE INDEX IF NOT EXISTS hq_referral_rewards_sale ON hq_referral_rewards (sale_id);
+CREATE TABLE IF NOT EXISTS hq_notifications (
+    id TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    period TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'sent', 'failed', 'not_configured')),
+    sent_at TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    UNIQUE (member_id, campaign, period, channel)
+);
+CREATE INDEX IF NOT EXISTS hq_notifications_member ON hq_notifications (member_id, created_at);
+CREATE INDEX IF NOT EXISTS hq_notifications_status ON hq_notifications (status);
 CREATE TABLE IF NOT EXISTS hq_member_tier_changes (
     change_id INTEGER PRIMARY KEY AUTOINCREMENT,
     member_id TEXT NOT NULL,

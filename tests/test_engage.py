@@ -305,9 +305,10 @@ def _hub_db(tmp_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(tmp_path / "hub.sqlite3", isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
     apply_migrations(conn)
-    conn.executemany("INSERT INTO tiers (tier, name_zh, name_en, min_points) VALUES (?, ?, ?, ?)",
-                     [("regular", "普通会员", "Regular", 0), ("silver", "银卡会员", "Silver", 1000),
-                      ("gold", "金卡会员", "Gold", 5000)])
+    conn.executemany("INSERT INTO tiers (tier, name_zh, name_en, min_points, tier_rank, threshold) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     [("regular", "普通会员", "Regular", 0, 0, 0), ("silver", "银卡会员", "Silver", 1000, 1, 1000),
+                      ("gold", "金卡会员", "Gold", 5000, 2, 5000)])
     members = [("M1", "1990-05-20", "2026-05-01T09:00:00+08:00"),  # birthday this month
                ("M2", "1985-11-02", "2026-01-01T09:00:00+08:00"),  # last bought 70 days ago: dormant
                ("M3", None, "2026-04-01T09:00:00+08:00"),  # moved up to gold two days ago
@@ -320,8 +321,6 @@ def _hub_db(tmp_path: Path) -> sqlite3.Connection:
                         tendered, change, points_earned, request_hash, response, journal_seq, created_at)
                     VALUES ('s1', 'R1', 'T1', 'u', 'M2', 100, 0, 100, 0, 100, 0, 0, 'h', x'00', 1,
                             '2026-03-01T10:00:00+08:00')""")
-    conn.execute("""CREATE TABLE member_tier_changes (change_id INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
-                        from_tier TEXT NOT NULL, to_tier TEXT NOT NULL, at TEXT NOT NULL, reason TEXT NOT NULL)""")
     conn.executemany("INSERT INTO member_tier_changes (member_id, from_tier, to_tier, at, reason) "
                      "VALUES (?, ?, ?, ?, ?)",
                      [("M3", "silver", "gold", "2026-05-08T03:00:00+08:00", "spend"),

@@ -1,5 +1,5 @@
-# Backroom: two commands. `make run` runs the demo store; `make test` runs the whole suite.
-# Both install what they need on a fresh Debian-family machine (as root, or with sudo).
+# Backroom: `make run` runs the demo store; `make chain` the demo chain (HQ and two stores); `make test` runs
+# the whole suite. All install what they need on a fresh Debian-family machine (as root, or with sudo).
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,10 +11,15 @@ export BACKROOM_PORT ?= 8080
 export BACKROOM_MQTT_PORT ?= 1883
 export BACKROOM_STORE ?= demo-001
 
-.PHONY: run test venv system-packages test-packages clean
+.PHONY: run chain test venv system-packages test-packages clean
 
 run: $(STAMP) system-packages
 	@$(PY) -m edge.run_demo
+
+# The demo chain: a demo HQ (console at :8090/hq/ui) and stores demo-001 (:8080) and demo-002 (:8081), paired,
+# with their simulated devices; data in BACKROOM_CHAIN_DATA (./var/chain). See edge/run_chain.py.
+chain: $(STAMP) system-packages
+	@$(PY) -m edge.run_chain
 
 test: $(STAMP) system-packages test-packages
 	$(PY) -m ruff check edge hq_sync devices tests

@@ -176,7 +176,8 @@ def _console(devices: dict[str, Child], stop: threading.Event) -> None:
 
 
 def _start_devices(supervisor: Supervisor, data: Path, pages: Path, store: str,
-                   mqtt_port: int) -> dict[str, tuple[Child, str]]:
+                   mqtt_port: int, label: str = "") -> dict[str, tuple[Child, str]]:
+    """A simulator and a bridge per demo device of the store in `data`; children are named `{label}{device} sim`."""
     from devices import broker
 
     started: dict[str, tuple[Child, str]] = {}
@@ -185,7 +186,7 @@ def _start_devices(supervisor: Supervisor, data: Path, pages: Path, store: str,
         args = ["devices", "simulate", "--profile", device.profile]
         if device.tcp:
             args += ["--tcp", "0", "--out", str(pages)]  # the simulator numbers pages from 1 each run
-        sim = supervisor.spawn(f"{device.device_id} sim", args, relay=_relay, stdin=True)
+        sim = supervisor.spawn(f"{label}{device.device_id} sim", args, relay=_relay, stdin=True)
         if not sim.first_line.wait(20.0) or not sim.lines:
             raise RuntimeError(f"the {device.profile} simulator did not start")
         where = sim.lines[0]
@@ -196,7 +197,7 @@ def _start_devices(supervisor: Supervisor, data: Path, pages: Path, store: str,
                        device.device_id, "--store", store]
         if device.tcp:
             bridge_args += ["--spool", str(data / "spool" / device.device_id)]
-        supervisor.spawn(f"{device.device_id} bridge", bridge_args, env=env,
+        supervisor.spawn(f"{label}{device.device_id} bridge", bridge_args, env=env,
                          log=data / "logs" / f"bridge-{device.device_id}.log")
         started[device.device_id] = (sim, where)
     return started

@@ -240,7 +240,8 @@ def _banner(hq_port: int, plans: list[StorePlan], devices: dict[str, dict[str, t
         f"  Logs          {logs}",
     ]
     if devices:
-        lines.append("  Type here to drive the simulators: `demo-002 scale-1 weight 1500`, `scanner-1 scan 6901234567892`")
+        lines.append("  Type here to drive the simulators: `demo-002 scale-1 weight 1500`, "
+                     "`scanner-1 scan 6901234567892`")
     lines += ["Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
 

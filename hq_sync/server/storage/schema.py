@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS hq_sales (
     points_earned BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hq_sales_store_day ON hq_sales (store_id, day);
+CREATE INDEX IF NOT EXISTS hq_sales_member ON hq_sales (member_id, at);
 CREATE TABLE IF NOT EXISTS hq_sale_lines (
     sale_id TEXT NOT NULL,
     line_no BIGINT NOT NULL,

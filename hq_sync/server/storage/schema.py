@@ -218,6 +218,25 @@ CREATE TABLE IF NOT EXISTS hq_member_ledger (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hq_member_ledger_member ON hq_member_ledger (member_id);
+CREATE TABLE IF NOT EXISTS hq_member_adjustments (
+    adjustment_id TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL,
+    ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
+    delta BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_member_adjustments_member ON hq_member_adjustments (member_id, at);
+CREATE TABLE IF NOT EXISTS hq_pii_views (
+    view_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    username TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    via TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_pii_views_member ON hq_pii_views (member_id, view_id);
 CREATE TABLE IF NOT EXISTS hq_escrow (
     member_id TEXT NOT NULL,
     store_id TEXT NOT NULL,

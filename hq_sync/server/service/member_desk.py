@@ -1,0 +1,279 @@
+"""HQ staff's work on members (the console's Members page and its API): search, a member's chain-wide view
+with history across stores, manual adjustments of balance and points, tier and tags.
+
+Rules (docs/hq-console.md "Members"):
+- Personal data is masked unless the viewer's role needs it (`PII_ROLES`); every unmasked view is
+  recorded (`pii_views.record`), one row per member shown.
+- A member is chain-wide: anyone who may open the page finds any member and sees the chain-wide
+  balance and points. Per-store detail — escrow held by a store, sales, top-ups and ledger entries
+  made at a store — is shown to a region manager only for the stores of his regions; the rest is
+  summed up as "other stores" so the figures still add up.
+- An adjustment is an append-only `hq_member_ledger` entry (kind `adjust`, no store) and an
+  `hq_member_adjustments` row with its reason, in one transaction with the audit row. It keeps
+  `balance ≥ Σ escrow ≥ 0`: a negative adjustment may take only the unallocated part; beyond it the
+  answer is `409 escrow_held` (with `unallocated`), and the page offers to reclaim the stores'
+  escrow first (`members.reclaim`); once the stores have released it, the adjustment goes through.
+  The adjustment id makes a resent form harmless.
+- Tier and tags edits go down the feed to every store (a `members` entry), audited.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import msgspec
+
+from hq_sync.server.service import pii_views
+from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.members import member_rows
+from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.wire import MembersPut
+
+PII_ROLES = frozenset({"hq_admin", "region_manager"})  # roles that see full phones, names and birthdays
+MAX_ADJUST = 10_000_000  # fen or points in one manual adjustment (¥100,000)
+MAX_REASON = 200
+MAX_TAGS = 20
+SEARCH_LIMIT = 50
+HISTORY_LIMIT = 100
+_TAG = re.compile(r"^[\w\-.:一-鿿]{1,32}$")
+
+
+class Viewer(Protocol):
+    """Who is looking: the console's and the API's principal."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    def sees_store(self, store_id: str) -> bool: ...
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """138****8000 (as the hub masks it)."""
+    if not phone or len(phone) < 7:
+        return phone
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def mask_name(name: str) -> str:
+    return name[:1] + "*" * max(1, len(name) - 1) if name else name
+
+
+def sees_pii(viewer: Viewer) -> bool:
+    return viewer.role in PII_ROLES
+
+
+def _profile(row: tuple[Any, ...], unmasked: bool) -> dict[str, Any]:
+    member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at = row[:9]
+    return {"member_id": member_id, "tier": tier,
+            "phone": phone if unmasked else mask_phone(phone),
+            "card_no": card_no if unmasked else mask_phone(card_no),
+            "name": name if unmasked else mask_name(name),
+            "birthday": birthday if unmasked else None,
+            "tags": msgspec.json.decode(tags, type=list[str]) if tags else [],
+            "home_store": home_store, "created_at": created_at, "masked": not unmasked}
+
+
+_PROFILE = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at"
+
+
+def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
+    """Members matching `query`: a member id, a card number or phone (whole), the last four digits of a
+    phone, or part of a name. The one place HQ's member search reads personal columns."""
+    q = query.strip()
+    if not q:
+        return []
+    digits = q.replace(" ", "").replace("-", "")
+    if digits.isdigit():
+        if len(digits) == 4:
+            sql, args = f"SELECT {_PROFILE} FROM hq_members WHERE phone LIKE ? ORDER BY member_id LIMIT ?", \
+                ("%" + digits, limit)
+        else:
+            sql, args = (f"SELECT {_PROFILE} FROM hq_members WHERE phone = ? OR card_no = ? ORDER BY member_id "
+                         "LIMIT ?", (digits, digits, limit))
+        return tx.all(sql, args)
+    exact = tx.all(f"SELECT {_PROFILE} FROM hq_members WHERE member_id = ?", (q.upper(),))
+    if exact:
+        return exact
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return tx.all(f"SELECT {_PROFILE} FROM hq_members WHERE name LIKE ? ESCAPE '\\' ORDER BY member_id LIMIT ?",
+                  (pattern, limit))
+
+
+def search(db: HqDb, viewer: Viewer, query: str, at: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """Members matching `query`, masked for the viewer; unmasked results are recorded as viewed."""
+    if len(query) > 64:
+        raise HqError(400, "invalid_parameter", "a search is at most 64 characters")
+    unmasked = sees_pii(viewer)
+    with db.read() as tx:
+        rows = find_rows(tx, query, limit)
+        balances = {r[0]: (int(r[1]), int(r[2])) for r in tx.all(
+            "SELECT member_id, balance, points FROM hq_members WHERE member_id IN (%s)" % ",".join("?" * len(rows)),
+            [r[0] for r in rows])} if rows else {}
+    hits = []
+    for row in rows:
+        hit = _profile(row, unmasked)
+        hit["balance"], hit["points"] = balances.get(row[0], (0, 0))
+        hits.append(hit)
+    if unmasked and hits:
+        with db.write() as tx:
+            pii_views.record(tx, viewer.username, [h["member_id"] for h in hits], "phone,card_no,name",
+                             "search", at)
+    return hits
+
+
+def detail(db: HqDb, viewer: Viewer, member_id: str, at: str, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
+    """One member chain-wide: profile (masked per role), balance and points with escrow per store
+    (per-store detail within the viewer's scope), adjustments, and history across stores."""
+    unmasked = sees_pii(viewer)
+    with db.read() as tx:
+        row = tx.one(f"SELECT {_PROFILE}, balance, points FROM hq_members WHERE member_id = ?", (member_id,))
+        if row is None:
+            raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        escrow_rows = tx.all("SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? "
+                             "AND outstanding > 0 ORDER BY store_id, ledger", (member_id,))
+        names = {r[0]: r[1] for r in tx.all("SELECT store_id, name FROM hq_stores")}
+        sales = tx.all("""SELECT sale_id, store_id, receipt_no, at, total, value_spent, points_redeemed, points_earned
+                          FROM hq_sales WHERE member_id = ? ORDER BY at DESC LIMIT ?""", (member_id, limit * 4))
+        ledger = tx.all("""SELECT entry_id, ledger, delta, kind, store_id, ref, at FROM hq_member_ledger
+                           WHERE member_id = ? ORDER BY entry_id DESC LIMIT ?""", (member_id, limit * 4))
+        adjustments = tx.all("""SELECT adjustment_id, ledger, delta, reason, actor, at FROM hq_member_adjustments
+                                WHERE member_id = ? ORDER BY at DESC LIMIT ?""", (member_id, limit))
+        tiers = [r[0] for r in tx.all("SELECT tier FROM hq_tiers ORDER BY min_points, tier")]
+    balance, points = int(row[9]), int(row[10])
+    escrow: dict[str, dict[str, int]] = {}
+    other = {"value": 0, "points": 0}
+    for store_id, ledger_name, outstanding in escrow_rows:
+        if viewer.sees_store(store_id):
+            escrow.setdefault(store_id, {"value": 0, "points": 0})[ledger_name] = int(outstanding)
+        else:
+            other[ledger_name] += int(outstanding)
+    held_value = sum(e["value"] for e in escrow.values()) + other["value"]
+    held_points = sum(e["points"] for e in escrow.values()) + other["points"]
+
+    def mine(store_id: str | None) -> bool:
+        return store_id is None or viewer.sees_store(store_id)
+
+    history = [{"kind": "sale", "at": r[3], "store_id": r[1], "store_name": names.get(r[1], r[1]), "ref": r[2],
+                "sale_id": r[0], "total": int(r[4]), "value": -int(r[5]), "points": int(r[7]) - int(r[6])}
+               for r in sales if mine(r[1])][:limit]
+    entries = [{"entry_id": int(r[0]), "ledger": r[1], "delta": int(r[2]), "kind": r[3], "store_id": r[4],
+                "store_name": names.get(r[4], r[4]) if r[4] else "", "ref": r[5], "at": r[6]}
+               for r in ledger if mine(r[4])][:limit]
+    view = _profile(row, unmasked) | {
+        "balance": balance, "points": points,
+        "escrow": escrow, "escrow_other_stores": other if any(other.values()) else None,
+        "unallocated_balance": balance - held_value, "unallocated_points": points - held_points,
+        "store_names": {s: names.get(s, s) for s in escrow},
+        "history": history, "ledger": entries,
+        "adjustments": [{"adjustment_id": r[0], "ledger": r[1], "delta": int(r[2]), "reason": r[3], "actor": r[4],
+                         "at": r[5]} for r in adjustments],
+        "tiers": tiers,
+    }
+    if unmasked:
+        with db.write() as tx:
+            pii_views.record(tx, viewer.username, [member_id], "phone,card_no,name,birthday", "member", at)
+    return view
+
+
+class Adjustment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    adjustment_id: str
+    ledger: str
+    delta: int
+    reason: str
+
+
+def check_adjustment(adj: Adjustment) -> None:
+    if not 8 <= len(adj.adjustment_id) <= 64:
+        raise HqError(400, "invalid_field", "adjustment_id is 8 to 64 characters")
+    if adj.ledger not in ("value", "points"):
+        raise HqError(400, "invalid_field", "ledger is value or points")
+    if adj.delta == 0 or abs(adj.delta) > MAX_ADJUST:
+        raise HqError(400, "invalid_field", f"delta is a non-zero integer within ±{MAX_ADJUST}")
+    if not adj.reason.strip() or len(adj.reason) > MAX_REASON:
+        raise HqError(400, "reason_required", f"a reason of 1 to {MAX_REASON} characters is required")
+
+
+def adjust(db: HqDb, viewer: Viewer, member_id: str, adj: Adjustment, at: str) -> dict[str, Any]:
+    """A manual correction of a member's balance (fen) or points, with its reason. Idempotent by
+    adjustment id (the same id with other content is 409 id_conflict)."""
+    from hq_sync.server.service.audit import audit
+
+    check_adjustment(adj)
+    with db.write() as tx:
+        tx.lock("hq_members", "member_id", [member_id])
+        prior = tx.one("SELECT member_id, ledger, delta, reason FROM hq_member_adjustments WHERE adjustment_id = ?",
+                       (adj.adjustment_id,))
+        if prior is not None:
+            if tuple(prior) != (member_id, adj.ledger, adj.delta, adj.reason.strip()):
+                raise HqError(409, "id_conflict", "this adjustment id was used for another adjustment")
+            row = tx.one("SELECT balance, points FROM hq_members WHERE member_id = ?", (member_id,))
+            assert row is not None
+            return {"member_id": member_id, "adjustment_id": adj.adjustment_id, "balance": int(row[0]),
+                    "points": int(row[1]), "repeated": True}
+        row = tx.one("SELECT balance, points FROM hq_members WHERE member_id = ?", (member_id,))
+        if row is None:
+            raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        balance, points = int(row[0]), int(row[1])
+        held_row = tx.one("SELECT coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? AND ledger = ?",
+                          (member_id, adj.ledger))
+        held = int(held_row[0]) if held_row else 0
+        total = balance if adj.ledger == "value" else points
+        if adj.delta < 0 and total + adj.delta < held:
+            raise HqError(409, "escrow_held", f"only {max(0, total - held)} of member {member_id} is unallocated; "
+                          f"{held} is held by stores: reclaim it first", unallocated=max(0, total - held), held=held)
+        new_balance = balance + adj.delta if adj.ledger == "value" else balance
+        new_points = points + adj.delta if adj.ledger == "points" else points
+        tx.run("""INSERT INTO hq_member_ledger (member_id, ledger, delta, kind, store_id, ref, at)
+                  VALUES (?, ?, ?, 'adjust', NULL, ?, ?)""", (member_id, adj.ledger, adj.delta, adj.adjustment_id, at))
+        tx.run("UPDATE hq_members SET balance = ?, points = ? WHERE member_id = ?", (new_balance, new_points,
+                                                                                    member_id))
+        tx.run("""INSERT INTO hq_member_adjustments (adjustment_id, member_id, ledger, delta, reason, actor, at)
+                  VALUES (?, ?, ?, ?, ?, ?, ?)""",
+               (adj.adjustment_id, member_id, adj.ledger, adj.delta, adj.reason.strip(), viewer.username, at))
+        audit(tx, viewer, "member.adjust", member_id,
+              {"balance": balance, "points": points},
+              {"balance": new_balance, "points": new_points, "ledger": adj.ledger, "delta": adj.delta,
+               "reason": adj.reason.strip(), "adjustment_id": adj.adjustment_id})
+    return {"member_id": member_id, "adjustment_id": adj.adjustment_id, "balance": new_balance, "points": new_points,
+            "repeated": False}
+
+
+class ProfileEdit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tier: str | None = None
+    tags: list[str] | None = None
+
+
+def edit(db: HqDb, private_key: bytes, viewer: Viewer, member_id: str, change: ProfileEdit,
+         at: str) -> dict[str, Any]:
+    """Set a member's tier and/or manual tags; every store hears of it through the feed."""
+    from hq_sync.server.service.audit import audit
+
+    tags = None
+    if change.tags is not None:
+        tags = sorted({t.strip() for t in change.tags if t.strip()})
+        if len(tags) > MAX_TAGS or any(not _TAG.match(t) for t in tags):
+            raise HqError(400, "invalid_field", f"at most {MAX_TAGS} tags of 1 to 32 letters, digits, - . _ :")
+    with db.write() as tx:
+        tx.lock("hq_members", "member_id", [member_id])
+        row = tx.one("SELECT tier, tags FROM hq_members WHERE member_id = ?", (member_id,))
+        if row is None:
+            raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        before = {"tier": row[0], "tags": msgspec.json.decode(row[1], type=list[str]) if row[1] else []}
+        after = dict(before)
+        if change.tier is not None:
+            if tx.one("SELECT 1 FROM hq_tiers WHERE tier = ?", (change.tier,)) is None:
+                raise HqError(422, "unknown_tier", f"no tier {change.tier[:32]}")
+            after["tier"] = change.tier
+        if tags is not None:
+            after["tags"] = tags
+        if after != before:
+            tx.run("UPDATE hq_members SET tier = ?, tags = ? WHERE member_id = ?",
+                   (after["tier"], msgspec.json.encode(after["tags"]).decode(), member_id))
+            append_feed(tx, private_key, "*", MembersPut(members=member_rows(tx, member_id)), at)
+            audit(tx, viewer, "member.edit", member_id, before, after)
+    return {"member_id": member_id, **after, "changed": after != before}

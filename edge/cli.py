@@ -156,7 +156,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.kind == "ui":  # every tablet page on a year of a busy store (edge/bench_ui.py)
         from edge.bench_ui import run_ui_bench
 
+        args.tickets_per_day = args.tickets_per_day or 2000
         return run_ui_bench(args)
+    if args.kind == "console":  # every HQ console page on a chain with a year of history (hq_sync/bench_console.py)
+        from hq_sync.bench_console import run_console_bench
+
+        args.tickets_per_day = args.tickets_per_day or 200
+        return run_console_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -207,16 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     crun.set_defaults(fn=cmd_campaigns_run)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")
-    bench.add_argument("--repeat", type=int, default=20, help="fetches of each page (ui bench)")
-    bench.add_argument("--days", type=int, default=365, help="days of history to build (ui bench)")
-    bench.add_argument("--tickets-per-day", type=int, default=2000, help="tickets a day in the history (ui bench)")
+    bench.add_argument("--repeat", type=int, default=20, help="fetches of each page (ui, console benches)")
+    bench.add_argument("--days", type=int, default=365, help="days of history to build (ui, console benches)")
+    bench.add_argument("--tickets-per-day", type=int, default=None,
+                       help="tickets a day in the history (ui bench: 2000; console bench: 200 per store)")
+    bench.add_argument("--stores", type=int, default=50, help="stores of the chain (console bench)")
+    bench.add_argument("--members", type=int, default=20000, help="generated members (console bench)")
+    bench.add_argument("--db", help="the chain's SQLite file, built on first use and kept (console bench)")
+    bench.add_argument("--roles", default="hq_admin,region_manager", help="roles to measure (console bench)")
     bench.set_defaults(fn=cmd_bench)
 
     from devices.cli import register as register_devices

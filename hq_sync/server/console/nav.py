@@ -24,9 +24,9 @@ NAV: list[NavItem] = [
     NavItem("stores", "/hq/ui/stores", N_("Stores"), "stores.read"),
     NavItem("catalog", "/hq/ui/catalog", N_("Catalog and prices"), "catalog.read"),
     NavItem("promotions", "/hq/ui/promotions", N_("Promotions"), "promotions.read"),
+    NavItem("members", "/hq/ui/members", N_("Members"), "members.read"),
     NavItem("transfers", "/hq/ui/transfers", N_("Transfers"), "transfers.read"),
     NavItem("reports", "/hq/ui/reports", N_("Reports"), "reports.read"),
-    # the members page adds itself here
     NavItem("audit", "/hq/ui/audit", N_("Audit log"), "audit.read"),
     NavItem("users", "/hq/ui/users", N_("HQ users"), "users.read"),
 ]

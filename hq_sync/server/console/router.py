@@ -15,14 +15,25 @@ from litestar.static_files import create_static_files_router
 
 from edge.ui.pagekit import FormError, page_headers
 from edge.ui.session import Forbidden, LoginRequired
-from hq_sync.server.console.pages import audit, auth, catalog, dashboard, promotions, reports, stores, transfers, users
+from hq_sync.server.console.pages import (
+    audit,
+    auth,
+    catalog,
+    dashboard,
+    members,
+    promotions,
+    reports,
+    stores,
+    transfers,
+    users,
+)
 from hq_sync.server.console.session import PUBLIC, console_guard
 from hq_sync.server.console.view import TABLET_UI, ConsoleView
 from hq_sync.server.service.errors import HqError
 
 STATIC = Path(__file__).with_name("static")
 TABLET_STATIC = TABLET_UI / "static"
-PAGES = [auth, dashboard, stores, catalog, promotions, transfers, reports, audit, users]  # members: add yours here
+PAGES = [auth, dashboard, stores, catalog, promotions, members, transfers, reports, audit, users]
 
 
 def _login_required(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:

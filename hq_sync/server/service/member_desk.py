@@ -2,8 +2,8 @@
 with history across stores, manual adjustments of balance and points, tier and tags.
 
 Rules (docs/hq-console.md "Members"):
-- Personal data is masked unless the viewer's role needs it (`PII_ROLES`); every unmasked view is
-  recorded (`pii_views.record`), one row per member shown.
+- Personal data is masked unless the viewer's role holds `members.phone` (permissions.toml); every
+  unmasked view is recorded (`pii_views.record`), one row per member shown.
 - A member is chain-wide: anyone who may open the page finds any member and sees the chain-wide
   balance and points. Per-store detail — escrow held by a store, sales, top-ups and ledger entries
   made at a store — is shown to a region manager only for the stores of his regions; the rest is
@@ -15,41 +15,32 @@ Rules (docs/hq-console.md "Members"):
   escrow first (`members.reclaim`); once the stores have released it, the adjustment goes through.
   The adjustment id makes a resent form harmless.
 - Tier and tags edits go down the feed to every store (a `members` entry), audited.
+- A region manager adjusts and edits only members whose home store is in his regions (403
+  `out_of_scope` otherwise, nothing written).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from hq_sync.server.service import pii_views
+from hq_sync.server.service.access import Principal, in_scope, out_of_scope, require, stores_in_scope
+from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.service.members import member_rows
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import MembersPut
 
-PII_ROLES = frozenset({"hq_admin", "region_manager"})  # roles that see full phones, names and birthdays
 MAX_ADJUST = 10_000_000  # fen or points in one manual adjustment (¥100,000)
 MAX_REASON = 200
 MAX_TAGS = 20
 SEARCH_LIMIT = 50
 HISTORY_LIMIT = 100
 _TAG = re.compile(r"^[\w\-.:一-鿿]{1,32}$")
-
-
-class Viewer(Protocol):
-    """Who is looking: the console's and the API's principal."""
-
-    @property
-    def username(self) -> str: ...
-
-    @property
-    def role(self) -> str: ...
-
-    def sees_store(self, store_id: str) -> bool: ...
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -63,8 +54,9 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * max(1, len(name) - 1) if name else name
 
 
-def sees_pii(viewer: Viewer) -> bool:
-    return viewer.role in PII_ROLES
+def sees_pii(viewer: Principal) -> bool:
+    """Full phones, cards, names and birthdays: only roles that need them."""
+    return viewer.may("members.phone")
 
 
 def _profile(row: tuple[Any, ...], unmasked: bool) -> dict[str, Any]:
@@ -78,7 +70,7 @@ def _profile(row: tuple[Any, ...], unmasked: bool) -> dict[str, Any]:
             "home_store": home_store, "created_at": created_at, "masked": not unmasked}
 
 
-_PROFILE = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at"
+_PROFILE = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at, balance, points"
 
 
 def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
@@ -88,6 +80,7 @@ def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
     if not q:
         return []
     digits = q.replace(" ", "").replace("-", "")
+    args: tuple[Any, ...]
     if digits.isdigit():
         if len(digits) == 4:
             sql, args = f"SELECT {_PROFILE} FROM hq_members WHERE phone LIKE ? ORDER BY member_id LIMIT ?", \
@@ -104,21 +97,15 @@ def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
                   (pattern, limit))
 
 
-def search(db: HqDb, viewer: Viewer, query: str, at: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+def search(db: HqDb, viewer: Principal, query: str, at: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
     """Members matching `query`, masked for the viewer; unmasked results are recorded as viewed."""
+    require(viewer, "members.read")
     if len(query) > 64:
         raise HqError(400, "invalid_parameter", "a search is at most 64 characters")
     unmasked = sees_pii(viewer)
     with db.read() as tx:
         rows = find_rows(tx, query, limit)
-        balances = {r[0]: (int(r[1]), int(r[2])) for r in tx.all(
-            "SELECT member_id, balance, points FROM hq_members WHERE member_id IN (%s)" % ",".join("?" * len(rows)),
-            [r[0] for r in rows])} if rows else {}
-    hits = []
-    for row in rows:
-        hit = _profile(row, unmasked)
-        hit["balance"], hit["points"] = balances.get(row[0], (0, 0))
-        hits.append(hit)
+    hits = [_profile(row, unmasked) | {"balance": int(row[9]), "points": int(row[10])} for row in rows]
     if unmasked and hits:
         with db.write() as tx:
             pii_views.record(tx, viewer.username, [h["member_id"] for h in hits], "phone,card_no,name",
@@ -126,12 +113,14 @@ def search(db: HqDb, viewer: Viewer, query: str, at: str, limit: int = SEARCH_LI
     return hits
 
 
-def detail(db: HqDb, viewer: Viewer, member_id: str, at: str, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
+def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
     """One member chain-wide: profile (masked per role), balance and points with escrow per store
     (per-store detail within the viewer's scope), adjustments, and history across stores."""
+    require(viewer, "members.read")
     unmasked = sees_pii(viewer)
     with db.read() as tx:
-        row = tx.one(f"SELECT {_PROFILE}, balance, points FROM hq_members WHERE member_id = ?", (member_id,))
+        mine_stores = set(stores_in_scope(tx, viewer))
+        row = tx.one(f"SELECT {_PROFILE} FROM hq_members WHERE member_id = ?", (member_id,))
         if row is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
         escrow_rows = tx.all("SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? "
@@ -148,7 +137,7 @@ def detail(db: HqDb, viewer: Viewer, member_id: str, at: str, limit: int = HISTO
     escrow: dict[str, dict[str, int]] = {}
     other = {"value": 0, "points": 0}
     for store_id, ledger_name, outstanding in escrow_rows:
-        if viewer.sees_store(store_id):
+        if store_id in mine_stores:
             escrow.setdefault(store_id, {"value": 0, "points": 0})[ledger_name] = int(outstanding)
         else:
             other[ledger_name] += int(outstanding)
@@ -156,7 +145,7 @@ def detail(db: HqDb, viewer: Viewer, member_id: str, at: str, limit: int = HISTO
     held_points = sum(e["points"] for e in escrow.values()) + other["points"]
 
     def mine(store_id: str | None) -> bool:
-        return store_id is None or viewer.sees_store(store_id)
+        return store_id is None or store_id in mine_stores
 
     history = [{"kind": "sale", "at": r[3], "store_id": r[1], "store_name": names.get(r[1], r[1]), "ref": r[2],
                 "sale_id": r[0], "total": int(r[4]), "value": -int(r[5]), "points": int(r[7]) - int(r[6])}
@@ -180,6 +169,21 @@ def detail(db: HqDb, viewer: Viewer, member_id: str, at: str, limit: int = HISTO
     return view
 
 
+def _require_home(tx: Tx, viewer: Principal, member_id: str, home_store: str | None) -> None:
+    """A region manager changes only members whose home store is one of his (403 out_of_scope otherwise)."""
+    if viewer.scoped and (home_store is None or not in_scope(tx, viewer, home_store)):
+        raise out_of_scope(f"member {member_id}")
+
+
+def may_change(db: HqDb, viewer: Principal, member_id: str) -> bool:
+    """Whether `adjust` and `edit` would let this viewer change this member (for the page's forms)."""
+    if not viewer.may("members.write"):
+        return False
+    with db.read() as tx:
+        row = tx.one("SELECT home_store FROM hq_members WHERE member_id = ?", (member_id,))
+        return row is not None and (not viewer.scoped or (row[0] is not None and in_scope(tx, viewer, row[0])))
+
+
 class Adjustment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     adjustment_id: str
     ledger: str
@@ -198,11 +202,10 @@ def check_adjustment(adj: Adjustment) -> None:
         raise HqError(400, "reason_required", f"a reason of 1 to {MAX_REASON} characters is required")
 
 
-def adjust(db: HqDb, viewer: Viewer, member_id: str, adj: Adjustment, at: str) -> dict[str, Any]:
+def adjust(db: HqDb, viewer: Principal, member_id: str, adj: Adjustment, at: str) -> dict[str, Any]:
     """A manual correction of a member's balance (fen) or points, with its reason. Idempotent by
     adjustment id (the same id with other content is 409 id_conflict)."""
-    from hq_sync.server.service.audit import audit
-
+    require(viewer, "members.write")
     check_adjustment(adj)
     with db.write() as tx:
         tx.lock("hq_members", "member_id", [member_id])
@@ -215,14 +218,18 @@ def adjust(db: HqDb, viewer: Viewer, member_id: str, adj: Adjustment, at: str) -
             assert row is not None
             return {"member_id": member_id, "adjustment_id": adj.adjustment_id, "balance": int(row[0]),
                     "points": int(row[1]), "repeated": True}
-        row = tx.one("SELECT balance, points FROM hq_members WHERE member_id = ?", (member_id,))
+        row = tx.one("SELECT balance, points, home_store FROM hq_members WHERE member_id = ?", (member_id,))
         if row is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        _require_home(tx, viewer, member_id, row[2])
         balance, points = int(row[0]), int(row[1])
         held_row = tx.one("SELECT coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? AND ledger = ?",
                           (member_id, adj.ledger))
         held = int(held_row[0]) if held_row else 0
         total = balance if adj.ledger == "value" else points
+        if adj.delta < 0 and total + adj.delta < 0:
+            raise HqError(409, "insufficient_balance" if adj.ledger == "value" else "insufficient_points",
+                          f"member {member_id} has only {total}", available=total)
         if adj.delta < 0 and total + adj.delta < held:
             raise HqError(409, "escrow_held", f"only {max(0, total - held)} of member {member_id} is unallocated; "
                           f"{held} is held by stores: reclaim it first", unallocated=max(0, total - held), held=held)
@@ -235,10 +242,10 @@ def adjust(db: HqDb, viewer: Viewer, member_id: str, adj: Adjustment, at: str) -
         tx.run("""INSERT INTO hq_member_adjustments (adjustment_id, member_id, ledger, delta, reason, actor, at)
                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
                (adj.adjustment_id, member_id, adj.ledger, adj.delta, adj.reason.strip(), viewer.username, at))
-        audit(tx, viewer, "member.adjust", member_id,
+        audit(tx, viewer, "member.adjust", f"member:{member_id}",
               {"balance": balance, "points": points},
               {"balance": new_balance, "points": new_points, "ledger": adj.ledger, "delta": adj.delta,
-               "reason": adj.reason.strip(), "adjustment_id": adj.adjustment_id})
+               "reason": adj.reason.strip(), "adjustment_id": adj.adjustment_id}, at=at)
     return {"member_id": member_id, "adjustment_id": adj.adjustment_id, "balance": new_balance, "points": new_points,
             "repeated": False}
 
@@ -248,11 +255,10 @@ class ProfileEdit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tags: list[str] | None = None
 
 
-def edit(db: HqDb, private_key: bytes, viewer: Viewer, member_id: str, change: ProfileEdit,
+def edit(db: HqDb, private_key: bytes, viewer: Principal, member_id: str, change: ProfileEdit,
          at: str) -> dict[str, Any]:
     """Set a member's tier and/or manual tags; every store hears of it through the feed."""
-    from hq_sync.server.service.audit import audit
-
+    require(viewer, "members.write")
     tags = None
     if change.tags is not None:
         tags = sorted({t.strip() for t in change.tags if t.strip()})
@@ -260,9 +266,10 @@ def edit(db: HqDb, private_key: bytes, viewer: Viewer, member_id: str, change: P
             raise HqError(400, "invalid_field", f"at most {MAX_TAGS} tags of 1 to 32 letters, digits, - . _ :")
     with db.write() as tx:
         tx.lock("hq_members", "member_id", [member_id])
-        row = tx.one("SELECT tier, tags FROM hq_members WHERE member_id = ?", (member_id,))
+        row = tx.one("SELECT tier, tags, home_store FROM hq_members WHERE member_id = ?", (member_id,))
         if row is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        _require_home(tx, viewer, member_id, row[2])
         before = {"tier": row[0], "tags": msgspec.json.decode(row[1], type=list[str]) if row[1] else []}
         after = dict(before)
         if change.tier is not None:
@@ -275,5 +282,5 @@ def edit(db: HqDb, private_key: bytes, viewer: Viewer, member_id: str, change: P
             tx.run("UPDATE hq_members SET tier = ?, tags = ? WHERE member_id = ?",
                    (after["tier"], msgspec.json.encode(after["tags"]).decode(), member_id))
             append_feed(tx, private_key, "*", MembersPut(members=member_rows(tx, member_id)), at)
-            audit(tx, viewer, "member.edit", member_id, before, after)
+            audit(tx, viewer, "member.edit", f"member:{member_id}", before, after, at=at)
     return {"member_id": member_id, **after, "changed": after != before}

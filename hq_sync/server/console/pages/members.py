@@ -79,6 +79,8 @@ async def member_adjust(request: Request[Any, Any, Any], member_id: str) -> Redi
     try:
         done = await in_thread(member_desk.adjust, ui.hq.db, ui.who, member_id[:64], adj, now_text())
     except HqError as exc:
+        if exc.status == 403:
+            raise  # a forged form: the 403 page, nothing written
         if exc.code in ("insufficient_balance", "insufficient_points"):
             shown = ui.fmt.money(exc.extra["available"]) if ledger == "value" else ui.fmt.number(exc.extra["available"])
             return ui.redirect(back, error=ui._("The member has only %(amount)s.") % {"amount": shown})
@@ -107,6 +109,8 @@ async def member_profile(request: Request[Any, Any, Any], member_id: str) -> Red
         done = await in_thread(member_desk.edit, ui.hq.db, ui.hq.private_key, ui.who, member_id[:64], change,
                                 now_text())
     except HqError as exc:
+        if exc.status == 403:
+            raise  # a forged form: the 403 page, nothing written
         if exc.code == "invalid_field":
             return ui.redirect(back, error=ui._("Tags: at most 20, each 1 to 32 letters, digits or - . _ :"))
         return ui.redirect(back, error=ui.problem(exc))
@@ -128,6 +132,8 @@ async def member_reclaim(request: Request[Any, Any, Any], member_id: str) -> Red
         asked = await in_thread(members.reclaim, ui.hq.db, ui.who, ui.hq.private_key, member_id[:64], ledger, None,
                                  now_text())
     except HqError as exc:
+        if exc.status == 403:
+            raise  # a forged form: the 403 page, nothing written
         return ui.redirect(back, error=ui.problem(exc))
     ui.hq.signal.notify()
     if not asked:

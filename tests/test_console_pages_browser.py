@@ -14,18 +14,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import console_support
 import pytest
-from console_support import (  # noqa: F401 -- fixtures
-    DEMO_HQ,
-    DESKTOP,
-    SCREENSHOTS,
-    TABLET,
-    axe_problems,
-    browser,
-    desk,
-    desk_login,
-    hq_server,
-)
+from console_support import DEMO_HQ, DESKTOP, SCREENSHOTS, TABLET, axe_problems, desk, desk_login
 from sync_support import HqServer
 
 from hq_sync.server.console.nav import pages_for
@@ -35,6 +26,8 @@ VIEWPORTS = {"desktop": DESKTOP, "tablet": TABLET}
 SEARCHES = (("members", "/hq/ui/members?q=8000"),)
 SKIP = re.compile(r"/events$|/export|\.csv$|/lang/|/logout$")
 MAX_BELOW = 4  # linked pages of different kinds below one menu page
+browser = console_support.browser  # fixtures shared by the console tests
+hq_server = console_support.hq_server
 
 
 def _shape(path: str) -> str:

@@ -4,7 +4,8 @@ Builds the chain with hq_sync/server/storage/history.py into a SQLite file in a 
 or reuses `--db FILE` (built there on first use and kept: a year of 50 stores takes minutes to write
 and some GB). Starts `backroom hq serve` on it as a subprocess, logs in as each measured role
 (`--roles`, the demo logins; the token goes as the console's session cookie), and fetches every page
-the console's navigation shows that role, plus the detail pages of DETAIL_PATHS, `--repeat` times
+the console's navigation shows that role, the pages each of them links to below itself (one of each
+kind) and the views of DETAIL_PATHS (searches, the longest member history), `--repeat` times
 one after another after one untimed warm-up fetch. Per page: client-measured p50/p95/max and the
 server's own figure from `Server-Timing: app;dur=<ms>`. A page that answers 404 is reported as
 missing, any other non-200 answer as a failure. Target: every page's p95 ≤ 500 ms. Prints a
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,16 +35,24 @@ from edge.bench import _free_port, _machine, _machine_busy_s, _proc_cpu_s, _self
 from edge.bench_ui import _measure
 
 TARGET_P95_MS = 500.0
-ROLE_LOGINS = {"hq_admin": ("hq", "hq-demo"), "region_manager": ("region-east", "region-demo")}
-# Pages below the navigation's entries: one of each kind, on the busiest data the chain has.
+# Views behind a query, and the longest member history, that the menu's links do not reach.
 DETAIL_PATHS = (
     "/hq/ui/members?q=13800138000",
     "/hq/ui/members?q=8000",
     "/hq/ui/members?q=会员001",
     "/hq/ui/members/{busy_member}",
     "/hq/ui/members/M000001",
-    "/hq/ui/stores/demo-001",
 )
+MAX_BELOW = 4  # linked pages of different kinds below one menu page
+_HREF = re.compile(r'href="(/hq/ui/[^"?#]*)"')
+_SKIP = re.compile(r"/events$|/export|\.csv$|/lang/|/logout$|/static/")
+
+
+def role_logins() -> dict[str, tuple[str, str]]:
+    """role -> (username, password) of the demo HQ's logins."""
+    from hq_sync.server.service.demo import DEMO_USERS
+
+    return {role: (username, password) for username, password, role, _ in reversed(DEMO_USERS)}
 
 
 class HqProcess:
@@ -52,8 +62,9 @@ class HqProcess:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.command = [sys.executable, "-m", "edge.cli", "hq", "serve", "--db", str(db), "--port", str(self.port),
-                        "--host", "127.0.0.1", "--log-level", "warning"]
+        # --demo: a chain generated before a demo login was added gains it (nothing else changes)
+        self.command = [sys.executable, "-m", "edge.cli", "hq", "serve", "--demo", "--db", str(db), "--port",
+                        str(self.port), "--host", "127.0.0.1", "--log-level", "warning"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> HqProcess:
@@ -125,10 +136,30 @@ def _busy_member(db_path: Path) -> str:
 
 
 def console_paths(client: httpx.Client, role: str) -> list[str]:
-    """The console's navigation as this role sees it (its links), then the detail pages."""
+    """The console's navigation as this role sees it, each menu page followed by the pages it links to
+    below itself (one of each kind: a store, a user…), then DETAIL_PATHS."""
     from hq_sync.server.console.nav import pages_for
 
-    return [*(item.path for item in pages_for(role)), *DETAIL_PATHS]
+    paths: list[str] = []
+    kinds: set[str] = set()
+    for item in pages_for(role):
+        paths.append(item.path)
+        page = client.get(item.path)
+        below = 0
+        for href in _HREF.findall(page.text):
+            kind = href.rsplit("/", 1)[0]
+            if href.startswith(item.path + "/") and not _SKIP.search(href) and kind not in kinds \
+                    and below < MAX_BELOW:
+                kinds.add(kind)
+                paths.append(href)
+                below += 1
+    return [*paths, *(p for p in DETAIL_PATHS if role_may(role, p))]
+
+
+def role_may(role: str, path: str) -> bool:
+    from hq_sync.server.console.nav import pages_for
+
+    return any(path.startswith(item.path) for item in pages_for(role))
 
 
 def bench_console(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +172,7 @@ def bench_console(args: argparse.Namespace) -> dict[str, Any]:
         with HqProcess(path, work / "hq.log") as hq:
             hq0, cli0, all0, w0 = _proc_cpu_s(hq.pid), _self_cpu_s(), _machine_busy_s(), time.perf_counter()
             for role in args.roles.split(","):
-                username, password = ROLE_LOGINS[role]
+                username, password = role_logins()[role]
                 login = httpx.post(hq.base + "/hq/v1/auth/login", json={"username": username, "password": password},
                                    timeout=30)
                 if login.status_code != 200:
@@ -149,8 +180,7 @@ def bench_console(args: argparse.Namespace) -> dict[str, Any]:
                 token = login.json()["token"]
                 with httpx.Client(base_url=hq.base, timeout=60, follow_redirects=False,
                                   headers={"Accept": "text/html"}, cookies={SESSION_COOKIE: token}) as client:
-                    for page in console_paths(client, role):
-                        target = page.format(**names)
+                    for target in dict.fromkeys(page.format(**names) for page in console_paths(client, role)):
                         pages[f"{role} {target}"] = _measure(client, target, args.repeat)
             wall = time.perf_counter() - w0
             hq_cpu, cli_cpu = _proc_cpu_s(hq.pid) - hq0, _self_cpu_s() - cli0
@@ -203,9 +233,9 @@ def run_console_bench(args: argparse.Namespace) -> int:
         print("--repeat, --stores and --tickets-per-day must be positive, --days and --members not negative",
               file=sys.stderr)
         return 2
-    unknown = [r for r in args.roles.split(",") if r not in ROLE_LOGINS]
+    unknown = [r for r in args.roles.split(",") if r not in role_logins()]
     if unknown:
-        print(f"--roles: unknown {unknown}; known {sorted(ROLE_LOGINS)}", file=sys.stderr)
+        print(f"--roles: unknown {unknown}; known {sorted(role_logins())}", file=sys.stderr)
         return 2
     figures = bench_console(args)
     if not args.json:

@@ -340,3 +340,32 @@ def test_the_console_members_page_needs_a_login(chain: Chain, tmp_path: Path) ->
     anonymous = httpx.get(chain.hq.url + "/hq/ui/members/M000001", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/hq/ui/login")
     assert httpx.post(chain.hq.url + "/hq/ui/members/M000001/adjust", data={"amount": "1"}).status_code in (303, 401)
+
+
+# -- merge ---------------------------------------------------------------------------------------------------------
+
+def test_merging_a_duplicate_by_hand_combines_the_two_members(chain: Chain) -> None:
+    """With the chain's merge service (service/merges.py) the page merges; without it the page offers no
+    merge and a forged one writes nothing."""
+    from hq_sync.server.service.member_desk import merge_service
+
+    winner, loser = "M000008", "M000009"
+    client = login(chain.hq, "hq")
+    page = client.get(f"/hq/ui/members/{winner}").text
+    before = [balances(chain.hq, winner), balances(chain.hq, loser)]
+    unconfirmed = post_page_form(client, f"/hq/ui/members/{winner}", f"/hq/ui/members/{winner}/merge",
+                                 {"loser": loser})
+    assert unconfirmed.status_code == 303 and flash(unconfirmed)
+    assert [balances(chain.hq, winner), balances(chain.hq, loser)] == before
+    answer = post_page_form(client, f"/hq/ui/members/{winner}", f"/hq/ui/members/{winner}/merge",
+                            {"loser": loser, "confirm": "yes"})
+    assert answer.status_code == 303
+    if merge_service() is None:
+        assert f'action="/hq/ui/members/{winner}/merge"' not in page
+        assert [balances(chain.hq, winner), balances(chain.hq, loser)] == before
+        return
+    assert f'action="/hq/ui/members/{winner}/merge"' in page
+    combined = (before[0][0] + before[1][0], before[0][1] + before[1][1])
+    assert balances(chain.hq, winner) == combined
+    assert balances(chain.hq, loser) == (0, 0)
+    assert chain.hq.query("SELECT count(*) FROM hq_audit WHERE action = 'member.merge'")[0][0] >= 1

@@ -21,7 +21,10 @@ Rules (docs/hq-console.md "Members"):
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -284,3 +287,36 @@ def edit(db: HqDb, private_key: bytes, viewer: Principal, member_id: str, change
             append_feed(tx, private_key, "*", MembersPut(members=member_rows(tx, member_id)), at)
             audit(tx, viewer, "member.edit", f"member:{member_id}", before, after, at=at)
     return {"member_id": member_id, **after, "changed": after != before}
+
+
+# -- merge by hand -------------------------------------------------------------------------------------------------
+
+def merge_service() -> Callable[..., dict[str, Any]] | None:
+    """The chain's merge of two members (`service/merges.py`, `merge_by_hand`: the same code path as a
+    detected duplicate, from branch chain-members), or None while this HQ does not have it."""
+    try:
+        module = importlib.import_module("hq_sync.server.service.merges")
+    except ImportError:
+        return None
+    fn = getattr(module, "merge_by_hand", None)
+    return fn if callable(fn) else None
+
+
+def merge(db: HqDb, private_key: bytes, viewer: Principal, winner: str, loser: str, at: str) -> dict[str, Any]:
+    """Merge member `loser` into `winner` by hand: `members.write`, and for a region manager both members'
+    home stores in his regions; the merge itself (ledgers combined, alias, feed, audit) is merges.py's."""
+    require(viewer, "members.write")
+    fn = merge_service()
+    if fn is None:
+        raise HqError(501, "merge_unavailable", "merging members is not available on this HQ")
+    if not loser or loser == winner:
+        raise HqError(400, "invalid_field", "name another member to merge into this one")
+    with db.read() as tx:
+        for member_id in (winner, loser):
+            row = tx.one("SELECT home_store FROM hq_members WHERE member_id = ?", (member_id,))
+            if row is None:
+                raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+            _require_home(tx, viewer, member_id, row[0])
+    actor = inspect.signature(fn).parameters.get("actor")
+    who: Any = viewer if actor is not None and "Principal" in str(actor.annotation) else viewer.username
+    return fn(db, private_key, winner, loser, who, at)

@@ -51,7 +51,8 @@ def member_page(request: Request[Any, Any, Any], member_id: str) -> Response[str
     view = member_desk.detail(ui.hq.db, ui.who, member_id[:64], now_text())
     return ui.render("members/member.html", title=view["name"] or view["member_id"], m=view, kinds=KINDS,
                      ledgers=LEDGERS, adjustment_id=str(uuid.uuid4()), path=member_path(view["member_id"]),
-                     can_change=member_desk.may_change(ui.hq.db, ui.who, view["member_id"]))
+                     can_change=member_desk.may_change(ui.hq.db, ui.who, view["member_id"]),
+                     can_merge=member_desk.merge_service() is not None)
 
 
 def _amount(ledger: str, text: str) -> int | None:
@@ -142,4 +143,23 @@ async def member_reclaim(request: Request[Any, Any, Any], member_id: str) -> Red
                                          "have (seconds when they are online)."))
 
 
-ROUTES = [members_page, member_page, member_adjust, member_profile, member_reclaim]
+@post("/hq/ui/members/{member_id:str}/merge", opt=page("members.write"))
+async def member_merge(request: Request[Any, Any, Any], member_id: str) -> Redirect:
+    ui = ConsoleView(request)
+    form = await ui.form()
+    back = member_path(member_id[:64])
+    loser = form.get("loser", "").strip().upper()[:64]
+    if form.get("confirm") != "yes":
+        return ui.redirect(back, error=ui._("Tick the box to confirm the merge: it cannot be undone."))
+    try:
+        await in_thread(member_desk.merge, ui.hq.db, ui.hq.private_key, ui.who, member_id[:64], loser, now_text())
+    except HqError as exc:
+        if exc.status == 403:
+            raise
+        return ui.redirect(back, error=ui.problem(exc))
+    ui.hq.signal.notify()
+    return ui.redirect(back, notice=ui._("Member %(loser)s was merged into this one; the old number still finds "
+                                         "this member at every store.") % {"loser": loser})
+
+
+ROUTES = [members_page, member_page, member_adjust, member_profile, member_reclaim, member_merge]

@@ -44,11 +44,6 @@ from edge.run_demo import (
 
 CHAIN_STORES = ("demo-001", "demo-002")
 HQ_LOGIN = ("hq", "hq-demo")
-# Console logins of the demo HQ (CONTRACT.md and docs/hq-console.md): username, password, what they are.
-CONSOLE_LOGINS = (
-    ("hq", "hq-demo", "HQ admin"),
-    ("region-east", "region-demo", "region manager of 华东 East (demo-001)"),
-)
 # Variables of `make run` that must not leak into the chain's children: each child gets its own by argument.
 _OWN_VARS = ("BACKROOM_DATA", "BACKROOM_PORT", "BACKROOM_MQTT_PORT", "BACKROOM_STORE", "BACKROOM_HQ",
              "BACKROOM_HQ_PORT", "BACKROOM_HQ_DB", "BACKROOM_MQTT_LOCAL_PORT")
@@ -232,7 +227,11 @@ def _banner(hq_port: int, plans: list[StorePlan], devices: dict[str, dict[str, t
                      f"http://{host}:{plan.port}/api/v1   MQTT {plan.mqtt_port}   {state}")
         if plan.store_id not in devices:
             lines.append("                devices OFF: the hub could not start its Mosquitto (see its log)")
-    lines.append("  Console       " + "\n                ".join(f"{u} / {p} ({what})" for u, p, what in CONSOLE_LOGINS))
+    from hq_sync.server.service.demo import DEMO_USERS
+
+    logins = [f"{user} / {password} ({role}{', ' + ', '.join(regions) if regions else ''})"
+              for user, password, role, regions in DEMO_USERS]
+    lines.append("  Console       " + "\n                ".join(logins))
     lines += [
         "  Tablets       manager / manager-demo (store manager), cashier / PIN 1234 (cashier),",
         "                guide / PIN 5678 (sales guide), region / region-demo (region manager)",

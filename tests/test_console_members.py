@@ -131,8 +131,8 @@ def test_search_and_member_page_mask_phones_for_roles_that_do_not_need_them(chai
         assert "13800138000" in page.text and "1971-05-09" in page.text
     views = chain.hq.query("SELECT username, member_id, via FROM hq_pii_views WHERE view_id > ? ORDER BY view_id",
                            (before,))
-    assert views == [("hq", "M000001", "search"), ("hq", "M000001", "member"),
-                     ("region-east", "M000001", "search"), ("region-east", "M000001", "member")]
+    assert views == [("hq", "M000001", "console search"), ("hq", "M000001", "console member"),
+                     ("region-east", "M000001", "console search"), ("region-east", "M000001", "console member")]
 
 
 def test_search_finds_by_card_name_and_last_four_digits(chain: Chain) -> None:
@@ -369,3 +369,46 @@ def test_merging_a_duplicate_by_hand_combines_the_two_members(chain: Chain) -> N
     assert balances(chain.hq, winner) == combined
     assert balances(chain.hq, loser) == (0, 0)
     assert chain.hq.query("SELECT count(*) FROM hq_audit WHERE action = 'member.merge'")[0][0] >= 1
+
+
+# -- the same over the API ------------------------------------------------------------------------------------------
+
+def api_as(hq: HqServer, username: str) -> httpx.Client:
+    token = httpx.post(hq.url + "/hq/v1/auth/login", json={"username": username, "password": PASSWORDS[username]},
+                       timeout=10).json()["token"]
+    return httpx.Client(base_url=hq.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_the_api_masks_scopes_and_books_adjustments_as_the_page_does(chain: Chain) -> None:
+    found = api_as(chain.hq, "finance").get("/hq/v1/members", params={"q": "13800138000"}).json()["members"]
+    assert [(m["member_id"], m["phone"], m["masked"]) for m in found] == [("M000001", "138****8000", True)]
+    full = api_as(chain.hq, "hq").get("/hq/v1/members", params={"q": "13800138000"}).json()["members"]
+    assert full[0]["phone"] == "13800138000"
+    assert chain.hq.query("SELECT via FROM hq_pii_views ORDER BY view_id DESC LIMIT 1") == [("api search",)]
+    overview = api_as(chain.hq, "region-east").get("/hq/v1/members/M000001/overview")
+    assert overview.status_code == 200 and "demo-002" not in overview.json()["escrow"]
+
+    admin = api_as(chain.hq, "hq")
+    member = "M000010"
+    value0, points0 = balances(chain.hq, member)
+    body = {"adjustment_id": str(uuid.uuid4()), "ledger": "points", "delta": 25, "reason": "api goodwill"}
+    first = admin.post(f"/hq/v1/members/{member}/adjustments", json=body)
+    again = admin.post(f"/hq/v1/members/{member}/adjustments", json=body)
+    assert (first.status_code, again.status_code) == (201, 200), first.text
+    assert first.json()["points"] == again.json()["points"] == points0 + 25
+    other = admin.post(f"/hq/v1/members/{member}/adjustments", json={**body, "delta": 26})
+    assert (other.status_code, other.json()["code"]) == (409, "id_conflict")
+    short = admin.post(f"/hq/v1/members/{member}/adjustments",
+                       json={**body, "adjustment_id": str(uuid.uuid4()), "ledger": "value", "delta": -(value0 + 1)})
+    assert short.status_code == 409 and short.json()["code"] == "insufficient_balance"
+    for bad in ({**body, "delta": 10**30}, {**body, "delta": "5"}, {**body, "extra": 1}, {**body, "ledger": "gold"},
+                {**body, "adjustment_id": "x"}, {**body, "reason": ""}, {**body, "delta": 0}):
+        answer = admin.post(f"/hq/v1/members/{member}/adjustments", json=bad)
+        assert 400 <= answer.status_code < 500 and "code" in answer.json(), (bad, answer.text)
+    assert admin.get("/hq/v1/members", params={"limit": "9" * 30}).status_code == 400
+    assert admin.get("/hq/v1/members", params={"q": "x" * 65}).status_code == 400
+    assert balances(chain.hq, member) == (value0, points0 + 25)
+    refused = api_as(chain.hq, "auditor").post(f"/hq/v1/members/{member}/adjustments",
+                                               json={**body, "adjustment_id": str(uuid.uuid4())})
+    assert refused.status_code == 403
+    assert balances(chain.hq, member) == (value0, points0 + 25)

@@ -100,7 +100,8 @@ def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
                   (pattern, limit))
 
 
-def search(db: HqDb, viewer: Principal, query: str, at: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+def search(db: HqDb, viewer: Principal, query: str, at: str, limit: int = SEARCH_LIMIT,
+           via: str = "console") -> list[dict[str, Any]]:
     """Members matching `query`, masked for the viewer; unmasked results are recorded as viewed."""
     require(viewer, "members.read")
     if len(query) > 64:
@@ -112,11 +113,12 @@ def search(db: HqDb, viewer: Principal, query: str, at: str, limit: int = SEARCH
     if unmasked and hits:
         with db.write() as tx:
             pii_views.record(tx, viewer.username, [h["member_id"] for h in hits], "phone,card_no,name",
-                             "search", at)
+                             f"{via} search", at)
     return hits
 
 
-def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
+def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HISTORY_LIMIT,
+           via: str = "console") -> dict[str, Any]:
     """One member chain-wide: profile (masked per role), balance and points with escrow per store
     (per-store detail within the viewer's scope), adjustments, and history across stores."""
     require(viewer, "members.read")
@@ -165,10 +167,11 @@ def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HI
         "adjustments": [{"adjustment_id": r[0], "ledger": r[1], "delta": int(r[2]), "reason": r[3], "actor": r[4],
                          "at": r[5]} for r in adjustments],
         "tiers": tiers,
+        "pii_views": pii_views.views(db, member_id, 20) if viewer.may("audit.read") else None,
     }
     if unmasked:
         with db.write() as tx:
-            pii_views.record(tx, viewer.username, [member_id], "phone,card_no,name,birthday", "member", at)
+            pii_views.record(tx, viewer.username, [member_id], "phone,card_no,name,birthday", f"{via} member", at)
     return view
 
 

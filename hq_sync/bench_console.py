@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,10 @@ DETAIL_PATHS = (
     "/hq/ui/members?q=会员001",
     "/hq/ui/members/{busy_member}",
     "/hq/ui/members/M000001",
+    "/hq/ui/reports?by=category",
+    "/hq/ui/reports?by=hour",
+    "/hq/ui/reports?by=region&from={year_ago}&to={today}",
+    "/hq/ui/reports?by=day&from={year_ago}&to={today}",
 )
 MAX_BELOW = 4  # linked pages of different kinds below one menu page
 _HREF = re.compile(r'href="(/hq/ui/[^"?#]*)"')
@@ -167,7 +173,9 @@ def bench_console(args: argparse.Namespace) -> dict[str, Any]:
 
     with _chain(args) as (path, work, built):
         db_bytes = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-        names = {"busy_member": _busy_member(path)}
+        today = datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
+        names = {"busy_member": _busy_member(path), "today": today.isoformat(),
+                 "year_ago": (today - datetime.timedelta(days=364)).isoformat()}
         pages: dict[str, dict[str, Any]] = {}
         with HqProcess(path, work / "hq.log") as hq:
             hq0, cli0, all0, w0 = _proc_cpu_s(hq.pid), _self_cpu_s(), _machine_busy_s(), time.perf_counter()

@@ -30,7 +30,14 @@ from typing import Any
 import msgspec
 
 from hq_sync.server.service import pii_views
-from hq_sync.server.service.access import Principal, in_scope, out_of_scope, require, stores_in_scope
+from hq_sync.server.service.access import (
+    Principal,
+    in_scope,
+    out_of_scope,
+    require,
+    scope_sql,
+    stores_in_scope,
+)
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.feed import append_feed
@@ -131,10 +138,13 @@ def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HI
         escrow_rows = tx.all("SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? "
                              "AND outstanding > 0 ORDER BY store_id, ledger", (member_id,))
         names = {r[0]: r[1] for r in tx.all("SELECT store_id, name FROM hq_stores")}
-        sales = tx.all("""SELECT sale_id, store_id, receipt_no, at, total, value_spent, points_redeemed, points_earned
-                          FROM hq_sales WHERE member_id = ? ORDER BY at DESC LIMIT ?""", (member_id, limit * 4))
-        ledger = tx.all("""SELECT entry_id, ledger, delta, kind, store_id, ref, at FROM hq_member_ledger
-                           WHERE member_id = ? ORDER BY entry_id DESC LIMIT ?""", (member_id, limit * 4))
+        in_scope_sql, scope_args = scope_sql(viewer, "store_id")
+        sales = tx.all(f"""SELECT sale_id, store_id, receipt_no, at, total, value_spent, points_redeemed, points_earned
+                           FROM hq_sales WHERE member_id = ? AND {in_scope_sql} ORDER BY at DESC LIMIT ?""",
+                       [member_id, *scope_args, limit])
+        ledger = tx.all(f"""SELECT entry_id, ledger, delta, kind, store_id, ref, at FROM hq_member_ledger
+                           WHERE member_id = ? AND (store_id IS NULL OR {in_scope_sql})
+                           ORDER BY entry_id DESC LIMIT ?""", [member_id, *scope_args, limit])
         adjustments = tx.all("""SELECT adjustment_id, ledger, delta, reason, actor, at FROM hq_member_adjustments
                                 WHERE member_id = ? ORDER BY at DESC LIMIT ?""", (member_id, limit))
         tiers = [r[0] for r in tx.all("SELECT tier FROM hq_tiers ORDER BY min_points, tier")]

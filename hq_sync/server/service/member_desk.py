@@ -330,6 +330,9 @@ def merge(db: HqDb, private_key: bytes, viewer: Principal, winner: str, loser: s
             if row is None:
                 raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
             _require_home(tx, viewer, member_id, row[0])
-    actor = inspect.signature(fn).parameters.get("actor")
-    who: Any = viewer if actor is not None and "Principal" in str(actor.annotation) else viewer.username
-    return fn(db, private_key, winner, loser, who, at)
+    params = inspect.signature(fn).parameters  # by name: (db, principal, private_key, winner, loser, at)
+    given: dict[str, Any] = {"db": db, "private_key": private_key, "winner": winner, "loser": loser, "at": at,
+                             "principal": viewer}
+    if "actor" in params:  # an earlier form names the actor by his user name
+        given["actor"] = viewer if "Principal" in str(params["actor"].annotation) else viewer.username
+    return fn(**{name: value for name, value in given.items() if name in params})

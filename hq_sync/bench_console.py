@@ -78,7 +78,7 @@ class HqProcess:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 900  # an older chain gains new rollups at its first start: minutes
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"HQ exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
@@ -87,7 +87,7 @@ class HqProcess:
                     return self
             if time.monotonic() > deadline:
                 self.__exit__()
-                raise RuntimeError(f"HQ did not answer /healthz within 60 s:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"HQ did not answer /healthz within 900 s:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
 
     @property

@@ -18,6 +18,9 @@ Member money stays consistent: every balance and points change is an `hq_member_
 members' cached `balance`/`points` are the sums of their ledgers, and each member's home store holds
 an escrow within them (`balance ≥ Σ outstanding ≥ 0`).
 
+The rollups the dashboard and the reports read (`hq_sales_hourly`, `hq_store_hours`, `hq_sku_days`,
+`hq_rule_days`) are built at the end from the sales written, as HQ builds them for older sales at start.
+
 Not written, on purpose: `hq_deltas` rows of applied deltas (the stores' acked/head sequences are
 set to what their streams would hold; digest checks are written as their outcome), the feed, and
 stock movements (the per-store stock snapshot `hq_stock_levels` is written instead). Returns refund
@@ -280,8 +283,22 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
             say(f"{day.isoformat()}: {stats.tickets} tickets, {stats.lines} lines "
                 f"({time.perf_counter() - t0:.0f} s)")
     _finish(db, ids, chain, events, rng, now, items)
+    refill_rollups(db)
     stats.seconds = round(time.perf_counter() - t0, 1)
     return stats
+
+
+ROLLUP_TABLES = ("hq_sales_hourly", "hq_store_hours", "hq_sku_days", "hq_rule_days")
+
+
+def refill_rollups(db: HqDb) -> None:
+    """The report and dashboard rollups from the sales just written, as HQ builds them at start for sales
+    it held before it kept them (storage/schema.py): emptied, then rebuilt by create_schema."""
+    with db.write() as tx:
+        for table in ROLLUP_TABLES:
+            tx.run(f"DELETE FROM {table}")
+        tx.run("DELETE FROM hq_meta WHERE key = 'sales_rollups'")
+    create_schema(db)
 
 
 def _finish(db: HqDb, ids: list[str], chain: list[_Member], events: dict[str, int], rng: random.Random,

@@ -39,6 +39,8 @@ def test_a_generated_chain_adds_up_and_its_rollups_agree_with_its_sales(tmp_path
                 tx.one("SELECT count(*), sum(total) FROM hq_sales")
             assert tx.one("SELECT sum(tickets), sum(net) FROM hq_store_hours") == \
                 tx.one("SELECT count(*), sum(total) FROM hq_sales")
+            assert tx.one("SELECT sum(tickets), sum(net) FROM hq_store_days") == \
+                tx.one("SELECT count(*), sum(total) FROM hq_sales")
             assert tx.one("SELECT sum(lines), sum(net) FROM hq_sku_days") == \
                 tx.one("SELECT count(*), sum(net) FROM hq_sale_lines")
             week = tx.one("SELECT count(*), sum(total) FROM hq_sales WHERE day BETWEEN '2026-06-04' AND '2026-06-10'")

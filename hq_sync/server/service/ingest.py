@@ -474,6 +474,16 @@ def _roll_up(tx: Tx, store_id: str, plan: Plan) -> None:
                gross = hq_store_hours.gross + excluded.gross, discount = hq_store_hours.discount + excluded.discount,
                net = hq_store_hours.net + excluded.net""",
             [(store_id, day, hour, *v) for (day, hour), v in sorted(hours.items())])
+    store_days: dict[str, list[int]] = {}
+    for (day, _), v in hours.items():
+        cell = store_days.setdefault(day, [0, 0, 0, 0])
+        for i, x in enumerate(v):
+            cell[i] += x
+    tx.many("""INSERT INTO hq_store_days (store_id, day, tickets, gross, discount, net) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (store_id, day) DO UPDATE SET tickets = hq_store_days.tickets + excluded.tickets,
+               gross = hq_store_days.gross + excluded.gross, discount = hq_store_days.discount + excluded.discount,
+               net = hq_store_days.net + excluded.net""",
+            [(store_id, day, *v) for day, v in sorted(store_days.items())])
     tx.many("""INSERT INTO hq_sku_days (store_id, day, sku, lines, qty, discount, net) VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (store_id, day, sku) DO UPDATE SET lines = hq_sku_days.lines + excluded.lines,
                qty = hq_sku_days.qty + excluded.qty, discount = hq_sku_days.discount + excluded.discount,

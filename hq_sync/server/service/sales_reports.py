@@ -122,7 +122,8 @@ def sales(db: HqDb, principal: Principal, by: str, day_from: str, day_to: str, r
             found = {str(r[0]): r for r in tx.all(
                 f"""SELECT {key}, sum(x.tickets), coalesce(sum(x.gross), 0), coalesce(sum(x.discount), 0),
                            coalesce(sum(x.net), 0), count(DISTINCT x.store_id)
-                    FROM hq_store_hours x JOIN hq_stores s ON s.store_id = x.store_id
+                    FROM {"hq_store_hours" if by == "hour" else "hq_store_days"} x
+                    JOIN hq_stores s ON s.store_id = x.store_id
                     WHERE x.day BETWEEN ? AND ?{where} GROUP BY {key} ORDER BY 1""", rng)}
             if by == "store":
                 swhere, sargs = _stores_filter(scope, "store_id")
@@ -183,13 +184,13 @@ def reconciliation(db: HqDb, principal: Principal, day_from: str, day_to: str) -
     with db.read() as tx:
         zs = tx.all(f"""SELECT z.store_id, z.day, z.z_no, z.tickets, z.net, z.refunded, z.at FROM hq_z_reports z
                         WHERE z.day BETWEEN ? AND ?{where} ORDER BY z.day, z.store_id""", [lo, hi, *args])
-        # HQ's side only for the store days that have a Z report, from the per-store-hour rollup (ingest keeps
+        # HQ's side only for the store days that have a Z report, from the per-store-day rollup (ingest keeps
         # it with the sales): a year of 50 stores summed from hq_sales took 1.3 s, with no Z report at all.
         days = sorted({str(z[1]) for z in zs})
         z_where, z_args = _stores_filter(frozenset(str(z[0]) for z in zs), "x.store_id")
         hq_sales = {(str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in tx.all(
-            f"""SELECT x.store_id, x.day, coalesce(sum(x.tickets), 0), coalesce(sum(x.net), 0) FROM hq_store_hours x
-                WHERE x.day BETWEEN ? AND ?{z_where} GROUP BY x.store_id, x.day""",
+            f"""SELECT x.store_id, x.day, x.tickets, x.net FROM hq_store_days x
+                WHERE x.day BETWEEN ? AND ?{z_where}""",
             [days[0], days[-1], *z_args])} if zs else {}
         hq_refunds = {(str(r[0]), str(r[1])): int(r[2]) for r in tx.all(
             f"""SELECT x.store_id, x.day, coalesce(sum(x.refund_total), 0) FROM hq_returns x

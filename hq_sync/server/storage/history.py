@@ -18,8 +18,8 @@ Member money stays consistent: every balance and points change is an `hq_member_
 members' cached `balance`/`points` are the sums of their ledgers, and each member's home store holds
 an escrow within them (`balance ≥ Σ outstanding ≥ 0`).
 
-The rollups the dashboard and the reports read (`hq_sales_hourly`, `hq_store_hours`, `hq_sku_days`,
-`hq_rule_days`) are built at the end from the sales written, as HQ builds them for older sales at start.
+The rollups the dashboard and the reports read (`hq_sales_hourly`, `hq_store_hours`, `hq_store_days`,
+`hq_sku_days`, `hq_rule_days`) are built at the end from the sales written, as HQ builds them for older sales at start.
 
 Not written, on purpose: `hq_deltas` rows of applied deltas (the stores' acked/head sequences are
 set to what their streams would hold; digest checks are written as their outcome), the feed, and
@@ -288,7 +288,7 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
     return stats
 
 
-ROLLUP_TABLES = ("hq_sales_hourly", "hq_store_hours", "hq_sku_days", "hq_rule_days")
+ROLLUP_TABLES = ("hq_sales_hourly", "hq_store_hours", "hq_store_days", "hq_sku_days", "hq_rule_days")
 
 
 def refill_rollups(db: HqDb) -> None:

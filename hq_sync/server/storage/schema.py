@@ -542,6 +542,16 @@ CREATE TABLE IF NOT EXISTS hq_store_hours (
     net BIGINT NOT NULL,
     PRIMARY KEY (store_id, day, hour)
 );
+CREATE TABLE IF NOT EXISTS hq_store_days (
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    tickets BIGINT NOT NULL,
+    gross BIGINT NOT NULL,
+    discount BIGINT NOT NULL,
+    net BIGINT NOT NULL,
+    PRIMARY KEY (store_id, day)
+);
+CREATE INDEX IF NOT EXISTS hq_store_days_day ON hq_store_days (day, store_id, tickets, gross, discount, net);
 CREATE TABLE IF NOT EXISTS hq_rule_days (
     rule_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
@@ -578,6 +588,15 @@ CREATE TABLE IF NOT EXISTS hq_transfer_approvals (
 )
 """
 
+def _fill_store_days(tx: Tx) -> None:
+    """Once: the per-store-day rollup (a year's report sums 18,000 store days, not 275,000 store hours) from
+    the store hours of an HQ that kept those before it (ingest keeps both from then on)."""
+    if tx.one("SELECT 1 FROM hq_store_days LIMIT 1") is None and tx.one("SELECT 1 FROM hq_store_hours LIMIT 1"):
+        tx.run("""INSERT INTO hq_store_days (store_id, day, tickets, gross, discount, net)
+                  SELECT store_id, day, sum(tickets), sum(gross), sum(discount), sum(net) FROM hq_store_hours
+                  GROUP BY store_id, day""")
+
+
 def _fill_rollups(tx: Tx) -> None:
     """Once: the sales rollups of the sales HQ held before it kept them (ingest keeps them from then on)."""
     if tx.one("SELECT 1 FROM hq_meta WHERE key = 'sales_rollups'") is not None:
@@ -613,5 +632,6 @@ def create_schema(db: HqDb) -> None:
                              sum(CASE WHEN member_id IS NULL THEN 0 ELSE 1 END)
                       FROM hq_sales GROUP BY store_id, day, CAST(substr(at, 12, 2) AS BIGINT)""")
         _fill_rollups(tx)
+        _fill_store_days(tx)
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))

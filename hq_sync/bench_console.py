@@ -51,7 +51,7 @@ DETAIL_PATHS = (
 )
 MAX_BELOW = 4  # linked pages of different kinds below one menu page
 _HREF = re.compile(r'href="(/hq/ui/[^"?#]*)"')
-_SKIP = re.compile(r"/events$|/export|\.csv$|/lang/|/logout$|/static/")
+_SKIP = re.compile(r"/events$|/export|[./]csv$|/lang/|/logout$|/static/")  # streams, downloads, actions
 
 
 def role_logins() -> dict[str, tuple[str, str]]:

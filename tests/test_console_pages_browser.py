@@ -24,7 +24,7 @@ from hq_sync.server.console.nav import pages_for
 VIEWPORTS = {"desktop": DESKTOP, "tablet": TABLET}
 # Views behind a query that the menu's links do not reach: (menu key, path).
 SEARCHES = (("members", "/hq/ui/members?q=8000"),)
-SKIP = re.compile(r"/events$|/export|\.csv$|/lang/|/logout$")
+SKIP = re.compile(r"/events$|/export|[./]csv$|/lang/|/logout$")  # streams, downloads, actions (path only)
 MAX_BELOW = 4  # linked pages of different kinds below one menu page
 browser = console_support.browser  # fixtures shared by the console tests
 hq_server = console_support.hq_server
@@ -40,7 +40,7 @@ def below(page: Any, prefix: str) -> list[str]:
     hrefs = page.eval_on_selector_all("main a[href]", "els => els.map(e => e.getAttribute('href'))")
     kinds: dict[str, str] = {}
     for href in hrefs:
-        if href.startswith(prefix + "/") and not SKIP.search(href):
+        if href.startswith(prefix + "/") and not SKIP.search(href.split("?", 1)[0]):
             kinds.setdefault(_shape(href), href)
     return list(kinds.values())[:MAX_BELOW]
 

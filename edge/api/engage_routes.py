@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from edge.api.openapi import body_operation
 from edge.api.support import actor_of, decode_body, raw_json
+from edge.background import background
 from edge.engage import campaigns, referrals
 from edge.engage.channels import channels_for
 from edge.engage.policy import EngagePolicy, decode_policy, keep_secrets, shown
@@ -195,15 +196,8 @@ async def engage_lifespan(app: Any) -> AsyncIterator[None]:
             except Exception:
                 log.exception("campaign run failed")
 
-    task = asyncio.create_task(daily())
-    try:
+    async with background(daily()):
         yield
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 ENGAGE_ROUTES: list[Any] = [member_referrals, member_referrer, member_inbox, campaigns_run, notification_list,

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from edge.background import background
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger
@@ -120,15 +121,8 @@ async def points_lifespan(app: Any) -> AsyncIterator[None]:
             if hub.clock.today() != last:
                 last = await once()
 
-    task = asyncio.create_task(daily())
-    try:
+    async with background(daily()):
         yield
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 # -- rewards ------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from edge.background import background
 from edge.members import auto_tags, tiers
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,5 @@ async def review_lifespan(app: Any) -> AsyncIterator[None]:
             if hub.clock.today() != last:
                 last = await once()
 
-    task = asyncio.create_task(daily())
-    try:
+    async with background(daily()):
         yield
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass

@@ -13,6 +13,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.params import Parameter
 
+from edge.background import background
 from edge.engage.policy import shown
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response, signed_store
 from hq_sync.server.service import engage
@@ -103,15 +104,8 @@ async def campaign_schedule(app: Litestar) -> AsyncIterator[None]:
             except Exception:
                 log.exception("campaign run failed")
 
-    task = asyncio.create_task(daily())
-    try:
+    async with background(daily()):
         yield
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 async def _tick(hq: Any) -> None:

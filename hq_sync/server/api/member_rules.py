@@ -14,6 +14,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.params import Parameter
 
+from edge.background import background
 from edge.members.tagging import TagRuleSet
 from edge.members.tiering import TierSettings
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
@@ -121,15 +122,8 @@ async def member_pass_lifespan(app: Litestar) -> AsyncIterator[None]:
             if member_rules.chain_today() != last:
                 last = await once(member_rules.chain_today())
 
-    task = asyncio.create_task(daily(await once(member_rules.chain_today())))
-    try:
+    async with background(daily(await once(member_rules.chain_today()))):
         yield
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 ROUTES = [tiers_get, tiers_put, tag_rules_get, tag_rules_put, members_review, tier_changes]

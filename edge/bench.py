@@ -40,6 +40,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -60,6 +61,7 @@ import httpx
 import msgspec
 
 from edge.catalog.barcodes import make_variable_measure
+from edge.members import pii
 
 SEED = 20240611
 WEIGHED_DEMO_LABEL = "2112345015002"  # 1.500 kg of loose Fuji apples (PLU 12345)
@@ -654,6 +656,9 @@ def _copy_db(src: Path, dst: Path) -> None:
         source.backup(target)
     source.close()
     target.close()
+    key = pii.key_path(src)  # the copy's members are sealed with the source's keys (docs/privacy.md)
+    if key.exists():
+        shutil.copy2(key, pii.key_path(dst))
 
 
 def bench_checkout(args: argparse.Namespace) -> dict[str, Any]:

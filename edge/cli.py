@@ -20,12 +20,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge.app import create_app
+    from edge.members.pii import redact_access_log
 
     config = load_config(Path(args.config) if args.config else None, data_dir=_data_dir(args), port=args.port,
                          mqtt_port=args.mqtt_port, hq_url=args.hq)
     if not config.db_path.exists() and not (config.data_dir / "secret.key").exists():
         logging.getLogger("backroom").warning("data directory %s is empty; run `backroom seed --demo` first",
                                               config.data_dir)
+    redact_access_log()
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)
     return 0

@@ -22,6 +22,7 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
     import msgspec
     import uvicorn
 
+    from edge.members.pii import redact_access_log
     from hq_sync.server.api.app import create_hq_app
     from hq_sync.server.service.escrow import EscrowPolicy
 
@@ -31,6 +32,7 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
         print(f"bad escrow policy (BACKROOM_HQ_ESCROW_*): {exc}", file=sys.stderr)
         return 2
     port = args.port or int(os.environ.get("BACKROOM_HQ_PORT") or DEFAULT_HQ_PORT)
+    redact_access_log()
     uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)
     return 0

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from edge.engage import referrals
-from edge.members import chainwide
+from edge.members import chainwide, pii, privacy
 from edge.members import ledger as member_ledger
 from edge.members import tiers as member_tiers
 from edge.members.tiering import TierDef
@@ -56,6 +56,7 @@ from hq_sync.wire import (
     FeedEntry,
     ItemRow,
     MemberBalances,
+    MemberErased,
     MemberMerged,
     MemberRow,
     MembersPut,
@@ -69,6 +70,7 @@ from hq_sync.wire import (
     TransferState,
     entry_problem,
     feed_body_decoder,
+    unb64,
 )
 
 log = logging.getLogger(__name__)
@@ -123,11 +125,12 @@ def holdings(conn: sqlite3.Connection) -> tuple[list[tuple[str, int, int]], list
 def member_rows(conn: sqlite3.Connection, member_ids: Iterable[str]) -> list[MemberRow]:
     out = []
     for member_id in member_ids:
-        r = conn.execute("""SELECT member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at
+        r = conn.execute("""SELECT member_id, tier, pii, tags, home_store, created_at
                             FROM members WHERE member_id = ?""", (member_id,)).fetchone()
         if r is not None:
-            out.append(MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]),
-                                 r[7], r[8]))
+            p = pii.keys(conn).open_personal(r[0], r[2])
+            out.append(MemberRow(r[0], r[1], p.phone, p.card_no, p.name, p.birthday,
+                                 msgspec.json.decode(r[3], type=list[str]), r[4], r[5]))
     return out
 
 
@@ -140,6 +143,10 @@ def store_paired(conn: sqlite3.Connection, result: PairResult, *, hq_url: str, p
             VALUES (1, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, NULL, NULL, NULL)""",
         (result.store_id, hq_url, private_key, public_key, hq_public_key, result.base_seq, at))
     conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('store_id', ?)", (result.store_id,))
+    if result.lookup_key:  # the chain's lookup key: hash phones and cards as every store and HQ do
+        path = pii.db_path_of(conn)
+        if path is not None:
+            pii.rehash(conn, pii.set_lookup_key(pii.key_path(path), unb64(result.lookup_key)))
     kept = set(result.kept)
     handed = 0
     held, _ = holdings(conn)
@@ -175,7 +182,7 @@ def next_batch(conn: sqlite3.Connection, store_id: str, after: int, *, upto: int
         if rows and size + len(payload) > max_bytes:
             break
         size += len(payload) + len(ref) + 40
-        rows.append(OutRow(seq, kind, ref, at, msgspec.Raw(bytes(payload))))
+        rows.append(OutRow(seq, kind, ref, at, msgspec.Raw(pii.open_payload(conn, kind, bytes(payload)))))
     return Batch(store_id=store_id, head=outbox_head(conn), rows=rows)
 
 
@@ -257,6 +264,8 @@ def apply_body(conn: sqlite3.Connection, body: FeedBody, seq: int, store_id: str
             member_tiers.upsert_tiers(conn, [_tier_def(t) for t in tiers])
             for m in members:
                 _put_member(conn, m, now)
+        case MemberErased(member_id=member_id):
+            privacy.apply_erased(conn, member_id, now)
         case EscrowGrant():
             apply_grant(conn, body, now)
         case EscrowReclaim():
@@ -353,17 +362,20 @@ def _put_member(conn: sqlite3.Connection, m: MemberRow, now: str) -> None:
     held = conn.execute("SELECT tier FROM members WHERE member_id = ?", (m.member_id,)).fetchone()
     if held is not None and held[0] != m.tier:  # HQ's rules moved the member: kept in the tier history
         member_tiers.record_change(conn, m.member_id, str(held[0]), m.tier, now, "hq")
-    for column, value in (("phone", m.phone), ("card_no", m.card_no)):
+    k = pii.keys(conn)
+    personal = pii.Personal(phone=m.phone, name=m.name, birthday=m.birthday, card_no=m.card_no)
+    phone_hash, card_hash, tail, blob = k.columns(m.member_id, personal)
+    for column, value in (("phone_hash", phone_hash), ("card_hash", card_hash)):
         if value is not None:  # a phone or card moved to this member at HQ: HQ wins
             conn.execute(f"UPDATE members SET {column} = NULL WHERE {column} = ? AND member_id != ?",
                          (value, m.member_id))
     conn.execute(
-        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at,
-               auto_tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (member_id) DO UPDATE SET phone = excluded.phone, card_no = excluded.card_no,
-               name = excluded.name, birthday = excluded.birthday, tier = excluded.tier, tags = excluded.tags,
+        """INSERT INTO members (member_id, phone_hash, card_hash, phone_last4, pii, tier, tags, home_store,
+               created_at, auto_tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (member_id) DO UPDATE SET phone_hash = excluded.phone_hash, card_hash = excluded.card_hash,
+               phone_last4 = excluded.phone_last4, pii = excluded.pii, tier = excluded.tier, tags = excluded.tags,
                auto_tags = excluded.auto_tags""",
-        (m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, msgspec.json.encode(m.tags).decode(),
+        (m.member_id, phone_hash, card_hash, tail, blob, m.tier, msgspec.json.encode(m.tags).decode(),
          m.home_store, m.created_at, msgspec.json.encode(sorted(m.auto_tags)).decode()))
     conn.execute("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", (m.member_id,))
     referrals.assign_code(conn, m.member_id)
@@ -469,7 +481,7 @@ def digests(conn: sqlite3.Connection, upto: int, since_day: str = "") -> list[Di
             "SELECT seq, kind, created_at, payload FROM outbox WHERE seq <= ? AND created_at >= ? ORDER BY seq",
             (upto, since_day)):
         try:
-            amount = delta_amount(delta_decoder.decode(payload))
+            amount = delta_amount(delta_decoder.decode(pii.open_payload(conn, str(kind), bytes(payload))))
         except msgspec.DecodeError:
             amount = 0
         rows.append((int(seq), str(kind), str(at)[:10], amount))

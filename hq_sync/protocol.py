@@ -108,6 +108,16 @@ class MemberDelta(msgspec.Struct, frozen=True, tag="member", omit_defaults=True)
     home_store: str | None = None
 
 
+class MemberErasedDelta(msgspec.Struct, frozen=True, tag="member_erased", omit_defaults=True):
+    """A manager erased the member's personal data at this store (docs/privacy.md): HQ erases it too
+    and tells every store. The member id, ledgers and sales stay."""
+
+    member_id: str
+    at: str
+    user_id: str = ""
+    journal_seq: int = 0
+
+
 class EscrowReleaseDelta(msgspec.Struct, frozen=True, tag="release", omit_defaults=True):
     """The store gave back escrow HQ asked for (`request_id` of HQ's reclaim): HQ may grant it elsewhere."""
 
@@ -204,7 +214,8 @@ class ReferralDelta(msgspec.Struct, frozen=True, tag="referral", omit_defaults=T
 
 
 Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | EscrowReleaseDelta | TransferRequestDelta
-         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta | ZReportDelta | ReferralDelta)
+         | TransferShippedDelta | TransferReceivedDelta | PointsExpiredDelta | ZReportDelta | ReferralDelta
+         | MemberErasedDelta)
 TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()

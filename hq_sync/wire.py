@@ -224,6 +224,12 @@ class MembersPut(msgspec.Struct, frozen=True, tag="members"):
     members: list[MemberRow] = []
 
 
+class MemberErased(msgspec.Struct, frozen=True, tag="member_erased"):
+    """The member's personal data was erased on request (docs/privacy.md): every store erases its copy."""
+
+    member_id: str
+
+
 class EscrowGrant(msgspec.Struct, frozen=True, tag="grant"):
     """HQ set aside `amount` of a member's balance (or points) for this store to spend without asking."""
 
@@ -324,7 +330,8 @@ class ReferralPut(msgspec.Struct, frozen=True, tag="referral"):
 
 
 FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut | EscrowGrant | EscrowReclaim
-            | TransferState | CouponPut | MemberMerged | MemberBalances | ReferralPut)
+            | TransferState | CouponPut | MemberMerged | MemberBalances | ReferralPut
+            | MemberErased)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
 feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
@@ -413,6 +420,7 @@ class PairResult(msgspec.Struct, frozen=True):
     hq_public_key: str
     base_seq: int
     kept: list[str] = []  # members whose local holdings HQ adopted as this store's escrow
+    lookup_key: str = ""  # urlsafe base64: the chain's key for phone and card hashes (docs/privacy.md)
 
 
 class StockReport(msgspec.Struct, frozen=True):

@@ -164,7 +164,10 @@ class HqServer(Proc):
         self.db_url = db_url
         port = port or free_port()
         args = ["hq", "serve", "--db", db_url, "--port", str(port), "--host", "127.0.0.1", "--log-level", "warning"]
-        env = clean_env(**{f"BACKROOM_HQ_ESCROW_{k.upper()}": str(v) for k, v in (escrow or {}).items()})
+        extra = {f"BACKROOM_HQ_ESCROW_{k.upper()}": str(v) for k, v in (escrow or {}).items()}
+        if db_url.startswith("postgresql://"):  # HQ on PostgreSQL is told where its personal-data keys are
+            extra["BACKROOM_HQ_KEY_FILE"] = str(root / f"hq-{port}.pii.key")
+        env = clean_env(**extra)
         super().__init__(args + (["--demo"] if demo else []), port, root / f"hq-{port}.log", env)
         self._token: str | None = None
 

@@ -33,15 +33,17 @@ from ui_support import post_form, ui_login
 from edge.engage import campaign_rules, campaigns, referral_rules
 from edge.engage.channels import Outgoing, SmsChannel, WechatChannel, channels_for
 from edge.engage.policy import CampaignPolicy, EngagePolicy, ReferralPolicy, SmsConfig, WechatConfig
+from edge.members import pii
 from edge.storage.migrations import apply_migrations
 from hq_sync.protocol import DeltaTender, MemberDelta, ReferralDelta, ReturnDelta, SaleDelta, delta_encoder
 from hq_sync.server.service import engage
+from hq_sync.server.service import pii as hq_pii
 from hq_sync.server.service.feed import hq_key
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.stores import ensure_store
 from hq_sync.server.storage.db import open_db
 from hq_sync.server.storage.schema import create_schema
-from hq_sync.wire import Batch, OutRow
+from hq_sync.wire import Batch, MemberRow, OutRow
 
 pg_cluster = sync_support.pg_cluster  # the HQ tests run on SQLite and on a real PostgreSQL
 hq_db_url = sync_support.hq_db_url
@@ -144,7 +146,9 @@ def test_a_referral_chain_at_a_standalone_hub_rewards_two_levels_once_and_a_retu
     assert again.json()["code"] in ("referral_cycle", "already_referred") and again.status_code in (409, 422)
     unknown = till.post("/api/v1/members", json={"phone": "13900000009", "referral_code": "ZZZZZZZZ"})
     assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_referral_code")
-    assert fresh_hub.query("SELECT count(*) FROM members WHERE phone = '13900000009'") == [(0,)]
+    keys = pii.load(fresh_hub.data_dir / pii.KEY_FILE)  # phones are sealed; lookups hash (docs/privacy.md)
+    assert fresh_hub.query("SELECT count(*) FROM members WHERE phone_hash = ?", (keys.phone_hash("13900000009"),)) \
+        == [(0,)]
     assert till.post("/api/v1/members", json={"phone": "13900000008", "referral_code": "x" * 30}).status_code == 400
 
     # D's first purchase: C (level 1) gets 500 points, B (level 2) 100; A is beyond the depth limit.
@@ -315,8 +319,8 @@ def _hub_db(tmp_path: Path) -> sqlite3.Connection:
                ("M4", None, "2026-04-01T09:00:00+08:00"),  # moved down: no message
                ("M5", "1970-06-01", "2026-04-01T09:00:00+08:00")]  # a coupon expiring in 5 days
     for member_id, birthday, created in members:
-        conn.execute("INSERT INTO members (member_id, birthday, tier, created_at) VALUES (?, ?, 'regular', ?)",
-                     (member_id, birthday, created))
+        pii.insert_member(conn, member_id, pii.Personal(birthday=birthday), tier="regular", tags="[]",
+                          home_store=None, created_at=created)
     conn.execute("""INSERT INTO sales (sale_id, receipt_no, till_id, user_id, member_id, subtotal, discount, total, tax,
                         tendered, change, points_earned, request_hash, response, journal_seq, created_at)
                     VALUES ('s1', 'R1', 'T1', 'u', 'M2', 100, 0, 100, 0, 100, 0, 0, 'h', x'00', 1,
@@ -440,10 +444,11 @@ def test_hq_generates_campaigns_on_a_fixed_date_idempotently_and_issues_birthday
     db = _hq(hq_db_url)
     with db.write() as tx:
         tx.run("INSERT INTO hq_tiers VALUES ('gold', '金卡会员', 'Gold', 1000, 200, 5000)")
-        tx.run("""INSERT INTO hq_members (member_id, tier, birthday, home_store, created_at)
-                  VALUES ('M1', 'regular', '1990-05-20', 'S1', '2026-05-01T09:00:00+08:00'),
-                         ('M2', 'regular', NULL, 'S2', '2026-01-01T09:00:00+08:00'),
-                         ('M3', 'gold', NULL, 'S2', '2026-04-20T09:00:00+08:00')""")
+        for member_id, tier, birthday, home, created in (
+                ("M1", "regular", "1990-05-20", "S1", "2026-05-01T09:00:00+08:00"),
+                ("M2", "regular", None, "S2", "2026-01-01T09:00:00+08:00"),
+                ("M3", "gold", None, "S2", "2026-04-20T09:00:00+08:00")):
+            hq_pii.insert_member(tx, MemberRow(member_id, tier, None, None, "", birthday, [], home, created))
         tx.run("""INSERT INTO hq_member_tier_changes (member_id, from_tier, to_tier, at, reason)
                   VALUES ('M3', 'regular', 'gold', '2026-05-09T02:00:00+08:00', 'points')""")
     first = engage.run_campaigns(db, DAY, AT)

@@ -21,6 +21,7 @@ from sync_support import FaultProxy, HqServer, SyncHub, sell, wait_until
 from devices.receipt import layout, money
 from edge.device_link.receipts import decode_sale, receipt_for
 from edge.journal.chain import verify as chain_verify
+from edge.members import pii
 from edge.members.chainwide import member_effects
 from edge.members.service import commit_topup, find_member
 from edge.sales.models import TopupRequest
@@ -185,7 +186,7 @@ def test_hq_merges_an_offline_duplicate_on_upload_and_applies_later_deltas_of_th
             assert hq_members.find_member(tx, member_id="L") == "W"
             assert tx.all("SELECT member_id, kind, delta FROM hq_member_ledger WHERE kind IN ('merge_in', 'merge_out') "
                           "ORDER BY entry_id") == [("L", "merge_out", -2000), ("W", "merge_in", 2000)]
-            assert tx.one("SELECT balance, phone FROM hq_members WHERE member_id = 'L'") == (0, None)
+            assert tx.one("SELECT balance, phone_hash FROM hq_members WHERE member_id = 'L'") == (0, None)
             assert tx.one("SELECT actor, action, target FROM hq_audit") == ("hq-sync", "member.merge", "member:W")
             assert tx.one("SELECT sum(delta) FROM hq_member_ledger") == (5000,)
         kinds = [(store, type(body).__struct_config__.tag) for store, body in _feed(db)]
@@ -321,7 +322,8 @@ def test_a_sign_up_at_one_store_is_found_at_another_within_3_s_and_hq_edits_foll
         member = _sign_up(till_a, "13712345678", name="林小姐")
         member_id = member["member_id"]
         # The feed brings the profile to B's cache (no lookup asks HQ): within 3 s.
-        wait_until(lambda: b.query("SELECT member_id FROM members WHERE phone = '13712345678'") == [(member_id,)],
+        hashed = pii.load(b.data_dir / pii.KEY_FILE).phone_hash("13712345678")  # sealed (docs/privacy.md)
+        wait_until(lambda: b.query("SELECT member_id FROM members WHERE phone_hash = ?", (hashed,)) == [(member_id,)],
                    3.0, interval=0.02, what="the sign-up in B's member cache")
         found = till_b.get("/api/v1/members/lookup", params={"phone": "13712345678"})
         assert found.status_code == 200, found.text
@@ -375,7 +377,8 @@ def test_a_lookup_miss_asks_hq_shows_chain_wide_balances_and_says_so_when_hq_is_
         assert (body["member_id"], body["phone"], body["balance"], body["spendable_here"]) == (
             first, "13712340001", 5000, {"balance": 0, "points": 0})
         assert body["balance_as_of"] is not None
-        assert b.query("SELECT member_id FROM members WHERE card_no = 'CARD0001'") == [(first,)]  # cached
+        assert b.query("SELECT member_id FROM members WHERE card_hash = ?",
+                       (pii.load(b.data_dir / pii.KEY_FILE).card_hash("CARD0001"),)) == [(first,)]  # cached
         by_card = till_b.get("/api/v1/members/lookup", params={"card": "CARD0001"})
         assert by_card.json()["member_id"] == first
         # A spends 1200 of it; B's next lookup refreshes the chain-wide figure from HQ.

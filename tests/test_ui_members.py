@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from edge.members import pii
 from edge.ui.pages.members import yuan_to_fen
 from tests.conftest import Hub
 from tests.ui_support import csrf_of, post_form, ui_login
@@ -202,8 +203,11 @@ def test_sign_up_a_member_and_refuse_a_taken_or_bad_phone(hub: Hub) -> None:
                      {"phone": "139 1234 5678", "name": "王小明", "card_no": "C1234567"})
     assert resp.status_code == 303
     member_id = resp.headers["location"].removeprefix("/ui/members/")
-    assert hub.query("SELECT phone, name, card_no, tier, home_store FROM members WHERE member_id = ?", (member_id,)) \
-        == [("13912345678", "王小明", "C1234567", "regular", "demo-001")]
+    assert hub.query("SELECT phone, name, card_no, tier, home_store, phone_last4 FROM members WHERE member_id = ?",
+                     (member_id,)) == [(None, "", None, "regular", "demo-001", "5678")]  # sealed (docs/privacy.md)
+    keys = pii.load(hub.data_dir / pii.KEY_FILE)
+    [(blob,)] = hub.query("SELECT pii FROM members WHERE member_id = ?", (member_id,))
+    assert keys.open_personal(member_id, blob) == pii.Personal(phone="13912345678", name="王小明", card_no="C1234567")
     page = tablet.get(resp.headers["location"]).text
     assert f"会员 {member_id} 已开卡。" in page and "<h1>王小明</h1>" in page and "139****5678" in page
     count = hub.counts(("members",))

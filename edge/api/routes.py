@@ -19,6 +19,7 @@ from edge.api.engage_routes import ENGAGE_ROUTES
 from edge.api.eod_routes import EOD_ROUTES
 from edge.api.member_routes import MEMBER_RULE_ROUTES
 from edge.api.openapi import body_operation
+from edge.api.privacy_routes import PRIVACY_ROUTES, audit_read
 from edge.api.report_routes import REPORT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
@@ -303,6 +304,13 @@ async def coupon_create(request: Request[Any, Any, Any], hub: Hub) -> Response[b
 
 # -- members ------------------------------------------------------------------------------------------
 
+async def _audited(request: Request[Any, Any, Any], hub: Hub, m: Member) -> Member:
+    """An unmasked answer is audited before it leaves (edge/members/privacy.py)."""
+    if not m.phone_masked and m.phone is not None:
+        await audit_read(request, hub, [m.member_id])
+    return m
+
+
 @get("/api/v1/members/lookup", opt=_perm("members.read"))
 async def member_lookup(
     request: Request[Any, Any, Any], hub: Hub,
@@ -323,7 +331,7 @@ async def member_lookup(
         m = find_member(hub.db.reader(), member_id=m.member_id, show_phone=show) or m
     if m is None:
         raise ApiError(404, "unknown_member", "no member with that phone or card")
-    return m
+    return await _audited(request, hub, m)
 
 
 @get("/api/v1/members/{member_id:str}", opt=_perm("members.read"))
@@ -335,7 +343,7 @@ async def member_get(request: Request[Any, Any, Any], hub: Hub, member_id: str) 
     m = find_member(hub.db.reader(), member_id=found or member_id, show_phone=show)
     if m is None:
         raise ApiError(404, "unknown_member", f"no member {member_id[:64]}")
-    return m
+    return await _audited(request, hub, m)
 
 
 @post("/api/v1/members", opt=_perm("members.create"), operation_class=body_operation(CreateMemberRequest))
@@ -348,7 +356,7 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Member:
     member_id = await hub.db.write(lambda conn: create_member(conn, req, actor, at, hub.store_id))
     m = find_member(hub.db.reader(), member_id=member_id, show_phone=may(request, "members.phone"))
     assert m is not None
-    return m
+    return await _audited(request, hub, m)
 
 
 @post("/api/v1/members/{member_id:str}/topups", opt=_perm("members.topup"),
@@ -422,3 +430,4 @@ ROUTES += USER_ROUTES
 ROUTES += REPORT_ROUTES
 ROUTES += MEMBER_RULE_ROUTES
 ROUTES += ENGAGE_ROUTES
+ROUTES += PRIVACY_ROUTES

@@ -20,6 +20,7 @@ from edge.engage import campaign_rules as rules
 from edge.engage.channels import Channel, Delivery, Outgoing
 from edge.engage.coupon_rules import ensure_coupon_rule
 from edge.engage.policy import EngagePolicy
+from edge.members import pii
 from edge.pricing.price_lists import utc_text
 
 
@@ -42,10 +43,12 @@ def _members(conn: sqlite3.Connection) -> list[rules.MemberFacts]:
     """Each member's birth month and last active day. The birthday is read here and only here (the one
     place to change when it is stored encrypted); only its month leaves this function."""
     rows = conn.execute(
-        """SELECT m.member_id, m.birthday, m.created_at,
+        """SELECT m.member_id, m.pii, m.created_at,
                   (SELECT max(s.created_at) FROM sales s WHERE s.member_id = m.member_id)
            FROM members m ORDER BY m.member_id""").fetchall()
-    return [rules.MemberFacts(r[0], rules.birth_month(r[1]), str(r[3] or r[2])[:10]) for r in rows]
+    k = pii.keys(conn)  # sealed (docs/privacy.md): opened here, and only the month leaves
+    return [rules.MemberFacts(r[0], rules.birth_month(k.open_personal(r[0], r[1]).birthday), str(r[3] or r[2])[:10])
+            for r in rows]
 
 
 def _tier_changes(conn: sqlite3.Connection, since: str) -> list[rules.TierChange]:

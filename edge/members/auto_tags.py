@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from edge.members import pii
 from edge.members.tagging import DEFAULT_RULES, History, Spend, TagRule, auto_tags, history_days, tag_rule_decoder
 
 _encoder = msgspec.json.Encoder()
@@ -69,9 +70,11 @@ def histories(conn: sqlite3.Connection, member_ids: Sequence[str], today: dateti
         for member_id, at in conn.execute(
                 f"SELECT member_id, max(created_at) FROM sales WHERE member_id IN ({marks}) GROUP BY member_id", chunk):
             last[member_id] = _day(at)
-        for member_id, created_at, birthday in conn.execute(
-                f"SELECT member_id, created_at, birthday FROM members WHERE member_id IN ({marks})", chunk):
-            out[member_id] = History(joined_on=_day(created_at) or today, birthday=_day(birthday),
+        k = pii.keys(conn)  # the birthday is sealed (docs/privacy.md)
+        for member_id, created_at, blob in conn.execute(
+                f"SELECT member_id, created_at, pii FROM members WHERE member_id IN ({marks})", chunk):
+            out[member_id] = History(joined_on=_day(created_at) or today,
+                                     birthday=_day(k.open_personal(member_id, blob).birthday),
                                      tickets=tickets.get(member_id, []), spend=spend.get(member_id, []),
                                      last_purchase_on=last.get(member_id))
     return out

@@ -1,9 +1,9 @@
 """The member directory for the tablet: bounded, read-only searches and one member's histories.
 
-Every query is an index range with a LIMIT (members by its unique phone, card and id; ledgers by
-member; sales by the `sales_member` index), except the search by the last four digits of a phone,
-which reads the members table once and stops at the limit. Phones are masked here, not in the page,
-for readers without `members.phone`.
+Every query is an index range with a LIMIT (members by the unique keyed hashes of phone and card,
+by id, and by the last four digits of the phone; ledgers by member; sales by the `sales_member`
+index). Personal data is unsealed here (edge/members/pii.py); phones are masked here, not in the
+page, for readers without `members.phone`, and the caller audits unmasked reads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sqlite3
 
 import msgspec
 
+from edge.members import pii
 from edge.members.ledger import Ledger
 from edge.members.models import PointsExpiring, mask_phone
 
@@ -55,16 +56,21 @@ class MemberSale(msgspec.Struct, frozen=True):
 
 
 _ROW_SQL = """
-SELECT m.member_id, m.name, m.phone, m.card_no, m.tier, t.name_zh, t.name_en,
+SELECT m.member_id, m.pii, m.tier, t.name_zh, t.name_en,
        coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at
 FROM members m JOIN tiers t ON t.tier = m.tier LEFT JOIN member_balance b ON b.member_id = m.member_id
 """
 
 
-def _rows(cursor: sqlite3.Cursor, show_phone: bool) -> list[MemberRow]:
-    return [MemberRow(member_id=r[0], name=r[1], phone=r[2] if show_phone else mask_phone(r[2]), card_no=r[3],
-                      tier=r[4], tier_name=r[5], tier_name_en=r[6], points=int(r[7]), balance=int(r[8]),
-                      created_at=r[9]) for r in cursor]
+def _rows(conn: sqlite3.Connection, cursor: sqlite3.Cursor, show_phone: bool) -> list[MemberRow]:
+    k = pii.keys(conn)
+    out = []
+    for r in cursor:
+        p = k.open_personal(r[0], r[1])
+        out.append(MemberRow(member_id=r[0], name=p.name, phone=p.phone if show_phone else mask_phone(p.phone),
+                             card_no=p.card_no, tier=r[2], tier_name=r[3], tier_name_en=r[4], points=int(r[5]),
+                             balance=int(r[6]), created_at=r[7]))
+    return out
 
 
 def normalise_query(text: str) -> str:
@@ -78,21 +84,22 @@ def search(conn: sqlite3.Connection, query: str, *, show_phone: bool, limit: int
     q = normalise_query(query)
     if not q:
         return []
-    exact = _rows(conn.execute(
-        _ROW_SQL + " WHERE m.member_id = ? OR m.member_id = ? OR m.card_no = ? OR m.phone = ? LIMIT ?",
-        (q, q.upper(), q, q, limit)), show_phone)
+    k = pii.keys(conn)
+    exact = _rows(conn, conn.execute(
+        _ROW_SQL + " WHERE m.member_id = ? OR m.member_id = ? OR m.card_hash = ? OR m.phone_hash = ? LIMIT ?",
+        (q, q.upper(), k.card_hash(q), k.phone_hash(q), limit)), show_phone)
     if not _LAST4.match(q):
         return exact
     seen = {row.member_id for row in exact}
-    tail = _rows(conn.execute(
-        _ROW_SQL + " WHERE m.phone LIKE '%' || ? ORDER BY m.phone LIMIT ?", (q, limit)), show_phone)
+    tail = _rows(conn, conn.execute(
+        _ROW_SQL + " WHERE m.phone_last4 = ? ORDER BY m.member_id LIMIT ?", (q, limit)), show_phone)
     return (exact + [row for row in tail if row.member_id not in seen])[:limit]
 
 
 def newest(conn: sqlite3.Connection, *, show_phone: bool, limit: int, offset: int) -> tuple[list[MemberRow], int]:
     """A page of members, newest first, and how many there are."""
     total = int(conn.execute("SELECT count(*) FROM members").fetchone()[0])
-    rows = _rows(conn.execute(_ROW_SQL + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
+    rows = _rows(conn, conn.execute(_ROW_SQL + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
                               (limit, offset)), show_phone)
     return rows, total
 
@@ -106,13 +113,18 @@ def tagged(conn: sqlite3.Connection, tag: str, *, show_phone: bool, limit: int,
     """A page of the members carrying `tag`, manual or automatic, newest first, and how many there are
     (one pass over the members table: a store's cache, not the chain's history)."""
     total = int(conn.execute("SELECT count(*) FROM members m" + _TAGGED, (tag, tag)).fetchone()[0])
-    rows = _rows(conn.execute(_ROW_SQL + _TAGGED + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
+    rows = _rows(conn, conn.execute(_ROW_SQL + _TAGGED + " ORDER BY m.rowid DESC LIMIT ? OFFSET ?",
                               (tag, tag, limit, offset)), show_phone)
     return rows, total
 
 
 def home_store(conn: sqlite3.Connection, member_id: str) -> str | None:
     row = conn.execute("SELECT home_store FROM members WHERE member_id = ?", (member_id,)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def erased_at(conn: sqlite3.Connection, member_id: str) -> str | None:
+    row = conn.execute("SELECT erased_at FROM members WHERE member_id = ?", (member_id,)).fetchone()
     return str(row[0]) if row and row[0] else None
 
 

@@ -11,7 +11,7 @@ from edge.engage import referrals
 from edge.engage.referral_rules import code_for
 from edge.errors import ApiError
 from edge.journal import chain
-from edge.members import chainwide, ledger
+from edge.members import chainwide, ledger, pii
 from edge.members.models import CreateMemberRequest, Member, Spendable, mask_phone
 from edge.members.points import next_expiring
 from edge.outbox import queue as outbox
@@ -23,18 +23,19 @@ from hq_sync.protocol import MemberDelta, TopupDelta
 _encoder = msgspec.json.Encoder()
 
 _MEMBER_SQL = """
-SELECT m.member_id, m.phone, m.card_no, m.name, m.birthday, m.tier, t.name_zh, t.name_en, m.tags,
+SELECT m.member_id, m.pii, m.tier, t.name_zh, t.name_en, m.tags,
        coalesce(b.points, 0), coalesce(b.balance, 0), m.created_at, m.auto_tags, m.tier_review_on
 FROM members m JOIN tiers t ON t.tier = m.tier LEFT JOIN member_balance b ON b.member_id = m.member_id
 """
 
 
-def _member(row: sqlite3.Row, show_phone: bool) -> Member:
+def _member(conn: sqlite3.Connection, row: sqlite3.Row, show_phone: bool) -> Member:
+    p = pii.keys(conn).open_personal(row[0], row[1])
     return Member(
-        member_id=row[0], phone=row[1] if show_phone else mask_phone(row[1]), card_no=row[2], name=row[3],
-        birthday=row[4], tier=row[5], tier_name=row[6], tier_name_en=row[7],
-        tags=msgspec.json.decode(row[8], type=list[str]), points=row[9], balance=row[10], created_at=row[11],
-        phone_masked=not show_phone, auto_tags=msgspec.json.decode(row[12], type=list[str]), tier_review_on=row[13],
+        member_id=row[0], phone=p.phone if show_phone else mask_phone(p.phone), card_no=p.card_no, name=p.name,
+        birthday=p.birthday, tier=row[2], tier_name=row[3], tier_name_en=row[4],
+        tags=msgspec.json.decode(row[5], type=list[str]), points=row[6], balance=row[7], created_at=row[8],
+        phone_masked=not show_phone, auto_tags=msgspec.json.decode(row[9], type=list[str]), tier_review_on=row[10],
     )
 
 
@@ -45,16 +46,16 @@ def find_member(conn: sqlite3.Connection, *, member_id: str | None = None, phone
     if member_id is not None:
         row = conn.execute(_MEMBER_SQL + " WHERE m.member_id = ?", (chainwide.resolve(conn, member_id),)).fetchone()
     elif phone is not None:
-        row = conn.execute(_MEMBER_SQL + " WHERE m.phone = ?", (phone,)).fetchone()
+        row = conn.execute(_MEMBER_SQL + " WHERE m.phone_hash = ?", (pii.keys(conn).phone_hash(phone),)).fetchone()
     elif card is not None:
-        row = conn.execute(_MEMBER_SQL + " WHERE m.card_no = ?", (card,)).fetchone()
+        row = conn.execute(_MEMBER_SQL + " WHERE m.card_hash = ?", (pii.keys(conn).card_hash(card),)).fetchone()
     else:
         return None
     if row is None:
         return None
     if (winner := chainwide.resolve(conn, row[0])) != row[0]:  # a merged record still holding its card
         return find_member(conn, member_id=winner, show_phone=show_phone)
-    member = _member(row, show_phone)
+    member = _member(conn, row, show_phone)
     shown = chainwide.figures(conn, member.member_id, (member.points, member.balance))
     code = conn.execute("SELECT code FROM referral_codes WHERE member_id = ?", (row[0],)).fetchone()
     by = conn.execute("SELECT referrer_id FROM referrals WHERE member_id = ? AND status != 'refused'",
@@ -70,16 +71,15 @@ def create_member(conn: sqlite3.Connection, req: CreateMemberRequest, actor: Act
     if conn.execute("SELECT 1 FROM tiers WHERE tier = ?", (req.tier,)).fetchone() is None:
         raise ApiError(422, "unknown_tier", f"no tier {req.tier}")
     member_id = req.member_id or f"M{uuid.uuid4().hex[:12].upper()}"
-    for column, value in (("member_id", member_id), ("phone", req.phone), ("card_no", req.card_no)):
+    k = pii.keys(conn)
+    for column, value in (("member_id", member_id), ("phone_hash", k.phone_hash(req.phone)),
+                          ("card_hash", k.card_hash(req.card_no))):
         if value is not None and conn.execute(f"SELECT 1 FROM members WHERE {column} = ?", (value,)).fetchone():
-            raise ApiError(409, "member_exists", f"a member with this {column} already exists")
+            raise ApiError(409, "member_exists", f"a member with this {column.removesuffix('_hash')} already exists")
     birthday = req.birthday.isoformat() if req.birthday else None
-    conn.execute(
-        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (member_id, req.phone, req.card_no, req.name, birthday, req.tier, msgspec.json.encode(req.tags).decode(),
-         store_id, at),
-    )
+    pii.insert_member(conn, member_id, pii.Personal(phone=req.phone, name=req.name, birthday=birthday,
+                                                    card_no=req.card_no),
+                      tier=req.tier, tags=msgspec.json.encode(req.tags).decode(), home_store=store_id, created_at=at)
     conn.execute("INSERT INTO member_balance (member_id) VALUES (?)", (member_id,))
     conn.execute("INSERT INTO audit (at, user_id, till_id, action, target) VALUES (?, ?, ?, 'member.create', ?)",
                  (at, actor.user_id, actor.till_id, member_id))

@@ -46,6 +46,7 @@ import msgspec
 from edge.catalog.barcodes import make_variable_measure
 from edge.clock import StoreClock
 from edge.config import load_config
+from edge.members import pii
 from edge.members.ledger import expiry_date
 from edge.money import share_of_units
 from edge.pricing.engine import BasketLine, Context, PricedLine, PricingItem, Tier, points_for_quote, price_basket
@@ -153,14 +154,17 @@ class _Catalog:
 
 def _ensure_members(conn: sqlite3.Connection, extra: int, rng: random.Random, at: str) -> None:
     have = conn.execute("SELECT count(*) FROM members WHERE member_id >= 'M200000'").fetchone()[0]
-    rows = []
+    row = conn.execute("SELECT value FROM settings WHERE key = 'store_id'").fetchone()
+    store_id = str(row[0]) if row else None
+    ids = []
     for i in range(have, extra):
         tier = rng.choices(["regular", "silver", "gold"], [70, 20, 10])[0]
-        rows.append((f"M{200000 + i:06d}", f"177{i:08d}", f"885{i:07d}", f"会员{i:05d}", None, tier, "[]", at))
-    conn.executemany(
-        """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT value FROM settings WHERE key = 'store_id'), ?)""", rows)
-    conn.executemany("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", [(r[0],) for r in rows])
+        member_id = f"M{200000 + i:06d}"
+        pii.insert_member(conn, member_id, pii.Personal(phone=f"177{i:08d}", name=f"会员{i:05d}",
+                                                        card_no=f"885{i:07d}"),
+                          tier=tier, tags="[]", home_store=store_id, created_at=at)
+        ids.append(member_id)
+    conn.executemany("INSERT OR IGNORE INTO member_balance (member_id) VALUES (?)", [(m,) for m in ids])
 
 
 def generate(db_path: Path, *, days: int = 365, tickets_per_day: int = 2000, members: int = 5000,

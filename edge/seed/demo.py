@@ -21,6 +21,7 @@ from edge.catalog.barcodes import classify
 from edge.clock import StoreClock
 from edge.journal import chain
 from edge.members import ledger as member_ledger
+from edge.members import pii
 from edge.members.points import seed_rewards
 from edge.promotions.repository import seed_promotions
 from edge.stock import ledger as stock
@@ -104,12 +105,10 @@ def seed_demo(conn: sqlite3.Connection, store_id: str, clock: StoreClock) -> dic
         stock.check_thresholds(conn, row["sku"], at)
     members = _rows("members.csv")
     for row in members:
-        conn.execute(
-            """INSERT INTO members (member_id, phone, card_no, name, birthday, tier, tags, home_store, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (row["member_id"], row["phone"] or None, row["card_no"] or None, row["name"], row["birthday"] or None,
-             row["tier"], _tags(row["tags"]), store_id, at),
-        )
+        pii.insert_member(conn, row["member_id"], pii.Personal(
+            phone=row["phone"] or None, name=row["name"], birthday=row["birthday"] or None,
+            card_no=row["card_no"] or None), tier=row["tier"], tags=_tags(row["tags"]), home_store=store_id,
+            created_at=at)
         conn.execute("INSERT INTO member_balance (member_id) VALUES (?)", (row["member_id"],))
         if int(row["points"]):
             member_ledger.post(conn, "points", row["member_id"], int(row["points"]), "opening", "seed", SEED_ACTOR, at)

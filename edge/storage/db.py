@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.members import pii
 from edge.storage.migrations import apply_migrations
 
 T = TypeVar("T")
@@ -49,9 +50,34 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
+        # Deleted and overwritten content is zeroed, so an erased member leaves nothing in free pages.
+        conn.execute("PRAGMA secure_delete = ON")
     # FULL: a committed sale must survive power loss, not only a process crash.
     conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+def _privacy_upkeep(conn: sqlite3.Connection) -> None:
+    """Once after m120 sealed the members' personal data: VACUUM and truncate the WAL, so no freed page
+    of the database or frame of the WAL keeps the old plaintext. Every start: re-hash the members when
+    the lookup key changed (edge/members/pii.py)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        pii.ensure_hashed(conn)
+        due = conn.execute("SELECT value FROM settings WHERE key = 'pii_vacuum_due'").fetchone()
+        conn.execute("DELETE FROM settings WHERE key = 'pii_vacuum_due'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if due is not None:
+        conn.execute("VACUUM")
+        checkpoint(conn)
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database and truncate it to zero bytes (after personal data was removed)."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 class Database:
@@ -63,6 +89,7 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         setup = connect(path)
         apply_migrations(setup)
+        _privacy_upkeep(setup)
         setup.close()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
@@ -93,6 +120,18 @@ class Database:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit(fn))
+
+    def truncate_wal(self) -> None:
+        """Checkpoint and truncate the WAL on a connection of its own (after personal data was erased,
+        so no WAL frame keeps the old page)."""
+        conn = connect(self.path)
+        try:
+            checkpoint(conn)
+        finally:
+            conn.close()
+
+    async def run_checkpoint(self) -> None:
+        await asyncio.to_thread(self.truncate_wal)
 
     def close(self) -> None:
         if self._closed:

@@ -12,6 +12,8 @@ import sqlite3
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from edge.members import pii
+
 migrations = Migrations("backroom.hub")
 
 
@@ -957,3 +959,66 @@ def m140_engage(db: sqlite_utils.Database) -> None:
         CREATE INDEX member_inbox_member ON member_inbox(member_id, created_at)
         """,
     )
+
+
+@migrations()
+def m120_member_privacy(db: sqlite_utils.Database) -> None:
+    """Members' personal data sealed at rest (edge/members/pii.py, docs/privacy.md): phone, name,
+    birthday and card number move into one AES-GCM blob `pii`; lookups go through keyed hashes
+    (`phone_hash`, `card_hash`, unique) and the tablet's search through `phone_last4`. The plaintext
+    columns stay (SQLite cannot drop a UNIQUE column) but are emptied, and triggers refuse any write
+    of plaintext into them. Outbox rows that carry a member's profile are sealed too. Reads of
+    unmasked personal data are audited in `pii_audit`. Start-up VACUUMs and truncates the WAL once
+    (settings `pii_vacuum_due`) so no freed page keeps the old plaintext."""
+    conn = db.conn
+    k = pii.keys(conn)
+    _run(
+        db,
+        """
+        ALTER TABLE members ADD COLUMN phone_hash TEXT;
+        ALTER TABLE members ADD COLUMN card_hash TEXT;
+        ALTER TABLE members ADD COLUMN phone_last4 TEXT;
+        ALTER TABLE members ADD COLUMN pii BLOB;
+        ALTER TABLE members ADD COLUMN erased_at TEXT
+        """,
+    )
+    for member_id, phone, card_no, name, birthday in conn.execute(
+            "SELECT member_id, phone, card_no, name, birthday FROM members").fetchall():
+        personal = pii.Personal(phone=phone, name=name or "", birthday=birthday, card_no=card_no)
+        phone_hash, card_hash, tail, blob = k.columns(member_id, personal)
+        conn.execute("""UPDATE members SET phone = NULL, card_no = NULL, name = '', birthday = NULL, phone_hash = ?,
+                        card_hash = ?, phone_last4 = ?, pii = ? WHERE member_id = ?""",
+                     (phone_hash, card_hash, tail, blob, member_id))
+    for seq, kind, payload in conn.execute(
+            "SELECT seq, kind, payload FROM outbox WHERE kind IN ('member')").fetchall():
+        conn.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (pii.seal_payload(conn, kind, payload), seq))
+    _run(
+        db,
+        """
+        CREATE UNIQUE INDEX members_phone_hash ON members(phone_hash);
+        CREATE UNIQUE INDEX members_card_hash ON members(card_hash);
+        CREATE INDEX members_phone_last4 ON members(phone_last4) WHERE phone_last4 IS NOT NULL;
+
+        CREATE TABLE pii_audit (
+            audit_id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user_id TEXT,
+            till_id TEXT,
+            member_id TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            action TEXT NOT NULL,
+            via TEXT NOT NULL
+        );
+        CREATE INDEX pii_audit_member ON pii_audit(member_id, audit_id);
+
+        INSERT INTO settings (key, value) VALUES ('pii_vacuum_due', '1')
+            ON CONFLICT (key) DO UPDATE SET value = '1'
+        """,
+    )
+    conn.execute("INSERT INTO settings (key, value) VALUES ('pii_lookup_fp', ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (k.fingerprint(),))
+    plain = "NEW.phone IS NOT NULL OR NEW.card_no IS NOT NULL OR NEW.name != '' OR NEW.birthday IS NOT NULL"
+    refuse = "SELECT RAISE(ABORT, 'personal data goes through edge.members.pii, never plain columns')"
+    for name, event in (("insert", "INSERT"), ("update", "UPDATE OF phone, card_no, name, birthday")):
+        db.execute(f"CREATE TRIGGER members_no_plain_{name} BEFORE {event} ON members WHEN {plain} "
+                   f"BEGIN {refuse}; END")

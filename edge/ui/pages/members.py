@@ -3,7 +3,9 @@ histories, top up stored value, and sign up a new member.
 
 Top-ups and sign-ups call the same domain functions as the till API (`commit_topup`,
 `create_member`); a top-up carries a client UUID made when the form was drawn, so a double tap or a
-re-sent form books once. Phones are masked for readers without `members.phone`.
+re-sent form books once. Phones are masked in the list of newest members, and in search results and
+on a member's page for readers without `members.phone`; a page that shows a phone unmasked is
+audited before it is sent (edge/members/privacy.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import msgspec
 from litestar import Request, Response, get, post
 
 from edge.api.engage_routes import fetch_inbox
+from edge.api.privacy_routes import audit_read
 from edge.api.support import actor_of
 from edge.engage import referrals
 from edge.errors import ApiError
 from edge.hub import Hub
-from edge.members import directory
+from edge.members import directory, privacy
 from edge.members import tiers as member_tiers
 from edge.members.models import CreateMemberRequest
 from edge.members.service import commit_topup, create_member, find_member
@@ -34,6 +37,7 @@ from edge.ui.view import UiView, page_offset
 from hq_sync import directory as chain_directory
 
 PAGE_SIZE = 25
+AUDIT_SIZE = 10
 HISTORY_SIZE = 10
 MAX_TOPUP = 500_000  # fen, as TopupRequest allows
 
@@ -43,6 +47,12 @@ TOPUP_METHODS = {
     "alipay": N_("Alipay"),
     "wechat": N_("WeChat Pay"),
     "unionpay": N_("UnionPay"),
+}
+
+AUDIT_ACTIONS = {
+    "read": N_("Read"),
+    "export": N_("Export"),
+    "erase": N_("Erase"),
 }
 
 LEDGER_KINDS = {
@@ -105,9 +115,15 @@ def _member_path(member_id: str) -> str:
     return f"/ui/members/{quote(member_id, safe='')}"
 
 
-@get("/ui/members", opt=page("members.read"), sync_to_thread=False)
-def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", tag: str = "",
-                 offset: str = "0") -> Response[str]:
+async def _audit_tablet_read(request: Request[Any, Any, Any], hub: Hub, member_ids: list[str],
+                             fields: tuple[str, ...] = privacy.PERSONAL_FIELDS, action: str = "read") -> None:
+    """Unmasked phones on a page are audited before the page is sent (edge/members/privacy.py)."""
+    await audit_read(request, hub, member_ids, fields, action, "tablet")
+
+
+@get("/ui/members", opt=page("members.read"))
+async def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", tag: str = "", offset: str = "0",
+                       audit_offset: str = "0") -> Response[str]:
     ui = UiView(request)
     _ = ui._
     show_phone = ui.may("members.phone")
@@ -119,11 +135,20 @@ def members_page(request: Request[Any, Any, Any], hub: Hub, q: str = "", tag: st
         rows, total = directory.search(conn, query, show_phone=show_phone), 0
     elif tag_query:  # manual or automatic tag (docs/members.md "Tags")
         rows, total = directory.tagged(conn, tag_query, show_phone=show_phone, limit=PAGE_SIZE, offset=start)
-    else:
-        rows, total = directory.newest(conn, show_phone=show_phone, limit=PAGE_SIZE, offset=start)
+    else:  # browsing the newest members asks for nobody: phones masked for every role
+        rows, total = directory.newest(conn, show_phone=False, limit=PAGE_SIZE, offset=start)
+    if show_phone and (query or tag_query):  # the reader asked for these members: full phones, audited
+        await _audit_tablet_read(request, hub, [r.member_id for r in rows if r.phone], ("phone", "name", "card_no"))
+    audit_start = page_offset(audit_offset)
+    # The audit is shown beside the newest members, not beside search results.
+    audit = privacy.audit_page(conn, limit=AUDIT_SIZE, offset=audit_start) \
+        if ui.may("members.privacy") and not query and not tag_query else None
     return ui.render("members/index.html", title=_("Members"), query=query, tag=tag_query, rows=rows, total=total,
                      offset=start, limit=PAGE_SIZE, capped=len(rows) >= directory.SEARCH_LIMIT,
-                     tier_zh=ui.lang == "zh_CN", tag_base=f"/ui/members?tag={quote(tag_query, safe='')}&")
+                     tier_zh=ui.lang == "zh_CN", tag_base=f"/ui/members?tag={quote(tag_query, safe='')}&",
+                     audit=audit, audit_offset=audit_start, audit_size=AUDIT_SIZE,
+                     audit_actions={k: _(v) for k, v in AUDIT_ACTIONS.items()},
+                     audit_base=f"/ui/members?offset={start}&audit_")
 
 
 @get("/ui/members/{member_id:str}", opt=page("members.read"))
@@ -136,6 +161,8 @@ async def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str,
     if member is None:
         return ui.render("error.html", status=404, title=_("Not found"),
                          message=_("There is no member %(member)s.") % {"member": member_id[:64]})
+    if not member.phone_masked and member.phone:
+        await _audit_tablet_read(request, hub, [member.member_id])
     inbox, source, _problem = await fetch_inbox(request.app.state, hub, member.member_id, HISTORY_SIZE)
     conn = hub.db.reader()
     p_start, v_start = page_offset(points_offset), page_offset(value_offset)
@@ -146,6 +173,7 @@ async def member_page(request: Request[Any, Any, Any], hub: Hub, member_id: str,
         "members/profile.html", title=member.name or member.member_id, member=member, path=path,
         tier_name=member.tier_name if ui.lang == "zh_CN" else member.tier_name_en,
         home_store=directory.home_store(conn, member.member_id), store_id=hub.store_id,
+        erased_at=directory.erased_at(conn, member.member_id),
         points=points, points_total=points_total, points_offset=p_start,
         points_base=f"{path}?value_offset={v_start}&points_", value=value, value_total=value_total,
         value_offset=v_start, value_base=f"{path}?points_offset={p_start}&value_", page_size=HISTORY_SIZE,
@@ -225,4 +253,37 @@ async def member_create(request: Request[Any, Any, Any], hub: Hub) -> Response[A
     return ui.redirect(_member_path(member_id), notice=_("Member %(member)s signed up.") % {"member": member_id})
 
 
-ROUTES: list[Any] = [members_page, member_page, member_topup, member_create]
+@get("/ui/members/{member_id:str}/export", opt=page("members.privacy"))
+async def member_export(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Response[Any]:
+    """The member's data as a JSON file (audited), for a request made at the counter."""
+    ui = UiView(request)
+    _ = ui._
+    doc = privacy.export(hub.db.reader(), member_id[:64], hub.store_id, hub.clock.stamp())
+    if doc is None:
+        return ui.render("error.html", status=404, title=_("Not found"),
+                         message=_("There is no member %(member)s.") % {"member": member_id[:64]})
+    await _audit_tablet_read(request, hub, [doc.member_id], action="export")
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", doc.member_id)
+    return Response(msgspec.json.encode(doc), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="member-{safe}.json"'})
+
+
+@post("/ui/members/{member_id:str}/erase", opt=page("members.privacy"))
+async def member_erase(request: Request[Any, Any, Any], hub: Hub, member_id: str) -> Response[Any]:
+    ui = UiView(request)
+    _ = ui._
+    form = await ui.form()
+    back = _member_path(member_id)
+    if form.get("confirm", "").strip() != member_id:
+        return ui.redirect(back, error=_("Type the member ID to confirm the erasure."))
+    actor = actor_of(request)
+    at = hub.clock.stamp()
+    try:
+        await hub.db.write(lambda conn: privacy.erase(conn, member_id, actor, at, "tablet"))
+    except ApiError as exc:
+        return ui.redirect(back, error=ui.problem(exc))
+    await hub.db.run_checkpoint()
+    return ui.redirect(back, notice=_("The personal data of member %(member)s was erased.") % {"member": member_id})
+
+
+ROUTES: list[Any] = [members_page, member_page, member_topup, member_create, member_export, member_erase]

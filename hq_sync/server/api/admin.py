@@ -12,7 +12,7 @@ from litestar import Request, Response, get, patch, post, put
 from litestar.params import Parameter
 
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
-from hq_sync.server.service import auth, catalog, coupons, digests, members, merges, reports, stores, transfers
+from hq_sync.server.service import auth, catalog, coupons, digests, members, merges, pii, reports, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.wire import b64
 
@@ -145,6 +145,36 @@ async def member_merge(request: Request[Any, Any, Any], member_id: str) -> Respo
     return json_response(out)
 
 
+@get("/hq/v1/members/audit")
+async def member_audit(
+    request: Request[Any, Any, Any],
+    member_id: Annotated[str | None, Parameter(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
+) -> Response[bytes]:
+    """Reads of members' unmasked personal data at HQ, exports and erasures, newest first."""
+    acting(request, "audit.read")
+    return json_response(await in_thread(pii.audit_page, hq_of(request).db, member_id, limit, offset))
+
+
+@get("/hq/v1/members/{member_id:str}/export")
+async def member_export(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
+    """Everything HQ holds about the member, as JSON (audited)."""
+    who = acting(request, "members.privacy")
+    return json_response(await in_thread(pii.export, hq_of(request).db, member_id[:64], who.username, now_text()))
+
+
+@post("/hq/v1/members/{member_id:str}/erase", status_code=200)
+async def member_erase(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
+    """Erase the member's phone, name, birthday, card and tags at HQ and, through the feed, at every
+    store. Ledgers and sales stay under the member id."""
+    who = acting(request, "members.privacy")
+    hq = hq_of(request)
+    result = await in_thread(pii.erase, hq.db, hq.private_key, member_id[:64], who, now_text())
+    hq.signal.notify()
+    return json_response(result)
+
+
 class GrantIn(msgspec.Struct, frozen=True):
     store_id: StoreId
     amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)]
@@ -251,7 +281,7 @@ async def store_stock(request: Request[Any, Any, Any], store_id: str, sku: str) 
 
 ROUTES = [
     healthz, login, set_price, set_prices, create_promotion, create_coupon, coupon_view, member, member_edit,
-    member_merge, member_grant,
+    member_merge, member_audit, member_export, member_erase, member_grant,
     member_reclaim, store_list, store_quarantine, store_digests, pair_code, report_rows, transfer_list,
     store_stock, store_profile, quarantine_resolve,
 ]

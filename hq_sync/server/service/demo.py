@@ -8,9 +8,11 @@ from pathlib import Path
 import msgspec
 
 from edge.catalog.barcodes import classify
+from hq_sync.server.service import pii
 from hq_sync.server.service.auth import add_user
 from hq_sync.server.service.stores import ensure_store
 from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.wire import MemberRow
 
 DEMO_DIR = Path(__file__).resolve().parents[3] / "edge" / "seed" / "demo"
 DEMO_STORES = (("demo-001", "演示一店 Demo store 1", "华东 East"), ("demo-002", "演示二店 Demo store 2", "华北 North"))
@@ -60,11 +62,9 @@ def seed_demo(db: HqDb, at: str) -> bool:
                    barcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", items)
         for r in _csv("members.csv"):
             tags = [t for t in r["tags"].split("|") if t] if r["tags"] else []
-            tx.run("""INSERT INTO hq_members (member_id, tier, phone, card_no, name, birthday, tags, home_store,
-                      created_at, balance, points) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                   (r["member_id"], r["tier"], r["phone"] or None, r["card_no"] or None, r["name"],
-                    r["birthday"] or None, msgspec.json.encode(tags).decode(), DEMO_STORES[0][0], at,
-                    int(r["balance"]), int(r["points"])))
+            pii.insert_member(tx, MemberRow(r["member_id"], r["tier"], r["phone"] or None, r["card_no"] or None,
+                                            r["name"], r["birthday"] or None, tags, DEMO_STORES[0][0], at),
+                              balance=int(r["balance"]), points=int(r["points"]))
             for ledger, amount in (("value", int(r["balance"])), ("points", int(r["points"]))):
                 if amount:
                     tx.run("""INSERT INTO hq_member_ledger (member_id, ledger, delta, kind, store_id, ref, at)

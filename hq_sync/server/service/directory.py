@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import msgspec
 
 from hq_sync.protocol import MemberDelta
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.feed import append_feed
 from hq_sync.server.service.members import balance_rows, member_rows_of, resolve, resolve_many, send_balances
@@ -71,12 +72,14 @@ def after_batch(tx: Tx, store_id: str, acked: int, applied: list[MemberDelta], k
 
 def _edit(tx: Tx, delta: MemberDelta) -> bool:
     """A store's new profile of a member HQ knows; True if it changed anything."""
-    row = tx.one("SELECT tier, phone, card_no, name, birthday, tags FROM hq_members WHERE member_id = ?",
-                 (delta.member_id,))
+    row = tx.one("SELECT tier, pii, tags, erased_at FROM hq_members WHERE member_id = ?", (delta.member_id,))
+    if row is None or row[3] is not None:
+        return False  # unknown, or erased on request: a store's older profile does not bring the person back
     tags = msgspec.json.encode(delta.tags).decode()
-    new = (delta.tier, delta.phone, delta.card_no, delta.name, delta.birthday, tags)
-    if row is None or tuple(row) == new:
+    held = pii.opened(tx, delta.member_id, row[1])
+    new = pii.Personal(phone=delta.phone, name=delta.name, birthday=delta.birthday, card_no=delta.card_no)
+    if (row[0], held, row[2]) == (delta.tier, new, tags):
         return False
-    tx.run("UPDATE hq_members SET tier = ?, phone = ?, card_no = ?, name = ?, birthday = ?, tags = ? "
-           "WHERE member_id = ?", (*new, delta.member_id))
+    tx.run("UPDATE hq_members SET tier = ?, tags = ? WHERE member_id = ?", (delta.tier, tags, delta.member_id))
+    pii.write_personal(tx, delta.member_id, new)
     return True

@@ -34,6 +34,7 @@ from edge.engage.coupon_rules import coupon_rule_text
 from edge.engage.policy import EngagePolicy, ReferralPolicy, decode_policy, keep_secrets, shown
 from edge.pricing.price_lists import utc_text
 from hq_sync.protocol import Delta, ReferralDelta, ReturnDelta, SaleDelta
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
@@ -309,8 +310,9 @@ def _facts(tx: Tx) -> list[campaign_rules.MemberFacts]:
     leaves)."""
     last = {str(r[0]): str(r[1]) for r in tx.all(
         "SELECT member_id, max(at) FROM hq_sales WHERE member_id IS NOT NULL GROUP BY member_id")}
-    return [campaign_rules.MemberFacts(r[0], campaign_rules.birth_month(r[1]), last.get(r[0], str(r[2]))[:10])
-            for r in tx.all("SELECT member_id, birthday, created_at FROM hq_members ORDER BY member_id")]
+    return [campaign_rules.MemberFacts(r[0], campaign_rules.birth_month(pii.opened(tx, str(r[0]), r[1]).birthday),
+                                       last.get(r[0], str(r[2]))[:10])
+            for r in tx.all("SELECT member_id, pii, created_at FROM hq_members ORDER BY member_id")]
 
 
 def _tier_changes(tx: Tx, since: str) -> list[campaign_rules.TierChange]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.members.pii import Keys, load
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
     FeedBody,
@@ -11,6 +12,15 @@ from hq_sync.wire import (
     new_key,
     sign_entry,
 )
+
+# Feed kinds whose body carries members' personal data: sealed in hq_feed (service/pii.py opens
+# and seals the same way; it imports this module, so the two small helpers live here).
+SEALED_FEED_KINDS = frozenset({"members"})
+
+
+def keys(tx: Tx) -> Keys:
+    return load(tx.key_path)
+
 
 # -- keys and counters ---------------------------------------------------------------------------------
 
@@ -40,15 +50,20 @@ def append_feed(tx: Tx, private_key: bytes, store: str, body: FeedBody, at: str)
     seq = next_counter(tx, "feed")
     data = feed_body_encoder.encode(body)
     entry = sign_entry(private_key, seq, store, at, data)
+    kind = type(body).__struct_config__.tag
+    stored = keys(tx).seal(data, b"feed:" + kind.encode()) if kind in SEALED_FEED_KINDS else data
     tx.run("INSERT INTO hq_feed (seq, store_id, kind, at, body, sig) VALUES (?, ?, ?, ?, ?, ?)",
-           (seq, store, type(body).__struct_config__.tag, at, data, entry.sig))
+           (seq, store, kind, at, stored, entry.sig))
     return seq
 
 
 def read_feed(db: HqDb, store_id: str, after: int, limit: int = 200) -> FeedPage:
     with db.read() as tx:
-        rows = tx.all("""SELECT seq, store_id, at, body, sig FROM hq_feed WHERE seq > ? AND store_id IN ('*', ?)
+        rows = tx.all("""SELECT seq, store_id, at, body, sig, kind FROM hq_feed WHERE seq > ? AND store_id IN ('*', ?)
                          ORDER BY seq LIMIT ?""", (after, store_id, limit))
         head_row = tx.one("SELECT max(seq) FROM hq_feed WHERE store_id IN ('*', ?)", (store_id,))
-    entries = [FeedEntry(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), bytes(r[4])) for r in rows]
+        k = keys(tx) if any(r[5] in SEALED_FEED_KINDS for r in rows) else None
+    entries = [FeedEntry(int(r[0]), str(r[1]), str(r[2]),
+                         k.open(bytes(r[3]), b"feed:" + str(r[5]).encode()) if k and r[5] in SEALED_FEED_KINDS
+                         else bytes(r[3]), bytes(r[4])) for r in rows]
     return FeedPage(entries=entries, head=int(head_row[0] or 0) if head_row else 0)

@@ -26,6 +26,7 @@ from hq_sync.protocol import (
     Delta,
     EscrowReleaseDelta,
     MemberDelta,
+    MemberErasedDelta,
     ReferralDelta,
     ReturnDelta,
     SaleDelta,
@@ -39,7 +40,7 @@ from hq_sync.protocol import (
     delta_decoder,
 )
 from hq_sync.server.service import coupons as coupon_uses
-from hq_sync.server.service import directory, engage
+from hq_sync.server.service import directory, engage, pii
 from hq_sync.server.service.access import Principal, require, require_store
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import CouponView
@@ -80,6 +81,7 @@ class Plan(msgspec.Struct):
     topups: list[tuple[object, ...]] = []
     stock: list[tuple[object, ...]] = []
     members: list[MemberDelta] = []
+    erased: list[MemberErasedDelta] = []
     transfers: list[TransferDelta] = []
     ledger: list[tuple[str, str, int, str, str, str]] = []  # member, ledger, delta, kind, ref, at
     escrow: dict[tuple[str, str], int] = {}  # (member, ledger) -> change of this store's escrow
@@ -116,6 +118,8 @@ def _member_of(delta: Delta) -> str | None:
         case SaleDelta(member_id=m) | ReturnDelta(member_id=m):
             return m
         case TopupDelta(member_id=m) | EscrowReleaseDelta(member_id=m) | MemberDelta(member_id=m):
+            return m
+        case MemberErasedDelta(member_id=m):
             return m
     return None
 
@@ -251,6 +255,8 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                                    delta.anomalies))
         case ReferralDelta():
             plan.engage.append((delta, paired))
+        case MemberErasedDelta():
+            plan.erased.append(delta)
         case TransferRequestDelta() | TransferShippedDelta() | TransferReceivedDelta():
             acting = delta.to_store if isinstance(delta, TransferRequestDelta | TransferReceivedDelta) else \
                 delta.from_store
@@ -376,11 +382,7 @@ def retry_quarantined(db: HqDb, principal: Principal, store_id: str, seq: int, a
 
 def _create_members(tx: Tx, decoded: list[tuple[OutRow, Delta | str]], at: str) -> None:
     """Members created at a store become HQ's members (a known member's profile stays HQ's)."""
-    new = [d for _, d in decoded if isinstance(d, MemberDelta)]
-    tx.many("""INSERT INTO hq_members (member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id) DO NOTHING""",
-            [(m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, msgspec.json.encode(m.tags).decode(),
-              m.home_store, m.at) for m in new])
+    pii.insert_new_members(tx, [d for _, d in decoded if isinstance(d, MemberDelta)])
 
 
 def _member_views(tx: Tx, store_id: str, member_ids: list[str]) -> dict[str, MemberView]:
@@ -496,7 +498,8 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
         for seq in plan.repaired:
             tx.run("DELETE FROM hq_deltas WHERE store_id = ? AND seq = ?", (store_id, seq))
     # Plain inserts: the planner already excluded every row HQ holds (the store's row is locked).
-    tx.copy("hq_deltas", "store_id, seq, kind, ref, day, amount, status, reason, payload, received_at", plan.deltas)
+    tx.copy("hq_deltas", "store_id, seq, kind, ref, day, amount, status, reason, payload, received_at",
+            pii.seal_delta_rows(tx, plan.deltas))
     tx.copy("hq_sales", "sale_id, store_id, seq, receipt_no, till_id, at, day, member_id, subtotal, discount, total, "
             "tax, value_spent, points_redeemed, points_earned", plan.sales)
     tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax", plan.lines)
@@ -547,3 +550,8 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                 [(m, store_id, now_s) for m in sorted(plan.used)])
     if plan.transfers:
         apply_transfers(tx, plan.transfers, at)
+    if plan.erased:  # erased at a store: erase here and at every store
+        key_row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
+        assert key_row is not None
+        for erased in plan.erased:
+            pii.erase_in(tx, bytes(key_row[0]), erased.member_id, f"{store_id}:{erased.user_id}", "store", at)

@@ -33,6 +33,7 @@ from edge.members.tiering import (
     window_start,
 )
 from hq_sync.protocol import ReturnDelta, SaleDelta, delta_decoder
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
@@ -190,11 +191,11 @@ def histories(tx: Tx, member_ids: Sequence[str], today: datetime.date, days: int
             Spend(datetime.date.fromisoformat(str(day)), str(category), int(net), int(discounted)))
     last = {str(m): _day(d) for m, d in tx.all(
         f"SELECT member_id, max(day) FROM hq_sales WHERE member_id IN ({marks}) GROUP BY member_id", list(member_ids))}
-    return {str(m): History(joined_on=_day(created) or today, birthday=_day(birthday),
+    return {str(m): History(joined_on=_day(created) or today, birthday=_day(pii.opened(tx, str(m), blob).birthday),
                             tickets=tickets.get(str(m), []), spend=spend.get(str(m), []),
                             last_purchase_on=last.get(str(m)))
-            for m, created, birthday in tx.all(
-                f"SELECT member_id, created_at, birthday FROM hq_members WHERE member_id IN ({marks})",
+            for m, created, blob in tx.all(
+                f"SELECT member_id, created_at, pii FROM hq_members WHERE member_id IN ({marks})",
                 list(member_ids))}
 
 
@@ -202,9 +203,10 @@ def histories(tx: Tx, member_ids: Sequence[str], today: datetime.date, days: int
 
 def member_rows(tx: Tx, member_ids: Sequence[str]) -> list[MemberRow]:
     """Member rows as the feed carries them, with their automatic tags."""
-    return [MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8],
+    return [MemberRow(r[0], r[1], (p := pii.opened(tx, str(r[0]), r[2])).phone, p.card_no, p.name, p.birthday,
+                      msgspec.json.decode(r[6], type=list[str]), r[7], r[8],
                       msgspec.json.decode(r[9] or "[]", type=list[str]))
-            for r in tx.all(f"""SELECT m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, m.tags,
+            for r in tx.all(f"""SELECT m.member_id, m.tier, m.pii, NULL, NULL, NULL, m.tags,
                                        m.home_store, m.created_at, s.auto_tags
                                 FROM hq_members m LEFT JOIN hq_member_status s ON s.member_id = m.member_id
                                 WHERE m.member_id IN ({_marks(member_ids)}) ORDER BY m.member_id""",

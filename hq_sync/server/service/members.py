@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
@@ -42,19 +43,22 @@ from hq_sync.wire import (
 if TYPE_CHECKING:
     from hq_sync.server.service.escrow import ReleaseSignal
 
-_MEMBER_COLUMNS = ("member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at, "
+# Personal data is sealed (service/pii.py): `pii` sits at the phone's place, the next three are unused.
+_MEMBER_COLUMNS = ("member_id, tier, pii, NULL, NULL, NULL, tags, home_store, created_at, "
                    "(SELECT s.auto_tags FROM hq_member_status s WHERE s.member_id = hq_members.member_id)")
 
 
-def _row(r: tuple[Any, ...]) -> MemberRow:
-    return MemberRow(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6], type=list[str]), r[7], r[8],
+def _row(tx: Tx, r: tuple[Any, ...]) -> MemberRow:
+    p = pii.opened(tx, str(r[0]), r[2])
+    return MemberRow(r[0], r[1], p.phone, p.card_no, p.name, p.birthday, msgspec.json.decode(r[6], type=list[str]),
+                     r[7], r[8],
                      msgspec.json.decode(r[9] or "[]", type=list[str]))
 
 
 def member_rows(tx: Tx, member_id: str | None) -> list[MemberRow]:
     sql = f"SELECT {_MEMBER_COLUMNS} FROM hq_members"
     rows = tx.all(sql + " WHERE member_id = ?", (member_id,)) if member_id else tx.all(sql + " ORDER BY member_id")
-    return [_row(r) for r in rows]
+    return [_row(tx, r) for r in rows]
 
 
 def member_rows_of(tx: Tx, member_ids: Iterable[str]) -> list[MemberRow]:
@@ -65,7 +69,7 @@ def member_rows_of(tx: Tx, member_ids: Iterable[str]) -> list[MemberRow]:
         chunk = ids[i:i + 500]
         marks = ",".join("?" * len(chunk))
         for r in tx.all(f"SELECT {_MEMBER_COLUMNS} FROM hq_members WHERE member_id IN ({marks})", chunk):
-            found[r[0]] = _row(r)
+            found[r[0]] = _row(tx, r)
     return [found[m] for m in ids if m in found]
 
 
@@ -76,10 +80,12 @@ def members_with(tx: Tx, *, phone: str | None = None, card: str | None = None,
     """(member_id, created_at) of the members holding this phone or card, earliest first: THE lookup by
     phone or card at HQ. `current_only` leaves out merged ids (aliases)."""
     if phone is not None:
-        column, value = "phone", phone
+        column, value = "phone_hash", pii.keys(tx).phone_hash(phone)
     elif card is not None:
-        column, value = "card_no", card
+        column, value = "card_hash", pii.keys(tx).card_hash(card)
     else:
+        return []
+    if value is None:
         return []
     sql = f"SELECT member_id, created_at FROM hq_members m WHERE {column} = ?"
     if current_only:
@@ -153,7 +159,7 @@ def lookup_for_store(db: HqDb, store_id: str, *, member_id: str | None, phone: s
         row = tx.one(f"SELECT {_MEMBER_COLUMNS}, balance, points FROM hq_members WHERE member_id = ?", (found,))
         assert row is not None
         acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
-        return MemberFound(member=_row(row), balance=int(row[10]), points=int(row[11]), as_of=at,
+        return MemberFound(member=_row(tx, row), balance=int(row[10]), points=int(row[11]), as_of=at,
                            acked=int(acked[0]) if acked else 0, aliases=aliases_of(tx, found))
 
 
@@ -247,12 +253,12 @@ def edit_member(db: HqDb, principal: Principal, private_key: bytes, member_id: s
             changes[column] = value
         after = msgspec.structs.replace(before, **changes)
         if after != before:
-            tx.run("""UPDATE hq_members SET tier = ?, phone = ?, card_no = ?, name = ?, birthday = ?, tags = ?
-                      WHERE member_id = ?""",
-                   (after.tier, after.phone, after.card_no, after.name, after.birthday,
-                    msgspec.json.encode(after.tags).decode(), target))
-            audit(tx, principal, "member.edit", f"member:{target}", _profile(before), _profile(after), at=at)
+            tx.run("UPDATE hq_members SET tier = ?, tags = ? WHERE member_id = ?",
+                   (after.tier, msgspec.json.encode(after.tags).decode(), target))
+            pii.write_personal(tx, target, pii.of_row(after))
+            audit(tx, principal, "member.edit", f"member:{target}", pii.masked(before), pii.masked(after), at=at)
             append_feed(tx, private_key, "*", MembersPut(members=[after]), at)
+        pii.audit(tx, principal.username, [target], pii.PERSONAL_FIELDS, "read", "hq_api", at)  # the answer shows them
     return {"member_id": target, "changed": sorted(changes) if after != before else [],
             **{k: v for k, v in msgspec.to_builtins(_profile(after)).items()}}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
@@ -123,8 +124,9 @@ def merge(tx: Tx, private_key: bytes, winner: str, loser: str, actor: Principal,
     tx.run("UPDATE hq_coupons SET member_id = ? WHERE member_id = ?", (winner, loser))
     merged, rest = combine_profiles(rows[winner], rows[loser])
     for row in (rest, merged):  # the loser gives up its phone/card before the winner takes them
-        tx.run("""UPDATE hq_members SET phone = ?, card_no = ?, name = ?, birthday = ?, tags = ? WHERE member_id = ?""",
-               (row.phone, row.card_no, row.name, row.birthday, msgspec.json.encode(row.tags).decode(), row.member_id))
+        tx.run("UPDATE hq_members SET tags = ? WHERE member_id = ?", (msgspec.json.encode(row.tags).decode(),
+                                                                     row.member_id))
+        pii.write_personal(tx, row.member_id, pii.of_row(row))
     tx.run("UPDATE hq_member_aliases SET member_id = ? WHERE member_id = ?", (winner, loser))  # chains stay flat
     tx.run("INSERT INTO hq_member_aliases (alias, member_id, merged_at, reason) VALUES (?, ?, ?, ?)",
            (loser, winner, at, reason))
@@ -134,7 +136,7 @@ def merge(tx: Tx, private_key: bytes, winner: str, loser: str, actor: Principal,
                "moved": {"balance": int(held[0]), "points": int(held[1]),
                          "escrow": [list(e) for e in plan.escrow]}, "reason": reason}
     audit(tx, actor, "member.merge", f"member:{winner}",
-          {"winner": msgspec.to_builtins(rows[winner]), "loser": msgspec.to_builtins(rows[loser])}, outcome, at=at)
+          {"winner": pii.masked(rows[winner]), "loser": pii.masked(rows[loser])}, outcome, at=at)
     append_feed(tx, private_key, "*", MembersPut(members=[merged, rest]), at)
     append_feed(tx, private_key, "*", MemberMerged(loser=loser, winner=winner), at)
     return outcome  # the winner's new balances: the caller's `send_balances` (to the stores holding escrow)
@@ -146,10 +148,10 @@ def merge_duplicates(tx: Tx, private_key: bytes, member_ids: Iterable[str], acto
     done: list[dict[str, Any]] = []
     for member_id in sorted(set(member_ids)):
         current = resolve(tx, member_id)
-        row = tx.one("SELECT phone, card_no FROM hq_members WHERE member_id = ?", (current,))
-        if row is None:
+        held = pii.personal(tx, current)
+        if held is None:
             continue
-        for phone, card, what in ((row[0], None, "phone"), (None, row[1], "card")):
+        for phone, card, what in ((held.phone, None, "phone"), (None, held.card_no, "card")):
             if phone is None and card is None:
                 continue
             group = members_with(tx, phone=phone, card=card, current_only=True)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require, require_region, require_store, scope_sql
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.coupons import snapshot as coupon_snapshot
@@ -106,7 +107,7 @@ def pair(db: HqDb, req: PairRequest, private_key: bytes, public_key: bytes, demo
         if store[0] is not None and bytes(store[0]) == key:  # the same hub asking again
             kept = [r[0] for r in tx.all("SELECT DISTINCT member_id FROM hq_member_ledger WHERE store_id = ? "
                                          "AND kind = 'opening'", (req.store_id,))]
-            return PairResult(req.store_id, b64(public_key), int(store[1]), kept)
+            return PairResult(req.store_id, b64(public_key), int(store[1]), kept, lookup_key=pii.lookup_key(db))
         if store[0] is not None:
             _retire_stream(tx, req.store_id, at)
         tx.run("UPDATE hq_stores SET public_key = ?, base_seq = ?, acked_seq = 0, head_seq = ?, paired_at = ?, "
@@ -114,7 +115,7 @@ def pair(db: HqDb, req: PairRequest, private_key: bytes, public_key: bytes, demo
                (key, req.outbox_head, req.outbox_head, at, at, req.store_id))
         kept = _adopt_holdings(tx, req, at)
         _snapshot(tx, private_key, req.store_id, at)
-    return PairResult(req.store_id, b64(public_key), req.outbox_head, kept)
+    return PairResult(req.store_id, b64(public_key), req.outbox_head, kept, lookup_key=pii.lookup_key(db))
 
 
 def _retire_stream(tx: Tx, store_id: str, at: str) -> None:
@@ -140,10 +141,7 @@ def _adopt_holdings(tx: Tx, req: PairRequest, at: str) -> list[str]:
         m = profiles.get(member_id)
         if m is None:
             continue
-        tx.run("""INSERT INTO hq_members (member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at,
-                  balance, points) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-               (m.member_id, m.tier, m.phone, m.card_no, m.name, m.birthday, msgspec.json.encode(m.tags).decode(),
-                m.home_store, m.created_at, balance, points))
+        pii.insert_member(tx, m, balance=balance, points=points)
         for ledger, amount in (("value", balance), ("points", points)):
             if amount:
                 tx.run("""INSERT INTO hq_member_ledger (member_id, ledger, delta, kind, store_id, ref, at)

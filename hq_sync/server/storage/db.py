@@ -12,6 +12,8 @@ PostgreSQL adapter turns placeholders into `%s` and the schema's type words into
 
 from __future__ import annotations
 
+import hashlib
+import os
 import queue
 import re
 import sqlite3
@@ -25,11 +27,13 @@ Row = tuple[Any, ...]
 
 
 class Tx:
-    """A transaction (or a read snapshot): execute, executemany, fetch."""
+    """A transaction (or a read snapshot): execute, executemany, fetch. `key_path` is the database's
+    personal-data key file (hq_sync/server/service/pii.py)."""
 
-    def __init__(self, cur: Any, dialect: str) -> None:
+    def __init__(self, cur: Any, dialect: str, key_path: Path) -> None:
         self._cur = cur
         self.dialect = dialect
+        self.key_path = key_path
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
@@ -72,8 +76,12 @@ class Tx:
             self._cur.fetchall()
 
 
+KEY_FILE_ENV = "BACKROOM_HQ_KEY_FILE"
+
+
 class HqDb:
     dialect: str
+    key_path: Path  # the personal-data keys: never in the database (docs/privacy.md)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:  # pragma: no cover - abstract
@@ -88,6 +96,10 @@ class HqDb:
     def close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def compact(self, tables: Sequence[str]) -> None:  # pragma: no cover - abstract
+        """Rewrite these tables so no freed page keeps removed content (personal data)."""
+        raise NotImplementedError
+
     def type_words(self, ddl: str) -> str:
         return ddl
 
@@ -98,6 +110,7 @@ class SqliteDb(HqDb):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.key_path = Path(os.environ.get(KEY_FILE_ENV) or path.with_name(path.stem + ".pii.key"))
         self._lock = threading.Lock()
         self._writer = self._connect()
         self._local = threading.local()
@@ -108,6 +121,7 @@ class SqliteDb(HqDb):
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA secure_delete = ON")  # an erased member's sealed data leaves no free page behind
         return conn
 
     @contextmanager
@@ -116,7 +130,7 @@ class SqliteDb(HqDb):
             cur = self._writer.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(cur, self.dialect)
+                yield Tx(cur, self.dialect, self.key_path)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
@@ -136,10 +150,16 @@ class SqliteDb(HqDb):
         cur = conn.cursor()
         cur.execute("BEGIN")
         try:
-            yield Tx(cur, self.dialect)
+            yield Tx(cur, self.dialect, self.key_path)
         finally:
             cur.execute("COMMIT")
             cur.close()
+
+    def compact(self, tables: Sequence[str]) -> None:
+        """VACUUM the file and truncate the WAL (SQLite vacuums whole files, not tables)."""
+        with self._lock:
+            self._writer.execute("VACUUM")
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -163,6 +183,9 @@ class PostgresDb(HqDb):
 
         self._psycopg = psycopg
         self.url = url
+        # No file of its own: BACKROOM_HQ_KEY_FILE, else one per database under ~/.backroom/.
+        named = hashlib.sha256(re.sub(r"//[^@/]*@", "//", url).encode()).hexdigest()[:12]
+        self.key_path = Path(os.environ.get(KEY_FILE_ENV) or Path.home() / ".backroom" / f"hq-{named}.pii.key")
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._size = pool_size
         self._made = 0
@@ -195,12 +218,20 @@ class PostgresDb(HqDb):
     @contextmanager
     def write(self) -> Iterator[Tx]:
         with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            yield Tx(cur, self.dialect)
+            yield Tx(cur, self.dialect, self.key_path)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            yield Tx(cur, self.dialect)
+            yield Tx(cur, self.dialect, self.key_path)
+
+    def compact(self, tables: Sequence[str]) -> None:
+        """VACUUM FULL rewrites the tables; old row versions go with the old files (the WAL segments
+        that saw them are recycled by PostgreSQL's checkpoints)."""
+        with self._conn() as conn:
+            for table in tables:
+                conn.execute(f"VACUUM FULL {table}")
+            conn.execute("CHECKPOINT")
 
     def type_words(self, ddl: str) -> str:
         for pattern, word in _PG_TYPES:

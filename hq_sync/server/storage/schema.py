@@ -11,6 +11,7 @@ rule at its `min_points`), `hq_member_status` a member's review date and automat
 
 from __future__ import annotations
 
+from edge.members import pii as pii_crypto
 from hq_sync.server.storage.db import HqDb, Tx
 
 VERSION = 1
@@ -196,7 +197,12 @@ CREATE TABLE IF NOT EXISTS hq_members (
     home_store TEXT,
     created_at TEXT NOT NULL,
     balance BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
-    points BIGINT NOT NULL DEFAULT 0 CHECK (points >= 0)
+    points BIGINT NOT NULL DEFAULT 0 CHECK (points >= 0),
+    phone_hash TEXT,
+    card_hash TEXT,
+    phone_last4 TEXT,
+    pii BLOB,
+    erased_at TEXT
 );
 CREATE TABLE IF NOT EXISTS hq_member_aliases (
     alias TEXT PRIMARY KEY,
@@ -207,6 +213,16 @@ CREATE TABLE IF NOT EXISTS hq_member_aliases (
 CREATE INDEX IF NOT EXISTS hq_member_aliases_member ON hq_member_aliases (member_id);
 CREATE INDEX IF NOT EXISTS hq_members_phone ON hq_members (phone);
 CREATE INDEX IF NOT EXISTS hq_members_card ON hq_members (card_no);
+CREATE TABLE IF NOT EXISTS hq_pii_audit (
+    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    username TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    action TEXT NOT NULL,
+    via TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hq_pii_audit_member ON hq_pii_audit (member_id, audit_id);
 CREATE TABLE IF NOT EXISTS hq_member_ledger (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
     member_id TEXT NOT NULL,
@@ -465,6 +481,11 @@ ADDED_COLUMNS = (
     ("hq_stores", "address", "TEXT NOT NULL DEFAULT ''"),
     ("hq_stores", "last_contact", "TEXT"),
     ("hq_stores", "feed_cursor", "BIGINT NOT NULL DEFAULT 0"),  # the `after` of the store's last feed poll
+    ("hq_members", "phone_hash", "TEXT"),  # personal data sealed (docs/privacy.md)
+    ("hq_members", "card_hash", "TEXT"),
+    ("hq_members", "phone_last4", "TEXT"),
+    ("hq_members", "pii", "BLOB"),
+    ("hq_members", "erased_at", "TEXT"),
 )
 
 
@@ -613,6 +634,40 @@ def _fill_rollups(tx: Tx) -> None:
                     FROM hq_sale_line_rules GROUP BY rule_id, sale_id, store_id, day) u
               JOIN hq_sales x ON x.sale_id = u.sale_id GROUP BY u.rule_id, u.store_id, u.day""")
     tx.run("INSERT INTO hq_meta (key, value) VALUES ('sales_rollups', '1')")
+# Indexes on the added columns (they cannot be in SCHEMA: an older database gets the columns later).
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS hq_members_phone_hash ON hq_members (phone_hash);
+CREATE INDEX IF NOT EXISTS hq_members_card_hash ON hq_members (card_hash);
+CREATE INDEX IF NOT EXISTS hq_members_phone_last4 ON hq_members (phone_last4)
+"""
+
+
+def _seal_plaintext(tx: Tx) -> int:
+    """Data stored before personal data was sealed (once, `hq_meta` pii_sealed): seal members and empty
+    their plain columns; seal feed entries and quarantined deltas that carry member profiles.
+    Returns how many rows changed."""
+    if tx.one("SELECT 1 FROM hq_meta WHERE key = 'pii_sealed'") is not None:
+        return 0
+    tx.run("INSERT INTO hq_meta (key, value) VALUES ('pii_sealed', '1')")
+    keys = pii_crypto.load(tx.key_path)
+    changed = 0
+    for seq, kind, body in tx.all("SELECT seq, kind, body FROM hq_feed WHERE kind IN ('members')"):
+        tx.run("UPDATE hq_feed SET body = ? WHERE seq = ?", (keys.seal(bytes(body), b"feed:" + kind.encode()), seq))
+        changed += 1
+    for store_id, seq, kind, payload in tx.all(
+            "SELECT store_id, seq, kind, payload FROM hq_deltas WHERE kind IN ('member') AND payload IS NOT NULL"):
+        tx.run("UPDATE hq_deltas SET payload = ? WHERE store_id = ? AND seq = ?",
+               (keys.seal(bytes(payload), b"delta:" + kind.encode()), store_id, seq))
+        changed += 1
+    rows = tx.all("""SELECT member_id, phone, card_no, name, birthday FROM hq_members
+                     WHERE phone IS NOT NULL OR card_no IS NOT NULL OR name != '' OR birthday IS NOT NULL""")
+    for member_id, phone, card_no, name, birthday in rows:
+        personal = pii_crypto.Personal(phone=phone, name=name or "", birthday=birthday, card_no=card_no)
+        phone_hash, card_hash, tail, blob = keys.columns(member_id, personal)
+        tx.run("""UPDATE hq_members SET phone = NULL, card_no = NULL, name = '', birthday = NULL, phone_hash = ?,
+                  card_hash = ?, phone_last4 = ?, pii = ? WHERE member_id = ?""",
+               (phone_hash, card_hash, tail, blob, member_id))
+    return changed + len(rows)
 
 
 def create_schema(db: HqDb) -> None:
@@ -622,7 +677,7 @@ def create_schema(db: HqDb) -> None:
                 tx.run(statement)
         for table, column, definition in ADDED_COLUMNS:
             if column not in _columns(tx, table):
-                tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                tx.run(db.type_words(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
         tx.run("""INSERT INTO hq_regions (region, created_at) SELECT DISTINCT region, '' FROM hq_stores
                   WHERE region <> '' ON CONFLICT (region) DO NOTHING""")
         if tx.one("SELECT 1 FROM hq_sales_hourly LIMIT 1") is None and tx.one("SELECT 1 FROM hq_sales LIMIT 1"):
@@ -633,5 +688,11 @@ def create_schema(db: HqDb) -> None:
                       FROM hq_sales GROUP BY store_id, day, CAST(substr(at, 12, 2) AS BIGINT)""")
         _fill_rollups(tx)
         _fill_store_days(tx)
+        for statement in _INDEXES.split(";"):
+            if statement.strip():
+                tx.run(statement)
+        sealed = _seal_plaintext(tx)
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))
+    if sealed:  # the plaintext may linger in freed pages and the WAL
+        db.compact(["hq_members", "hq_feed", "hq_deltas"])

@@ -30,6 +30,7 @@ from edge.storage.db import Database
 from hq_sync import hub_state
 from hq_sync.protocol import DeltaTender, MemberDelta, ReturnDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.service import members as hq_members
+from hq_sync.server.service import pii as hq_pii
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.ingest import ingest
@@ -154,10 +155,18 @@ def _topup(member_id: str, amount: int) -> TopupDelta:
                       at="2026-11-23T10:00:00+08:00", journal_seq=1)
 
 
+def _name_tier(hub: SyncHub, member_id: str) -> tuple[str, str] | None:
+    """A member's name (sealed: docs/privacy.md) and tier in a hub's cache."""
+    rows = hub.query("SELECT pii, tier FROM members WHERE member_id = ?", (member_id,))
+    if not rows:
+        return None
+    return pii.load(hub.data_dir / pii.KEY_FILE).open_personal(member_id, rows[0][0]).name, str(rows[0][1])
+
+
 def _feed(db: Any) -> list[tuple[str, Any]]:
-    with db.read() as tx:
-        return [(str(r[0]), feed_body_decoder.decode(bytes(r[1])))
-                for r in tx.all("SELECT store_id, body FROM hq_feed ORDER BY seq")]
+    with db.read() as tx:  # member profiles are sealed in hq_feed (docs/privacy.md)
+        return [(str(r[0]), feed_body_decoder.decode(hq_pii.open_feed_body(tx, str(r[2]), bytes(r[1]))))
+                for r in tx.all("SELECT store_id, body, kind FROM hq_feed ORDER BY seq")]
 
 
 def test_hq_merges_an_offline_duplicate_on_upload_and_applies_later_deltas_of_the_old_id_to_the_winner(
@@ -336,8 +345,8 @@ def test_a_sign_up_at_one_store_is_found_at_another_within_3_s_and_hq_edits_foll
         assert edited.status_code == 200, edited.text
         assert edited.json()["changed"] == ["name", "tier"]
         for hub in (a, b):
-            wait_until(lambda h=hub: h.query("SELECT name, tier FROM members WHERE member_id = ?", (member_id,))
-                       == [("林芳", "silver")], 3.0, interval=0.02, what="the HQ edit at every store")
+            wait_until(lambda h=hub: _name_tier(h, member_id) == ("林芳", "silver"), 3.0, interval=0.02,
+                       what="the HQ edit at every store")
         taken = hq.admin().patch(f"/hq/v1/members/{member_id}", json={"phone": "13800138000"})  # M000001's
         assert (taken.status_code, taken.json()["code"]) == (409, "member_exists")
         bad = hq.admin().patch(f"/hq/v1/members/{member_id}", json={"phone": "12"})

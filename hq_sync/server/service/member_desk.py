@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from hq_sync.server.service import pii_views
+from hq_sync.server.service import pii, pii_views
 from hq_sync.server.service.access import (
     Principal,
     in_scope,
@@ -80,7 +80,17 @@ def _profile(row: tuple[Any, ...], unmasked: bool) -> dict[str, Any]:
             "home_store": home_store, "created_at": created_at, "masked": not unmasked}
 
 
-_PROFILE = "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at, balance, points"
+# Personal data is sealed (service/pii.py, docs/privacy.md): `_opened` puts phone, card, name and
+# birthday in the places the NULLs keep for them.
+_PROFILE = "member_id, tier, pii, NULL, NULL, NULL, tags, home_store, created_at, balance, points"
+
+
+def _opened(tx: Tx, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    out = []
+    for r in rows:
+        p = pii.opened(tx, str(r[0]), r[2])
+        out.append((r[0], r[1], p.phone, p.card_no, p.name, p.birthday, *r[6:]))
+    return out
 
 
 def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
@@ -92,19 +102,26 @@ def find_rows(tx: Tx, query: str, limit: int) -> list[tuple[Any, ...]]:
     digits = q.replace(" ", "").replace("-", "")
     args: tuple[Any, ...]
     if digits.isdigit():
+        k = pii.keys(tx)
         if len(digits) == 4:
-            sql, args = f"SELECT {_PROFILE} FROM hq_members WHERE phone LIKE ? ORDER BY member_id LIMIT ?", \
-                ("%" + digits, limit)
+            sql, args = f"SELECT {_PROFILE} FROM hq_members WHERE phone_last4 = ? ORDER BY member_id LIMIT ?", \
+                (digits, limit)
         else:
-            sql, args = (f"SELECT {_PROFILE} FROM hq_members WHERE phone = ? OR card_no = ? ORDER BY member_id "
-                         "LIMIT ?", (digits, digits, limit))
-        return tx.all(sql, args)
+            sql, args = (f"SELECT {_PROFILE} FROM hq_members WHERE phone_hash = ? OR card_hash = ? "
+                         "ORDER BY member_id LIMIT ?", (k.phone_hash(digits), k.card_hash(digits), limit))
+        return _opened(tx, tx.all(sql, args))
     exact = tx.all(f"SELECT {_PROFILE} FROM hq_members WHERE member_id = ?", (q.upper(),))
     if exact:
-        return exact
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return tx.all(f"SELECT {_PROFILE} FROM hq_members WHERE name LIKE ? ESCAPE '\\' ORDER BY member_id LIMIT ?",
-                  (pattern, limit))
+        return _opened(tx, exact)
+    # Names are sealed: part of a name is found by opening the members one by one (a walk over the
+    # table, stopped at the limit; docs/privacy.md).
+    found = []
+    for row in _opened(tx, tx.all(f"SELECT {_PROFILE} FROM hq_members WHERE pii IS NOT NULL ORDER BY member_id")):
+        if q in (row[4] or ""):
+            found.append(row)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def search(db: HqDb, viewer: Principal, query: str, at: str, limit: int = SEARCH_LIMIT,
@@ -132,9 +149,10 @@ def detail(db: HqDb, viewer: Principal, member_id: str, at: str, limit: int = HI
     unmasked = sees_pii(viewer)
     with db.read() as tx:
         mine_stores = set(stores_in_scope(tx, viewer))
-        row = tx.one(f"SELECT {_PROFILE} FROM hq_members WHERE member_id = ?", (member_id,))
-        if row is None:
+        held = tx.one(f"SELECT {_PROFILE} FROM hq_members WHERE member_id = ?", (member_id,))
+        if held is None:
             raise HqError(404, "unknown_member", f"no member {member_id[:64]}")
+        row = _opened(tx, [held])[0]
         escrow_rows = tx.all("SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ? "
                              "AND outstanding > 0 ORDER BY store_id, ledger", (member_id,))
         names = {r[0]: r[1] for r in tx.all("SELECT store_id, name FROM hq_stores")}

@@ -45,6 +45,7 @@ from itertools import accumulate
 
 import msgspec
 
+from edge.members import pii as pii_crypto
 from edge.reports.history import WEEKDAY_FACTOR, _hour_weights
 from hq_sync.server.service.demo import DEMO_STORES, seed_demo
 from hq_sync.server.storage.db import HqDb, Tx
@@ -126,6 +127,7 @@ def _add_members(tx: Tx, count: int, ids: list[str], rng: random.Random, at: str
     have = {r[0]: (r[1], r[2], int(r[3]), int(r[4])) for r in
             tx.all("SELECT member_id, tier, home_store, balance, points FROM hq_members")}
     rows = []
+    keys = pii_crypto.load(tx.key_path)
     for i in range(count):
         member_id = f"M{300000 + i:06d}"
         if member_id in have:
@@ -133,9 +135,12 @@ def _add_members(tx: Tx, count: int, ids: list[str], rng: random.Random, at: str
         tier = rng.choices(["regular", "silver", "gold"], [70, 20, 10])[0]
         home = rng.choice(ids)
         birthday = f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-        rows.append((member_id, tier, f"139{i:08d}", f"886{i:07d}", f"会员{i:05d}", birthday, "[]", home, at))
+        personal = pii_crypto.Personal(phone=f"139{i:08d}", name=f"会员{i:05d}", birthday=birthday,
+                                       card_no=f"886{i:07d}")
+        rows.append((member_id, tier, "[]", home, at, *keys.columns(member_id, personal)))  # sealed (docs/privacy.md)
         have[member_id] = (tier, home, 0, 0)
-    tx.copy("hq_members", "member_id, tier, phone, card_no, name, birthday, tags, home_store, created_at", rows)
+    tx.copy("hq_members", "member_id, tier, tags, home_store, created_at, phone_hash, card_hash, phone_last4, pii",
+            rows)
     return [_Member(m, t, h or ids[0], b, p) for m, (t, h, b, p) in sorted(have.items())]
 
 

@@ -90,6 +90,7 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-"))
         shutil.copy(self.template, self.dir / "hub.sqlite3")
+        shutil.copy(self.template.with_name("pii.key"), self.dir / "pii.key")  # the members' data key goes along
         self.db = Database(self.dir / "hub.sqlite3")
         self.sales: list[str] = []
 

@@ -9,7 +9,8 @@ from typing import Any
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import now_text
-from hq_sync.server.service.escrow import EscrowEvents, EscrowPolicy, ReleaseSignal
+from hq_sync.server.service.escrow import EscrowPolicy
+from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 from hq_sync.server.service.feed import hq_key
 from hq_sync.server.service.stores import record_contacts, record_feed_cursors
 from hq_sync.server.storage.db import HqDb, open_db

@@ -51,7 +51,7 @@ from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ack, Batch, OutRow
 
 if TYPE_CHECKING:
-    from hq_sync.server.service.escrow import EscrowEvents, ReleaseSignal
+    from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 
 LEDGERS = ("value", "points")
 

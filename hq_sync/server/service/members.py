@@ -6,7 +6,7 @@ phones are stored differently).
 
 An online authorisation meets the tender in one attempt (docs/sync.md): out of the unallocated
 balance, else by asking the other stores that hold escrow for it back and waiting a bounded time for
-their releases (`ReleaseSignal` in `escrow.py` wakes it), then granting. It refuses
+their releases (`ReleaseSignal` in `escrow_signals.py` wakes it), then granting. It refuses
 `insufficient_balance` / `insufficient_points` only when the chain-wide holdings are short, and
 `held_elsewhere` when the money exists but a store holding it did not release in time.
 """
@@ -41,7 +41,7 @@ from hq_sync.wire import (
 )
 
 if TYPE_CHECKING:
-    from hq_sync.server.service.escrow import ReleaseSignal
+    from hq_sync.server.service.escrow_signals import ReleaseSignal
 
 # Personal data is sealed (service/pii.py): `pii` sits at the phone's place, the next three are unused.
 _MEMBER_COLUMNS = ("member_id, tier, pii, NULL, NULL, NULL, tags, home_store, created_at, "

@@ -18,11 +18,23 @@ from typing import Any
 
 import msgspec
 
+from edge.money import div_half_up
+from edge.reports.dashboard import share_bp
 from hq_sync.server.service.access import Principal, require, scope_sql
 from hq_sync.server.storage.db import HqDb
 
 ONLINE_S = 120  # heard from within this: online; else offline (its figures are as of its last batch)
 DEFAULT_TZ = "Asia/Shanghai"
+
+
+def basket(sales: int, tickets: int) -> int | None:
+    """Average basket, rounded half-up as on the stores' own dashboards; None without tickets."""
+    return div_half_up(sales, tickets) if tickets else None
+
+
+def member_share(member_tickets: int, tickets: int) -> int | None:
+    """Member tickets in basis points of tickets (the stores' `share_bp`); None without tickets."""
+    return share_bp(member_tickets, tickets) if tickets else None
 
 
 class StoreDay(msgspec.Struct, frozen=True):
@@ -41,11 +53,11 @@ class StoreDay(msgspec.Struct, frozen=True):
 
     @property
     def basket(self) -> int | None:
-        return self.sales // self.tickets if self.tickets else None
+        return basket(self.sales, self.tickets)
 
     @property
     def member_share_bp(self) -> int | None:
-        return self.member_tickets * 10_000 // self.tickets if self.tickets else None
+        return member_share(self.member_tickets, self.tickets)
 
 
 class RegionDay(msgspec.Struct, frozen=True):
@@ -59,11 +71,11 @@ class RegionDay(msgspec.Struct, frozen=True):
 
     @property
     def basket(self) -> int | None:
-        return self.sales // self.tickets if self.tickets else None
+        return basket(self.sales, self.tickets)
 
     @property
     def member_share_bp(self) -> int | None:
-        return self.member_tickets * 10_000 // self.tickets if self.tickets else None
+        return member_share(self.member_tickets, self.tickets)
 
 
 class ChainDashboard(msgspec.Struct, frozen=True):
@@ -79,11 +91,11 @@ class ChainDashboard(msgspec.Struct, frozen=True):
 
     @property
     def basket(self) -> int | None:
-        return self.sales // self.tickets if self.tickets else None
+        return basket(self.sales, self.tickets)
 
     @property
     def member_share_bp(self) -> int | None:
-        return self.member_tickets * 10_000 // self.tickets if self.tickets else None
+        return member_share(self.member_tickets, self.tickets)
 
 
 def _zone(name: str | None) -> zoneinfo.ZoneInfo:

@@ -334,6 +334,11 @@ def grant_in(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: 
            (member_id, store_id, ledger, amount, amount))
     # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it.
     append_feed(tx, private_key, store_id, grant, at)
+    # The store now deals with the member, so it gets the chain-wide figures too (never a stale
+    # balance beside a larger spendable part, offline).
+    acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+    append_feed(tx, private_key, store_id, MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
+                                                          acked=int(acked[0]) if acked else 0), at)
     return grant
 
 

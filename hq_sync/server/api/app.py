@@ -19,7 +19,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
-from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, sync, users
+from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, statements, sync, users
 from hq_sync.server.api.resources import CONTACT_EVERY_S, Hq
 from hq_sync.server.api.support import in_thread, json_response
 from hq_sync.server.console.router import console_error_page, console_router
@@ -100,7 +100,7 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
 
     return Litestar(
         route_handlers=[*admin.ROUTES, *merchandising.ROUTES, *users.ROUTES, *member_desk.ROUTES, *sync.ROUTES,
-                        *member_rules.ROUTES, *engage.ROUTES, console_router()],
+                        *member_rules.ROUTES, *engage.ROUTES, *statements.ROUTES, console_router()],
         # the member pass and the campaigns after the resources
         lifespan=[lifespan, member_rules.member_pass_lifespan, engage.campaign_schedule],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},

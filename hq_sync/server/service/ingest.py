@@ -48,6 +48,7 @@ from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.members import resolve_many
 from hq_sync.server.service.transfers import apply_transfers
 from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.server.storage.statements import PROVIDER_METHODS
 from hq_sync.wire import Ack, Batch, OutRow
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Plan(msgspec.Struct):
     line_rules: list[tuple[object, ...]] = []  # (sale_id, line_no, rule_id, store_id, day, amount)
     z_reports: list[tuple[object, ...]] = []
     tenders: list[tuple[object, ...]] = []
+    pay_tenders: list[tuple[object, ...]] = []  # hq_pay_tenders rows: provider-paid tenders and refunds
     returns: list[tuple[object, ...]] = []
     topups: list[tuple[object, ...]] = []
     stock: list[tuple[object, ...]] = []
@@ -236,11 +238,17 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
                                ln.tax) for ln in delta.lines)
             plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
+            plan.pay_tenders.extend((store_id, "sale", delta.sale_id, n, delta.sale_id, t.method, t.amount, t.reference,
+                                     delta.at, delta.at[:10]) for n, t in enumerate(delta.tenders, start=1)
+                                    if t.method in PROVIDER_METHODS)
             plan.line_rules.extend((delta.sale_id, ln.line_no, rule_id, store_id, delta.at[:10], amount)
                                    for ln in delta.lines for rule_id, amount in _rule_sums(ln.rules))
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))
+            plan.pay_tenders.extend((store_id, "refund", delta.return_id, n, delta.sale_id, t.method, t.amount,
+                                     t.reference, delta.at, delta.at[:10]) for n, t in enumerate(delta.refunds, start=1)
+                                    if t.method in PROVIDER_METHODS)
             plan.engage.append((delta, paired))
         case TopupDelta():
             plan.topups.append((delta.topup_id, store_id, seq, delta.member_id, delta.amount, delta.method, delta.at))
@@ -511,6 +519,10 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                        member_tickets = hq_sales_hourly.member_tickets + excluded.member_tickets""",
                 hourly_rollup(plan.sales))
     tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
+    if plan.pay_tenders:
+        tx.many("""INSERT INTO hq_pay_tenders (store_id, doc_kind, doc_id, tender_no, sale_id, method, amount,
+                   reference, at, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                plan.pay_tenders)
     tx.copy("hq_sale_line_rules", "sale_id, line_no, rule_id, store_id, day, amount", plan.line_rules)
     _roll_up(tx, store_id, plan)
     tx.many("""INSERT INTO hq_z_reports (store_id, z_no, day, at, tickets, net, tax, refunded, cash_expected,

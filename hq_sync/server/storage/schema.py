@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from edge.members import pii as pii_crypto
 from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.server.storage.statements import STATEMENTS_SCHEMA, create_statement_tables
 
 VERSION = 1
 
@@ -688,6 +689,7 @@ def create_schema(db: HqDb) -> None:
                       FROM hq_sales GROUP BY store_id, day, CAST(substr(at, 12, 2) AS BIGINT)""")
         _fill_rollups(tx)
         _fill_store_days(tx)
+        create_statement_tables(tx, db.type_words(STATEMENTS_SCHEMA))
         for statement in _INDEXES.split(";"):
             if statement.strip():
                 tx.run(statement)

@@ -27,6 +27,7 @@ NAV: list[NavItem] = [
     NavItem("members", "/hq/ui/members", N_("Members"), "members.read"),
     NavItem("transfers", "/hq/ui/transfers", N_("Transfers"), "transfers.read"),
     NavItem("reports", "/hq/ui/reports", N_("Reports"), "reports.read"),
+    NavItem("statements", "/hq/ui/statements", N_("Statements"), "statements.read"),
     NavItem("audit", "/hq/ui/audit", N_("Audit log"), "audit.read"),
     NavItem("users", "/hq/ui/users", N_("HQ users"), "users.read"),
 ]

@@ -23,6 +23,7 @@ from hq_sync.server.console.pages import (
     members,
     promotions,
     reports,
+    statements,
     stores,
     transfers,
     users,
@@ -33,7 +34,7 @@ from hq_sync.server.service.errors import HqError
 
 STATIC = Path(__file__).with_name("static")
 TABLET_STATIC = TABLET_UI / "static"
-PAGES = [auth, dashboard, stores, catalog, promotions, members, transfers, reports, audit, users]
+PAGES = [auth, dashboard, stores, catalog, promotions, members, transfers, reports, statements, audit, users]
 
 
 def _login_required(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:

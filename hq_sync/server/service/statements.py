@@ -396,7 +396,7 @@ def resolve(db: HqDb, principal: Principal, statement_id: str, anomaly_no: int, 
         else:
             require_store(tx, principal, store_id)
         if row[2] is not None:
-            raise HqError(409, "already_resolved", "this anomaly is resolved already")
+            raise HqError(409, "anomaly_resolved", "this anomaly is resolved already")
         tx.run("""UPDATE hq_statement_anomalies SET resolved_at = ?, resolved_by = ?, note = ?
                   WHERE statement_id = ? AND anomaly_no = ? AND resolved_at IS NULL""",
                (at, principal.username, note, statement_id, anomaly_no))

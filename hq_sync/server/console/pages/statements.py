@@ -26,7 +26,7 @@ KIND_LABELS = {"paid_no_sale": N_("Paid, no sale"), "sale_no_payment": N_("Sale,
 BY_LABELS = {"reference": N_("by reference"), "store_field": N_("by store field"), "none": N_("no store")}
 
 
-def _labels(ui: ConsoleView) -> dict[str, dict[str, str]]:
+def _labels(ui: ConsoleView) -> dict[str, Any]:
     return {"providers": {k: ui._(v) for k, v in PROVIDER_LABELS.items()},
             "kinds": {k: ui._(v) for k, v in KIND_LABELS.items()},
             "by": {k: ui._(v) for k, v in BY_LABELS.items()}}

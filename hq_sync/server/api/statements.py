@@ -89,4 +89,20 @@ async def store_code_set(request: Request[Any, Any, Any]) -> Response[bytes]:
                                          body.code, body.store_id, now_text()))
 
 
-ROUTES = [statement_import, statement_list, statement_view, anomaly_resolve, store_code_list, store_code_set]
+@get("/hq/v1/statement-csv-mapping")
+async def csv_mapping_get(request: Request[Any, Any, Any]) -> Response[bytes]:
+    principal = acting(request, "statements.read")
+    return json_response(await in_thread(statements.csv_mapping, hq_of(request).db, principal))
+
+
+@put("/hq/v1/statement-csv-mapping")
+async def csv_mapping_set(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The chain's column mapping for `?provider=csv` bills, as the body (TOML or JSON, docs/payments.md)."""
+    principal = acting(request, "statements.import")
+    data = await request.body()
+    return json_response(await in_thread(statements.set_csv_mapping, hq_of(request).db, principal, data,
+                                         now_text()))
+
+
+ROUTES = [csv_mapping_get, csv_mapping_set, statement_import, statement_list, statement_view, anomaly_resolve,
+          store_code_list, store_code_set]

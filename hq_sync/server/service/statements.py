@@ -2,18 +2,21 @@
 the chain, split by store and matched against each store's synced tenders and refunds.
 
 Import, in one transaction:
-1. the file is parsed by the hub's own parsers (`edge.payments.statements`): one parser for hub and HQ;
-2. each row is attributed to a store: by its reference (微信订单号 / 支付宝交易号 or 商户订单号) found among
-   the stores' tenders and refunds (`hq_pay_tenders`), else by the provider's store field (Alipay 门店编号,
-   a device or sub-merchant) through `hq_statement_store_codes` (or a field that is a store id itself),
-   else to no store: a chain-level `paid_no_sale` (`refund_mismatch` for a refund row);
-3. each store's rows are matched against that store's tenders and refunds of the bill's days by the hub's
-   own matcher (`edge.payments.matching`): matched rows, anomalies, fees;
-4. the split, the rows and the anomalies are stored, and the import audited.
+1. the file is parsed by the hub's own parser (`edge.payments.statements.parse`): one parser for hub and HQ;
+2. each row is attributed to a store: by its reference (微信订单号 / 支付宝交易号, 商户订单号, a refund's
+   numbers) found among the stores' tenders and refunds (`hq_pay_tenders`), else by the provider's store
+   field (Alipay 门店编号, a WeChat 设备号, a UnionPay 终端编号, else the sub-merchant) through
+   `hq_statement_store_codes` (or a field that is a store id itself), else to no store: a chain-level
+   `paid_no_sale` (`refund_mismatch` for a refund row);
+3. each store's rows are matched against that store's tenders and refunds of the bill's method by the hub's
+   own matcher (`edge.payments.matching.match`): matched rows and anomalies;
+4. the split (rows, paid, refunded, fees, matched, anomalies per store), the rows and the anomalies are
+   stored, and the import audited.
 
-The same file (by digest) imported again is the same statement and changes nothing; a row that an earlier
-bill already brought (same provider and row key) is not held twice. A region manager sees the split of his
-regions' stores only, and resolves their anomalies only; chain-level anomalies are finance's.
+The same file (by digest) imported again is the same statement and changes nothing. An anomaly carries the
+matcher's key, which names the same problem in another bill (a re-downloaded day inside a month's bill): its
+resolution is carried over, so a manager resolves a problem once. A region manager sees the split of his
+regions' stores only, and resolves their anomalies only; the chain-level ones are finance's.
 """
 
 from __future__ import annotations
@@ -22,50 +25,37 @@ import datetime
 import hashlib
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from edge.payments.matching import HubRefund, MatchResult, Tender, match
+from edge.payments.statements import (
+    CsvMapping,
+    Statement,
+    StatementError,
+    StatementRow,
+    load_mapping,
+    parse,
+    row_keys,
+)
 from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.storage.db import HqDb, Tx
 
-Provider = Literal["wechat", "alipay", "csv"]
 PROVIDERS: tuple[str, ...] = ("wechat", "alipay", "csv")
 MAX_BYTES = 48 * 1024 * 1024  # a month of a big chain's WeChat bill is some 20 MB
 MAX_ROWS = 500_000
 MAX_NOTE = 500
+MAX_MAPPING = 16 * 1024
 CHAIN = ""  # the store_id of what no store claims
-ANOMALY_KINDS = ("paid_no_sale", "sale_no_payment", "amount_mismatch", "duplicate_payment", "refund_mismatch")
-
-
-class BillRow(msgspec.Struct, frozen=True):
-    """One row of a provider's bill as HQ keeps it (amounts in fen, positive; `kind` says which way)."""
-
-    row_no: int
-    kind: Literal["payment", "refund"]
-    transaction_id: str
-    merchant_order: str
-    refund_id: str
-    amount: int
-    fee: int
-    at: str
-    store_field: str = ""
-
-    @property
-    def row_key(self) -> str:
-        """What makes a row the same row in two bills: the provider's numbers (a payment's transaction,
-        a refund's refund number)."""
-        return f"{self.kind}:{self.transaction_id}:{self.refund_id}:{self.merchant_order}"
-
-    @property
-    def references(self) -> tuple[str, ...]:
-        return tuple(r for r in (self.transaction_id, self.merchant_order, self.refund_id) if r)
+CSV_MAPPING_KEY = "statement_csv_mapping"  # hq_chain_settings: the chain's mapping for `csv` bills
 
 
 class PayTender(msgspec.Struct, frozen=True, array_like=True):
-    """A store's provider-paid tender (`doc_kind` 'sale') or refund ('refund') as HQ holds it."""
+    """A store's provider-paid tender (`doc_kind` 'sale') or refund ('refund') as HQ holds it;
+    `payment_reference` is, for a refund, the reference of the sale's tender it pays back."""
 
     store_id: str
     doc_kind: str
@@ -77,98 +67,64 @@ class PayTender(msgspec.Struct, frozen=True, array_like=True):
     reference: str | None
     at: str
     day: str
-
-
-class Found(msgspec.Struct, frozen=True):
-    """One anomaly of a store's match (or of the chain: `store_id` '')."""
-
-    kind: str
-    reference: str | None = None
-    sale_id: str | None = None
-    expected: int | None = None
-    actual: int | None = None
-    row_no: int | None = None
-    detail: str = ""
-
-
-class StoreMatch(msgspec.Struct, frozen=True):
-    matched: list[int]  # row numbers of the bill that matched a tender or refund of the store
-    anomalies: list[Found]
-
-
-# -- the parts the hub lends ----------------------------------------------------------------------------------
-
-def parse_bill(provider: str, data: bytes) -> list[BillRow]:
-    """The file's rows, by the hub's own parser; a file it cannot read is a 422 `bad_statement`."""
-    raise HqError(503, "parser_missing", "the statement parsers are not installed on this HQ")
-
-
-def match_store(provider: str, rows: Sequence[BillRow], tenders: Sequence[PayTender], days: tuple[str, str]) \
-        -> StoreMatch:
-    """One store's rows against its tenders and refunds of the bill's days, by the hub's own matcher."""
-    raise HqError(503, "matcher_missing", "the statement matcher is not installed on this HQ")
+    payment_reference: str | None = None
 
 
 # -- import ---------------------------------------------------------------------------------------------------
-
-def _day(at: str) -> str:
-    return at[:10]
-
 
 def _shift(day: str, days: int) -> str:
     return (datetime.date.fromisoformat(day) + datetime.timedelta(days=days)).isoformat()
 
 
-def provider_methods(provider: str) -> tuple[str, ...]:
-    """The tender methods a provider's bill covers."""
-    return {"wechat": ("wechat",), "alipay": ("alipay",)}.get(provider, ("unionpay", "card"))
-
-
-def _tenders(tx: Tx, methods: Sequence[str], first: str, last: str) -> list[PayTender]:
-    marks = ", ".join("?" * len(methods))
-    rows = tx.all(f"""SELECT store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference, at, day
-                      FROM hq_pay_tenders WHERE day >= ? AND day <= ? AND method IN ({marks})
-                      ORDER BY store_id, at, doc_id, tender_no""", (first, last, *methods))
+def _tenders(tx: Tx, method: str, first: str, last: str) -> list[PayTender]:
+    rows = tx.all("""SELECT store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference, at, day
+                     FROM hq_pay_tenders WHERE day >= ? AND day <= ? AND method = ?
+                     ORDER BY store_id, at, doc_id, tender_no""", (first, last, method))
     tenders = msgspec.convert([tuple(r) for r in rows], list[PayTender], strict=False)
-    # A refund sent without its own reference (an older hub) is known by its sale's reference for that method.
-    by_sale = {(t.sale_id, t.method): t.reference for t in tenders if t.doc_kind == "sale" and t.reference}
-    missing = {t.sale_id for t in tenders if t.doc_kind == "refund" and not t.reference}
-    if missing - {s for s, _ in by_sale}:
-        for sale_id, method, reference in _sale_references(tx, sorted(missing - {s for s, _ in by_sale})):
-            by_sale.setdefault((sale_id, method), reference)
-    return [msgspec.structs.replace(t, reference=by_sale.get((t.sale_id, t.method)))
-            if t.doc_kind == "refund" and not t.reference else t for t in tenders]
+    paid = {(t.store_id, t.sale_id): t.reference for t in tenders if t.doc_kind == "sale" and t.reference}
+    wanted = sorted({(t.store_id, t.sale_id) for t in tenders if t.doc_kind == "refund"} - set(paid))
+    if wanted:  # a refund of a sale made before the window
+        paid.update(_sale_references(tx, method, wanted))
+    return [msgspec.structs.replace(t, payment_reference=paid.get((t.store_id, t.sale_id)))
+            if t.doc_kind == "refund" else t for t in tenders]
 
 
-def _sale_references(tx: Tx, sale_ids: list[str]) -> list[tuple[str, str, str]]:
-    out: list[tuple[str, str, str]] = []
-    for start in range(0, len(sale_ids), 500):
-        chunk = sale_ids[start:start + 500]
+def _sale_references(tx: Tx, method: str, sales: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for start in range(0, len(sales), 400):
+        chunk = sales[start:start + 400]
         marks = ", ".join("?" * len(chunk))
-        out += [(str(r[0]), str(r[1]), str(r[2])) for r in tx.all(
-            f"""SELECT sale_id, method, reference FROM hq_pay_tenders WHERE doc_kind = 'sale'
-                AND reference IS NOT NULL AND sale_id IN ({marks})""", chunk)]
+        for store_id, sale_id, reference in tx.all(
+                f"""SELECT store_id, sale_id, reference FROM hq_pay_tenders WHERE doc_kind = 'sale' AND method = ?
+                    AND reference IS NOT NULL AND sale_id IN ({marks})""", (method, *(s for _, s in chunk))):
+            out.setdefault((str(store_id), str(sale_id)), str(reference))
     return out
 
 
-def attribute(rows: Sequence[BillRow], tenders: Sequence[PayTender], codes: dict[str, str],
+def _references(row: StatementRow) -> tuple[str, ...]:
+    return tuple(r for r in (row.transaction_id, row.merchant_order_no, row.refund_id, row.merchant_refund_no) if r)
+
+
+def attribute(rows: Sequence[StatementRow], tenders: Sequence[PayTender], codes: dict[str, str],
               stores: set[str]) -> tuple[dict[int, str], dict[int, str]]:
     """Which store each row belongs to ('' none) and how it was found ('reference', 'store_field', 'none').
-    A reference two stores hold names neither: the store field decides."""
+    A reference that two stores hold names neither: the store field decides."""
     owner: dict[str, str | None] = {}
     for t in tenders:
-        if t.reference:
-            held = owner.get(t.reference, t.store_id)
-            owner[t.reference] = t.store_id if held == t.store_id else None
+        for reference in (t.reference, t.payment_reference):
+            if reference:
+                held = owner.get(reference, t.store_id)
+                owner[reference] = t.store_id if held == t.store_id else None
     store_of: dict[int, str] = {}
     how: dict[int, str] = {}
     for row in rows:
-        found = next((owner[r] for r in row.references if owner.get(r)), None)
+        found = next((owner[r] for r in _references(row) if owner.get(r)), None)
         if found:
             store_of[row.row_no], how[row.row_no] = found, "reference"
             continue
-        code = row.store_field.strip()
-        by_field = codes.get(code) or (code if code in stores else None)
+        by_field = None
+        for field in (row.store.strip(), row.merchant_id.strip()):
+            by_field = by_field or codes.get(field) or (field if field in stores else None) if field else by_field
         if by_field:
             store_of[row.row_no], how[row.row_no] = by_field, "store_field"
         else:
@@ -176,8 +132,46 @@ def attribute(rows: Sequence[BillRow], tenders: Sequence[PayTender], codes: dict
     return store_of, how
 
 
+def match_store(rows: Sequence[StatementRow], tenders: Sequence[PayTender], provider: str,
+                period: tuple[str, str]) -> MatchResult:
+    """One store's rows against its tenders and refunds, by the hub's own matcher."""
+    sales = [Tender(sale_id=t.sale_id, tender_no=t.tender_no, method=t.method, amount=t.amount, reference=t.reference,
+                    time=t.at) for t in tenders if t.doc_kind == "sale"]
+    refunds = [HubRefund(return_id=t.doc_id, refund_no=t.tender_no, sale_id=t.sale_id, method=t.method,
+                         amount=t.amount, reference=t.reference, payment_reference=t.payment_reference, time=t.at)
+               for t in tenders if t.doc_kind == "refund"]
+    return match(rows, sales, refunds, provider=provider, period=period)
+
+
 def _digest(provider: str, data: bytes) -> str:
     return hashlib.sha256(provider.encode() + b"\n" + data).hexdigest()
+
+
+def _mapping(tx: Tx) -> CsvMapping | None:
+    row = tx.one("SELECT value FROM hq_chain_settings WHERE key = ?", (CSV_MAPPING_KEY,))
+    return None if row is None else load_mapping(str(row[0]).encode())
+
+
+def _parse(db: HqDb, provider: str, data: bytes) -> Statement:
+    with db.read() as tx:
+        mapping = _mapping(tx) if provider == "csv" else None
+    if provider == "csv" and mapping is None:
+        raise HqError(409, "no_csv_mapping", "a csv bill needs the chain's column mapping first "
+                      "(PUT /hq/v1/statement-csv-mapping)")
+    try:
+        return parse(provider, data, mapping)
+    except StatementError as exc:
+        raise HqError(422, "bad_statement", str(exc)[:300]) from None
+
+
+def _period(statement: Statement) -> tuple[str, str]:
+    """The bill's period as the matcher takes it: the file's own, else the whole days its rows fall on
+    (China time, as the providers cut their bills)."""
+    if statement.period_start and statement.period_end:
+        return statement.period_start, statement.period_end
+    first = min(r.time for r in statement.rows)[:10]
+    last = max(r.time for r in statement.rows)[:10]
+    return f"{first}T00:00:00+08:00", f"{_shift(last, 1)}T00:00:00+08:00"
 
 
 def import_statement(db: HqDb, principal: Principal, provider: str, data: bytes, file_name: str,
@@ -196,17 +190,16 @@ def import_statement(db: HqDb, principal: Principal, provider: str, data: bytes,
         held = tx.one("SELECT statement_id FROM hq_statements WHERE digest = ?", (digest,))
     if held is not None:
         return {**view(db, principal, str(held[0])), "duplicate": True}
-    rows = parse_bill(provider, data)
-    if len(rows) > MAX_ROWS:
+    statement = _parse(db, provider, data)
+    if len(statement.rows) > MAX_ROWS:
         raise HqError(413, "too_many_rows", f"a statement holds at most {MAX_ROWS} rows")
-    if not rows:
+    if not statement.rows:
         raise HqError(422, "empty_statement", "the file holds no bill rows")
     statement_id = str(uuid.uuid4())
-    first, last = min(_day(r.at) for r in rows), max(_day(r.at) for r in rows)
     with db.write() as tx:
         twin = tx.one("SELECT statement_id FROM hq_statements WHERE digest = ?", (digest,))  # imported meanwhile
         if twin is None:
-            _import(tx, principal, statement_id, provider, digest, file_name[:200], rows, first, last, at)
+            _import(tx, principal, statement_id, provider, digest, file_name[:200], statement, at)
     if twin is not None:
         return {**view(db, principal, str(twin[0])), "duplicate": True}
     return {**view(db, principal, statement_id), "duplicate": False}
@@ -214,85 +207,102 @@ def import_statement(db: HqDb, principal: Principal, provider: str, data: bytes,
 
 def _held_keys(tx: Tx, provider: str, keys: list[str]) -> set[str]:
     held: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
+    for start in range(0, len(keys), 400):
+        chunk = keys[start:start + 400]
         marks = ", ".join("?" * len(chunk))
         held |= {str(r[0]) for r in tx.all(
             f"SELECT row_key FROM hq_statement_rows WHERE provider = ? AND row_key IN ({marks})", (provider, *chunk))}
     return held
 
 
+def _resolutions(tx: Tx, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Resolutions of the same problems (store, key) in earlier bills."""
+    out: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for store_id in sorted({s for s, _ in keys}):
+        mine = sorted({k for s, k in keys if s == store_id})
+        for start in range(0, len(mine), 400):
+            chunk = mine[start:start + 400]
+            marks = ", ".join("?" * len(chunk))
+            for key, resolved_at, resolved_by, note in tx.all(
+                    f"""SELECT anomaly_key, resolved_at, resolved_by, note FROM hq_statement_anomalies
+                        WHERE store_id = ? AND resolved_at IS NOT NULL AND anomaly_key IN ({marks})""",
+                    (store_id, *chunk)):
+                out.setdefault((store_id, str(key)), (resolved_at, resolved_by, note))
+    return out
+
+
 def _import(tx: Tx, principal: Principal, statement_id: str, provider: str, digest: str, file_name: str,
-            rows: list[BillRow], first: str, last: str, at: str) -> None:
-    # Rows an earlier bill brought are that bill's; rows twice in this file are kept (a duplicate charge
-    # shows twice) under their row number.
-    held = _held_keys(tx, provider, sorted({r.row_key for r in rows}))
-    fresh = [row for row in rows if row.row_key not in held]
-    methods = provider_methods(provider)
+            statement: Statement, at: str) -> None:
+    rows = statement.rows
+    keys = row_keys(provider, rows)
+    key_of = {r.row_no: k for r, k in zip(rows, keys, strict=True)}
+    held = _held_keys(tx, provider, sorted(set(keys)))
+    period = _period(statement)
+    first, last = period[0][:10], period[1][:10]
     # Tenders a day either side: a payment just before midnight may be booked on the next day's bill.
-    window = _tenders(tx, methods, _shift(first, -1), _shift(last, 1))
+    window = _tenders(tx, statement.method, _shift(first, -1), _shift(last, 1))
     stores = {str(r[0]) for r in tx.all("SELECT store_id FROM hq_stores")}
     codes = {str(r[0]): str(r[1]) for r in tx.all(
         "SELECT code, store_id FROM hq_statement_store_codes WHERE provider = ?", (provider,))}
-    store_of, how = attribute(fresh, window, codes, stores)
-    by_store: dict[str, list[BillRow]] = {}
-    for row in fresh:
+    store_of, how = attribute(rows, window, codes, stores)
+    by_store: dict[str, list[StatementRow]] = {}
+    for row in rows:
         by_store.setdefault(store_of[row.row_no], []).append(row)
     tenders_of: dict[str, list[PayTender]] = {}
     for t in window:
         tenders_of.setdefault(t.store_id, []).append(t)
-    matched: set[int] = set()
-    found: list[tuple[str, Found]] = []
-    # Every store with rows in the bill or provider tenders on its days is matched (a store whose payments
-    # are all missing from the bill has no row but has `sale_no_payment`s).
-    on_days = {t.store_id for t in window if first <= t.day <= last}
-    for store_id in sorted((set(by_store) | on_days) - {CHAIN}):
-        result = match_store(provider, by_store.get(store_id, []), tenders_of.get(store_id, []), (first, last))
-        matched |= set(result.matched)
-        found += [(store_id, a) for a in result.anomalies]
+    clean: set[int] = set()
+    found: list[tuple[str, str, dict[str, Any]]] = []  # (store, key, anomaly fields)
+    # Every store with rows in the bill or tenders of the bill's method in its window is matched: a store
+    # whose payments are all missing from the bill has no row but has its `sale_no_payment`s.
+    for store_id in sorted((set(by_store) | set(tenders_of)) - {CHAIN}):
+        result = match_store(by_store.get(store_id, []), tenders_of.get(store_id, []), provider, period)
+        clean |= {m.row_no for m in result.matches if m.clean}
+        found += [(store_id, a.key, {"kind": a.kind, "reference": a.reference, "sale_id": a.sale_id,
+                                     "expected": a.expected, "actual": a.actual, "row_no": a.row_no})
+                  for a in result.anomalies]
     for row in by_store.get(CHAIN, []):
-        kind = "refund_mismatch" if row.kind == "refund" else "paid_no_sale"
-        found.append((CHAIN, Found(kind, reference=row.transaction_id or row.merchant_order or None,
-                                   actual=row.amount, row_no=row.row_no, detail="no store holds this payment")))
-    tx.run("""INSERT INTO hq_statements (statement_id, provider, digest, file_name, rows_in_file, rows_new, first_day,
-              last_day, imported_by, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-           (statement_id, provider, digest, file_name, len(rows), len(fresh), first, last, principal.username, at))
+        if row.kind == "revoked":
+            continue  # pays nothing: nothing to claim
+        found.append((CHAIN, f"unattributed|{key_of[row.row_no]}", {
+            "kind": "refund_mismatch" if row.kind == "refund" else "paid_no_sale",
+            "reference": row.transaction_id or row.merchant_order_no or None, "sale_id": None, "expected": None,
+            "actual": row.amount, "row_no": row.row_no}))
+    earlier = _resolutions(tx, [(s, k) for s, k, _ in found])
+    tx.run("""INSERT INTO hq_statements (statement_id, provider, method, digest, file_name, rows_in_file, rows_new,
+              first_day, last_day, period_start, period_end, imported_by, imported_at)
+              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+           (statement_id, provider, statement.method, digest, file_name, len(rows),
+            sum(1 for k in keys if k not in held), min(r.time for r in rows)[:10], max(r.time for r in rows)[:10],
+            period[0], period[1], principal.username, at))
     tx.copy("hq_statement_rows", "statement_id, row_no, store_id, provider, row_key, kind, transaction_id, "
             "merchant_order, refund_id, amount, fee, at, store_field, attributed_by, matched",
-            [(statement_id, r.row_no, store_of[r.row_no], provider, r.row_key, r.kind, r.transaction_id,
-              r.merchant_order, r.refund_id, r.amount, r.fee, r.at, r.store_field[:64], how[r.row_no],
-              1 if r.row_no in matched else 0) for r in _unique_keys(fresh)])
-    tx.copy("hq_statement_anomalies", "statement_id, anomaly_no, store_id, kind, reference, sale_id, expected, "
-            "actual, row_no, detail",
-            [(statement_id, n, store_id, a.kind, a.reference, a.sale_id, a.expected, a.actual, a.row_no,
-              a.detail[:200]) for n, (store_id, a) in enumerate(found, start=1)])
+            [(statement_id, r.row_no, store_of[r.row_no], provider, key_of[r.row_no], r.kind, r.transaction_id[:64],
+              r.merchant_order_no[:64], (r.refund_id or r.merchant_refund_no)[:64], r.amount, r.fee, r.time,
+              (r.store or r.merchant_id)[:64], how[r.row_no], 1 if r.row_no in clean else 0) for r in rows])
+    tx.copy("hq_statement_anomalies", "statement_id, anomaly_no, store_id, anomaly_key, kind, reference, sale_id, "
+            "expected, actual, row_no, resolved_at, resolved_by, note",
+            [(statement_id, n, store_id, key[:300], a["kind"], a["reference"], a["sale_id"], a["expected"],
+              a["actual"], a["row_no"], *earlier.get((store_id, key), (None, None, None)))
+             for n, (store_id, key, a) in enumerate(found, start=1)])
     split: dict[str, list[int]] = {}
-    for row in fresh:
+    for row in rows:
         cell = split.setdefault(store_of[row.row_no], [0, 0, 0, 0, 0, 0])
         cell[0] += 1
-        cell[1 if row.kind == "payment" else 2] += row.amount
+        if row.kind == "payment":
+            cell[1] += row.amount
+        elif row.kind == "refund":
+            cell[2] += row.amount
         cell[3] += row.fee
-        cell[4] += 1 if row.row_no in matched else 0
-    for store_id, _ in found:
+        cell[4] += 1 if row.row_no in clean else 0
+    for store_id, _, _ in found:
         split.setdefault(store_id, [0, 0, 0, 0, 0, 0])[5] += 1
     tx.copy("hq_statement_stores", "statement_id, store_id, rows_held, paid, refunded, fees, matched, anomalies",
             [(statement_id, s, *v) for s, v in sorted(split.items())])
     audit(tx, principal, "statement.import", f"statement:{statement_id}", None,
-          {"provider": provider, "file": file_name, "rows": len(rows), "new_rows": len(fresh),
-           "days": [first, last], "anomalies": len(found)}, at=at)
-
-
-def _unique_keys(rows: list[BillRow]) -> list[BillRow]:
-    """The rows to store: one per row key (`UNIQUE (provider, row_key)`); a second row with the same key in
-    one file is a duplicate the matcher reported, kept under a row key that names its row."""
-    seen: set[str] = set()
-    out: list[BillRow] = []
-    for row in rows:
-        if row.row_key in seen:
-            row = msgspec.structs.replace(row, refund_id=f"{row.refund_id}#row{row.row_no}")
-        seen.add(row.row_key)
-        out.append(row)
-    return out
+          {"provider": provider, "method": statement.method, "file": file_name, "rows": len(rows),
+           "period": list(period), "stores": len([s for s in split if s]), "anomalies": len(found),
+           "carried_resolutions": len(earlier)}, at=at)
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -332,8 +342,9 @@ def view(db: HqDb, principal: Principal, statement_id: str, rows_shown: int = 0)
     with their resolution; and with `rows_shown` the first rows of each store."""
     require(principal, "statements.read")
     with db.read() as tx:
-        head = tx.one("""SELECT statement_id, provider, file_name, rows_in_file, rows_new, first_day, last_day,
-                                imported_by, imported_at FROM hq_statements WHERE statement_id = ?""", (statement_id,))
+        head = tx.one("""SELECT statement_id, provider, method, file_name, rows_in_file, rows_new, first_day, last_day,
+                                period_start, period_end, imported_by, imported_at
+                         FROM hq_statements WHERE statement_id = ?""", (statement_id,))
         if head is None:
             raise HqError(404, "unknown_statement", f"no statement {statement_id[:64]}")
         where, args = scope_sql(principal, "store_id")
@@ -343,7 +354,7 @@ def view(db: HqDb, principal: Principal, statement_id: str, rows_shown: int = 0)
         if principal.scoped and not split:
             raise HqError(404, "unknown_statement", f"no statement {statement_id[:64]}")
         anomalies = tx.all(f"""SELECT anomaly_no, store_id, kind, reference, sale_id, expected, actual, row_no,
-                                      detail, resolved_at, resolved_by, note
+                                      anomaly_key, resolved_at, resolved_by, note
                                FROM hq_statement_anomalies WHERE statement_id = ? AND {where}
                                ORDER BY store_id, anomaly_no""", (statement_id, *args))
         rows: list[tuple[Any, ...]] = []
@@ -353,20 +364,22 @@ def view(db: HqDb, principal: Principal, statement_id: str, rows_shown: int = 0)
                            store_field, attributed_by, matched
                     FROM hq_statement_rows WHERE statement_id = ? AND {where} ORDER BY row_no LIMIT ?""",
                 (statement_id, *args, rows_shown))]
-    head_keys = ("statement_id", "provider", "file_name", "rows_in_file", "rows_new", "first_day", "last_day",
-                 "imported_by", "imported_at")
+    head_keys = ("statement_id", "provider", "method", "file_name", "rows_in_file", "rows_new", "first_day",
+                 "last_day", "period_start", "period_end", "imported_by", "imported_at")
     store_keys = ("store_id", "rows", "paid", "refunded", "fees", "matched", "anomalies")
     anomaly_keys = ("anomaly_no", "store_id", "kind", "reference", "sale_id", "expected", "actual", "row_no",
-                    "detail", "resolved_at", "resolved_by", "note")
-    row_keys = ("row_no", "store_id", "kind", "transaction_id", "merchant_order", "refund_id", "amount", "fee", "at",
+                    "key", "resolved_at", "resolved_by", "note")
+    row_fields = ("row_no", "store_id", "kind", "transaction_id", "merchant_order", "refund_id", "amount", "fee", "at",
                 "store_field", "attributed_by", "matched")
     out = dict(zip(head_keys, head, strict=True))
     out["stores"] = [dict(zip(store_keys, r, strict=True)) for r in split]
+    paid, refunded, fees = (sum(int(st[k]) for st in out["stores"]) for k in ("paid", "refunded", "fees"))
+    out["totals"] = {"paid": paid, "refunded": refunded, "fees": fees, "net": paid - refunded - fees}
     out["anomalies"] = [dict(zip(anomaly_keys, r, strict=True)) for r in anomalies]
     for a in out["anomalies"]:
         a["resolved"] = a["resolved_at"] is not None
     if rows_shown:
-        out["rows"] = [{**dict(zip(row_keys, r, strict=True)), "matched": bool(r[-1])} for r in rows]
+        out["rows"] = [{**dict(zip(row_fields, r, strict=True)), "matched": bool(r[-1])} for r in rows]
     if principal.scoped:  # the whole file's counts are the chain's
         out["rows_in_file"], out["rows_new"] = None, sum(int(s["rows"]) for s in out["stores"])
     return out
@@ -445,3 +458,32 @@ def set_store_code(db: HqDb, principal: Principal, provider: str, code: str, sto
               at=at)
     return {"provider": provider, "code": code, "store_id": store_id}
 
+
+
+def csv_mapping(db: HqDb, principal: Principal) -> dict[str, Any]:
+    require(principal, "statements.read")
+    with db.read() as tx:
+        row = tx.one("SELECT value, updated_at, updated_by FROM hq_chain_settings WHERE key = ?", (CSV_MAPPING_KEY,))
+    return {"mapping": None if row is None else row[0], "updated_at": None if row is None else row[1],
+            "updated_by": None if row is None else row[2]}
+
+
+def set_csv_mapping(db: HqDb, principal: Principal, text: bytes, at: str) -> dict[str, Any]:
+    """The chain's column mapping for `csv` bills (UnionPay and others; TOML or JSON as the hub's
+    `--mapping` file, docs/payments.md); checked before it is kept; audited."""
+    require(principal, "statements.import")
+    if len(text) > MAX_MAPPING:
+        raise HqError(413, "mapping_too_large", f"a mapping is at most {MAX_MAPPING // 1024} KB")
+    try:
+        mapping = load_mapping(text)
+    except StatementError as exc:
+        raise HqError(422, "bad_mapping", str(exc)[:300]) from None
+    value = text.decode("utf-8-sig")
+    with db.write() as tx:
+        before = tx.one("SELECT value FROM hq_chain_settings WHERE key = ?", (CSV_MAPPING_KEY,))
+        tx.run("""INSERT INTO hq_chain_settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?)
+                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+                  updated_by = excluded.updated_by""", (CSV_MAPPING_KEY, value, at, principal.username))
+        audit(tx, principal, "statement.csv_mapping", "setting:" + CSV_MAPPING_KEY,
+              None if before is None else {"mapping": before[0]}, {"mapping": value}, at=at)
+    return {"provider": mapping.provider, "method": mapping.method, "updated_at": at}

@@ -5,11 +5,12 @@
   kept by ingest in the batch's transaction. Cash, stored value and points never reach a provider's bill
   and are not kept here.
 - `hq_statements`: one imported bill (its bytes' digest is unique: the same file imported again is the
-  same statement); `hq_statement_rows` its rows, each attributed to a store (or to none, `store_id` '');
-  a row already held from an earlier bill (same provider and row key) is not held twice.
+  same statement); `hq_statement_rows` its rows, each attributed to a store (or to none, `store_id` '')
+  and keyed by the parser's row key (the same payment in another bill has the same key).
 - `hq_statement_stores`: the per-store split (rows, amounts, fees, matched, anomalies) of a bill.
 - `hq_statement_anomalies`: what did not match, per store ('' for the chain: a row no store claims),
-  each resolved once with a note (the resolution is also in `hq_audit`).
+  with the matcher's key naming the problem across bills; resolved once with a note (also in `hq_audit`),
+  and a later bill's same problem (store and key) starts resolved.
 - `hq_statement_store_codes`: the provider's store field (Alipay 门店编号, a WeChat device or
   sub-merchant) → a store, for payments whose reference no store holds.
 """
@@ -39,12 +40,15 @@ CREATE INDEX IF NOT EXISTS hq_pay_tenders_reference ON hq_pay_tenders (reference
 CREATE TABLE IF NOT EXISTS hq_statements (
     statement_id TEXT PRIMARY KEY,
     provider TEXT NOT NULL,
+    method TEXT NOT NULL,
     digest TEXT NOT NULL UNIQUE,
     file_name TEXT NOT NULL DEFAULT '',
     rows_in_file BIGINT NOT NULL,
     rows_new BIGINT NOT NULL,
     first_day TEXT,
     last_day TEXT,
+    period_start TEXT,
+    period_end TEXT,
     imported_by TEXT NOT NULL,
     imported_at TEXT NOT NULL
 );
@@ -54,7 +58,7 @@ CREATE TABLE IF NOT EXISTS hq_statement_rows (
     store_id TEXT NOT NULL,
     provider TEXT NOT NULL,
     row_key TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('payment', 'refund')),
+    kind TEXT NOT NULL CHECK (kind IN ('payment', 'refund', 'revoked')),
     transaction_id TEXT NOT NULL DEFAULT '',
     merchant_order TEXT NOT NULL DEFAULT '',
     refund_id TEXT NOT NULL DEFAULT '',
@@ -64,9 +68,9 @@ CREATE TABLE IF NOT EXISTS hq_statement_rows (
     store_field TEXT NOT NULL DEFAULT '',
     attributed_by TEXT NOT NULL CHECK (attributed_by IN ('reference', 'store_field', 'none')),
     matched BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (statement_id, row_no),
-    UNIQUE (provider, row_key)
+    PRIMARY KEY (statement_id, row_no)
 );
+CREATE INDEX IF NOT EXISTS hq_statement_rows_key ON hq_statement_rows (provider, row_key);
 CREATE INDEX IF NOT EXISTS hq_statement_rows_store ON hq_statement_rows (statement_id, store_id);
 CREATE TABLE IF NOT EXISTS hq_statement_stores (
     statement_id TEXT NOT NULL,
@@ -83,19 +87,19 @@ CREATE TABLE IF NOT EXISTS hq_statement_anomalies (
     statement_id TEXT NOT NULL,
     anomaly_no BIGINT NOT NULL,
     store_id TEXT NOT NULL,
+    anomaly_key TEXT NOT NULL,
     kind TEXT NOT NULL,
     reference TEXT,
     sale_id TEXT,
     expected BIGINT,
     actual BIGINT,
     row_no BIGINT,
-    detail TEXT NOT NULL DEFAULT '',
     resolved_at TEXT,
     resolved_by TEXT,
     note TEXT,
     PRIMARY KEY (statement_id, anomaly_no)
 );
-CREATE INDEX IF NOT EXISTS hq_statement_anomalies_store ON hq_statement_anomalies (store_id, resolved_at);
+CREATE INDEX IF NOT EXISTS hq_statement_anomalies_key ON hq_statement_anomalies (store_id, anomaly_key);
 CREATE TABLE IF NOT EXISTS hq_statement_store_codes (
     provider TEXT NOT NULL,
     code TEXT NOT NULL,

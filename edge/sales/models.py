@@ -103,6 +103,14 @@ class ReturnLineIn(msgspec.Struct, frozen=True, omit_defaults=True):
     weight_g: Grams | None = None
 
 
+class RefundReferenceIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The reference a till used for the refund of one of the sale's tenders (e.g. the 商户退款单号
+    it sent to WeChat Pay); without one, the refund carries the tender's payment reference."""
+
+    tender_no: Annotated[int, Meta(ge=1, le=10)]
+    reference: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
 class ReturnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     return_id: uuid.UUID
     sale_id: uuid.UUID
@@ -110,6 +118,7 @@ class ReturnRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     refund_method: TenderMethod | None = None
     till_id: Code | None = None
     reason: Annotated[str, Meta(max_length=200)] = ""
+    refund_references: Annotated[list[RefundReferenceIn], Meta(max_length=10)] = []
 
 
 class ReturnedLine(msgspec.Struct, frozen=True):
@@ -125,6 +134,17 @@ class Refund(msgspec.Struct, frozen=True):
     amount: int
 
 
+class TenderRefund(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A part of a return's refund and the sale tender it goes back to (edge/sales/refund_routing.py);
+    no `tender_no` when no tender of the sale could take it (it then goes back as cash, or to an
+    explicit `refund_method` the sale was not paid with)."""
+
+    method: str
+    amount: int
+    tender_no: int | None = None
+    reference: str | None = None
+
+
 class ReturnResult(msgspec.Struct, frozen=True):
     return_id: str
     sale_id: str
@@ -138,6 +158,7 @@ class ReturnResult(msgspec.Struct, frozen=True):
     journal_hash: str
     points_reward_returned: int = 0  # points given back for returned reward lines
     clawback: int = 0  # 满减 taken back from the refund (hub option return_clawback); refund_total is net of it
+    refunds_by_tender: list[TenderRefund] = []  # `refunds` per tender, with the reference the bill will show
 
 
 class TopupRequest(msgspec.Struct, frozen=True, omit_defaults=True):

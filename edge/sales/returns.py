@@ -4,7 +4,8 @@ Refund per line is the stored net of the sale line shared out by units with cumu
 so returning every unit — in one return or many — refunds exactly the line's net, never a fen
 more. Returned units go back to the batches they were sold from. Without an explicit
 `refund_method` the refund goes back to the sale's own tenders: member stored value and points
-first, then card and wallets, cash last, never more to a tender than it paid. Exchange credit that
+first, then card and wallets, cash last, never more to a tender than it paid; each part names the
+tender it goes back to and a reference (edge/sales/refund_routing.py). Exchange credit that
 paid for a sale is refunded as cash if that sale is returned in turn.
 """
 
@@ -23,13 +24,14 @@ from edge.members import points as member_points
 from edge.money import share_of_units
 from edge.outbox import queue as outbox
 from edge.promotions import clawback as promo_clawback
+from edge.sales import refund_routing
 from edge.sales.checkout import POINT_VALUE_FEN, Replay, replay_or_conflict
-from edge.sales.models import MemberSummary, Refund, ReturnedLine, ReturnRequest, ReturnResult
+from edge.sales.models import MemberSummary, Refund, ReturnedLine, ReturnRequest, ReturnResult, TenderRefund
+from edge.sales.refund_routing import REFUND_ORDER
 from edge.stock import ledger as stock
 from edge.stock.ledger import Actor
 from hq_sync.protocol import DeltaTender, ReturnDelta, ReturnLineDelta
 
-REFUND_ORDER = ("stored_value", "points", "card", "unionpay", "alipay", "wechat", "cash")
 _encoder = msgspec.json.Encoder()
 
 
@@ -136,23 +138,20 @@ def commit_return(
     refunded_before = int(conn.execute("SELECT coalesce(sum(refund_total), 0) FROM returns WHERE sale_id = ?",
                                        (sale_id,)).fetchone()[0])
     to_exchange = min(refund_total, exchange_total) if exchange_total is not None else 0
-    refunds = [Refund("exchange", to_exchange)] if to_exchange else []
     payout = refund_total - to_exchange
+    tenders = refund_routing.paid_tenders(conn, sale_id, sale["change"])
+    references = {r.tender_no: r.reference for r in req.refund_references}
+    if len(references) != len(req.refund_references):
+        raise ApiError(400, "duplicate_tender", "a tender appears twice in refund_references")
+    refund_routing.check_references(tenders, references)
+    parts = [TenderRefund("exchange", to_exchange)] if to_exchange else []
     if req.refund_method is not None:
         if req.refund_method in ("stored_value", "points") and member_id is None:
             raise ApiError(422, "member_required", "refunds to stored value or points need a member sale")
-        refunds += [Refund(req.refund_method, payout)] if payout else []
+        parts += refund_routing.allocate_to_method(payout, req.refund_method, tenders, references) if payout else []
     elif payout:
-        paid: dict[str, int] = {}
-        for method, amount in conn.execute("SELECT method, amount FROM sale_tenders WHERE sale_id = ?", (sale_id,)):
-            paid[method] = paid.get(method, 0) + amount
-        paid["cash"] = paid.get("cash", 0) - sale["change"]
-        refunded: dict[str, int] = {}
-        for method, amount in conn.execute(
-            """SELECT f.method, f.amount FROM return_refunds f JOIN returns r ON r.return_id = f.return_id
-               WHERE r.sale_id = ?""", (sale_id,)):
-            refunded[method] = refunded.get(method, 0) + amount
-        refunds += split_refund(payout, paid, refunded)
+        parts += refund_routing.allocate(payout, tenders, references)
+    refunds = refund_routing.by_method(parts)
 
     points_reversed = 0
     member: MemberSummary | None = None
@@ -180,6 +179,8 @@ def commit_return(
         "sale_id": sale_id, "user_id": actor.user_id, "refund_total": refund_total,
         "lines": [[ln.line_no, ln.sku, ln.qty, ln.weight_g, ln.refund] for ln in lines],
         "refunds": [[f.method, f.amount] for f in refunds], "points_reversed": points_reversed,
+        **({"refund_tenders": [[p.method, p.amount, p.tender_no, p.reference] for p in parts]}
+           if any(p.tender_no is not None for p in parts) else {}),
         **({"clawback": clawed} if clawed else {}),
         **({"points_reward_returned": reward_back} if reward_back else {}),
     })
@@ -187,6 +188,7 @@ def commit_return(
         return_id=return_id, sale_id=sale_id, created_at=at, lines=lines, refund_total=refund_total,
         refunds=refunds, points_reversed=points_reversed, member=member,
         journal_seq=appended.seq, journal_hash=appended.hash, clawback=clawed, points_reward_returned=reward_back,
+        refunds_by_tender=parts,
     )
     body = _encoder.encode(result)
     conn.execute(
@@ -199,9 +201,9 @@ def commit_return(
     for ln in lines:
         conn.execute("INSERT INTO return_lines (return_id, line_no, qty, weight_g, refund) VALUES (?, ?, ?, ?, ?)",
                      (return_id, ln.line_no, ln.qty, ln.weight_g, ln.refund))
-    for n, f in enumerate(refunds, start=1):
-        conn.execute("INSERT INTO return_refunds (return_id, refund_no, method, amount) VALUES (?, ?, ?, ?)",
-                     (return_id, n, f.method, f.amount))
+    for n, p in enumerate(parts, start=1):
+        conn.execute("""INSERT INTO return_refunds (return_id, refund_no, method, amount, tender_no, reference)
+                        VALUES (?, ?, ?, ?, ?, ?)""", (return_id, n, p.method, p.amount, p.tender_no, p.reference))
     for sku, batch_id, qty in restock:
         stock.record(conn, sku=sku, qty=qty, kind="return", at=at, actor=actor, ref=return_id, batch_id=batch_id)
     for sku in {sku for sku, _, _ in restock}:
@@ -209,7 +211,7 @@ def commit_return(
     outbox.append(conn, ReturnDelta(
         return_id=return_id, sale_id=sale_id, user_id=actor.user_id, at=at,
         lines=[ReturnLineDelta(ln.line_no, ln.qty, ln.refund, ln.weight_g) for ln in lines],
-        refunds=[DeltaTender(f.method, f.amount) for f in refunds], refund_total=refund_total,
+        refunds=[DeltaTender(p.method, p.amount, p.reference) for p in parts], refund_total=refund_total,
         journal_seq=appended.seq, till_id=req.till_id or actor.till_id, member_id=member_id,
         points_reversed=points_reversed, points_reward_returned=reward_back,
     ), return_id, at)

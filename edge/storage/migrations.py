@@ -1022,3 +1022,92 @@ def m120_member_privacy(db: sqlite_utils.Database) -> None:
     for name, event in (("insert", "INSERT"), ("update", "UPDATE OF phone, card_no, name, birthday")):
         db.execute(f"CREATE TRIGGER members_no_plain_{name} BEFORE {event} ON members WHEN {plain} "
                    f"BEGIN {refuse}; END")
+
+
+@migrations()
+def m155_statements(db: sqlite_utils.Database) -> None:
+    """Payment providers' statements (edge/payments, docs/payments.md): each imported bill once per
+    provider and content hash, its rows once per row identity (a re-downloaded bill adds nothing), what
+    each row matched, and the anomalies once per key with a manager's resolution (journaled). A refund
+    names the tender it goes back to and the reference the provider's bill will show (refund routing)."""
+    _run(
+        db,
+        """
+        CREATE TABLE statement_imports (
+            import_id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            method TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            file_name TEXT NOT NULL,
+            account TEXT NOT NULL,
+            period_start TEXT,
+            period_end TEXT,
+            rows INTEGER NOT NULL,
+            matched INTEGER NOT NULL,
+            anomalies INTEGER NOT NULL,
+            paid INTEGER NOT NULL,
+            refunded INTEGER NOT NULL,
+            fees INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            imported_at TEXT NOT NULL,
+            journal_seq INTEGER NOT NULL,
+            summary BLOB NOT NULL,
+            UNIQUE (provider, content_hash)
+        );
+
+        CREATE TABLE statement_rows (
+            row_key TEXT PRIMARY KEY,
+            import_id TEXT NOT NULL REFERENCES statement_imports(import_id),
+            row_no INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            transaction_id TEXT NOT NULL,
+            merchant_order_no TEXT NOT NULL,
+            refund_id TEXT NOT NULL,
+            merchant_refund_no TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            fee INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            store TEXT NOT NULL,
+            status TEXT NOT NULL
+        );
+        CREATE INDEX statement_rows_import ON statement_rows(import_id, row_no);
+
+        CREATE TABLE statement_matches (
+            row_key TEXT PRIMARY KEY REFERENCES statement_rows(row_key),
+            kind TEXT NOT NULL,
+            sale_id TEXT NOT NULL,
+            tender_no INTEGER,
+            return_id TEXT,
+            refund_no INTEGER,
+            matched_by TEXT NOT NULL,
+            clean INTEGER NOT NULL
+        );
+        CREATE INDEX statement_matches_sale ON statement_matches(sale_id);
+
+        CREATE TABLE statement_anomalies (
+            anomaly_id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            import_id TEXT NOT NULL REFERENCES statement_imports(import_id),
+            provider TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            reference TEXT,
+            sale_id TEXT,
+            tender_no INTEGER,
+            return_id TEXT,
+            refund_no INTEGER,
+            expected INTEGER,
+            actual INTEGER,
+            row_key TEXT,
+            found_at TEXT NOT NULL,
+            resolved_at TEXT,
+            resolved_by TEXT,
+            note TEXT,
+            journal_seq INTEGER
+        );
+        CREATE INDEX statement_anomalies_open ON statement_anomalies(resolved_at, anomaly_id);
+
+        ALTER TABLE return_refunds ADD COLUMN tender_no INTEGER;
+        ALTER TABLE return_refunds ADD COLUMN reference TEXT;
+        CREATE INDEX return_refunds_reference ON return_refunds(reference) WHERE reference IS NOT NULL
+        """,
+    )

@@ -77,7 +77,7 @@ def test_the_login_page_passes_axe_and_switches_to_english(browser: Any, hq_serv
         desk_login(found, "hq")
         assert [a.inner_text().strip() for a in found.page.locator("nav.menu a").all()] == [
             "Chain dashboard", "Stores", "Catalog and prices", "Promotions", "Members", "Transfers", "Reports",
-            "Audit log", "HQ users"]
+            "Statements", "Audit log", "HQ users"]
         assert found.errors == []
     finally:
         found.close()

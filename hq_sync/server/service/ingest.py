@@ -78,7 +78,8 @@ class Plan(msgspec.Struct):
     line_rules: list[tuple[object, ...]] = []  # (sale_id, line_no, rule_id, store_id, day, amount)
     z_reports: list[tuple[object, ...]] = []
     tenders: list[tuple[object, ...]] = []
-    pay_tenders: list[tuple[object, ...]] = []  # hq_pay_tenders rows: provider-paid tenders and refunds
+    pay_tenders: list[tuple[object, ...]] = []  # hq_pay_tenders rows: provider-paid sale tenders
+    pay_refunds: list[tuple[object, ...]] = []  # and refunds to provider methods
     returns: list[tuple[object, ...]] = []
     topups: list[tuple[object, ...]] = []
     stock: list[tuple[object, ...]] = []
@@ -246,7 +247,7 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))
-            plan.pay_tenders.extend((store_id, "refund", delta.return_id, n, delta.sale_id, t.method, t.amount,
+            plan.pay_refunds.extend((store_id, "refund", delta.return_id, n, delta.sale_id, t.method, t.amount,
                                      t.reference, delta.at, delta.at[:10]) for n, t in enumerate(delta.refunds, start=1)
                                     if t.method in PROVIDER_METHODS)
             plan.engage.append((delta, paired))
@@ -519,10 +520,10 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                        member_tickets = hq_sales_hourly.member_tickets + excluded.member_tickets""",
                 hourly_rollup(plan.sales))
     tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
-    if plan.pay_tenders:
-        tx.many("""INSERT INTO hq_pay_tenders (store_id, doc_kind, doc_id, tender_no, sale_id, method, amount,
-                   reference, at, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                plan.pay_tenders)
+    tx.copy("hq_pay_tenders", "store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference, at, day",
+            plan.pay_tenders)  # new sales only, as hq_sale_tenders
+    tx.many("""INSERT INTO hq_pay_tenders (store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference,
+               at, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""", plan.pay_refunds)
     tx.copy("hq_sale_line_rules", "sale_id, line_no, rule_id, store_id, day, amount", plan.line_rules)
     _roll_up(tx, store_id, plan)
     tx.many("""INSERT INTO hq_z_reports (store_id, z_no, day, at, tickets, net, tax, refunded, cash_expected,

@@ -392,7 +392,7 @@ def imports(conn: sqlite3.Connection, limit: int = 50, offset: int = 0) -> Impor
            FROM statement_imports GROUP BY provider, method ORDER BY provider, method"""
     ).fetchall()
     return ImportPage(
-        imports=msgspec.convert([tuple(r) for r in rows], list[ImportRow]),
+        imports=[ImportRow(*r) for r in rows],
         total=total,
         fees=[ProviderFees(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[4] - r[5] - r[6]) for r in fees],
     )
@@ -429,7 +429,7 @@ def anomalies(
 
 
 def _stored(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> list[StoredAnomaly]:
-    return msgspec.convert([tuple(r) for r in rows], list[StoredAnomaly])
+    return [StoredAnomaly(*r) for r in rows]
 
 
 def resolve(conn: sqlite3.Connection, anomaly_id: int, note: object, actor: Actor, at: str) -> StoredAnomaly:

@@ -255,3 +255,63 @@ def test_roles_and_bad_input_on_the_api(hub: Hub) -> None:
     assert manager.post("/api/v1/statements/anomalies/999999/resolve", json={"note": "x"}).status_code == 404
     assert manager.post(f"/api/v1/statements/anomalies/{10**30}/resolve", json={"note": "x"}).status_code in (400, 404)
     assert manager.post("/api/v1/statements/anomalies/1/resolve", json={"note": 5}).status_code == 400
+
+
+def test_a_split_sale_is_refunded_tender_by_tender_to_the_fen(hub: Hub) -> None:
+    till = hub.login("cashier")
+    topup = {"topup_id": str(uuid.uuid4()), "amount": 1000, "method": "cash"}
+    assert till.post("/api/v1/members/M000001/topups", json=topup).status_code == 201
+    balance = till.get("/api/v1/members/M000001").json()["balance"]
+    body = {
+        "sale_id": str(uuid.uuid4()),
+        "till_id": "T1",
+        "member_id": "M000001",
+        "lines": [{"barcode": BLUEBERRIES, "qty": 3}],  # gold: 5373
+        "tenders": [
+            {"method": "stored_value", "amount": 1000},
+            {"method": "wechat", "amount": 2000, "reference": "WX-S1"},
+            {"method": "alipay", "amount": 2000, "reference": "ALI-S1"},
+            {"method": "cash", "amount": 500},
+        ],
+    }
+    sale = till.post("/api/v1/sales", json=body)
+    assert sale.status_code == 201, sale.text
+    sale_id = sale.json()["sale_id"]
+    assert (sale.json()["total"], sale.json()["change"]) == (5373, 127)
+
+    def back(qty: int, **extra: Any) -> httpx.Response:
+        return till.post(
+            "/api/v1/returns",
+            json={"return_id": str(uuid.uuid4()), "sale_id": sale_id, "lines": [{"line_no": 1, "qty": qty}], **extra},
+        )
+
+    assert back(1, refund_references=[{"tender_no": 9, "reference": "X"}]).json()["code"] == "unknown_tender"
+    dup = [{"tender_no": 2, "reference": "X"}, {"tender_no": 2, "reference": "Y"}]
+    assert back(1, refund_references=dup).status_code == 400
+    first = back(1)
+    assert first.status_code == 201, first.text
+    assert first.json()["refund_total"] == 1791
+    assert first.json()["refunds_by_tender"] == [
+        {"method": "stored_value", "amount": 1000, "tender_no": 1},
+        {"method": "alipay", "amount": 791, "tender_no": 3, "reference": "ALI-S1"},
+    ]
+    assert till.get("/api/v1/members/M000001").json()["balance"] == balance - 1000 + 1000
+    second = back(2, refund_references=[{"tender_no": 2, "reference": "WX-R2"}])
+    assert second.status_code == 201, second.text
+    assert second.json()["refund_total"] == 3582
+    assert second.json()["refunds_by_tender"] == [
+        {"method": "alipay", "amount": 1209, "tender_no": 3, "reference": "ALI-S1"},
+        {"method": "wechat", "amount": 2000, "tender_no": 2, "reference": "WX-R2"},
+        {"method": "cash", "amount": 373, "tender_no": 4},
+    ]
+    assert second.json()["refunds"] == [
+        {"method": "alipay", "amount": 1209},
+        {"method": "wechat", "amount": 2000},
+        {"method": "cash", "amount": 373},
+    ]
+    stored = hub.query(
+        """SELECT f.tender_no, sum(f.amount) FROM return_refunds f JOIN returns r ON r.return_id = f.return_id
+           WHERE r.sale_id = ? GROUP BY f.tender_no ORDER BY f.tender_no""",
+        (sale_id,),
+    )
+    assert stored == [(1, 1000), (2, 2000), (3, 2000), (4, 373)]  # every tender back in full; cash less change

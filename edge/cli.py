@@ -165,6 +165,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         args.tickets_per_day = args.tickets_per_day or 200
         return run_console_bench(args)
+    if args.kind == "statements":  # import + match of a 100,000-row bill (edge/payments/bench.py)
+        from edge.payments.bench import run_statements_bench
+
+        return run_statements_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -215,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     crun.set_defaults(fn=cmd_campaigns_run)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
+                                          "statements"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
@@ -230,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--members", type=int, default=20000, help="generated members (console bench)")
     bench.add_argument("--db", help="the chain's SQLite file, built on first use and kept (console bench)")
     bench.add_argument("--roles", default="hq_admin,region_manager", help="roles to measure (console bench)")
+    bench.add_argument("--rows", type=int, default=100_000, help="rows of the bill (statements bench)")
     bench.set_defaults(fn=cmd_bench)
 
     from devices.cli import register as register_devices
@@ -238,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hq_sync.cli import register as register_sync
 
     register_sync(sub)  # hq serve, hq pair-code, pair
+    from edge.payments.cli import register as register_statements
+
+    register_statements(sub)  # statements import
     return parser
 
 

@@ -169,6 +169,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.payments.bench import run_statements_bench
 
         return run_statements_bench(args)
+    if args.kind == "hq-bill":  # HQ imports a chain merchant bill split over --stores (hq_sync/bench_statements.py)
+        from hq_sync.bench_statements import run_hq_bill_bench
+
+        return run_hq_bill_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -220,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
-                                          "statements"])
+                                          "statements", "hq-bill"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)

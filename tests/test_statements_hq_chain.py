@@ -2,7 +2,8 @@
 WeChat Pay and Alipay at both stores and a refund sync up; a WeChat trade bill covering both stores, with
 anomalies planted, is uploaded through the API; the split and the anomalies are right; uploading it again
 changes nothing; the region manager sees and resolves only his store's part; bad requests are 4xx JSON; and
-the console's Statements page shows the split and resolves an anomaly in a real browser."""
+the console's Statements page shows the split, resolves an anomaly and maps a provider's store field in a
+real browser."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import console_support
 import httpx
 import pytest
-from console_support import api, desk, desk_login
+from console_support import api, axe_problems, desk, desk_login
 from sync_support import FAST, HqServer, SyncHub, wait_until
 
 from edge.payments.bills import wechat_bill
@@ -179,6 +180,16 @@ def test_the_console_shows_the_split_and_resolves_an_anomaly(browser: Any, chain
         assert chain.hq.query("""SELECT resolved_by, note FROM hq_statement_anomalies
                                  WHERE kind = 'sale_no_payment'""") == [
             ("finance", "the customer's payment failed; he paid cash next day")]
+        assert axe_problems(found.page) == []
+        assert found.goto("/hq/ui/statements") == 200
+        found.page.select_option("#sc-provider", "wechat")
+        found.page.fill("#sc-code", "DEV-UNKNOWN")
+        found.page.select_option("#sc-store", "demo-002")
+        assert found.click_to(found.page.locator("section[aria-labelledby=st-codes] form.filters button[type=submit]")) == 200
+        assert found.page.locator(".flash.notice").inner_text() == "Store field mapping saved."
+        assert "DEV-UNKNOWN" in found.page.locator("#store-codes").inner_text()
+        assert chain.hq.query("SELECT provider, code, store_id, set_by FROM hq_statement_store_codes") == [
+            ("wechat", "DEV-UNKNOWN", "demo-002", "finance")]
         assert found.errors == []
     finally:
         found.close()

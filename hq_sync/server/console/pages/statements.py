@@ -16,6 +16,7 @@ from hq_sync.server.console.nav import N_
 from hq_sync.server.console.session import page
 from hq_sync.server.console.view import ConsoleView
 from hq_sync.server.service import statements
+from hq_sync.server.service.access import stores_in_scope
 from hq_sync.server.service.errors import HqError, now_text
 
 PROVIDER_LABELS = {"wechat": N_("WeChat Pay trade bill"), "alipay": N_("Alipay business detail"),
@@ -37,8 +38,14 @@ def statements_page(request: Request[Any, Any, Any],
                     offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0) -> Response[str]:
     ui = ConsoleView(request)
     listing = statements.listing(ui.hq.db, ui.who, 50, offset)
+    settings: dict[str, Any] = {}
+    if ui.may("statements.import"):
+        with ui.hq.db.read() as tx:
+            settings["stores"] = stores_in_scope(tx, ui.who)
+        settings["codes"] = statements.store_codes(ui.hq.db, ui.who)["codes"]
+        settings["mapping"] = statements.csv_mapping(ui.hq.db, ui.who)["mapping"] or ""
     return ui.render("statements/index.html", title=ui._("Statements"), rows=listing["statements"], offset=offset,
-                     **_labels(ui))
+                     settings=settings, **_labels(ui))
 
 
 @post("/hq/ui/statements", opt=page("statements.import"))
@@ -88,4 +95,23 @@ async def anomaly_resolve(request: Request[Any, Any, Any], statement_id: str, an
                         anomaly_no, fields.get("note", "")[:statements.MAX_NOTE], now_text())
 
 
-ROUTES = [statements_page, statement_upload, statement_page, anomaly_resolve]
+@post("/hq/ui/statements/store-codes", opt=page("statements.import"))
+async def store_code_set(request: Request[Any, Any, Any]) -> Redirect:
+    """Map (or, with an empty store, unmap) a provider's store field to a store."""
+    ui = ConsoleView(request)
+    fields = await ui.form()
+    store_id = fields.get("store_id", "")[:64] or None
+    return await ui.act("/hq/ui/statements", ui._("Store field mapping saved."), statements.set_store_code, ui.hq.db,
+                        ui.who, fields.get("provider", "")[:16], fields.get("code", "")[:64], store_id, now_text())
+
+
+@post("/hq/ui/statements/csv-mapping", opt=page("statements.import"))
+async def csv_mapping_set(request: Request[Any, Any, Any]) -> Redirect:
+    ui = ConsoleView(request)
+    fields = await ui.form()
+    text = fields.get("mapping", "").encode()
+    return await ui.act("/hq/ui/statements", ui._("CSV column mapping saved."), statements.set_csv_mapping,
+                        ui.hq.db, ui.who, text, now_text())
+
+
+ROUTES = [statements_page, statement_upload, store_code_set, csv_mapping_set, statement_page, anomaly_resolve]

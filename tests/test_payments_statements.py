@@ -108,7 +108,7 @@ PLANTED = {
     ("duplicate_payment", "s5", 500, 500),
     ("sale_no_payment", "s6", 700, None),
     ("paid_no_sale", None, None, 990),
-    ("duplicate_payment", None, None, 1500),
+    ("duplicate_payment", "s10", 1500, 1500),
     ("refund_mismatch", "s2", 600, 650),
     ("refund_mismatch", "s1", 100, None),
     ("refund_mismatch", None, None, 250),
@@ -170,6 +170,15 @@ def test_an_unreferenced_payment_outside_the_window_is_not_paired() -> None:
     rows = numbered([pay("4200002001", 800, "10:30:00")])
     result = match(rows, [tender("s3", 800, None, "10:10:00")], [], period=PERIOD, window_s=600)
     assert planted(result.anomalies) == {("paid_no_sale", None, None, 800), ("sale_no_payment", "s3", 800, None)}
+
+
+def test_a_second_payment_with_a_new_order_number_next_to_a_paid_sale_is_a_duplicate() -> None:
+    rows = numbered([pay("4200006001", 700, "10:00:02"), pay("4200006002", 700, "10:01:30", order="RETRY-1")])
+    result = match(rows, [tender("s7", 700, "4200006001", "10:00:00")], [], period=PERIOD)
+    assert planted(result.anomalies) == {("duplicate_payment", "s7", 700, 700)}
+    far = numbered([pay("4200006001", 700, "10:00:02"), pay("4200006002", 700, "11:30:00", order="OTHER")])
+    result = match(far, [tender("s7", 700, "4200006001", "10:00:00")], [], period=PERIOD)
+    assert planted(result.anomalies) == {("paid_no_sale", None, None, 700)}
 
 
 def test_a_revoked_payment_pays_nothing() -> None:

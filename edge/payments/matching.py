@@ -12,9 +12,9 @@ Payments, in this order:
    `duplicate_payment`; a lone row with another amount is `amount_mismatch`;
 2. by amount and time: a row no reference matched pairs with the nearest unreferenced tender of the
    same amount within `window_s` seconds;
-3. what is left: a row is `duplicate_payment` if a tender of its amount within the window already
-   paired (the customer paid twice), else `paid_no_sale`; a tender inside the period that no row
-   paid is `sale_no_payment`. A revoked row (WeChat REVOKED) pays nothing.
+3. what is left: a row is `duplicate_payment` if a tender of its amount within the window is
+   already paid, by reference or not (the customer paid that sale twice), else `paid_no_sale`;
+   a tender inside the period that no row paid is `sale_no_payment`. A revoked row (WeChat REVOKED) pays nothing.
 
 Refunds: by the refund's own reference (微信退款单号, 商户退款单号 / 退款批次号) or by the original
 payment's reference, preferring the refund of the row's amount; then by amount and time for refunds
@@ -242,7 +242,6 @@ def match(
     # ---- payments by amount and time, for tenders without a reference
     tender_at = [_epoch(t.time) for t in tenders]
     pool = _ByAmount([(t.amount, tender_at[k], k) for k, t in enumerate(tenders) if not t.reference])
-    paired_at: dict[int, list[float]] = {}
     left: list[int] = []
     for i in loose:
         row = rows[i]
@@ -252,21 +251,32 @@ def match(
             continue
         paid[took] = True
         tender = tenders[took]
-        bisect.insort(paired_at.setdefault(row.amount, []), tender_at[took])
         matches.append(
             Match(
                 row_no=row.row_no, kind="payment", sale_id=tender.sale_id, tender_no=tender.tender_no, by="amount_time"
             )
         )
+    # A row left over that has the amount of a tender paid close to it (by reference or not) is most
+    # likely the customer paying that sale twice (a till that retried with a new order number).
+    paid_times: dict[int, list[float]] = {}
+    paid_ids: dict[int, list[int]] = {}
+    for at, t_idx in sorted((tender_at[k], k) for k in range(len(tenders)) if paid[k]) if left else ():
+        paid_times.setdefault(tenders[t_idx].amount, []).append(at)
+        paid_ids.setdefault(tenders[t_idx].amount, []).append(t_idx)
     for i in left:
         row = rows[i]
-        near = paired_at.get(row.amount)
-        if near is not None and _near(near, row_at[i], window_s) is not None:
+        times = paid_times.get(row.amount)
+        near = _near(times, row_at[i], window_s) if times else None
+        if times is not None and near is not None:
+            twin = tenders[paid_ids[row.amount][near]]
             anomalies.append(
                 Anomaly(
                     kind="duplicate_payment",
                     key=f"duplicate_payment|{keys[i]}",
                     reference=row.transaction_id,
+                    sale_id=twin.sale_id,
+                    tender_no=twin.tender_no,
+                    expected=twin.amount,
                     actual=row.amount,
                     row_no=row.row_no,
                 )

@@ -233,11 +233,15 @@ def load_mapping(data: bytes, name: str = "mapping.toml") -> CsvMapping:
 # ---------------------------------------------------------------- WeChat Pay trade bill
 
 
+def _an(layout: str) -> str:
+    return ("an " if layout[0].lower() in "aeiou" else "a ") + layout
+
+
 def _decode(data: bytes, encoding: str, layout: str) -> str:
     try:
         return data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
     except UnicodeDecodeError as exc:
-        raise StatementError(f"not a {layout}: the file is not {encoding} text (byte {exc.start})") from None
+        raise StatementError(f"not {_an(layout)}: the file is not {encoding} text (byte {exc.start})") from None
     except LookupError:
         raise StatementError(f"unknown encoding {encoding!r}") from None
 
@@ -279,7 +283,7 @@ def _col(header: list[str], *names: str) -> int | None:
 def _need(header: list[str], layout: str, *names: str) -> int:
     at = _col(header, *names)
     if at is None:
-        raise StatementError(f"not a {layout}: no column {' / '.join(names)} in the header")
+        raise StatementError(f"not {_an(layout)}: no column {' / '.join(names)} in the header")
     return at
 
 
@@ -304,10 +308,10 @@ def parse_wechat(data: bytes) -> Statement:
     lines = list(csv.reader(io.StringIO(text)))
     lines = [line for line in lines if any(f.strip() for f in line)]
     if not lines:
-        raise StatementError(f"not a {_WECHAT}: the file is empty")
+        raise StatementError(f"not {_an(_WECHAT)}: the file is empty")
     header = [_clean(f) for f in lines[0]]
     if "交易时间" not in header or "微信订单号" not in header:
-        raise StatementError(f"not a {_WECHAT}: the first line is not its header (交易时间,…,微信订单号,…)")
+        raise StatementError(f"not {_an(_WECHAT)}: the first line is not its header (交易时间,…,微信订单号,…)")
     c_time = _need(header, _WECHAT, "交易时间")
     c_mch = _need(header, _WECHAT, "商户号")
     c_sub = _col(header, "特约商户号", "子商户号")
@@ -415,7 +419,7 @@ def parse_alipay(data: bytes) -> Statement:
     try:
         text = data.decode("gbk")
     except UnicodeDecodeError as exc:
-        raise StatementError(f"not a {_ALIPAY}: the file is not GBK text (byte {exc.start})") from None
+        raise StatementError(f"not {_an(_ALIPAY)}: the file is not GBK text (byte {exc.start})") from None
     account = ""
     period_start = period_end = None
     header: list[str] | None = None
@@ -443,14 +447,14 @@ def parse_alipay(data: bytes) -> Statement:
         fields = [f.strip() for f in next(csv.reader([line]))]
         if header is None:
             if "支付宝交易号" not in fields:
-                raise StatementError(f"not a {_ALIPAY}: no 支付宝交易号 column header (is it GBK?)")
+                raise StatementError(f"not {_an(_ALIPAY)}: no 支付宝交易号 column header (is it GBK?)")
             header = fields
             continue
         if ended:
             raise StatementError(f"{_ALIPAY}: data after the 业务明细列表结束 line")
         body.append((len(body) + 1, fields))
     if header is None:
-        raise StatementError(f"not a {_ALIPAY}: no 支付宝交易号 column header (is it GBK?)")
+        raise StatementError(f"not {_an(_ALIPAY)}: no 支付宝交易号 column header (is it GBK?)")
     if not ended:
         raise StatementError(f"truncated {_ALIPAY}: no #…业务明细列表结束 footer")
     c_txn = _need(header, _ALIPAY, "支付宝交易号")
@@ -531,14 +535,14 @@ def parse_mapped(data: bytes, mapping: CsvMapping) -> Statement:
         lines = [line for line in lines if not line.lstrip().startswith(mapping.comment_prefix)]
     lines = [line for line in lines if line.strip()]
     if not lines:
-        raise StatementError(f"not a {layout}: the file is empty")
+        raise StatementError(f"not {_an(layout)}: the file is empty")
     reader = csv.reader(lines, delimiter=mapping.delimiter)
     header = [_clean(f) for f in next(reader)]
     cols = mapping.columns
 
     def need(name: str) -> int:
         if name not in header:
-            raise StatementError(f"not a {layout}: no column {name!r} (the mapping names it) in the header")
+            raise StatementError(f"not {_an(layout)}: no column {name!r} (the mapping names it) in the header")
         return header.index(name)
 
     def opt(name: str | None) -> int | None:

@@ -185,7 +185,8 @@ def test_the_console_shows_the_split_and_resolves_an_anomaly(browser: Any, chain
         found.page.select_option("#sc-provider", "wechat")
         found.page.fill("#sc-code", "DEV-UNKNOWN")
         found.page.select_option("#sc-store", "demo-002")
-        assert found.click_to(found.page.locator("section[aria-labelledby=st-codes] form.filters button[type=submit]")) == 200
+        save = found.page.locator("section[aria-labelledby=st-codes] form.filters button[type=submit]")
+        assert found.click_to(save) == 200
         assert found.page.locator(".flash.notice").inner_text() == "Store field mapping saved."
         assert "DEV-UNKNOWN" in found.page.locator("#store-codes").inner_text()
         assert chain.hq.query("SELECT provider, code, store_id, set_by FROM hq_statement_store_codes") == [

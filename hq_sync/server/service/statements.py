@@ -1,7 +1,7 @@
 """The chain merchant bill at HQ (docs/payments-hq.md): a payment provider's bill that covers every store of
 the chain, split by store and matched against each store's synced tenders and refunds.
 
-Import, in one transaction:
+Import (steps 2 and 3 on a read transaction, step 4 one write transaction):
 1. the file is parsed by the hub's own parser (`edge.payments.statements.parse`): one parser for hub and HQ;
 2. each row is attributed to a store: by its reference (微信订单号 / 支付宝交易号, 商户订单号, a refund's
    numbers) found among the stores' tenders and refunds (`hq_pay_tenders`), else by the provider's store
@@ -196,10 +196,14 @@ def import_statement(db: HqDb, principal: Principal, provider: str, data: bytes,
     if not statement.rows:
         raise HqError(422, "empty_statement", "the file holds no bill rows")
     statement_id = str(uuid.uuid4())
+    # Split and match on a read transaction, so a big bill does not hold the writer (the stores' batches) for
+    # its whole match; the write is only the recording. A tender that arrives in between is the next bill's.
+    with db.read() as tx:
+        prepared = _prepare(tx, provider, statement)
     with db.write() as tx:
         twin = tx.one("SELECT statement_id FROM hq_statements WHERE digest = ?", (digest,))  # imported meanwhile
         if twin is None:
-            _import(tx, principal, statement_id, provider, digest, file_name[:200], statement, at)
+            _record(tx, principal, statement_id, provider, digest, file_name[:200], statement, prepared, at)
     if twin is not None:
         return {**view(db, principal, str(twin[0])), "duplicate": True}
     return {**view(db, principal, statement_id), "duplicate": False}
@@ -231,8 +235,19 @@ def _resolutions(tx: Tx, keys: list[tuple[str, str]]) -> dict[tuple[str, str], t
     return out
 
 
-def _import(tx: Tx, principal: Principal, statement_id: str, provider: str, digest: str, file_name: str,
-            statement: Statement, at: str) -> None:
+class Prepared(msgspec.Struct):
+    """A bill split and matched, ready to record."""
+
+    keys: list[str]
+    new_rows: int
+    period: tuple[str, str]
+    store_of: dict[int, str]
+    how: dict[int, str]
+    clean: set[int]
+    found: list[tuple[str, str, dict[str, Any]]]  # (store, anomaly key, anomaly fields)
+
+
+def _prepare(tx: Tx, provider: str, statement: Statement) -> Prepared:
     rows = statement.rows
     keys = row_keys(provider, rows)
     key_of = {r.row_no: k for r, k in zip(rows, keys, strict=True)}
@@ -268,12 +283,20 @@ def _import(tx: Tx, principal: Principal, statement_id: str, provider: str, dige
             "kind": "refund_mismatch" if row.kind == "refund" else "paid_no_sale",
             "reference": row.transaction_id or row.merchant_order_no or None, "sale_id": None, "expected": None,
             "actual": row.amount, "row_no": row.row_no}))
+    return Prepared(keys, sum(1 for k in keys if k not in held), period, store_of, how, clean, found)
+
+
+def _record(tx: Tx, principal: Principal, statement_id: str, provider: str, digest: str, file_name: str,
+            statement: Statement, prepared: Prepared, at: str) -> None:
+    rows, keys, period = statement.rows, prepared.keys, prepared.period
+    store_of, how, clean, found = prepared.store_of, prepared.how, prepared.clean, prepared.found
+    key_of = {r.row_no: k for r, k in zip(rows, keys, strict=True)}
     earlier = _resolutions(tx, [(s, k) for s, k, _ in found])
     tx.run("""INSERT INTO hq_statements (statement_id, provider, method, digest, file_name, rows_in_file, rows_new,
               first_day, last_day, period_start, period_end, imported_by, imported_at)
               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-           (statement_id, provider, statement.method, digest, file_name, len(rows),
-            sum(1 for k in keys if k not in held), min(r.time for r in rows)[:10], max(r.time for r in rows)[:10],
+           (statement_id, provider, statement.method, digest, file_name, len(rows), prepared.new_rows,
+            min(r.time for r in rows)[:10], max(r.time for r in rows)[:10],
             period[0], period[1], principal.username, at))
     tx.copy("hq_statement_rows", "statement_id, row_no, store_id, provider, row_key, kind, transaction_id, "
             "merchant_order, refund_id, amount, fee, at, store_field, attributed_by, matched",

@@ -21,6 +21,7 @@ from hq_sync.server.api.resources import Hq
 from hq_sync.server.service import audit, ingest, statements, stores
 from hq_sync.server.service.access import Principal, system_principal
 from hq_sync.server.service.errors import HqError
+from hq_sync.server.storage.schema import create_schema
 from hq_sync.wire import Batch, OutRow, PairRequest, b64, new_key
 
 hq_db_url = sync_support.hq_db_url
@@ -123,6 +124,21 @@ def test_ingest_keeps_the_provider_tenders_and_refunds_with_their_references(hq:
                    (a, "refund", "wechat", 1200, None), (b, "sale", "wechat", 3000, "4200000101"),
                    (b, "sale", "wechat", 1500, "4200000102"), (b, "sale", "wechat", 999, "M-B3"),
                    (b, "sale", "alipay", 4000, "2026050122001")]  # cash never reaches a provider's bill
+
+
+def test_an_hq_from_before_the_table_fills_it_once_from_its_sale_tenders(hq: Hq) -> None:
+    with hq.db.write() as tx:
+        tx.run("DELETE FROM hq_pay_tenders")
+        tx.run("DELETE FROM hq_meta WHERE key = 'pay_tenders'")
+    create_schema(hq.db)
+    create_schema(hq.db)  # once: a second start adds nothing
+    with hq.db.read() as tx:
+        got = [tuple(r) for r in tx.all("""SELECT store_id, doc_kind, method, amount, reference FROM hq_pay_tenders
+                                           ORDER BY store_id, at""")]
+    assert got == [("demo-001", "sale", "wechat", 1000, None), ("demo-001", "sale", "wechat", 2500, None),
+                   ("demo-001", "sale", "wechat", 800, None), ("demo-001", "sale", "wechat", 1200, None),
+                   ("demo-002", "sale", "wechat", 3000, None), ("demo-002", "sale", "wechat", 1500, None),
+                   ("demo-002", "sale", "wechat", 999, None), ("demo-002", "sale", "alipay", 4000, None)]
 
 
 def test_a_chain_bill_is_split_by_store_and_every_planted_anomaly_is_found(hq: Hq) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.payments import bills, statements
 from edge.payments.matching import HubRefund, Tender, match
@@ -203,6 +205,44 @@ def test_two_partial_refunds_of_one_payment_pair_by_amount() -> None:
     result = match(rows, [], refunds, period=PERIOD)
     assert result.anomalies == []
     assert {(m.return_id, m.row_no) for m in result.matches} == {("rb", 1), ("ra", 2)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    amounts=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=40),
+    referenced=st.lists(st.booleans(), min_size=40, max_size=40),
+    plant=st.sampled_from(["none", "short", "missing", "extra", "twice"]),
+    seed=st.integers(0, 1000),
+)
+def test_a_bill_that_mirrors_the_tills_is_clean_and_one_planted_difference_is_found(
+    amounts: list[int], referenced: list[bool], plant: str, seed: int
+) -> None:
+    """Tenders a minute apart; the bill pays each (by reference or, unreferenced, a few seconds later);
+    one difference planted at a random tender gives exactly its anomaly."""
+    tenders = [
+        tender(f"s{n}", amount, f"42{n:08d}" if referenced[n] else None, f"{8 + n // 60:02d}:{n % 60:02d}:00")
+        for n, amount in enumerate(amounts)
+    ]
+    rows = [pay(f"42{n:08d}", t.amount, f"{8 + n // 60:02d}:{n % 60:02d}:05") for n, t in enumerate(tenders)]
+    victim = random.Random(seed).randrange(len(tenders))
+    v = tenders[victim]
+    expected: set[tuple[object, ...]] = set()
+    unique = sum(t.amount == v.amount for t in tenders) == 1
+    if plant == "short" and v.reference:
+        rows[victim] = msgspec.structs.replace(rows[victim], amount=v.amount + 1)
+        expected = {("amount_mismatch", v.sale_id, v.amount, v.amount + 1)}
+    elif plant == "missing":
+        del rows[victim]
+        expected = {("sale_no_payment", v.sale_id, v.amount, None)}
+    elif plant == "extra":
+        rows.append(pay("4299999999", 7777, "23:00:00"))
+        expected = {("paid_no_sale", None, None, 7777)}
+    elif plant == "twice" and (v.reference or unique):
+        rows.append(msgspec.structs.replace(rows[victim], transaction_id="4288888888", merchant_order_no="RETRY"))
+        expected = {("duplicate_payment", v.sale_id, v.amount, v.amount)}
+    result = match(numbered(rows), tenders, [], provider="wechat", period=PERIOD, window_s=30)
+    assert planted(result.anomalies) == expected
+    assert result.matched == len(rows) - len(expected) + (1 if plant == "missing" else 0)
 
 
 # ---------------------------------------------------------------- the layouts

@@ -268,6 +268,8 @@ def test_roles_and_bad_input_on_the_api(hub: Hub) -> None:
     assert manager.post("/api/v1/statements/anomalies/999999/resolve", json={"note": "x"}).status_code == 404
     assert manager.post(f"/api/v1/statements/anomalies/{10**30}/resolve", json={"note": "x"}).status_code in (400, 404)
     assert manager.post("/api/v1/statements/anomalies/1/resolve", json={"note": 5}).status_code == 400
+    paths = httpx.get(f"{hub.base_url}/schema/openapi.json").json()["paths"]
+    assert {"/api/v1/statements", "/api/v1/statements/anomalies"} <= set(paths)
 
 
 def test_a_split_sale_is_refunded_tender_by_tender_to_the_fen(hub: Hub) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import console_support
 import httpx
 import pytest
-from console_support import api, axe_problems, desk, desk_login
+from console_support import api, axe_problems, console_login, desk, desk_login
 from sync_support import FAST, HqServer, SyncHub, wait_until
 
 from edge.payments.bills import wechat_bill
@@ -140,6 +140,13 @@ def test_the_region_manager_sees_and_resolves_his_store_only(chain: Chain) -> No
         ("region-east", "statement.resolve")]
     upload = east.post("/hq/v1/statements", params={"provider": "wechat"}, content=b"x")
     assert (upload.status_code, upload.json()["code"]) == (403, "forbidden")
+    desk_east = console_login(chain.hq, "region-east", lang="en")
+    page = desk_east.get(f"/hq/ui/statements/{chain.statement_id}")
+    assert page.status_code == 200
+    assert "demo-001" in page.text and "demo-002" not in page.text and "No store (chain)" not in page.text
+    listing = desk_east.get("/hq/ui/statements")
+    assert listing.status_code == 200 and chain.statement_id in listing.text
+    assert 'action="/hq/ui/statements"' not in listing.text  # no upload form for him
 
 
 def test_bad_requests_are_4xx_json(chain: Chain) -> None:

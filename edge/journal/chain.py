@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from edge.journal import frozen
+
 GENESIS = "0" * 64
 
 
@@ -80,6 +82,9 @@ def verify(conn: sqlite3.Connection) -> Verdict:
         if referenced is not None and referenced > count:
             return Verdict(ok=False, count=count, head=prev, broken_seq=count + 1,
                            reason=f"journal truncated: {table} reference seq {referenced}, the chain ends at {count}")
+    broken = frozen.check(conn)  # Z reports, shifts, pay-outs and drops against their records
+    if broken is not None:
+        return Verdict(ok=False, count=count, head=prev, broken_seq=broken[0], reason=broken[1])
     return Verdict(ok=True, count=count, head=prev)
 
 

@@ -117,6 +117,9 @@ def _drawer_negative(conn: sqlite3.Connection, lo: str, hi: str, report: XReport
         """SELECT till_id, created_at, topup_id, amount FROM topups
            WHERE created_at >= ? AND created_at < ? AND method = 'cash' AND till_id IS NOT NULL""", (lo, hi)):
         events.setdefault(r[0], []).append((r[1], r[3], r[2]))
+    for r in conn.execute("SELECT till_id, created_at, move_id, amount FROM cash_moves"
+                          " WHERE created_at >= ? AND created_at < ?", (lo, hi)):  # pay-outs and safe drops
+        events.setdefault(r[0], []).append((r[1], -r[3], r[2]))
     floats = {t.till_id: t.cash.opening_float for t in report.tills}
     out = []
     for till_id, till_events in sorted(events.items(), key=lambda e: e[0] or ""):

@@ -24,6 +24,10 @@ class Broken(Exception):
         self.seq, self.reason = seq, reason
 
 
+def _as_bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _canonical(obj: Any) -> bytes:
     return msgspec.json.encode(obj, order="sorted")
 
@@ -32,7 +36,7 @@ def _record(conn: sqlite3.Connection, seq: int, kind: str, ref: str, what: str) 
     row = conn.execute("SELECT kind, ref, body FROM journal WHERE seq = ?", (seq,)).fetchone()
     if row is None or row[0] != kind or row[1] != ref:
         raise Broken(seq, f"{what} names journal record {seq}, which is not its {kind} record")
-    return _json.decode(bytes(row[2]))["data"]
+    return _json.decode(_as_bytes(row[2]))["data"]
 
 
 def _frozen(stored: bytes, seq_key: str, hash_key: str) -> tuple[Any, Any, Any]:
@@ -47,7 +51,7 @@ def _z_reports(conn: sqlite3.Connection) -> None:
         z_no, seq = r[0], r[12]
         what = f"Z report {z_no}"
         data = _record(conn, seq, "z_report", f"Z{z_no}", what)
-        body, body_seq, _ = _frozen(bytes(r[11]), "journal_seq", "journal_hash")
+        body, body_seq, _ = _frozen(_as_bytes(r[11]), "journal_seq", "journal_hash")
         if body_seq != seq or _canonical(body) != _canonical(data):
             raise Broken(seq, f"{what}: the stored report differs from its journal record")
         store = data["x"]["store"]
@@ -78,7 +82,7 @@ def _shifts(conn: sqlite3.Connection) -> None:
         if r[7] is None or r[11] is None:
             raise Broken(r[4], f"{what}: closed without its closing journal record")
         data = _record(conn, r[7], "shift.close", shift_id, what)
-        body, body_seq, _ = _frozen(bytes(r[11]), "close_seq", "journal_hash")
+        body, body_seq, _ = _frozen(_as_bytes(r[11]), "close_seq", "journal_hash")
         if body_seq != r[7] or _canonical(body) != _canonical(data):
             raise Broken(r[7], f"{what}: the stored report differs from its closing journal record")
         columns = (data["till_id"], data["user_id"], data["opening_float"], data["open_seq"], data["closed_at"],

@@ -61,9 +61,18 @@ def _own_till(request: Request[Any, Any, Any]) -> str | None:
     return own
 
 
+def _store_name(hub: Hub) -> str:
+    return hub.config.store_name or f"Backroom {hub.store_id}"
+
+
+def _display_name(hub: Hub, user_id: str) -> str:
+    row = hub.db.reader().execute("SELECT display_name FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    return str(row[0]) if row is not None else ""
+
+
 def _print_shift(request: Request[Any, Any, Any], hub: Hub, body: bytes, key: str) -> Printed:
     shift = shifts.decode(body)
-    lines = printouts.shift_lines(shift, hub.config.store_name or f"Backroom {hub.store_id}")
+    lines = printouts.shift_lines(shift, _store_name(hub), _display_name(hub, shift.user_id))
     return Printed(print_document(request.app.state, shift.till_id, key, lines, f"shift {shift.shift_id}"),
                    shift.till_id, lines)
 
@@ -72,7 +81,7 @@ def print_z(request: Request[Any, Any, Any], hub: Hub, body: bytes, till_id: str
     """Print a Z closing on `till_id`'s printer (else the caller's till, else the hub's "*" pairing)."""
     z = _z_decoder.decode(body)
     till = till_id or claims_of(request).till_id or "*"
-    lines = printouts.z_lines(z, hub.config.store_name or f"Backroom {hub.store_id}")
+    lines = printouts.z_lines(z, _store_name(hub), _display_name(hub, z.closed_by))
     return Printed(print_document(request.app.state, till, key, lines, f"Z{z.z_no}"), till, lines)
 
 

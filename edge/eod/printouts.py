@@ -41,8 +41,8 @@ def _drawer(c: Cash) -> list[str]:
             _row("投库 Safe drops", money(-c.drops)), _row("应有现金 Expected", money(c.expected))]
 
 
-def shift_lines(shift: Shift, store_name: str) -> list[str]:
-    out = [store_name, "交接班 Shift report", _row(f"Till {shift.till_id}", shift.user_id),
+def shift_lines(shift: Shift, store_name: str, cashier: str = "") -> list[str]:
+    out = [store_name, "交接班 Shift report", _row(f"Till {shift.till_id}", cashier or shift.user_id),
            _row("开班 Opened", _hhmm(shift.opened_at)), _row("交班 Closed", _hhmm(shift.closed_at)), RULE,
            *_trade(shift.figures), RULE, *_drawer(shift.figures.cash)]
     for move in (*shift.payouts, *shift.drops):
@@ -60,15 +60,14 @@ def _totals(t: Totals) -> list[str]:
             _row(" 绝对值 Absolute", money(t.absolute))]
 
 
-def z_lines(z: ZReport, store_name: str) -> list[str]:
+def z_lines(z: ZReport, store_name: str, closed_by: str = "") -> list[str]:
     store = z.x.store
     out = [store_name, f"日结 Z closing {z.z_no}", _row("营业日 Day", z.day), _row("结账 Closed", _hhmm(z.closed_at)),
-           _row("操作员 By", z.closed_by), RULE]
+           _row("操作员 By", closed_by or z.closed_by), RULE]
     if store is not None:
         out += [*_trade(store), RULE, *_drawer(store.cash)]
-    counted = [c for c in z.counts]
-    if counted:
-        latest = {c.till_id: c for c in counted}
+    if z.counts:
+        latest = {c.till_id: c for c in z.counts}  # a till's latest count is the one that counts
         out += [_row("实点 Counted", money(sum(c.counted for c in latest.values()))),
                 _row("差额 Variance", money(sum(c.variance for c in latest.values())))]
     if z.totals is not None:

@@ -70,7 +70,7 @@ def _display_name(hub: Hub, user_id: str) -> str:
     return str(row[0]) if row is not None else ""
 
 
-def _print_shift(request: Request[Any, Any, Any], hub: Hub, body: bytes, key: str) -> Printed:
+def print_shift(request: Request[Any, Any, Any], hub: Hub, body: bytes, key: str) -> Printed:
     shift = shifts.decode(body)
     lines = printouts.shift_lines(shift, _store_name(hub), _display_name(hub, shift.user_id))
     return Printed(print_document(request.app.state, shift.till_id, key, lines, f"shift {shift.shift_id}"),
@@ -144,7 +144,7 @@ async def close_shift(request: Request[Any, Any, Any], hub: Hub, shift_id: Shift
                                                                 at))
     if isinstance(result, Replay):
         return raw_json(result.body, 200)
-    _print_shift(request, hub, result, f"shift/{shift_id}/close")
+    print_shift(request, hub, result, f"shift/{shift_id}/close")
     return raw_json(result, 200)
 
 
@@ -153,7 +153,7 @@ async def reprint_shift(request: Request[Any, Any, Any], hub: Hub, shift_id: Shi
     """Print a shift's report (again) on its till's printer: the frozen report, or an open shift so far."""
     own, at = _own_till(request), hub.clock.stamp()
     shift = service.read(hub.db.reader(), lambda conn: shifts.get(conn, str(shift_id), at, own))
-    printed = _print_shift(request, hub, shifts.encoder.encode(shift), f"shift/{shift_id}/print/{uuid.uuid4()}")
+    printed = print_shift(request, hub, shifts.encoder.encode(shift), f"shift/{shift_id}/print/{uuid.uuid4()}")
     return raw_json(shifts.encoder.encode(printed))
 
 

@@ -37,6 +37,7 @@ from edge.hub import Hub
 from edge.sales.checkout import Replay, request_hash
 from edge.stock.ledger import Actor
 from edge.ui.nav import N_
+from edge.ui.pages import shift_view
 from edge.ui.session import page
 from edge.ui.view import UiView, page_offset
 
@@ -215,7 +216,7 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
         count_id=uuid.uuid4(), faces=[(face, f"¥{Decimal(face) / 100}") for face in COUNT_FACES],
         kinds={k: _(v) for k, v in KINDS.items()}, severities={k: _(v) for k, v in SEVERITIES.items()},
         anomaly_text=lambda a: anomaly_text(ui, a), default_float=ui.fmt.money(settings.till_float),
-        **_report_context(ui, x, own_till))
+        **shift_view.context(ui, hub, the_day, own_till), **_report_context(ui, x, own_till))
 
 
 @get("/ui/eod/z/{z_no:int}", opt=page("reports.read"), sync_to_thread=False)

@@ -1073,3 +1073,11 @@ def m150_shifts(db: sqlite_utils.Database) -> None:
         CREATE INDEX cash_moves_created ON cash_moves(created_at)
         """,
     )
+
+
+@migrations()
+def m151_journal_kind_index(db: sqlite_utils.Database) -> None:
+    """A shift's report (edge/eod/shifts.py) reads its till's sales, returns and top-ups through the journal
+    records between its open and close: this covering index finds them by kind and sequence without
+    reading the records' bodies."""
+    _run(db, "CREATE INDEX IF NOT EXISTS journal_kind_seq ON journal(kind, seq, ref)")

@@ -165,6 +165,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         args.tickets_per_day = args.tickets_per_day or 200
         return run_console_bench(args)
+    if args.kind == "shifts":  # a busy shift's report, close and verify (edge/bench_shifts.py)
+        from edge.bench_shifts import run_shift_bench
+
+        return run_shift_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -215,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     crun.set_defaults(fn=cmd_campaigns_run)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
+                                          "shifts"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)

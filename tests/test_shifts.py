@@ -13,6 +13,7 @@ Worked by hand from edge/seed/demo/items.csv (no member, no promotion on fresh f
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Hub, start_hub
+from conftest import Hub, backroom, start_hub
 
 BLUEBERRIES, ORANGES = "SKU00010", "SKU00012"
 
@@ -184,3 +185,11 @@ def test_printing_without_a_printer_says_so(hub: Hub, tmp_path: Path) -> None:
     assert (doc["printed"], doc["till_id"]) == (False, "T6")  # devices are off on this hub
     assert "交接班 Shift report" in doc["lines"]
     assert any(line.startswith("应有现金 Expected") and line.endswith("500.00") for line in doc["lines"])
+
+
+def test_the_shift_bench_prints_its_figures_as_json_last() -> None:
+    done = backroom("bench", "shifts", "--tills", "1", "--json")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (figures["bench"], figures["sales"], figures["shift_tickets"], figures["verify_ok"]) == (
+        "shifts", 250, 125, True)
+    assert figures["report_median_ms"] > 0 and figures["close_ms"] > 0

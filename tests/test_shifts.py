@@ -175,6 +175,21 @@ def test_bad_shift_requests_get_4xx_and_commit_nothing(hub: Hub) -> None:
             "/api/v1/shifts/{shift_id}/print", "/api/v1/eod/z/{z_no}/print"} <= paths
 
 
+def test_a_shift_short_beyond_the_alert_and_trade_outside_shifts_are_anomalies(hub: Hub) -> None:
+    manager = hub.login("manager")
+    shift_id = new_id()
+    assert manager.post("/api/v1/shifts", json={"shift_id": shift_id, "till_id": "T7",
+                                                "opening_float": 10000}).status_code == 201
+    inside = sell(manager, "T7", [(ORANGES, 1)], [{"method": "cash", "amount": 2990}])
+    assert manager.post(f"/api/v1/shifts/{shift_id}/close", json={"counted": 7990}).json()["variance"] == -5000
+    after = sell(manager, "T7", [(ORANGES, 1)], [{"method": "wechat", "amount": 2990, "reference": "WX-T7"}])
+    found = [a for a in manager.get("/api/v1/eod/anomalies").json()["anomalies"]
+             if a["till_id"] == "T7" and a["kind"] != "missing_cash_count"]  # the day's count is another matter
+    assert [(a["kind"], a["severity"], a["refs"], a["amount"]) for a in found] == [
+        ("shift_variance", "warning", [shift_id], -5000), ("outside_shift", "info", [after["sale_id"]], 2990)]
+    assert inside["sale_id"] not in str(found)
+
+
 def test_printing_without_a_printer_says_so(hub: Hub, tmp_path: Path) -> None:
     manager = hub.login("manager")
     shift_id = new_id()

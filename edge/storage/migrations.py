@@ -1054,6 +1054,7 @@ def m150_shifts(db: sqlite_utils.Database) -> None:
             report BLOB
         );
         CREATE UNIQUE INDEX shifts_one_open ON shifts(till_id) WHERE closed_at IS NULL;
+        CREATE INDEX shifts_till ON shifts(till_id, open_seq);
         CREATE INDEX shifts_opened ON shifts(opened_at);
 
         CREATE TABLE cash_moves (

@@ -67,6 +67,8 @@ KINDS = {
     "drawer_negative": N_("Drawer below zero"),
     "change_without_cash": N_("Change without cash"),
     "missing_cash_count": N_("Cash not counted"),
+    "shift_variance": N_("Shift over or short"),
+    "outside_shift": N_("Sales outside a shift"),
 }
 
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
@@ -135,6 +137,12 @@ def anomaly_text(ui: UiView, a: Anomaly) -> str:
         text = _("Till %(till)s: %(amount)s change given without that much cash tendered.")
     elif a.kind == "missing_cash_count":
         text = _("Till %(till)s sold on this day but its cash has not been counted (expected %(amount)s).")
+    elif a.kind == "shift_variance":
+        text = _("Till %(till)s: a shift closed short by %(amount)s.") if (a.amount or 0) < 0 \
+            else _("Till %(till)s: a shift closed over by %(amount)s.")
+    elif a.kind == "outside_shift":
+        text = _("Till %(till)s: %(n)s sales (%(amount)s) were made while no shift was open there; they are in no "
+                 "shift report.")
     else:
         return a.message
     return text % values

@@ -16,6 +16,7 @@ from litestar.params import Parameter
 
 from edge.api.openapi import body_operation
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
+from edge.auth.tokens import Claims
 from edge.device_link.link import print_document
 from edge.eod import printouts, service, shifts
 from edge.eod.days import parse_day
@@ -80,7 +81,8 @@ def print_shift(request: Request[Any, Any, Any], hub: Hub, body: bytes, key: str
 def print_z(request: Request[Any, Any, Any], hub: Hub, body: bytes, till_id: str | None, key: str) -> Printed:
     """Print a Z closing on `till_id`'s printer (else the caller's till, else the hub's "*" pairing)."""
     z = _z_decoder.decode(body)
-    till = till_id or claims_of(request).till_id or "*"
+    claims = request.scope.get("user")  # an API token's or a tablet session's claims
+    till = till_id or (claims.till_id if isinstance(claims, Claims) else None) or "*"
     lines = printouts.z_lines(z, _store_name(hub), _display_name(hub, z.closed_by))
     return Printed(print_document(request.app.state, till, key, lines, f"Z{z.z_no}"), till, lines)
 

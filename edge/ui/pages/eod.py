@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
+from edge.api.shift_routes import print_z
 from edge.eod import service
 from edge.eod.days import parse_day
 from edge.eod.models import (
@@ -355,6 +356,7 @@ async def eod_close(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     except ApiError as exc:
         return ui.redirect(back, error=ui.problem(exc))
     z = msgspec.json.decode(body, type=ZReport)
+    print_z(request, hub, body, None, f"z/{day}/close")  # on the tablet user's till printer, else the "*" pairing
     return ui.redirect(back, notice=_("The day is closed: Z report no. %(z_no)s.") % {"z_no": z.z_no})
 
 

@@ -150,7 +150,7 @@ async def close_shift(request: Request[Any, Any, Any], hub: Hub, shift_id: Shift
     return raw_json(result, 200)
 
 
-@post("/api/v1/shifts/{shift_id:uuid}/print", opt=_perm("eod.read"), status_code=200, sync_to_thread=False)
+@post("/api/v1/shifts/{shift_id:uuid}/print", opt=_perm("eod.read"), status_code=200)
 async def reprint_shift(request: Request[Any, Any, Any], hub: Hub, shift_id: ShiftId) -> Response[bytes]:
     """Print a shift's report (again) on its till's printer: the frozen report, or an open shift so far."""
     own, at = _own_till(request), hub.clock.stamp()

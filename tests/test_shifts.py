@@ -208,3 +208,15 @@ def test_the_shift_bench_prints_its_figures_as_json_last() -> None:
     assert (figures["bench"], figures["sales"], figures["shift_tickets"], figures["verify_ok"]) == (
         "shifts", 250, 125, True)
     assert figures["report_median_ms"] > 0 and figures["close_ms"] > 0
+
+
+def test_a_reason_with_control_characters_prints_without_them(hub: Hub) -> None:
+    manager = hub.login("manager")
+    shift_id = new_id()
+    assert manager.post("/api/v1/shifts", json={"shift_id": shift_id, "till_id": "T8"}).status_code == 201
+    paid = manager.post(f"/api/v1/shifts/{shift_id}/payouts", json={"payout_id": new_id(), "amount": 100,
+                                                                    "reason": "ice\x1bp\x00\x19\x19\nbag"})
+    assert paid.status_code == 201, paid.text
+    lines = manager.post(f"/api/v1/shifts/{shift_id}/print").json()["lines"]
+    assert " 支出 ice p    bag          1.00" in lines
+    assert not any(ch < " " for line in lines for ch in line)

@@ -4,6 +4,8 @@ printer as well as an 80 mm one; labels are Chinese and English, as on the recei
 
 from __future__ import annotations
 
+import unicodedata
+
 from devices.receipt import TENDER_NAMES, money, two_columns
 from edge.eod.models import Cash, Figures, Totals, ZReport
 from edge.eod.shift_models import Shift
@@ -12,8 +14,14 @@ COLUMNS = 32
 RULE = "-" * COLUMNS
 
 
+def clean(text: str) -> str:
+    """Free text (a reason, a name) without control characters: an ESC in a pay-out's reason must not reach the
+    printer as a command (ESC p would open the drawer)."""
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+
+
 def _row(label: str, value: str) -> str:
-    return two_columns(label, value, COLUMNS)
+    return two_columns(clean(label), clean(value), COLUMNS)
 
 
 def _hhmm(stamp: str | None) -> str:
@@ -42,7 +50,7 @@ def _drawer(c: Cash) -> list[str]:
 
 
 def shift_lines(shift: Shift, store_name: str, cashier: str = "") -> list[str]:
-    out = [store_name, "交接班 Shift report", _row(f"Till {shift.till_id}", cashier or shift.user_id),
+    out = [clean(store_name), "交接班 Shift report", _row(f"Till {shift.till_id}", cashier or shift.user_id),
            _row("开班 Opened", _hhmm(shift.opened_at)), _row("交班 Closed", _hhmm(shift.closed_at)), RULE,
            *_trade(shift.figures), RULE, *_drawer(shift.figures.cash)]
     for move in (*shift.payouts, *shift.drops):
@@ -62,8 +70,8 @@ def _totals(t: Totals) -> list[str]:
 
 def z_lines(z: ZReport, store_name: str, closed_by: str = "") -> list[str]:
     store = z.x.store
-    out = [store_name, f"日结 Z closing {z.z_no}", _row("营业日 Day", z.day), _row("结账 Closed", _hhmm(z.closed_at)),
-           _row("操作员 By", closed_by or z.closed_by), RULE]
+    out = [clean(store_name), f"日结 Z closing {z.z_no}", _row("营业日 Day", z.day),
+           _row("结账 Closed", _hhmm(z.closed_at)), _row("操作员 By", closed_by or z.closed_by), RULE]
     if store is not None:
         out += [*_trade(store), RULE, *_drawer(store.cash)]
     if z.counts:

@@ -173,6 +173,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from hq_sync.bench_statements import run_hq_bill_bench
 
         return run_hq_bill_bench(args)
+    if args.kind == "shifts":  # a busy shift's report, close and verify (edge/bench_shifts.py)
+        from edge.bench_shifts import run_shift_bench
+
+        return run_shift_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -224,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
-                                          "statements", "hq-bill"])
+                                          "statements", "hq-bill", "shifts"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)

@@ -59,6 +59,8 @@ def trading_day(hub: Hub) -> None:
     """A morning's trade at till T1 (some members, several categories), so the pages and their
     screenshots show figures, charts and histories rather than only empty states."""
     till = hub.login("cashier")
+    opened = till.post("/api/v1/shifts", json={"shift_id": str(uuid.uuid4()), "till_id": "T1"})  # the Shifts view
+    assert opened.status_code == 201, opened.text
     items = [item for item in till.get("/api/v1/items", params={"limit": 60}).json()["items"] if item["unit"] == "each"]
     for n in range(12):
         lines = [{"sku": items[(n * 5 + k) % len(items)]["sku"], "qty": 1 + (n + k) % 3} for k in range(1 + n % 4)]

@@ -11,6 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
 from edge.api.openapi import body_operation
+from edge.api.shift_routes import print_z
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.eod import service
 from edge.eod.days import parse_day
@@ -77,6 +78,7 @@ async def close_day(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes
     day, today, actor, at, settings = _day(hub, req.day), hub.clock.today(), actor_of(request), hub.clock.stamp(), \
         service.Settings.of(hub.config)
     result = await hub.db.write(lambda conn: service.close_day(conn, day, today, actor, at, settings))
+    print_z(request, hub, result, req.till_id, f"z/{day}/close")  # on the till's receipt printer
     return raw_json(result, 201)
 
 

@@ -22,6 +22,7 @@ from edge.api.openapi import body_operation
 from edge.api.privacy_routes import PRIVACY_ROUTES, audit_read
 from edge.api.report_routes import REPORT_ROUTES
 from edge.api.statement_routes import STATEMENT_ROUTES
+from edge.api.shift_routes import SHIFT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.api.sync_routes import SYNC_ROUTES
@@ -427,6 +428,7 @@ ROUTES += TRANSFER_ROUTES
 ROUTES += SYNC_ROUTES
 ROUTES += STOCKTAKE_ROUTES
 ROUTES += EOD_ROUTES
+ROUTES += SHIFT_ROUTES
 ROUTES += USER_ROUTES
 ROUTES += REPORT_ROUTES
 ROUTES += MEMBER_RULE_ROUTES

@@ -378,6 +378,18 @@ class DeviceLink:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def print_lines(self, till_id: str, cmd_id: str, lines: list[str], what: str) -> bool:
+        """Print a plain-text document (a shift report, a Z closing) on the till's printer in the background;
+        False when the till has no printer. The cmd_id makes a repeated print of one document print once."""
+        pairing = self.pairing(till_id)
+        if pairing is None or not pairing.printer or self._closing:
+            return False
+        task = asyncio.get_running_loop().create_task(self._device_job(
+            till_id, pairing.printer, topics.PrintCommand(cmd_id=cmd_id, lines=lines), what, SALE_PRINT_TIMEOUT_S))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
     async def _after_sale(self, till_id: str, pairing: TillDevices, body: bytes) -> None:
         try:
             sale = receipts.decode_sale(body)
@@ -428,6 +440,18 @@ def sale_committed(state: State, till_id: str, body: bytes) -> None:
         link.sale_committed(till_id, body)
     except Exception:  # noqa: BLE001 - printing must never fail a committed sale
         log.exception("could not schedule the after-sale device jobs")
+
+
+def print_document(state: State, till_id: str, key: str, lines: list[str], what: str) -> bool:
+    """Print `lines` on the till's printer if devices run (one cmd_id per `key`). Never raises."""
+    link: DeviceLink | None = getattr(state, "devices", None)
+    if link is None:
+        return False
+    try:
+        return link.print_lines(till_id, str(uuid.uuid5(_CMD_NAMESPACE, key)), lines, what)
+    except Exception:  # noqa: BLE001 - a printer must never fail a committed close
+        log.exception("could not schedule printing %s", what)
+        return False
 
 
 @asynccontextmanager

@@ -3,7 +3,9 @@ after) closing it. Each anomaly names its kind (the UI translates by kind), a se
 the references involved (sale ids, return ids, count ids) and an English message.
 
 Kinds: cash_variance, missing_reference, duplicate_reference, refund_method_mismatch,
-drawer_negative, change_without_cash, missing_cash_count.
+drawer_negative, change_without_cash, missing_cash_count, shift_variance (a shift closed over or short
+by more than the alert), outside_shift (sales at a till that worked in shifts that day, made while no
+shift was open there: they are in the day's X and Z but in no shift report).
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ def _drawer_negative(conn: sqlite3.Connection, lo: str, hi: str, report: XReport
         """SELECT till_id, created_at, topup_id, amount FROM topups
            WHERE created_at >= ? AND created_at < ? AND method = 'cash' AND till_id IS NOT NULL""", (lo, hi)):
         events.setdefault(r[0], []).append((r[1], r[3], r[2]))
+    for r in conn.execute("SELECT till_id, created_at, move_id, amount FROM cash_moves"
+                          " WHERE created_at >= ? AND created_at < ?", (lo, hi)):  # pay-outs and safe drops
+        events.setdefault(r[0], []).append((r[1], -r[3], r[2]))
     floats = {t.till_id: t.cash.opening_float for t in report.tills}
     out = []
     for till_id, till_events in sorted(events.items(), key=lambda e: e[0] or ""):
@@ -150,11 +155,44 @@ def _missing_cash_count(report: XReport) -> list[Anomaly]:
             for t in report.tills if t.till_id is not None and t.tickets > 0 and t.count is None]
 
 
+def _shift_variance(conn: sqlite3.Connection, lo: str, hi: str, alert: int) -> list[Anomaly]:
+    return [Anomaly(kind="shift_variance", severity="warning", till_id=r[1], refs=[r[0]], amount=r[2],
+                    message=f"till {r[1]}: the shift closed at {r[3][11:16]} was "
+                            f"{'short' if r[2] < 0 else 'over'} by {_fen(abs(r[2]))}")
+            for r in conn.execute(
+                """SELECT shift_id, till_id, variance, closed_at FROM shifts
+                   WHERE closed_at >= ? AND closed_at < ? AND abs(variance) > ? ORDER BY close_seq""",
+                (lo, hi, alert))]
+
+
+def _outside_shift(conn: sqlite3.Connection, lo: str, hi: str) -> list[Anomaly]:
+    """A till's shifts never overlap, so a sale is in a shift iff the last shift opened before it is still open
+    at its journal record: one index seek per sale."""
+    rows = conn.execute(
+        """SELECT s.till_id, s.sale_id, s.total FROM sales s
+           WHERE s.created_at >= ? AND s.created_at < ?
+             AND s.till_id IN (SELECT till_id FROM shifts WHERE opened_at < ?
+                               AND (closed_at IS NULL OR closed_at >= ?))
+             AND NOT coalesce((SELECT h.close_seq IS NULL OR s.journal_seq < h.close_seq FROM shifts h
+                               WHERE h.till_id = s.till_id AND h.open_seq < s.journal_seq
+                               ORDER BY h.open_seq DESC LIMIT 1), 0)
+           ORDER BY s.till_id, s.journal_seq""", (lo, hi, hi, lo)).fetchall()
+    by_till: dict[str, list[sqlite3.Row]] = {}
+    for r in rows:
+        by_till.setdefault(r[0], []).append(r)
+    return [Anomaly(kind="outside_shift", severity="info", till_id=till, refs=[r[1] for r in sold],
+                    amount=sum(r[2] for r in sold),
+                    message=f"till {till}: {len(sold)} sales ({_fen(sum(r[2] for r in sold))}) made with no shift "
+                            "open, in no shift report")
+            for till, sold in by_till.items()]
+
+
 def detect(conn: sqlite3.Connection, report: XReport, variance_alert: int) -> list[Anomaly]:
     """Every anomaly of `report.day`, most severe first. `report` is that day's X report (all tills)."""
     lo, hi = bounds(report.day)
     found = [*_cash_variance(report, variance_alert), *_missing_reference(conn, lo, hi),
              *_duplicate_reference(conn, lo, hi), *_refund_method_mismatch(conn, lo, hi),
              *_drawer_negative(conn, lo, hi, report), *_change_without_cash(conn, lo, hi),
-             *_missing_cash_count(report)]
+             *_missing_cash_count(report), *_shift_variance(conn, lo, hi, variance_alert),
+             *_outside_shift(conn, lo, hi)]
     return sorted(found, key=lambda a: _SEVERITY_RANK[a.severity])  # stable: detection order within a severity

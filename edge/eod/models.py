@@ -42,6 +42,7 @@ class TillFloatRequest(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class ZCloseRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     day: Day | None = None
+    till_id: Code | None = None  # print the Z on this till's receipt printer (default: the caller's till)
 
 
 class CashCount(msgspec.Struct, frozen=True):
@@ -64,15 +65,23 @@ class TillFloat(msgspec.Struct, frozen=True):
     set_at: str
 
 
-class Cash(msgspec.Struct, kw_only=True):
-    """The drawer: expected = opening float + cash tendered - change - cash refunds + cash top-ups."""
+class Cash(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The drawer: expected = opening float + cash tendered - change - cash refunds + cash top-ups
+    - pay-outs - safe drops (computed only by edge.eod.cash.drawer). `payouts` and `drops` are left out
+    of the JSON when 0, so a drawer without them keeps the shape it had before shifts."""
 
-    opening_float: int = 0
-    tendered: int = 0
-    change: int = 0
-    refunds: int = 0
-    topups: int = 0
-    expected: int = 0
+    opening_float: int
+    tendered: int
+    change: int
+    refunds: int
+    topups: int
+    expected: int
+    payouts: int = 0  # 支出: cash paid out of the drawer with a reason (shift pay-outs)
+    drops: int = 0  # 投库: cash taken from the drawer into the safe
+
+
+def no_cash() -> Cash:
+    return Cash(opening_float=0, tendered=0, change=0, refunds=0, topups=0, expected=0)
 
 
 class Figures(msgspec.Struct, kw_only=True):
@@ -90,7 +99,7 @@ class Figures(msgspec.Struct, kw_only=True):
     topped_up: int = 0
     topups_by_method: dict[str, int] = {}
     tenders: dict[str, int] = {}  # every method, 0 when unused; exchange credit is not a tender here
-    cash: Cash = msgspec.field(default_factory=Cash)
+    cash: Cash = msgspec.field(default_factory=no_cash)
 
 
 class TillFigures(Figures, kw_only=True):
@@ -133,6 +142,27 @@ class ZReport(msgspec.Struct, kw_only=True):
     anomalies: list[Anomaly]
     journal_seq: int = 0
     journal_hash: str = ""
+    totals: ZTotals | None = None  # None only in Z reports closed before grand totals existed
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    tickets: int = 0
+    net: int = 0  # sales, after discounts
+    tax: int = 0
+    returns: int = 0
+    refunded: int = 0
+    balance: int = 0  # net - refunded
+    absolute: int = 0  # net + refunded: the NF525 perpetual total in absolute value
+
+
+class ZTotals(msgspec.Struct, kw_only=True):
+    """The Z's period (its business day, `period_from` to `period_to`) and the perpetual grand totals
+    (GT, 总累计): the previous Z's perpetual totals plus this period, since the store's first Z."""
+
+    period_from: str
+    period_to: str
+    period: Totals
+    perpetual: Totals
 
 
 class AfterClose(msgspec.Struct, frozen=True):

@@ -61,18 +61,16 @@ def till_figures(conn: sqlite3.Connection, day: str, floats: dict[str, int], def
         f.topups += r[2]
         f.topped_up += r[3]
         f.topups_by_method[r[1]] = r[3]
-    for extra in (*floats, *counts, *([only_till] if only_till is not None else [])):
+    moves = drawers.cash_moves(conn, day)
+    for extra in (*floats, *counts, *(t for t, _ in moves), *([only_till] if only_till is not None else [])):
         _till(figures, extra)
     out = []
     for till_id, f in figures.items():
         if only_till is not None and till_id != only_till:
             continue
-        c = f.cash
-        c.opening_float = floats.get(till_id, default_float) if till_id is not None else 0
-        c.tendered = f.tenders["cash"]
-        c.refunds = f.refunds.get("cash", 0)
-        c.topups = f.topups_by_method.get("cash", 0)
-        c.expected = c.opening_float + c.tendered - c.change - c.refunds + c.topups
+        opening = floats.get(till_id, default_float) if till_id is not None else 0
+        f.cash = drawers.drawer_of(f, opening, f.cash.change, moves.get((till_id or "", "payout"), 0),
+                                   moves.get((till_id or "", "drop"), 0))
         f.count = counts.get(till_id) if till_id is not None else None
         out.append(f)
     return sorted(out, key=lambda f: (f.till_id is None, f.till_id or ""))
@@ -89,7 +87,7 @@ def store_figures(tills: list[TillFigures]) -> Figures:
                            (total.topups_by_method, f.topups_by_method)):
             for method, amount in part.items():
                 into[method] = into.get(method, 0) + amount
-        for name in ("opening_float", "tendered", "change", "refunds", "topups", "expected"):
+        for name in ("opening_float", "tendered", "change", "refunds", "topups", "payouts", "drops", "expected"):
             setattr(total.cash, name, getattr(total.cash, name) + getattr(f.cash, name))
     return total
 

@@ -24,11 +24,14 @@ from edge.eod.models import (
     AnomalyReport,
     CashCount,
     CashCountRequest,
+    Figures,
     TillFloat,
+    Totals,
     XReport,
     ZList,
     ZReport,
     ZSummary,
+    ZTotals,
 )
 from edge.errors import ApiError
 from edge.journal import chain
@@ -155,6 +158,40 @@ def count_cash(conn: sqlite3.Connection, req: CashCountRequest, digest: str, day
     return body
 
 
+def period_totals(store: Figures) -> Totals:
+    return Totals(tickets=store.tickets, net=store.net, tax=store.tax, returns=store.returns, refunded=store.refunded,
+                  balance=store.net - store.refunded, absolute=store.net + store.refunded)
+
+
+def add_totals(a: Totals, b: Totals) -> Totals:
+    return Totals(**{f: getattr(a, f) + getattr(b, f) for f in Totals.__struct_fields__})
+
+
+def perpetual_before(conn: sqlite3.Connection) -> Totals:
+    """The perpetual grand totals of the last Z; for Z reports closed before grand totals were kept, the sum
+    of their periods (so GT runs from the store's first Z either way)."""
+    last = conn.execute("SELECT report FROM z_reports ORDER BY z_no DESC LIMIT 1").fetchone()
+    if last is None:
+        return Totals()
+    z = _z_decoder.decode(last[0])
+    if z.totals is not None:
+        return z.totals.perpetual
+    total = Totals()
+    for (report,) in conn.execute("SELECT report FROM z_reports ORDER BY z_no"):
+        older = _z_decoder.decode(report)
+        if older.x.store is not None:
+            total = add_totals(total, older.totals.period if older.totals is not None
+                               else period_totals(older.x.store))
+    return total
+
+
+def grand_totals(conn: sqlite3.Connection, day: str, x: XReport) -> ZTotals:
+    assert x.store is not None
+    period = period_totals(x.store)
+    lo, hi = days.bounds(day)
+    return ZTotals(period_from=lo, period_to=hi, period=period, perpetual=add_totals(perpetual_before(conn), period))
+
+
 def close_day(conn: sqlite3.Connection, day: str, today: str, actor: Actor, at: str, settings: Settings) -> bytes:
     """Close `day`: freeze, number, store, journal and queue its Z report. Once per day (409 after)."""
     check_not_future(day, today)
@@ -164,7 +201,7 @@ def close_day(conn: sqlite3.Connection, day: str, today: str, actor: Actor, at: 
     z_no = int(conn.execute("SELECT coalesce(max(z_no), 0) + 1 FROM z_reports").fetchone()[0])
     x.closed, x.z_no = True, z_no
     z = ZReport(z_no=z_no, day=day, closed_at=at, closed_by=actor.user_id, x=x, counts=drawers.counts(conn, day),
-                anomalies=found)
+                anomalies=found, totals=grand_totals(conn, day, x))
     record = msgspec.to_builtins(z)
     del record["journal_seq"], record["journal_hash"]
     appended = chain.append(conn, "z_report", f"Z{z_no}", at, record)

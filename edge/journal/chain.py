@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from edge.journal import frozen
+
 GENESIS = "0" * 64
 
 
@@ -59,12 +61,17 @@ def append(conn: sqlite3.Connection, kind: str, ref: str, at: str, data: Any) ->
     return Appended(seq=seq, hash=digest)
 
 
+def as_bytes(value: Any) -> bytes:
+    """A stored body as bytes: someone editing the file with sqlite3 may have left TEXT where a BLOB was."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def verify(conn: sqlite3.Connection) -> Verdict:
     """Walk the whole chain; the verdict names the first record that does not hold."""
     prev = GENESIS
     count = 0
     for row in conn.execute("SELECT seq, kind, ref, body, hash FROM journal ORDER BY seq"):
-        seq, kind, ref, body, stored_hash = row[0], row[1], row[2], bytes(row[3]), row[4]
+        seq, kind, ref, body, stored_hash = row[0], row[1], row[2], as_bytes(row[3]), row[4]
         expected_seq = count + 1
         if seq != expected_seq:
             reason = f"sequence gap: expected {expected_seq}, found {seq}"
@@ -80,6 +87,9 @@ def verify(conn: sqlite3.Connection) -> Verdict:
         if referenced is not None and referenced > count:
             return Verdict(ok=False, count=count, head=prev, broken_seq=count + 1,
                            reason=f"journal truncated: {table} reference seq {referenced}, the chain ends at {count}")
+    broken = frozen.check(conn)  # Z reports, shifts, pay-outs and drops against their records
+    if broken is not None:
+        return Verdict(ok=False, count=count, head=prev, broken_seq=broken[0], reason=broken[1])
     return Verdict(ok=True, count=count, head=prev)
 
 

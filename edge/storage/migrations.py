@@ -1111,3 +1111,63 @@ def m155_statements(db: sqlite_utils.Database) -> None:
         CREATE INDEX return_refunds_reference ON return_refunds(reference) WHERE reference IS NOT NULL
         """,
     )
+
+
+@migrations()
+def m150_shifts(db: sqlite_utils.Database) -> None:
+    """Cashier shifts (edge/eod/shifts.py, docs/eod.md): one open shift per till (a partial unique
+    index), each bounded by its open and close journal records (`open_seq`, `close_seq`): a sale, return
+    or top-up of the till whose journal record lies between them belongs to the shift, so attribution is
+    exact under the one writer and costs the shift's journal range. A closed shift keeps its frozen
+    report. `cash_moves`: pay-outs (支出) and safe drops (投库) of a shift, with reasons, idempotent by
+    their client ids."""
+    _run(
+        db,
+        """
+        CREATE TABLE shifts (
+            shift_id TEXT PRIMARY KEY,
+            till_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            opening_float INTEGER NOT NULL CHECK (opening_float >= 0),
+            opened_at TEXT NOT NULL,
+            open_seq INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            closed_at TEXT,
+            closed_by TEXT,
+            close_seq INTEGER,
+            counted INTEGER,
+            expected INTEGER,
+            variance INTEGER,
+            close_hash TEXT,
+            report BLOB
+        );
+        CREATE UNIQUE INDEX shifts_one_open ON shifts(till_id) WHERE closed_at IS NULL;
+        CREATE INDEX shifts_till ON shifts(till_id, open_seq);
+        CREATE INDEX shifts_opened ON shifts(opened_at);
+
+        CREATE TABLE cash_moves (
+            move_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('payout', 'drop')),
+            shift_id TEXT NOT NULL REFERENCES shifts(shift_id),
+            till_id TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            reason TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            response BLOB NOT NULL,
+            journal_seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX cash_moves_shift ON cash_moves(shift_id);
+        CREATE INDEX cash_moves_created ON cash_moves(created_at)
+        """,
+    )
+
+
+@migrations()
+def m151_journal_kind_index(db: sqlite_utils.Database) -> None:
+    """A shift's report (edge/eod/shifts.py) reads its till's sales, returns and top-ups through the journal
+    records between its open and close: this covering index finds them by kind and sequence without
+    reading the records' bodies."""
+    _run(db, "CREATE INDEX IF NOT EXISTS journal_kind_seq ON journal(kind, seq, ref)")

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
+from edge.api.shift_routes import print_z
 from edge.eod import service
 from edge.eod.days import parse_day
 from edge.eod.models import (
@@ -37,6 +38,7 @@ from edge.hub import Hub
 from edge.sales.checkout import Replay, request_hash
 from edge.stock.ledger import Actor
 from edge.ui.nav import N_
+from edge.ui.pages import shift_view
 from edge.ui.session import page
 from edge.ui.view import UiView, page_offset
 
@@ -66,6 +68,8 @@ KINDS = {
     "drawer_negative": N_("Drawer below zero"),
     "change_without_cash": N_("Change without cash"),
     "missing_cash_count": N_("Cash not counted"),
+    "shift_variance": N_("Shift over or short"),
+    "outside_shift": N_("Sales outside a shift"),
 }
 
 _YUAN = re.compile(r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$")
@@ -134,6 +138,12 @@ def anomaly_text(ui: UiView, a: Anomaly) -> str:
         text = _("Till %(till)s: %(amount)s change given without that much cash tendered.")
     elif a.kind == "missing_cash_count":
         text = _("Till %(till)s sold on this day but its cash has not been counted (expected %(amount)s).")
+    elif a.kind == "shift_variance":
+        text = _("Till %(till)s: a shift closed short by %(amount)s.") if (a.amount or 0) < 0 \
+            else _("Till %(till)s: a shift closed over by %(amount)s.")
+    elif a.kind == "outside_shift":
+        text = _("Till %(till)s: %(n)s sales (%(amount)s) were made while no shift was open there; they are in no "
+                 "shift report.")
     else:
         return a.message
     return text % values
@@ -215,7 +225,7 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
         count_id=uuid.uuid4(), faces=[(face, f"¥{Decimal(face) / 100}") for face in COUNT_FACES],
         kinds={k: _(v) for k, v in KINDS.items()}, severities={k: _(v) for k, v in SEVERITIES.items()},
         anomaly_text=lambda a: anomaly_text(ui, a), default_float=ui.fmt.money(settings.till_float),
-        **_report_context(ui, x, own_till))
+        **shift_view.context(ui, hub, the_day, own_till), **_report_context(ui, x, own_till))
 
 
 @get("/ui/eod/z/{z_no:int}", opt=page("reports.read"), sync_to_thread=False)
@@ -346,6 +356,7 @@ async def eod_close(request: Request[Any, Any, Any], hub: Hub) -> Response[Any]:
     except ApiError as exc:
         return ui.redirect(back, error=ui.problem(exc))
     z = msgspec.json.decode(body, type=ZReport)
+    print_z(request, hub, body, None, f"z/{day}/close")  # on the tablet user's till printer, else the "*" pairing
     return ui.redirect(back, notice=_("The day is closed: Z report no. %(z_no)s.") % {"z_no": z.z_no})
 
 

@@ -20,7 +20,7 @@ from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.config import HubConfig
 from edge.device_link.link import device_lifespan
-from edge.errors import ApiError
+from edge.errors import ApiError, storage_failure
 from edge.hub import Hub
 from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
@@ -49,6 +49,10 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    full = storage_failure(exc)  # a write outside the hub's writer that the disk refused
+    if full is not None:
+        log.error("storage full on %s %s: %s", request.method, request.url.path, full.cause)
+        return Response(full.body(), status_code=full.status)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"code": "internal", "message": "internal error; the request was not committed"},
                     status_code=HTTP_500_INTERNAL_SERVER_ERROR)

@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +97,7 @@ class Database:
         self._local = threading.local()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._closed = False
+        self.storage_failed_at: float | None = None  # time.time() of the last write the disk refused (/healthz)
         self._writer.start()
 
     # -- reads -----------------------------------------------------------------------------------
@@ -169,11 +171,17 @@ class Database:
                     _rollback(conn)
                     for _, fut in batch:
                         if not fut.done():
-                            fut.set_exception(_durable_error(exc))
+                            fut.set_exception(self._durable(exc))
                 if stop:
                     return
         finally:
             conn.close()
+
+    def _durable(self, exc: BaseException) -> BaseException:
+        err = _durable_error(exc)
+        if err is not exc:
+            self.storage_failed_at = time.time()
+        return err
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
@@ -181,7 +189,7 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             for _, fut in batch:
-                fut.set_exception(_durable_error(exc))
+                fut.set_exception(self._durable(exc))
             return
         for index, (fn, fut) in enumerate(batch):
             if not fut.set_running_or_notify_cancel():
@@ -193,7 +201,7 @@ class Database:
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back (a full disk or an I/O error does): the
                     # writes before this one are gone too, so they fail with it; the rest get a new one.
-                    err = _durable_error(exc)
+                    err = self._durable(exc)
                     log.error("write failed and rolled back %d writes of its batch: %s", len(outcomes), exc)
                     for done, _, _ in outcomes:
                         done.set_exception(err)
@@ -202,7 +210,7 @@ class Database:
                     return
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
-                outcomes.append((fut, False, _durable_error(exc)))
+                outcomes.append((fut, False, self._durable(exc)))
             else:
                 conn.execute("RELEASE w")
                 outcomes.append((fut, True, result))
@@ -212,7 +220,7 @@ class Database:
             log.error("commit failed, %d writes rolled back: %s", len(outcomes), exc)
             _rollback(conn)
             for fut, _, _ in outcomes:
-                fut.set_exception(_durable_error(exc))
+                fut.set_exception(self._durable(exc))
             return
         for fut, ok, value in outcomes:
             if ok:

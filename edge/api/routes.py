@@ -30,6 +30,7 @@ from edge.auth.login import LoginRequest, LoginResult, authenticate
 from edge.care.health import Component, components
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
+from edge.device_link import receipts
 from edge.device_link.link import sale_committed
 from edge.device_link.routes import DEVICE_ROUTES
 from edge.errors import ApiError
@@ -277,6 +278,8 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
                                                                  hub.store_code))
     except ApiError as exc:
         raise spend_refusal(checks, exc) from None
+    if not isinstance(result, Replay):
+        sale_committed(request.app.state, req.till_id, receipts.exchange_sale(result))  # prints like a sale
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 

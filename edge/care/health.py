@@ -54,7 +54,9 @@ def _compute(state: Any, hub: Hub) -> dict[str, Component]:
 def components(state: Any, hub: Hub) -> dict[str, Component]:
     cached: tuple[float, dict[str, Component]] | None = getattr(state, "care_health", None)
     now = time.monotonic()
-    if cached is not None and now - cached[0] < CACHE_S:
+    failed = hub.db.storage_failed_at
+    fresh_failure = failed is not None and time.time() - failed < now - (cached[0] if cached else now)
+    if cached is not None and now - cached[0] < CACHE_S and not fresh_failure:  # a refused write shows at once
         return cached[1]
     fresh = _compute(state, hub)
     state.care_health = (now, fresh)

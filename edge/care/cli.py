@@ -92,6 +92,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if held is not None:
             held.release()
     pii.forget_cached()
+    if plan.restored:
+        from devices import broker
+
+        broker.reload(config.data_dir)  # a broker that runs on its own (systemd) rereads the restored credentials
     if not args.json:
         verdict = "verifies" if plan.verified else "DOES NOT verify: " + "; ".join(plan.problems)
         journal = f", journal {plan.journal.count} records" if plan.journal else ""

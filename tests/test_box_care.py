@@ -273,3 +273,27 @@ def test_a_second_hub_on_the_same_data_directory_is_refused(box: HubProcess) -> 
     second = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--data", str(box.data_dir), "--port",
                              str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "a hub is running on" in second.stderr
+
+
+def test_doctor_asks_hq_and_compares_the_clock_with_its_date_header(tmp_path: Path) -> None:
+    from sync_support import HqServer
+
+    data = tmp_path / "data"
+    seed_demo(data)
+    hq = HqServer(str(tmp_path / "hq.sqlite3"), tmp_path).start()
+    config = tmp_path / "hub.toml"
+    config.write_text(f'hq_url = "{hq.url}"\n', "utf-8")
+    try:
+        doctor = backroom("doctor", "--data", str(data), "--config", str(config), "--json")
+        checks = {c["name"]: c for c in _last_json(doctor.stdout)["checks"]}
+        assert checks["hq"] == {"name": "hq", "ok": True, "detail": f"HQ at {hq.url} answers", "remedy": ""}
+        assert checks["clock"]["ok"] is True and checks["clock"]["detail"].endswith(" s from HQ")
+        assert doctor.returncode == 0, checks
+    finally:
+        hq.stop()
+    doctor = backroom("doctor", "--data", str(data), "--config", str(config), "--json")
+    assert doctor.returncode == 1
+    checks = {c["name"]: c for c in _last_json(doctor.stdout)["checks"]}
+    assert checks["hq"]["ok"] is False and f"HQ at {hq.url} did not answer" in checks["hq"]["detail"]
+    assert "network" in checks["hq"]["remedy"]
+    assert checks["clock"]["ok"] is True and "HQ" not in checks["clock"]["detail"]

@@ -297,3 +297,42 @@ def test_doctor_asks_hq_and_compares_the_clock_with_its_date_header(tmp_path: Pa
     assert checks["hq"]["ok"] is False and f"HQ at {hq.url} did not answer" in checks["hq"]["detail"]
     assert "network" in checks["hq"]["remedy"]
     assert checks["clock"]["ok"] is True and "HQ" not in checks["clock"]["detail"]
+
+
+def test_a_backup_taken_while_the_tills_sell_is_consistent(box: HubProcess, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    sold: list[str] = []
+
+    def sell() -> None:
+        with box.client() as till:
+            while not stop.is_set():
+                sold.append(_sale(till)["sale_id"])
+
+    seller = threading.Thread(target=sell)
+    before = _count(box.data_dir, "journal")
+    seller.start()
+    try:
+        done = backroom("backup", "--to", str(tmp_path), "--data", str(box.data_dir), "--json")
+    finally:
+        stop.set()
+        seller.join(30)
+    assert done.returncode == 0, done.stderr
+    taken = _last_json(done.stdout)
+    assert sold and before <= taken["journal"]["count"] <= _count(box.data_dir, "journal")
+    dry = backroom("restore", taken["backup"], "--data", str(box.data_dir), "--dry-run", "--json")
+    assert dry.returncode == 0 and _last_json(dry.stdout)["verified"] is True, dry.stdout
+
+
+def test_a_backup_of_another_store_is_refused_without_force(box: HubProcess, tmp_path: Path) -> None:
+    done = backroom("backup", "--to", str(tmp_path / "b"), "--data", str(box.data_dir), "--json")
+    other = tmp_path / "other"
+    assert backroom("seed", "--demo", "--store", "demo-002", "--data", str(other)).returncode == 0
+    refused = backroom("restore", _last_json(done.stdout)["backup"], "--data", str(other))
+    assert refused.returncode == 1
+    plan = _last_json(refused.stdout)
+    assert plan["restored"] is False and "the backup is of store demo-001" in plan["refused"]
+    assert _count(other, "sales") == 0 and not list(other.glob("replaced-*"))
+    forced = backroom("restore", _last_json(done.stdout)["backup"], "--data", str(other), "--force")
+    assert forced.returncode == 0 and _last_json(forced.stdout)["store_id"] == "demo-001"

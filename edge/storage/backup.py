@@ -90,14 +90,18 @@ def backup(source: Path, dest_dir: Path, stamp: str, progress: Callable[[int, in
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / f"backroom-{stamp}.db"
     partial = final.with_suffix(".db.part")
-    _copy_database(source, partial, progress)
+    _copy_database(source, partial, progress, PAGES_PER_STEP)
     partial.replace(final)  # a backup file exists only once it is whole
     for old in sorted(dest_dir.glob("backroom-*.db"))[:-keep]:
         old.unlink()
     return final
 
 
-def _copy_database(source: Path, target: Path, progress: Callable[[int, int], None] | None = None) -> None:
+def _copy_database(source: Path, target: Path, progress: Callable[[int, int], None] | None = None,
+                   pages: int = -1) -> None:
+    """Copy a live database. In one step by default: one read transaction, which in WAL mode does not block
+    the writer and cannot be restarted by it (a stepped copy starts over whenever a sale commits between
+    two steps, and on a busy till may never finish)."""
     src = sqlite3.connect(source)
     dst = sqlite3.connect(target)
     try:
@@ -105,7 +109,7 @@ def _copy_database(source: Path, target: Path, progress: Callable[[int, int], No
             if progress is not None:
                 progress(total - remaining, total)
 
-        src.backup(dst, pages=PAGES_PER_STEP, progress=step)
+        src.backup(dst, pages=pages, progress=step)
         dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()

@@ -336,3 +336,18 @@ def test_a_backup_of_another_store_is_refused_without_force(box: HubProcess, tmp
     assert _count(other, "sales") == 0 and not list(other.glob("replaced-*"))
     forced = backroom("restore", _last_json(done.stdout)["backup"], "--data", str(other), "--force")
     assert forced.returncode == 0 and _last_json(forced.stdout)["store_id"] == "demo-001"
+
+
+def test_the_tablet_lists_the_archives_of_backroom_backup(box: HubProcess) -> None:
+    from types import SimpleNamespace
+
+    from ui_support import ui_login
+
+    done = backroom("backup", "--data", str(box.data_dir), "--json")  # into <data>/backups, the default
+    name = Path(_last_json(done.stdout)["backup"]).name
+    tablet = ui_login(SimpleNamespace(base_url=box.url), "manager")  # type: ignore[arg-type]
+    try:
+        page = tablet.get("/ui/sync")
+    finally:
+        tablet.close()
+    assert page.status_code == 200 and name in page.text

@@ -86,14 +86,14 @@ def test_an_exchange_prints_its_receipt_like_a_sale(rig: Rig) -> None:
         sale = till.post("/api/v1/sales", json={"sale_id": str(uuid.uuid4()), "till_id": "T1", "lines": lines,
                                                 "tenders": [{"method": "card", "amount": total}]})
         assert sale.status_code == 201, sale.text
-        assert sale.json()["receipt_no"] in rig.printer.page(timeout=15)
+        assert sale.json()["receipt_no"] in rig.printer.page(timeout=30)
         exchange = till.post("/api/v1/exchanges", json={
             "exchange_id": str(uuid.uuid4()), "sale_id": sale.json()["sale_id"], "till_id": "T1",
             "return_lines": [{"line_no": 1, "qty": 1}], "lines": [{"sku": "SKU00034", "qty": 1}],
             "tenders": [{"method": "cash", "amount": 2000}]})
         assert exchange.status_code == 201, exchange.text
         new_sale = exchange.json()["sale"]
-    pages = [rig.printer.page(timeout=15), rig.printer.page(timeout=15)]  # the receipt and the drawer (cash)
+    pages = [rig.printer.page(timeout=30), rig.printer.page(timeout=30)]  # the receipt and the drawer (cash)
     receipt = next(p for p in pages if "DRAWER" not in p)
     assert new_sale["receipt_no"] in receipt and sale.json()["receipt_no"] not in receipt
     assert any("DRAWER" in p for p in pages)

@@ -68,7 +68,7 @@ def _statuses(rig: Rig) -> dict[str, str]:
 
 
 def test_doctor_passes_on_a_healthy_box_and_healthz_agrees(rig: Rig) -> None:
-    _until(lambda: _statuses(rig) == {"printer-1": "online", "scale-1": "online"}, 20, "both devices online")
+    _until(lambda: _statuses(rig) == {"printer-1": "online", "scale-1": "online"}, 40, "both devices online")
     code, checks = _doctor(rig.data)
     assert code == 0, checks
     assert list(checks) == ["broker", "disk", "database", "clock", "hq", "devices"]
@@ -110,11 +110,11 @@ def test_a_bridge_takes_the_credentials_beside_the_printed_mqtt_url_and_doctor_s
         bridge = spawn("devices", "bridge", "--profile", "mettler-toledo-8217", "--port", pty, "--device-id",
                        "scale-2", "--store", "demo-001", "--mqtt", creds["mqtt_url"], "--username", creds["username"],
                        "--password", creds["password"])
-        _until(lambda: _statuses(rig).get("scale-2") == "online", 20, "scale-2 online through its bridge")
+        _until(lambda: _statuses(rig).get("scale-2") == "online", 40, "scale-2 online through its bridge")
         code, checks = _doctor(rig.data)
         assert code == 0 and checks["devices"]["detail"] == "3 online", checks
         stop(bridge)
-        _until(lambda: _statuses(rig).get("scale-2") == "offline", 20, "scale-2 offline once its bridge stopped")
+        _until(lambda: _statuses(rig).get("scale-2") == "offline", 40, "scale-2 offline once its bridge stopped")
         code, checks = _doctor(rig.data)
         assert code == 1
         assert checks["devices"] == {"name": "devices", "ok": False, "detail": "1 of 3 offline: scale-2",

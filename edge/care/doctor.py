@@ -132,7 +132,7 @@ def _hq_checks(config: HubConfig, now: datetime.datetime) -> tuple[Check, dateti
     return Check("hq", True, f"HQ at {url} answers"), hq_date
 
 
-def _broker_probe(config: HubConfig, store_id: str, wait_s: float = 3.0) -> tuple[Check, dict[str, str] | None]:
+def _broker_probe(config: HubConfig, store_id: str, wait_s: float = 5.0) -> tuple[Check, dict[str, str] | None]:
     """Log in to the hub's broker as the hub does (its localhost listener) and read every device's retained
     status: (the broker check, device id -> status or None when the broker could not be read)."""
     import paho.mqtt.client as mqtt

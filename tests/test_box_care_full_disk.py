@@ -79,6 +79,13 @@ def test_a_full_disk_refuses_sales_with_507_commits_nothing_and_recovers(small_d
             assert page.status_code == 200 and "门店主机磁盘即将用满" in page.text, page.text[:500]
             tablet.close()
 
+            # the nightly backup must not be what fills the card: refused on the data disk, fine elsewhere
+            onto_data = backroom("backup", "--data", str(data))
+            assert onto_data.returncode == 1 and "not enough space" in onto_data.stderr, onto_data.stderr
+            assert not (data / "backups").exists() or not list((data / "backups").glob("backroom-*"))
+            elsewhere = backroom("backup", "--data", str(data), "--to", str(data.parent / "backups"))
+            assert elsewhere.returncode == 0, elsewhere.stderr
+
             _fill(data / "filler")
             committed = _counts(data)
             refused: dict[str, Any] | None = None

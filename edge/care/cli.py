@@ -51,7 +51,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return 2
     dest = Path(args.to) if args.to else config.backups_dir
     try:
-        done = backup_box(config.data_dir, dest, keep=args.keep)
+        done = backup_box(config.data_dir, dest, keep=args.keep, reserve_bytes=config.disk_low_mb << 20)
     except BackupError as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1

@@ -51,16 +51,3 @@ def acquire(data_dir: Path) -> DataLock:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return DataLock(fd)
-
-
-def holder(data_dir: Path) -> int | None:
-    """The pid of the hub running on `data_dir` (0 when unknown), or None when none runs."""
-    path = data_dir / LOCK_FILE
-    if not path.exists():
-        return None
-    try:
-        lock = acquire(data_dir)
-    except Locked as exc:
-        return exc.pid or 0
-    lock.release()
-    return None

@@ -191,12 +191,46 @@ def _fsync_dir(path: Path) -> None:
 
 # -- taking one ---------------------------------------------------------------------------------------------
 
-def backup_box(data_dir: Path, dest_dir: Path, keep: int = 7, now: datetime.datetime | None = None) -> Verified:
+STALE_S = 6 * 3600  # a `.part` or staging directory this old belongs to a backup that was killed
+
+
+def _clear_stale(dest_dir: Path) -> None:
+    cutoff = datetime.datetime.now().timestamp() - STALE_S
+    for leftover in [*dest_dir.glob("backroom-*.tar.part"), *dest_dir.glob(".backup-*")]:
+        try:
+            if leftover.stat().st_mtime >= cutoff:
+                continue
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        except OSError:
+            pass
+
+
+def _room_check(data_dir: Path, dest_dir: Path, reserve_bytes: int) -> None:
+    """Refuse a backup that would fill the disk: a staging copy and the archive of each database need room,
+    and on the data directory's own file system `reserve_bytes` must stay free, or the nightly backup
+    would be what turns sales into 507 storage_full."""
+    size = sum(p.stat().st_size for p in data_dir.iterdir()
+               if p.is_file() and (p.suffix in (".sqlite3", ".db") or p.name.endswith("-wal")))
+    needed = 2 * size + (16 << 20)
+    same_disk = dest_dir.stat().st_dev == data_dir.stat().st_dev
+    free = shutil.disk_usage(dest_dir).free
+    if free - needed < (reserve_bytes if same_disk else 0):
+        where = " on the data disk, which must keep its reserve" if same_disk else ""
+        raise BackupError(f"not enough space in {dest_dir}: {needed >> 20} MB needed, {free >> 20} MB free{where}")
+
+
+def backup_box(data_dir: Path, dest_dir: Path, keep: int = 7, now: datetime.datetime | None = None,
+               reserve_bytes: int = 0) -> Verified:
     """Back up `data_dir` into a new verified archive in `dest_dir`; keep the newest `keep` archives."""
     if not (data_dir / HUB_DB).is_file():
         raise BackupError(f"no hub database at {data_dir / HUB_DB}")
     now = now or datetime.datetime.now(datetime.UTC)
     dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _clear_stale(dest_dir)
+    _room_check(data_dir, dest_dir, reserve_bytes)
     final = dest_dir / f"backroom-{_stamp(now)}.tar"
     partial = final.with_name(final.name + ".part")
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=dest_dir) as tmp:

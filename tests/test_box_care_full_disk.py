@@ -120,3 +120,36 @@ def test_a_full_disk_refuses_sales_with_507_commits_nothing_and_recovers(small_d
         assert backroom("journal", "verify", "--data", str(data)).returncode == 0
     finally:
         hub.stop()
+
+
+def test_the_writer_fails_exactly_the_writes_the_full_disk_lost_and_goes_on(small_disk: Path) -> None:
+    """One group-commit batch on a 16 MB tmpfs: a small write, one too big for the disk (SQLite rolls back
+    the statement or, once its cache spilled, the whole transaction), another small one. Whatever SQLite
+    did, a write whose caller got a result is in the file and one that got an exception is not; the
+    writer thread goes on."""
+    import threading
+
+    from edge.errors import StorageFull
+    from edge.storage.db import Database
+
+    db = Database(small_disk / "hub.sqlite3")
+    try:
+        db.write_sync(lambda c: c.execute("CREATE TABLE scratch (name TEXT PRIMARY KEY, body BLOB)"))
+        gate = threading.Event()
+        db.submit(lambda c: gate.wait(10))  # holds the writer, so the next three queue into one batch
+
+        def insert(name: str, size: int) -> Any:
+            return lambda c: c.execute("INSERT INTO scratch VALUES (?, zeroblob(?))", (name, size)).rowcount
+
+        futures = {name: db.submit(insert(name, size))
+                   for name, size in (("small-1", 1000), ("huge", 64 << 20), ("small-2", 1000))}
+        gate.set()
+        outcomes = {name: (f.exception(timeout=30) or f.result()) for name, f in futures.items()}
+        assert isinstance(outcomes["huge"], StorageFull), outcomes
+        assert outcomes["huge"].status == 507 and outcomes["huge"].code == "storage_full"
+        stored = {r[0] for r in db.reader().execute("SELECT name FROM scratch")}
+        assert stored == {name for name, o in outcomes.items() if o == 1}, (outcomes, stored)
+        assert all(o == 1 or isinstance(o, StorageFull) for o in outcomes.values()), outcomes
+        assert db.write_sync(insert("after", 1000)) == 1  # the writer is still there
+    finally:
+        db.close()

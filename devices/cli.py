@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -185,7 +186,19 @@ def cmd_devices_bridge(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     url = args.mqtt or os.environ.get("BACKROOM_MQTT_URL") or "mqtt://127.0.0.1:1883"
-    bridge = Bridge(profile, args.port, args.device_id, _store_id(args), MqttTarget.parse(url),
+    try:
+        target = MqttTarget.parse(url)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    # `devices add` prints the mqtt_url and the credentials apart: they may come as options or from the
+    # environment (a systemd unit's EnvironmentFile keeps the password off the command line).
+    username = args.username or os.environ.get("BACKROOM_MQTT_USERNAME")
+    password = args.password or os.environ.get("BACKROOM_MQTT_PASSWORD")
+    if username or password:
+        target = dataclasses.replace(target, username=username or target.username,
+                                     password=password or target.password)
+    bridge = Bridge(profile, args.port, args.device_id, _store_id(args), target,
                     spool_dir=Path(args.spool) if args.spool else None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop_event.set())
@@ -275,7 +288,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bridge.add_argument("--profile", required=True)
     bridge.add_argument("--port", required=True, help="a device path, a pyserial URL, or tcp://host:port")
     bridge.add_argument("--device-id", required=True)
-    bridge.add_argument("--mqtt", default=None, help="mqtt://user:password@host:port (or BACKROOM_MQTT_URL)")
+    bridge.add_argument("--mqtt", default=None, help="mqtt://[user:password@]host:port (or BACKROOM_MQTT_URL)")
+    bridge.add_argument("--username", default=None, help="broker user, as `devices add` printed it "
+                        "(or BACKROOM_MQTT_USERNAME); overrides one in the URL")
+    bridge.add_argument("--password", default=None, help="broker password (better: BACKROOM_MQTT_PASSWORD)")
     bridge.add_argument("--store", default=None)
     bridge.add_argument("--spool", default=None, help="printers: keep queued jobs in this directory")
     bridge.set_defaults(fn=cmd_devices_bridge)

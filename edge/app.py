@@ -20,7 +20,7 @@ from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.config import HubConfig
 from edge.device_link.link import device_lifespan
-from edge.errors import ApiError
+from edge.errors import ApiError, StorageFull, storage_failure
 from edge.hub import Hub
 from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
@@ -34,7 +34,9 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404
                429: "too_many_requests"}
 
 
-def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
+def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    if isinstance(exc, StorageFull) and request.url.path.startswith("/ui"):
+        return ui_error_page(request, exc.status)
     return Response(exc.body(), status_code=exc.status)
 
 
@@ -48,7 +50,11 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
-def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    full = storage_failure(exc)  # a write outside the hub's writer that the disk refused
+    if full is not None:
+        log.error("storage full on %s %s: %s", request.method, request.url.path, full.cause)
+        return _api_error(request, full)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"code": "internal", "message": "internal error; the request was not committed"},
                     status_code=HTTP_500_INTERNAL_SERVER_ERROR)

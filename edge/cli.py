@@ -27,6 +27,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not config.db_path.exists() and not (config.data_dir / "secret.key").exists():
         logging.getLogger("backroom").warning("data directory %s is empty; run `backroom seed --demo` first",
                                               config.data_dir)
+    from edge.care.cli import serve_guard
+
+    guard = serve_guard(config)  # refuses a damaged database (exit 78) or a data directory in use
+    if isinstance(guard, int):
+        return guard
     redact_access_log()
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)
@@ -255,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.payments.cli import register as register_statements
 
     register_statements(sub)  # statements import
+
+    from edge.care.cli import register as register_care
+
+    register_care(sub)  # backup, restore, doctor
     return parser
 
 

@@ -47,10 +47,18 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Replenishment suggestions (edge/stock/insights.py): days until an order arrives, days it should last.
     replenish_lead_days: int = 2
     replenish_cover_days: int = 7
+    # Appliance care (docs/appliance-care.md): where `backroom backup` writes and the damaged-database
+    # message looks (default <data>/backups), and the free space below which doctor and the tablet warn.
+    backup_dir: Path | None = None
+    disk_low_mb: int = 1024
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "hub.sqlite3"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
 
 def load_config(
@@ -64,7 +72,7 @@ def load_config(
     env = os.environ
     for key, var in (("data_dir", "BACKROOM_DATA"), ("port", "BACKROOM_PORT"), ("mqtt_port", "BACKROOM_MQTT_PORT"),
                      ("hq_url", "BACKROOM_HQ"), ("store_id", "BACKROOM_STORE"), ("devices_enabled", "BACKROOM_DEVICES"),
-                     ("mqtt_local_port", "BACKROOM_MQTT_LOCAL_PORT")):
+                     ("mqtt_local_port", "BACKROOM_MQTT_LOCAL_PORT"), ("backup_dir", "BACKROOM_BACKUP_DIR")):
         if env.get(var):
             raw[key] = env[var]
     for key, value in (("data_dir", data_dir), ("port", port), ("mqtt_port", mqtt_port), ("hq_url", hq_url),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import Any
 
 
@@ -15,3 +17,32 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.extra}
+
+
+# SQLite's primary result codes for a write that could not be made durable (the extended I/O codes,
+# SQLITE_IOERR_WRITE, _FSYNC..., share the primary code in their low byte).
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+class StorageFull(ApiError):
+    """507: the write could not be made durable (disk full, I/O error); nothing of it was committed."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(507, "storage_full", "the hub could not write to its disk (full or failing); nothing of this "
+                         "request was committed: free space on the hub and try again")
+        self.cause = cause
+
+
+def storage_failure(exc: BaseException) -> StorageFull | None:
+    """The 507 for an exception that says the disk refused a write, else None."""
+    if isinstance(exc, StorageFull):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
+            return StorageFull(f"{getattr(exc, 'sqlite_errorname', 'SQLITE_ERROR')}: {exc}")
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return StorageFull(f"{errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc}")
+    return None

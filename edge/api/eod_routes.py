@@ -90,7 +90,7 @@ def z_list(hub: Hub, limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
 
 
 @get("/api/v1/eod/z/{z_no:int}", opt=_perm("reports.read"), sync_to_thread=False)
-def z_get(hub: Hub, z_no: int) -> Response[bytes]:
+def z_get(hub: Hub, z_no: Annotated[int, Parameter(ge=1, le=2**62)]) -> Response[bytes]:
     body = service.z_body(hub.db.reader(), z_no)
     if body is None:
         raise ApiError(404, "unknown_z_report", f"no Z report {z_no}")

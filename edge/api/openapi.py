@@ -20,17 +20,26 @@ _BODY_TYPES: list[type[Any]] = []
 def body_operation(type_: type[Any]) -> type[Operation]:
     """An Operation class whose request body is `type_` (use as `operation_class=`)."""
     _BODY_TYPES.append(type_)
-    ref = f"#/components/schemas/{_PREFIX}{type_.__name__}"
 
     @dataclass
     class WithBody(Operation):
         def __post_init__(self) -> None:
+            # Named when the document is built, once every route registered its body: two body types
+            # of one name (stock-take's and the devices' ApproveRequest) get msgspec's qualified names.
+            ref = f"#/components/schemas/{_PREFIX}{component_name(type_)}"
             self.request_body = RequestBody(
                 required=True,
                 content={"application/json": OpenAPIMediaType(schema=Reference(ref=ref))},
             )
 
     return WithBody
+
+
+def component_name(type_: type[Any]) -> str:
+    """The name msgspec gives `type_` among the registered bodies: its own, or `module.qualname` when
+    another registered type has the same name."""
+    clash = any(t is not type_ and t.__name__ == type_.__name__ for t in _BODY_TYPES)
+    return f"{type_.__module__}.{type_.__qualname__}" if clash else type_.__name__
 
 
 def body_components() -> dict[str, Any]:

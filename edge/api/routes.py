@@ -29,8 +29,10 @@ from edge.api.sync_routes import SYNC_ROUTES
 from edge.api.transfer_routes import TRANSFER_ROUTES
 from edge.api.user_routes import USER_ROUTES
 from edge.auth.login import LoginRequest, LoginResult, authenticate
+from edge.care.health import Component, components
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
+from edge.device_link import receipts
 from edge.device_link.link import sale_committed
 from edge.device_link.routes import DEVICE_ROUTES
 from edge.errors import ApiError
@@ -74,12 +76,14 @@ class Health(msgspec.Struct):
     status: str
     store_id: str
     version: str
+    components: dict[str, Component] = {}  # broker, disk, database, clock, hq, devices (edge/care/health.py)
 
 
 @get("/healthz", sync_to_thread=False)
-def healthz(hub: Hub) -> Health:
+def healthz(request: Request[Any, Any, Any], hub: Hub) -> Health:
     hub.db.reader().execute("SELECT 1").fetchone()
-    return Health(status="ok", store_id=hub.store_id, version=__version__)
+    return Health(status="ok", store_id=hub.store_id, version=__version__,
+                  components=components(request.app.state, hub))
 
 
 @post("/api/v1/auth/login", status_code=200, operation_class=body_operation(LoginRequest))
@@ -276,6 +280,8 @@ async def create_exchange(request: Request[Any, Any, Any], hub: Hub) -> Response
                                                                  hub.store_code))
     except ApiError as exc:
         raise spend_refusal(checks, exc) from None
+    if not isinstance(result, Replay):
+        sale_committed(request.app.state, req.till_id, receipts.exchange_sale(result))  # prints like a sale
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 

@@ -14,7 +14,7 @@ from edge.api.support import actor_of, decode_body, raw_json
 from edge.errors import ApiError
 from edge.hub import Hub
 from edge.sales.checkout import Replay, request_hash
-from hq_sync import transfers
+from hq_sync import hub_state, transfers
 from hq_sync.transfers import TransferCreate, TransferStep
 
 _SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -74,15 +74,18 @@ async def transfer_receive(request: Request[Any, Any, Any], hub: Hub, transfer_i
 
 @get("/api/v1/stock/{sku:str}/elsewhere", opt=_perm("stock.read"))
 async def stock_elsewhere(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Response[bytes]:
-    """Other stores' on-hand of a sku from HQ's snapshot, each with its age (`as_of`); 503 offline."""
+    """Other stores' on-hand of a sku from HQ's snapshot, each with its age (`as_of`); 503 offline. A
+    standalone hub (not paired with HQ) has no other stores: 200 with no stores and `standalone: true`."""
     if not _SKU.match(sku):
         raise ApiError(404, "unknown_item", f"no item with sku {sku[:64]}")
     agent = getattr(request.app.state, "sync", None)
+    if agent is None or not hub_state.is_paired(hub.db.reader()):
+        return raw_json(transfers.encoder.encode({"sku": sku, "stores": [], "standalone": True}))
     answer = await agent.stock_elsewhere(sku) if agent is not None else None
     if answer is None:
         raise ApiError(503, "hq_unreachable", "HQ did not answer; other stores' stock is not known here")
     stores = [s for s in answer.get("stores", []) if s.get("store_id") != hub.store_id]
-    return raw_json(transfers.encoder.encode({"sku": sku, "stores": stores}))
+    return raw_json(transfers.encoder.encode({"sku": sku, "stores": stores, "standalone": False}))
 
 
 TRANSFER_ROUTES = [transfer_create, transfer_list, transfer_get, transfer_ship, transfer_receive, stock_elsewhere]

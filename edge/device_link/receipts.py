@@ -9,14 +9,21 @@ from __future__ import annotations
 import msgspec
 
 from devices.receipt import Receipt, ReceiptLine, ReceiptMember, ReceiptTender, money
-from edge.sales.models import SaleResult
+from edge.sales.models import ExchangeResult, SaleResult
 
 _sale_decoder = msgspec.json.Decoder(SaleResult)
+_exchange_decoder = msgspec.json.Decoder(ExchangeResult)
 FOOTER = ["谢谢惠顾 Thank you"]
 
 
 def decode_sale(body: bytes) -> SaleResult:
     return _sale_decoder.decode(body)
+
+
+def exchange_sale(body: bytes) -> bytes:
+    """The new sale of an exchange's stored answer: its receipt (the returned goods' credit shown as the
+    `exchange` tender) is what the till prints, and its cash opens the drawer."""
+    return msgspec.json.encode(_exchange_decoder.decode(body).sale)
 
 
 def receipt_for(sale: SaleResult, store_name: str, cashier: str = "") -> Receipt:

@@ -16,10 +16,12 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.errors import storage_failure
 from edge.members import pii
 from edge.storage.migrations import apply_migrations
 
@@ -95,6 +97,7 @@ class Database:
         self._local = threading.local()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._closed = False
+        self.storage_failed_at: float | None = None  # time.time() of the last write the disk refused (/healthz)
         self._writer.start()
 
     # -- reads -----------------------------------------------------------------------------------
@@ -161,11 +164,24 @@ class Database:
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                try:
+                    self._run_batch(conn, batch)
+                except Exception as exc:  # noqa: BLE001 -- the writer thread must outlive a failed batch
+                    log.exception("write batch failed")
+                    _rollback(conn)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(self._durable(exc))
                 if stop:
                     return
         finally:
             conn.close()
+
+    def _durable(self, exc: BaseException) -> BaseException:
+        err = _durable_error(exc)
+        if err is not exc:
+            self.storage_failed_at = time.time()
+        return err
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
@@ -173,18 +189,28 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             for _, fut in batch:
-                fut.set_exception(exc)
+                fut.set_exception(self._durable(exc))
             return
-        for fn, fut in batch:
+        for index, (fn, fut) in enumerate(batch):
             if not fut.set_running_or_notify_cancel():
                 continue
             conn.execute("SAVEPOINT w")
             try:
                 result = fn(conn)
             except Exception as exc:  # noqa: BLE001 -- the caller gets it; the batch goes on
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk or an I/O error does): the
+                    # writes before this one are gone too, so they fail with it; the rest get a new one.
+                    err = self._durable(exc)
+                    log.error("write failed and rolled back %d writes of its batch: %s", len(outcomes), exc)
+                    for done, _, _ in outcomes:
+                        done.set_exception(err)
+                    fut.set_exception(err)
+                    self._run_batch(conn, batch[index + 1:])
+                    return
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
-                outcomes.append((fut, False, exc))
+                outcomes.append((fut, False, self._durable(exc)))
             else:
                 conn.execute("RELEASE w")
                 outcomes.append((fut, True, result))
@@ -192,15 +218,25 @@ class Database:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("commit failed, %d writes rolled back: %s", len(outcomes), exc)
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             for fut, _, _ in outcomes:
-                fut.set_exception(exc)
+                fut.set_exception(self._durable(exc))
             return
         for fut, ok, value in outcomes:
             if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+
+def _durable_error(exc: BaseException) -> BaseException:
+    """A write the disk refused (full, I/O error) becomes `StorageFull` (507 storage_full); others pass."""
+    return storage_failure(exc) or exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

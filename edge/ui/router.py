@@ -49,6 +49,10 @@ def ui_error_page(request: Request[Any, Any, Any], status: int) -> Response[str]
     ui = UiView(request)
     if status == 404:
         return ui.render("error.html", status=404, title=ui._("Not found"), message=ui._("There is no such page."))
+    if status == 507:  # storage_full (docs/appliance-care.md)
+        return ui.render("error.html", status=507, title=ui._("Not saved"),
+                         message=ui._("The hub's disk is full: nothing was saved. Free space on the hub, then try "
+                                      "again."))
     return ui.render("error.html", status=status, title=ui._("Not done"),
                      message=ui._("The request could not be read. Go back and try again."))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from functools import cache
 from pathlib import Path
@@ -76,6 +77,15 @@ class UiView:
 
     def may(self, permission: str) -> bool:
         return self.claims is not None and allowed(self.claims.role, permission)
+
+    @property
+    def low_space_mb(self) -> int | None:
+        """Free MB on the data file system when below the warning level (`disk_low_mb`), else None."""
+        try:
+            free = shutil.disk_usage(self.hub.config.data_dir).free // (1024 * 1024)
+        except OSError:
+            return None
+        return free if free < self.hub.config.disk_low_mb else None
 
     @property
     def role_name(self) -> str:

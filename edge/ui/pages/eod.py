@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import Parameter
 
 from edge.api.shift_routes import print_z
 from edge.eod import service
@@ -229,7 +230,8 @@ def eod_page(request: Request[Any, Any, Any], hub: Hub, day: str = "", z_offset:
 
 
 @get("/ui/eod/z/{z_no:int}", opt=page("reports.read"), sync_to_thread=False)
-def z_page(request: Request[Any, Any, Any], hub: Hub, z_no: int) -> Response[str]:
+def z_page(request: Request[Any, Any, Any], hub: Hub,
+           z_no: Annotated[int, Parameter(ge=1, le=2**62)]) -> Response[str]:
     ui = UiView(request)
     _ = ui._
     body = service.z_body(hub.db.reader(), z_no)

@@ -74,16 +74,18 @@ def _backups_dir(hub: Hub) -> Path:
 
 
 def backup_files(hub: Hub) -> list[BackupFile]:
-    """The finished backups (a `.part` file is one still being written), newest first."""
+    """The finished backups (a `.part` file is one still being written), newest first: the tablet's
+    database copies and the verified archives of `backroom backup` and its timer (docs/appliance-care.md)."""
     found = []
-    for path in _backups_dir(hub).glob("backroom-*.db"):
+    archives = {*_backups_dir(hub).glob("backroom-*.tar"), *hub.config.backups_dir.glob("backroom-*.tar")}
+    for path in [*_backups_dir(hub).glob("backroom-*.db"), *archives]:
         try:
             stat = path.stat()
         except FileNotFoundError:  # pruned while we looked
             continue
         found.append(BackupFile(path.name, stat.st_size,
                                 datetime.datetime.fromtimestamp(stat.st_mtime, hub.clock.tz).isoformat()))
-    return sorted(found, key=lambda f: f.name, reverse=True)
+    return sorted(found, key=lambda f: (f.modified, f.name), reverse=True)
 
 
 def read_view(request: Request[Any, Any, Any], hub: Hub) -> SyncView:

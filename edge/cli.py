@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hq_sync.cli import register as register_sync
 
     register_sync(sub)  # hq serve, hq pair-code, pair
+    from edge.appliance.cli import register as register_appliance
+
+    register_appliance(sub)  # install, uninstall
     return parser
 
 

@@ -28,6 +28,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8080
     mqtt_port: int = 1883
     hq_url: str | None = None
+    # Without hq_url, sync with the HQ this hub was paired with (the tablet's pairing page, `backroom pair`): the
+    # appliance's /etc/backroom/backroom.toml sets it (docs/appliance.md).
+    hq_from_pairing: bool = False
     timezone: str = "Asia/Shanghai"
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 256 * 1024

@@ -114,11 +114,11 @@ def plan(opts: Options) -> list[Entry]:
     for conf in sorted((UNITS_DIR / "mosquitto.service.d").glob("*.conf")):
         entries.append(Entry(f"/etc/systemd/system/mosquitto.service.d/{conf.name}", "file", 0o644,
                              _unit_text(conf.read_text("utf-8"), opts).encode()))
-    for unit, target in sorted(ENABLED.items()):
+    for name, target in sorted(ENABLED.items()):
         if not any(e.path == f"/etc/systemd/system/{target}.wants" for e in entries):
             entries.append(Entry(f"/etc/systemd/system/{target}.wants", "dir", 0o755))
-        entries.append(Entry(f"/etc/systemd/system/{target}.wants/{unit}", "link", 0o777,
-                             f"/etc/systemd/system/{unit}".encode()))
+        entries.append(Entry(f"/etc/systemd/system/{target}.wants/{name}", "link", 0o777,
+                             f"/etc/systemd/system/{name}".encode()))
     entries.append(Entry("/etc/udev/rules.d", "dir", 0o755))
     entries.append(Entry(f"/etc/udev/rules.d/{RULES_NAME}", "file", 0o644,
                          rules(profiles.load_all().values()).encode()))

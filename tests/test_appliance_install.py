@@ -13,6 +13,8 @@ import pytest
 from tests.hubproc import backroom
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+MOSQUITTO_UNIT = any(Path(d, "mosquitto.service").exists() for d in ("/lib/systemd/system", "/usr/lib/systemd/system"))
+WANTS = "etc/systemd/system/multi-user.target.wants"
 
 EXPECTED_TREE = [
     "etc/", "etc/backroom/", "etc/backroom/backroom.toml", "etc/backroom/devices/", "etc/group", "etc/passwd",
@@ -22,8 +24,8 @@ EXPECTED_TREE = [
     "etc/systemd/system/backroom-hub.service",
     "etc/systemd/system/mosquitto.service.d/", "etc/systemd/system/mosquitto.service.d/backroom.conf",
     "etc/systemd/system/multi-user.target.wants/",
-    "etc/systemd/system/multi-user.target.wants/backroom-devices.service -> /etc/systemd/system/backroom-devices.service",
-    "etc/systemd/system/multi-user.target.wants/backroom-hub.service -> /etc/systemd/system/backroom-hub.service",
+    f"{WANTS}/backroom-devices.service -> /etc/systemd/system/backroom-devices.service",
+    f"{WANTS}/backroom-hub.service -> /etc/systemd/system/backroom-hub.service",
     "etc/systemd/system/timers.target.wants/",
     "etc/systemd/system/timers.target.wants/backroom-backup.timer -> /etc/systemd/system/backroom-backup.timer",
     "etc/udev/", "etc/udev/rules.d/", "etc/udev/rules.d/60-backroom.rules",
@@ -81,7 +83,7 @@ def test_install_lays_out_the_expected_tree(installed: tuple[Path, subprocess.Co
     assert "SupplementaryGroups=dialout lp input" in devices
     assert "/opt/backroom" not in "".join(p.read_text() for p in (root / "etc/systemd/system").glob("*.service"))
     assert (root / "var/lib/backroom").stat().st_mode & 0o777 == 0o750
-    assert done.stdout.splitlines()[-1] == '{"root": "%s", "changed": 22, "unchanged": 0, "kept": []}' % root
+    assert done.stdout.splitlines()[-1] == f'{{"root": "{root}", "changed": 22, "unchanged": 0, "kept": []}}'
 
 
 def test_a_second_install_changes_nothing(installed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -128,7 +130,7 @@ def test_every_unit_passes_systemd_analyze_verify(installed: tuple[Path, subproc
     assert units == ["backroom-backup.service", "backroom-backup.timer", "backroom-bridge@.service",
                      "backroom-devices.service", "backroom-hub.service"]
     names = [u.replace("@.", "@scale-1.") for u in units]
-    if Path("/lib/systemd/system/mosquitto.service").exists() or Path("/usr/lib/systemd/system/mosquitto.service").exists():
+    if MOSQUITTO_UNIT:
         names.append("mosquitto.service")  # Debian's unit with our drop-in from the installed root
     # The installed units first on the search path; the system's own (targets, mosquitto.service) after them.
     env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{units_dir}:", "SYSTEMD_LOG_COLOR": "0"}

@@ -92,7 +92,9 @@ def config_text(opts: Options) -> str:
         f"store_id = {_toml_string(opts.store)}\n"
         f"{hq}\n"
         "# Sync with the HQ this box was paired with (from the tablet or `backroom pair`) when hq_url is unset.\n"
-        "hq_from_pairing = true\n")
+        "hq_from_pairing = true\n"
+        "# Print a status ticket (addresses, tablet URL and its QR code, pairing) once per boot.\n"
+        "status_ticket = true\n")
 
 
 def unit_files() -> list[Path]:

@@ -35,7 +35,8 @@ def notify(message: str, env: dict[str, str] | None = None) -> bool:
     if not address or address[0] not in "/@":
         return False
     target = "\0" + address[1:] if address[0] == "@" else address  # "@name": Linux's abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    # Non-blocking: a receiver that does not read (its queue full) must not stall the event loop that calls this.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
         try:
             sock.sendto(message.encode("utf-8"), target)
         except OSError as exc:

@@ -94,7 +94,7 @@ def lines(ticket: Ticket) -> list[str]:
         out += ["总部 HQ: 已配对 paired", ticket.hq_url]
     else:
         out += ["总部 HQ: 未配对 not paired",
-                f"总部为门店 {ticket.store_id} 生成配对码,", f"HQ issues a pairing code for {ticket.store_id};",
+                f"总部为门店 {ticket.store_id} 生成配对码，", f"HQ issues a pairing code for {ticket.store_id};",
                 "在平板上输入 enter it on the tablet:", ticket.tablet_url.rstrip("/") + "/sync/pair"]
     out += ["", "扫码打开平板页面 Scan for the tablet:"]
     return out

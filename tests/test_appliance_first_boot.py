@@ -20,10 +20,39 @@ import httpx
 import pytest
 from hubproc import REPO, free_port, healthy, seed_demo, stop_with_devices
 
-from edge.appliance.first_boot import BOOT_ID, RECORD
+from devices import profiles
+from devices.codecs.base import PrintText
+from devices.codecs.escpos import Codec
+from edge import __version__
+from edge.appliance.first_boot import BOOT_ID, RECORD, Ticket, lines
 
 STATUS_REQUEST, STATUS_ONLINE = b"\x10\x04\x01", b"\x12"
 QR_STORE = b"\x1d(k"  # GS ( k: the 2D-code command; fn 80 ("1P0") stores the data
+
+
+def test_the_ticket_says_how_to_pair_only_while_unpaired() -> None:
+    unpaired = Ticket(store_name="Backroom s-042", store_id="s-042", addresses=["192.168.1.20", "10.0.0.5"],
+                      tablet_url="http://192.168.1.20:8080/ui", hq_url=None, at="2026-12-03T07:30:12+08:00")
+    assert lines(unpaired) == [
+        "Backroom s-042", "Backroom 状态 Status", "2026-12-03 07:30", "", "门店 Store: s-042",
+        f"版本 Version: {__version__}", "地址 Address: 192.168.1.20", "地址 Address: 10.0.0.5", "",
+        "平板 Tablet:", "http://192.168.1.20:8080/ui", "", "总部 HQ: 未配对 not paired",
+        "总部为门店 s-042 生成配对码，", "HQ issues a pairing code for s-042;", "在平板上输入 enter it on the tablet:",
+        "http://192.168.1.20:8080/ui/sync/pair", "", "扫码打开平板页面 Scan for the tablet:"]
+    paired = Ticket(store_name="Backroom s-042", store_id="s-042", addresses=[], tablet_url="http://10.0.0.5:8080/ui",
+                    hq_url="https://hq.example.com", at="2026-12-03T07:30:12+08:00")
+    assert lines(paired)[6:] == [
+        "地址 Address: (no network)", "", "平板 Tablet:", "http://10.0.0.5:8080/ui", "", "总部 HQ: 已配对 paired",
+        "https://hq.example.com", "", "扫码打开平板页面 Scan for the tablet:"]
+
+
+def test_a_print_job_with_a_qr_code_ends_with_gs_k_store_and_print() -> None:
+    data = Codec(profiles.get("epson-tm-t20iii").protocol).encode(PrintText(lines=["Tablet"], qr="http://h/ui"))
+    assert data.startswith(b"\x1b@\x1bt\x00Tablet\n")
+    assert b"\x1d(k\x04\x001A2\x00" in data  # model 2
+    assert b"\x1d(k\x0e\x001P0http://h/ui\x1d(k\x03\x001Q0" in data  # store 11 bytes (pL = 11 + 3), print
+    plain = Codec(profiles.get("epson-tm-t20iii").protocol).encode(PrintText(lines=["Tablet"]))
+    assert b"\x1d(k" not in plain
 
 
 class EscposPrinter:

@@ -372,7 +372,9 @@ class Bridge:
             if command.receipt is not None:
                 data = receipts.render(command.receipt, self.params, self.profile.capabilities)
             elif command.lines is not None:
-                data = self.codec.encode(PrintText(lines=command.lines, cut=command.cut))
+                native_qr = command.qr is not None and self.profile.can("qr")
+                lines = command.lines if native_qr or command.qr is None else [*command.lines, command.qr]
+                data = self.codec.encode(PrintText(lines=lines, cut=command.cut, qr=command.qr if native_qr else None))
             else:
                 data = None
         except Exception as exc:  # noqa: BLE001 - a job python-escpos cannot lay out must not stop the bridge

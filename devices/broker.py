@@ -422,13 +422,15 @@ class Broker:
         if running_pid(self.data_dir) is not None:
             raise BrokerError(f"a broker already runs on {paths.conf} (pid file {paths.pid})")
         command = [mosquitto_binary(), "-c", str(paths.conf)]
+        # Not systemd's notification socket of a hub run as a Type=notify unit: Mosquitto would say READY=1 for it.
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         if self.log_path is None:
-            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                          start_new_session=True, preexec_fn=_die_with_parent)
         else:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                             preexec_fn=_die_with_parent)
+                                             env=env, preexec_fn=_die_with_parent)
         host = "127.0.0.1" if self.settings.lan_bind in ("0.0.0.0", "::") else self.settings.lan_bind
         if not (wait_for_port(host, self.settings.lan_port, timeout_s)
                 and wait_for_port("127.0.0.1", self.settings.local_port, timeout_s)):

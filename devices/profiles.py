@@ -27,13 +27,19 @@ Capability = Literal[
     "barcode", "display", "chinese",
 ]
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+_USB_ID = re.compile(r"[0-9a-f]{4}")
 
 
 class SerialTransport(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="serial", tag_field="type"):
+    """`vendor_id`/`product_id`: the USB ids of the model's own USB-serial cable, when it has one; udev then
+    names it /dev/backroom/<kind>N (`backroom install` writes the rules, edge/appliance/udev.py)."""
+
     baud: int = 9600
     bits: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "N"
     stop_bits: Literal[1, 2] = 1
+    vendor_id: str = ""
+    product_id: str = ""
 
 
 class TcpTransport(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="tcp", tag_field="type"):
@@ -126,6 +132,11 @@ def validate(profile: Profile) -> list[str]:
         problems.append("a scale needs capacity_g")
     if len(set(profile.capabilities)) != len(profile.capabilities):
         problems.append("capabilities are listed twice")
+    transport = profile.transport
+    if isinstance(transport, SerialTransport | UsbTransport):
+        ids = (transport.vendor_id, transport.product_id)
+        if any(ids) and not all(_USB_ID.fullmatch(i) for i in ids):
+            problems.append("vendor_id and product_id are both four lowercase hex digits (as lsusb shows them)")
     for vector in profile.vectors:
         for field, spec in (("send", vector.send), ("answer", vector.answer)):
             try:

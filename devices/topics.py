@@ -141,12 +141,14 @@ class _Command(msgspec.Struct, frozen=True, tag_field="action", kw_only=True):
 
 
 class PrintCommand(_Command, tag="print", frozen=True):
-    """`lines` (plain text), or `receipt` (the hub fills it in for a `sale_id`)."""
+    """`lines` (plain text), or `receipt` (the hub fills it in for a `sale_id`). `qr`: a QR code printed after
+    the lines (native on a model with the `qr` capability, else as its text)."""
 
     sale_id: str | None = None
     lines: list[str] | None = None
     receipt: Receipt | None = None
     cut: bool = True
+    qr: str | None = None
 
 
 class KickCommand(_Command, tag="kick", frozen=True):

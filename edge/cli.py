@@ -264,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.care.cli import register as register_care
 
     register_care(sub)  # backup, restore, doctor
+
+    from edge.appliance.cli import register as register_appliance
+
+    register_appliance(sub)  # install, uninstall
     return parser
 
 

@@ -28,6 +28,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8080
     mqtt_port: int = 1883
     hq_url: str | None = None
+    # Without hq_url, sync with the HQ this hub was paired with (the tablet's pairing page, `backroom pair`): the
+    # appliance's /etc/backroom/backroom.toml sets it (docs/appliance.md).
+    hq_from_pairing: bool = False
     timezone: str = "Asia/Shanghai"
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 256 * 1024
@@ -42,6 +45,8 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mqtt_bind: str = "0.0.0.0"
     mqtt_advertise_host: str = ""  # the host in the mqtt_url handed to devices; empty: this host's LAN address
     mdns_enabled: bool = True
+    # Print the box's status ticket once per boot (edge/appliance/first_boot.py); the appliance's config sets it.
+    status_ticket: bool = False
     store_name: str = ""  # printed on receipts; empty: "Backroom {store_id}"
     tills: dict[str, TillDevices] = {}  # till id (or "*" for any till) -> its paired devices
     # Replenishment suggestions (edge/stock/insights.py): days until an order arrives, days it should last.

@@ -539,19 +539,34 @@ def spend_refusal(checks: list[SpendCheck], exc: ApiError) -> ApiError:
     return exc
 
 
+async def start_agent(app_state: Any, hub: Hub, hq_url: str) -> SyncAgent:
+    """Start the sync agent and make it the hub's (`app.state.sync`); sync_lifespan stops it. Also how the
+    tablet's pairing page starts syncing at once after a pairing, without a restart."""
+    agent = SyncAgent(hub, hq_url, SyncSettings.from_env())
+    await agent.start()
+    app_state.sync = agent
+    return agent
+
+
+def _paired_url(hub: Hub) -> str | None:
+    state = hub_state.load_state(hub.db.reader())
+    return state.hq_url if state is not None else None
+
+
 @asynccontextmanager
 async def sync_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The hub's lifespan hook: run the agent while the hub runs, when an HQ URL is configured."""
+    """The hub's lifespan hook: run the agent while the hub runs, when an HQ URL is configured (or, with
+    `hq_from_pairing`, when the hub is paired); stop whichever agent runs at the end (one may have been started
+    by a pairing from the tablet)."""
     hub: Hub = app.state.hub
-    url = hub.config.hq_url
-    if not url:
-        yield
-        return
-    agent = SyncAgent(hub, url, SyncSettings.from_env())
-    await agent.start()
-    app.state.sync = agent
+    app.state.sync = None
+    url = hub.config.hq_url or (_paired_url(hub) if hub.config.hq_from_pairing else None)
+    if url:
+        await start_agent(app.state, hub, url)
     try:
         yield
     finally:
+        agent: SyncAgent | None = app.state.sync
         app.state.sync = None
-        await agent.stop()
+        if agent is not None:
+            await agent.stop()

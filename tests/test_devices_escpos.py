@@ -158,7 +158,7 @@ def test_commands_decode_by_the_action_in_the_topic() -> None:
     assert topics.decode_command("display", b'{"cmd_id": "c2", "lines": ["a", "b"], "new_field": 1}') == \
         topics.DisplayCommand(cmd_id="c2", lines=["a", "b"])
     body = json.loads(topics.encode_command(topics.PrintCommand(cmd_id="c3", sale_id="s1")))
-    assert body == {"cmd_id": "c3", "sale_id": "s1", "lines": None, "receipt": None, "cut": True}
+    assert body == {"cmd_id": "c3", "sale_id": "s1", "lines": None, "receipt": None, "cut": True, "qr": None}
     for action, payload, message in (("launch", b'{"cmd_id": "c4"}', "unknown action 'launch'"),
                                      ("display", b'{"cmd_id": "c5"}', "missing required field `lines`"),
                                      ("tare", b"[]", "must be a JSON object"),

@@ -53,6 +53,7 @@ class SetPrice(_Request, tag="set_price", frozen=True):
 class PrintText(_Request, tag="print", frozen=True):
     lines: list[str]
     cut: bool = True
+    qr: str | None = None  # a QR code after the lines (a codec that has no QR command prints the text)
 
 
 class ShowText(_Request, tag="display", frozen=True):

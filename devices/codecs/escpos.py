@@ -99,11 +99,15 @@ class Codec:
         from escpos.printer import Dummy
 
         match request:
-            case PrintText(lines=lines, cut=cut):
+            case PrintText(lines=lines, cut=cut, qr=qr):
                 p = Dummy(profile=self.params.escpos_profile)
                 p.hw("INIT")
                 for line in lines:
                     text_bytes(self.params, line, p)
+                if qr is not None:  # GS ( k: model 2, size, error correction, store, print
+                    p.set(align="center")
+                    p.qr(qr, native=True, size=6)
+                    p.set(align="left")
                 if cut and self.params.cut != "none":
                     p.cut(mode="PART" if self.params.cut == "partial" else "FULL")
                 return bytes(p.output)

@@ -1,0 +1,101 @@
+"""systemd's service notification (sd_notify(3)), written out: one datagram to $NOTIFY_SOCKET.
+
+The hub unit is `Type=notify` with `WatchdogSec=`: the hub says READY=1 once its port accepts connections
+(not when the lifespan starts, which is before uvicorn binds), then WATCHDOG=1 from a task on the event loop.
+If the loop stalls (a blocking call in a handler, a deadlock), the heartbeat stops and systemd restarts the
+hub. No PyPI package: the protocol is one `sendto` on an AF_UNIX datagram socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from edge.background import background
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from edge.hub import Hub
+
+log = logging.getLogger("backroom.sdnotify")
+
+READY_POLL_S = 0.02
+READY_TIMEOUT_S = 60.0
+
+
+def notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send `message` (e.g. "READY=1") to the service manager; False when not run by one (no $NOTIFY_SOCKET)."""
+    address = (env if env is not None else os.environ).get("NOTIFY_SOCKET", "")
+    if not address or address[0] not in "/@":
+        return False
+    target = "\0" + address[1:] if address[0] == "@" else address  # "@name": Linux's abstract namespace
+    # Non-blocking: a receiver that does not read (its queue full) must not stall the event loop that calls this.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
+        try:
+            sock.sendto(message.encode("utf-8"), target)
+        except OSError as exc:
+            log.warning("sd_notify %s failed: %s", message.split("=", 1)[0], exc)
+            return False
+    return True
+
+
+def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
+    """Half the watchdog period systemd set for this process (WATCHDOG_USEC, WATCHDOG_PID), or None."""
+    source = env if env is not None else os.environ
+    usec, pid = source.get("WATCHDOG_USEC"), source.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid.isdigit() and int(pid) != os.getpid():
+        return None  # meant for another process (a parent that exec'd us without clearing it)
+    return int(usec) / 2e6
+
+
+async def _serving(host: str, port: int) -> bool:
+    """True once `host:port` accepts a TCP connection (uvicorn binds after the lifespan has started)."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT_S
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(target, port)
+        except OSError:
+            await asyncio.sleep(READY_POLL_S)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
+
+
+async def _announce(hub: Hub) -> None:
+    config = hub.config
+    if await _serving(config.host, config.port):
+        notify(f"READY=1\nSTATUS=serving store {hub.store_id} on port {config.port}")
+    else:
+        log.error("the hub's port %d never accepted a connection; systemd is not told READY", config.port)
+        return
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    while True:  # on the event loop: a loop that stalls stops the heartbeat, and systemd restarts the hub
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def notify_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """READY=1 once serving, WATCHDOG=1 while the loop runs, STOPPING=1 on the way out; nothing without systemd."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        yield
+        return
+    async with background(_announce(app.state.hub)):
+        try:
+            yield
+        finally:
+            notify("STOPPING=1")

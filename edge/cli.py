@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from edge.app import create_app
     from edge.members.pii import redact_access_log
+    from edge.serving import CorkedHttpToolsProtocol
 
     config = load_config(Path(args.config) if args.config else None, data_dir=_data_dir(args), port=args.port,
                          mqtt_port=args.mqtt_port, hq_url=args.hq)
@@ -29,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                               config.data_dir)
     redact_access_log()
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5)
+                access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol)
     return 0
 
 

@@ -57,6 +57,7 @@ from edge.sales.models import (
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
+from edge.storage.db import read_snapshot
 from hq_sync import directory
 from hq_sync.agent import authorize_tenders, spend_refusal
 from hq_sync.coupons import reserve_coupons
@@ -181,9 +182,11 @@ async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item
 # -- quote, sale, return --------------------------------------------------------------------------------
 
 def _quote(hub: Hub, reader: Any, lines: list[LineIn], member_id: str | None, coupon_codes: list[str]) -> Quote:
-    """Quote and sale share this: prices in force and promotions running now, the cached rule book."""
-    return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
-                       book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id)
+    """Quote and sale share this: prices in force and promotions running now, the cached rule book,
+    all read from one snapshot."""
+    with read_snapshot(reader):
+        return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
+                           book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id)
 
 
 def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:

@@ -166,6 +166,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         args.tickets_per_day = args.tickets_per_day or 200
         return run_console_bench(args)
+    if args.kind == "footprint":  # RSS, cold start and bytes written of a whole box (edge/bench_footprint.py)
+        from edge.bench_footprint import run_footprint_bench
+
+        return run_footprint_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -216,10 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     crun.set_defaults(fn=cmd_campaigns_run)
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console"])
+    bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
+                                          "footprint"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
+    bench.add_argument("--idle-seconds", type=float, default=20.0, help="footprint: the idle window measured")
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")

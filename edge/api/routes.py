@@ -122,7 +122,9 @@ def list_items(
 
 @get("/api/v1/items/lookup", opt=_perm("items.read"), sync_to_thread=False)
 def lookup(hub: Hub, barcode: Annotated[str, Parameter(min_length=1, max_length=64)]) -> LookupResult:
-    return lookup_barcode(hub.db.reader(), barcode, hub.config.barcode_layout, _prices_now(hub))
+    reader = hub.db.reader()
+    with read_snapshot(reader):
+        return lookup_barcode(reader, barcode, hub.config.barcode_layout, _prices_now(hub), hub.scans)
 
 
 @get("/api/v1/items/{sku:str}", opt=_perm("items.read"), sync_to_thread=False)
@@ -186,7 +188,8 @@ def _quote(hub: Hub, reader: Any, lines: list[LineIn], member_id: str | None, co
     all read from one snapshot."""
     with read_snapshot(reader):
         return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
-                           book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id)
+                           book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id,
+                           scan_cache=hub.scans)
 
 
 def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:

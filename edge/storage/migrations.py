@@ -1072,3 +1072,16 @@ def m120_member_privacy(db: sqlite_utils.Database) -> None:
     for name, event in (("insert", "INSERT"), ("update", "UPDATE OF phone, card_no, name, birthday")):
         db.execute(f"CREATE TRIGGER members_no_plain_{name} BEFORE {event} ON members WHEN {plain} "
                    f"BEGIN {refuse}; END")
+
+
+@migrations()
+def m180_catalog_version(db: sqlite_utils.Database) -> None:
+    """A counter every write to items or barcodes moves (settings 'catalog_version'), so the hub can
+    keep scanned codes resolved in memory and know at once when they went stale (edge/catalog/
+    repository.py ScanCache; docs/performance.md)."""
+    bump = ("INSERT INTO settings (key, value) VALUES ('catalog_version', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+    for table in ("items", "barcodes"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER {table}_catalog_version_{event.lower()} AFTER {event} ON {table} "
+                       f"BEGIN {bump}; END")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -238,6 +239,8 @@ def _summary(f: dict[str, Any]) -> list[str]:
 
 
 def run_footprint_bench(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per setup request otherwise
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     if args.tills < 1 or args.seconds <= 0 or args.idle_seconds <= 0:
         print("--tills, --seconds and --idle-seconds must be positive", file=sys.stderr)
         return 2

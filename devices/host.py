@@ -13,7 +13,9 @@ of its own with its own port and its own MQTT connection under the device's own 
 - a bridge whose loop has not come round for `STALL_S` is logged as stalled once (what a stuck
   driver looks like), and its status on the broker says what the bridge last knew;
 - SIGTERM/SIGINT stop every bridge: each publishes `offline` and disconnects; a thread stuck in
-  its port is left behind (daemon) so the process still exits.
+  its port is left behind (daemon) so the process still exits;
+- SIGHUP reads the attached devices again (after `devices attach`/`detach`): new ones start,
+  detached or changed ones stop or restart, the rest run on untouched.
 
 Which devices run, on which port: `backroom devices attach --device-id ID --port URL` (the device
 must have been registered with `devices add`) writes `mqtt/host.json` in the data directory (mode
@@ -109,14 +111,13 @@ def detach(data_dir: Path, device_id: str) -> bool:
 class Slot:
     """One device's thread: runs its bridge, restarts it when it fails, reports a stalled loop."""
 
-    def __init__(self, device: HostedDevice, data_dir: Path, store_id: str, mqtt_host: str, mqtt_port: int,
-                 stop: threading.Event) -> None:
+    def __init__(self, device: HostedDevice, data_dir: Path, store_id: str, mqtt_host: str, mqtt_port: int) -> None:
         self.device = device
         self.data_dir = data_dir
         self.store_id = store_id
         self.mqtt_host = mqtt_host
         self.mqtt_port = mqtt_port
-        self.stop = stop
+        self.stop = threading.Event()  # this device's own: a reload stops one device, not all
         self.beat = time.monotonic()  # the last time this device's loop came round
         self.restarts = 0
         self.stalled = False
@@ -139,7 +140,7 @@ class Slot:
         while not self.stop.is_set():
             try:
                 bridge = self.bridge = self._make_bridge()
-                bridge.stop_event = self.stop  # one stop for the whole host
+                bridge.stop_event = self.stop
                 self._loop(bridge)
                 return
             except Exception:  # noqa: BLE001 -- one device's failure must not end the others
@@ -172,40 +173,68 @@ class Slot:
                         "go on", self.device.device_id, now - self.beat)
 
 
-def run_host(data_dir: Path, *, mqtt_host: str = "127.0.0.1", mqtt_port: int | None = None,
-             store_id: str | None = None, stop: threading.Event | None = None) -> int:
-    """Run every attached device until `stop` is set (SIGTERM/SIGINT from the CLI)."""
+def _slots(data_dir: Path, store: str, mqtt_host: str, port: int) -> dict[str, Slot]:
     from devices import broker
 
-    config = load_config(data_dir)
+    registered = {r.device_id for r in broker.devices(data_dir)}
+    slots: dict[str, Slot] = {}
+    for device in load_config(data_dir).devices.values():
+        if device.device_id not in registered:
+            log.warning("device %s is attached but no longer registered; skipped", device.device_id)
+            continue
+        slots[device.device_id] = Slot(device, data_dir, store, mqtt_host, port)
+    return slots
+
+
+def _stop_all(slots: list[Slot], timeout_s: float = 5.0) -> None:
+    for slot in slots:
+        slot.stop.set()
+    deadline = time.monotonic() + timeout_s
+    for slot in slots:
+        if slot.thread.ident is not None:
+            slot.thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [s.device.device_id for s in slots if s.thread.is_alive()]
+    if stuck:
+        log.warning("left behind, stuck in their ports: %s", ", ".join(stuck))
+
+
+def run_host(data_dir: Path, *, mqtt_host: str = "127.0.0.1", mqtt_port: int | None = None,
+             store_id: str | None = None, stop: threading.Event | None = None,
+             reload: threading.Event | None = None) -> int:
+    """Run every attached device until `stop` is set (SIGTERM/SIGINT from the CLI). When `reload` is set
+    (SIGHUP), read mqtt/host.json again: devices attached since start, detached or changed (port,
+    profile, credentials) are started, stopped or restarted; the others run on untouched."""
+    from devices import broker
+
     settings = broker.load_settings(data_dir)
     port = mqtt_port or (settings.lan_port if settings else 1883)
     store = store_id or (settings.store_id if settings else "demo-001")
     stop = stop or threading.Event()
-    registered = {r.device_id for r in broker.devices(data_dir)}
-    slots = []
-    for device in config.devices.values():
-        if device.device_id not in registered:
-            log.warning("device %s is attached but no longer registered; skipped", device.device_id)
-            continue
-        slots.append(Slot(device, data_dir, store, mqtt_host, port, stop))
+    reload = reload or threading.Event()
+    slots = _slots(data_dir, store, mqtt_host, port)
     if not slots:
         log.warning("no devices attached in %s (backroom devices attach --device-id ID --port URL)",
                     config_path(data_dir))
-    for slot in slots:
+    for slot in slots.values():
         slot.thread.start()
-    print(json.dumps({"pid": os.getpid(), "devices": [s.device.device_id for s in slots], "mqtt_port": port}),
-          flush=True)
+    print(json.dumps({"pid": os.getpid(), "devices": sorted(slots), "mqtt_port": port}), flush=True)
     while not stop.wait(1.0):
+        if reload.is_set():
+            reload.clear()
+            wanted = _slots(data_dir, store, mqtt_host, port)
+            gone = [s for d, s in slots.items() if d not in wanted or wanted[d].device != s.device]
+            _stop_all(gone)
+            for slot in gone:
+                del slots[slot.device.device_id]
+            for device_id, slot in wanted.items():
+                if device_id not in slots:
+                    slots[device_id] = slot
+                    slot.thread.start()
+            log.info("reloaded: %s", ", ".join(sorted(slots)) or "no devices")
         now = time.monotonic()
-        for slot in slots:
+        for slot in slots.values():
             slot.check(now)
-    deadline = time.monotonic() + 5.0
-    for slot in slots:
-        slot.thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [s.device.device_id for s in slots if s.thread.is_alive()]
-    if stuck:
-        log.warning("left behind, stuck in their ports: %s", ", ".join(stuck))
+    _stop_all(list(slots.values()))
     return 0
 
 
@@ -216,11 +245,12 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_host(args: argparse.Namespace) -> int:
-    stop = threading.Event()
+    stop, reload = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     return run_host(_data_dir(args), mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, store_id=args.store,
-                    stop=stop)
+                    stop=stop, reload=reload)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:

@@ -37,6 +37,18 @@ def wait_status(client: Any, device_id: str, value: str, timeout: float = 15.0) 
     client.next(lambda t, p: t == topic and p == f'"{value}"'.encode(), timeout)
 
 
+def wait_all(client: Any, wanted: set[tuple[str, bytes | None]], timeout: float = 20.0) -> None:
+    """Until every (topic, payload) in `wanted` was seen, in any order (payload None: any)."""
+    left = set(wanted)
+
+    def seen(topic: str, payload: bytes) -> bool:
+        left.discard((topic, None))
+        left.discard((topic, payload))
+        return not left
+
+    client.next(seen, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def rig(mosquitto: RunningBroker) -> Iterator[dict[str, Any]]:
     """Simulated scale and scanner, a silent pty, all three attached; the host process running them."""
@@ -90,16 +102,9 @@ def test_one_process_serves_every_device_and_a_silent_port_stalls_none(rig: dict
     assert first["pid"] == rig["host"].pid
     assert sorted(first["devices"]) == ["scale-1", "scanner-1", "stuck-1"]
     # In any order: every device's birth, the two simulators online, the silent one offline (3 polls unanswered).
-    wanted = {(f"{ROOT}/dev/{d}/birth", None) for d in ("scale-1", "scanner-1", "stuck-1")}
-    wanted |= {(f"{ROOT}/dev/scale-1/status", b'"online"'), (f"{ROOT}/dev/scanner-1/status", b'"online"'),
-               (f"{ROOT}/dev/stuck-1/status", b'"offline"')}
-
-    def seen(topic: str, payload: bytes) -> bool:
-        wanted.discard((topic, None))
-        wanted.discard((topic, payload))
-        return not wanted
-
-    watcher.next(seen, timeout=20.0)
+    wait_all(watcher, {(f"{ROOT}/dev/{d}/birth", None) for d in ("scale-1", "scanner-1", "stuck-1")}
+             | {(f"{ROOT}/dev/scale-1/status", b'"online"'), (f"{ROOT}/dev/scanner-1/status", b'"online"'),
+                (f"{ROOT}/dev/stuck-1/status", b'"offline"')})
 
     # While stuck-1's thread keeps waiting on its silent port, the others go on.
     scanner, scale = rig["scanner"], rig["scale"]
@@ -114,9 +119,24 @@ def test_one_process_serves_every_device_and_a_silent_port_stalls_none(rig: dict
     assert weight["stable"] is True
 
 
+def test_sighup_stops_a_detached_device_and_starts_one_attached_again(rig: dict[str, Any]) -> None:
+    watcher, proc, data = rig["watcher"], rig["host"], rig["data"]
+    port = host.load_config(data).devices["scanner-1"].port
+    assert cli("devices", "detach", "--device-id", "scanner-1", "--data", str(data)).returncode == 0
+    proc.send_signal(signal.SIGHUP)
+    wait_status(watcher, "scanner-1", "offline")
+    done = cli("devices", "attach", "--device-id", "scanner-1", "--port", port, "--data", str(data))
+    assert done.returncode == 0, done.stderr
+    proc.send_signal(signal.SIGHUP)
+    wait_status(watcher, "scanner-1", "online")
+    rig["scanner"].stdin.write("scan 6901234567892\n")
+    rig["scanner"].stdin.flush()
+    assert watcher.topic(f"{ROOT}/dev/scanner-1/data/scan")["code"] == "6901234567892"
+    assert proc.poll() is None
+
+
 def test_sigterm_stops_every_bridge_with_offline_even_with_a_stuck_port(rig: dict[str, Any]) -> None:
     watcher, proc = rig["watcher"], rig["host"]
     proc.send_signal(signal.SIGTERM)
-    wait_status(watcher, "scanner-1", "offline")
-    wait_status(watcher, "scale-1", "offline")
+    wait_all(watcher, {(f"{ROOT}/dev/scanner-1/status", b'"offline"'), (f"{ROOT}/dev/scale-1/status", b'"offline"')})
     assert proc.wait(15) == 0

@@ -221,7 +221,11 @@ def run_host(data_dir: Path, *, mqtt_host: str = "127.0.0.1", mqtt_port: int | N
     while not stop.wait(1.0):
         if reload.is_set():
             reload.clear()
-            wanted = _slots(data_dir, store, mqtt_host, port)
+            try:
+                wanted = _slots(data_dir, store, mqtt_host, port)
+            except (OSError, msgspec.DecodeError) as exc:  # keep what runs; say why
+                log.error("cannot read %s (%s); the devices running go on", config_path(data_dir), exc)
+                continue
             gone = [s for d, s in slots.items() if d not in wanted or wanted[d].device != s.device]
             _stop_all(gone)
             for slot in gone:
@@ -249,6 +253,11 @@ def cmd_host(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    try:
+        load_config(_data_dir(args))
+    except (OSError, msgspec.DecodeError) as exc:
+        print(f"cannot read {config_path(_data_dir(args))}: {exc}", file=sys.stderr)
+        return 1
     return run_host(_data_dir(args), mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, store_id=args.store,
                     stop=stop, reload=reload)
 

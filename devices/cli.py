@@ -296,6 +296,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bridge.add_argument("--spool", default=None, help="printers: keep queued jobs in this directory")
     bridge.set_defaults(fn=cmd_devices_bridge)
 
+    from devices.host import register as register_host
+
+    register_host(dsub)  # devices host | attach | detach: all of a box's bridges in one process
+
     mqtt = sub.add_parser("mqtt", help="the hub's managed Mosquitto")
     msub = mqtt.add_subparsers(dest="mqtt_command", required=True)
     observer = msub.add_parser("observer", help="read-only credentials for the store's topics, as JSON")

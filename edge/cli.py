@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from edge.app import create_app
     from edge.members.pii import redact_access_log
+    from edge.serving import CorkedHttpToolsProtocol
 
     config = load_config(Path(args.config) if args.config else None, data_dir=_data_dir(args), port=args.port,
                          mqtt_port=args.mqtt_port, hq_url=args.hq)
@@ -34,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return guard
     redact_access_log()
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5)
+                access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol)
     return 0
 
 
@@ -182,6 +183,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.bench_shifts import run_shift_bench
 
         return run_shift_bench(args)
+    if args.kind == "footprint":  # RSS, cold start and bytes written of a whole box (edge/bench_footprint.py)
+        from edge.bench_footprint import run_footprint_bench
+
+        return run_footprint_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -233,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
-                                          "statements", "hq-bill", "shifts"])
+                                          "statements", "hq-bill", "shifts", "footprint"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
+    bench.add_argument("--idle-seconds", type=float, default=20.0, help="footprint: the idle window measured")
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")

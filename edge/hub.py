@@ -7,6 +7,7 @@ import time
 
 from edge.auth import users
 from edge.auth.tokens import Claims, load_key
+from edge.catalog.repository import ScanCache
 from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.promotions.repository import PromotionCache
@@ -44,6 +45,7 @@ class Hub:
         self.clock = StoreClock(config.timezone)
         self.throttle = LoginThrottle()
         self.promotions = PromotionCache()
+        self.scans = ScanCache()  # scanned codes resolved, while the catalog does not change (m180)
         # Per user, the second before which his tokens are refused (deactivated, role changed, secret
         # reset): both guards check every request, so it is a dict lookup, not a database read.
         self.tokens_after: dict[str, int] = users.tokens_after(self.db.reader())

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
 import msgspec
 
 from edge.errors import ApiError
@@ -46,6 +45,11 @@ from hq_sync.wire import (
     sign_request,
     unb64,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 if TYPE_CHECKING:
     from litestar import Litestar

@@ -6,9 +6,12 @@ this small interface and not on the agent, which itself depends on them through 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 
 class HqCaller(Protocol):

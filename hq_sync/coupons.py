@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from edge.errors import ApiError
 from hq_sync.caller import HqCaller
 from hq_sync.wire import CouponPut, CouponReserve
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 
 def put_coupon(conn: sqlite3.Connection, body: CouponPut, seq: int, store_id: str, now: str) -> str | None:

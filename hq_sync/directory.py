@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from edge.errors import ApiError
@@ -21,6 +20,11 @@ from edge.members import chainwide
 from hq_sync import hub_state
 from hq_sync.caller import HqCaller
 from hq_sync.wire import MemberFound
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 log = logging.getLogger(__name__)
 LOOKUP_PATH = "/hq/v1/sync/members/lookup"

@@ -20,7 +20,8 @@ from edge.bench import MemberState, _tenders
 
 CHECKOUT_KEYS = {
     "bench", "tills", "seconds", "sales", "sales_per_s", "p50_ms", "p99_ms", "max_ms", "per_second", "errors",
-    "error_codes", "hub_cpu_ms_per_sale", "hub_cpu_pct", "client_cpu_pct", "others_cpu_pct", "floor_threads",
+    "error_codes", "hub_cpu_ms_per_sale", "hub_loop_cpu_ms_per_sale", "hub_cpu_pct", "client_cpu_pct",
+    "others_cpu_pct", "floor_threads",
     "floor_sales_per_s", "floor_p50_ms", "floor_p99_ms", "floor_seq_sales_per_s", "floor_seq_p50_ms",
     "floor_seq_p99_ms", "floor_seq_quote_ms", "floor_errors", "machine",
 }
@@ -50,6 +51,7 @@ def test_checkout_bench_commits_sales_over_http_and_prints_json_last() -> None:
     assert (f["errors"], f["error_codes"], f["floor_errors"]) == (0, {}, 0)  # every tender was valid
     assert f["max_ms"] >= f["p99_ms"] >= f["p50_ms"] > 0
     assert f["hub_cpu_ms_per_sale"] > 0
+    assert 0 <= f["hub_loop_cpu_ms_per_sale"] <= f["hub_cpu_ms_per_sale"]  # the main thread is part of the hub
     assert f["floor_sales_per_s"] > 0 and f["floor_p99_ms"] >= f["floor_p50_ms"] > 0
     assert f["floor_seq_sales_per_s"] > 0 and f["floor_seq_p99_ms"] >= f["floor_seq_p50_ms"] > 0
 
@@ -83,3 +85,19 @@ def test_bench_tenders_cover_the_total_within_what_the_member_holds(
         assert value == used == 0
     else:
         assert (state.balance, state.points) == (balance - value, points - used)
+
+
+def test_footprint_bench_measures_hub_broker_and_device_host() -> None:
+    """A whole box: hub (with its Mosquitto) and one `devices host` for four devices, JSON last."""
+    lines, f = _bench("footprint", "--tills", "2", "--seconds", "1", "--idle-seconds", "1")
+    assert len(lines) > 1
+    assert f["bench"] == "footprint" and f["devices"] == ["scale-1", "scanner-1", "printer-1", "display-1"]
+    processes = f["processes"]
+    assert isinstance(processes, dict) and set(processes) == {"hub", "mosquitto", "host"}
+    for figures in processes.values():
+        assert figures["rss_peak_mb"] >= figures["rss_checkout_mb"] > 0 and figures["rss_idle_mb"] > 0
+        assert figures["idle_write_bytes_per_hour"] >= 0
+    assert f["sales"] > 0 and f["errors"] == 0
+    assert processes["hub"]["write_bytes_per_1000_sales"] > 0  # every sale is made durable
+    assert 0 < f["cold_start_s"] < 60
+    assert f["rss_checkout_total_mb"] == round(sum(p["rss_checkout_mb"] for p in processes.values()), 1)

@@ -7,9 +7,8 @@ import datetime
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import Parameter
@@ -23,6 +22,11 @@ from edge.engage.channels import channels_for
 from edge.engage.policy import EngagePolicy, decode_policy, keep_secrets, shown
 from edge.errors import ApiError
 from edge.hub import Hub
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()

@@ -61,6 +61,7 @@ from edge.sales.models import (
 from edge.sales.returns import commit_return
 from edge.stock.models import AdjustRequest, Alert, ReceiveRequest, StockView
 from edge.stock.service import adjust, receive, stock_view
+from edge.storage.db import read_snapshot
 from hq_sync import directory
 from hq_sync.agent import authorize_tenders, spend_refusal
 from hq_sync.coupons import reserve_coupons
@@ -127,7 +128,9 @@ def list_items(
 
 @get("/api/v1/items/lookup", opt=_perm("items.read"), sync_to_thread=False)
 def lookup(hub: Hub, barcode: Annotated[str, Parameter(min_length=1, max_length=64)]) -> LookupResult:
-    return lookup_barcode(hub.db.reader(), barcode, hub.config.barcode_layout, _prices_now(hub))
+    reader = hub.db.reader()
+    with read_snapshot(reader):
+        return lookup_barcode(reader, barcode, hub.config.barcode_layout, _prices_now(hub), hub.scans)
 
 
 @get("/api/v1/items/{sku:str}", opt=_perm("items.read"), sync_to_thread=False)
@@ -187,9 +190,12 @@ async def set_price(request: Request[Any, Any, Any], hub: Hub, sku: str) -> Item
 # -- quote, sale, return --------------------------------------------------------------------------------
 
 def _quote(hub: Hub, reader: Any, lines: list[LineIn], member_id: str | None, coupon_codes: list[str]) -> Quote:
-    """Quote and sale share this: prices in force and promotions running now, the cached rule book."""
-    return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
-                       book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id)
+    """Quote and sale share this: prices in force and promotions running now, the cached rule book,
+    all read from one snapshot."""
+    with read_snapshot(reader):
+        return quote_lines(reader, hub.config.barcode_layout, lines, member_id, coupon_codes,
+                           book=hub.promotions.book(reader), at=hub.clock.now(), store_id=hub.store_id,
+                           scan_cache=hub.scans)
 
 
 def _member_summary(hub: Hub, member_id: str | None) -> MemberSummary | None:

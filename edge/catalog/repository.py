@@ -110,11 +110,47 @@ def resolve_code(conn: sqlite3.Connection, code: str, layout: VariableMeasureLay
     return Scanned(item, code, symbology, weight_g=vm.value)
 
 
+class ScanCache:
+    """Scanned codes resolved to their items (catalog price), kept in memory while the catalog does not
+    change: m180's triggers move settings 'catalog_version' on every write to items or barcodes, and
+    `for_version` drops everything when it moved. One per hub; shared by its threads (plain dict
+    operations under the GIL). Errors are never cached. Price lists apply after it, per quote."""
+
+    LIMIT = 50_000  # weighed and priced labels are each a code of their own
+
+    def __init__(self) -> None:
+        self._version: str | None = None
+        self._layout: VariableMeasureLayout | None = None
+        self._scans: dict[str, Scanned] = {}
+
+    def for_version(self, conn: sqlite3.Connection, layout: VariableMeasureLayout) -> dict[str, Scanned]:
+        """The codes resolved under `layout` for the catalog `conn` sees now (call it inside the
+        quote's read snapshot, once per quote)."""
+        row = conn.execute("SELECT value FROM settings WHERE key = 'catalog_version'").fetchone()
+        version = str(row[0]) if row else "0"
+        if version != self._version or layout is not self._layout or len(self._scans) > self.LIMIT:
+            self._scans = {}
+            self._version, self._layout = version, layout
+        return self._scans
+
+
+def resolve_cached(conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout,
+                   scans: dict[str, Scanned] | None) -> Scanned:
+    """`resolve_code` through a `ScanCache.for_version` dict made for `layout` (None: no cache)."""
+    if scans is None:
+        return resolve_code(conn, code, layout)
+    found = scans.get(code)
+    if found is None:
+        found = scans[code] = resolve_code(conn, code, layout)
+    return found
+
+
 def lookup_barcode(
-    conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout, prices: PriceBoard | None = None
+    conn: sqlite3.Connection, code: str, layout: VariableMeasureLayout, prices: PriceBoard | None = None,
+    cache: ScanCache | None = None,
 ) -> LookupResult:
     """Resolve a scanned code at the price in force (`prices`, else the catalog price)."""
-    scanned = resolve_code(conn, code, layout)
+    scanned = resolve_cached(conn, code, layout, cache.for_version(conn, layout) if cache is not None else None)
     item = scanned.item if prices is None else prices.apply(conn, scanned.item)[0]
     if scanned.weight_g is not None:
         line_price = div_half_up(item.price * scanned.weight_g, 1000)

@@ -13,12 +13,16 @@ up itself from the member id.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 import msgspec
 
 from edge.engage.policy import EngagePolicy, SmsConfig, WechatConfig
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    from edge.lazy_import import httpx  # imported on first use (docs/performance.md)
 
 
 class Outgoing(msgspec.Struct, frozen=True):

@@ -10,7 +10,7 @@ import msgspec
 
 from edge.catalog.barcodes import VariableMeasureLayout
 from edge.catalog.models import Item
-from edge.catalog.repository import item_by_sku, resolve_code
+from edge.catalog.repository import ScanCache, Scanned, item_by_sku, resolve_cached
 from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.errors import ApiError
@@ -41,7 +41,7 @@ def _pricing_item(item: Item, member_price: int | None = None) -> PricingItem:
 
 
 def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_no: int, line: LineIn,
-                 prices: PriceBoard | None = None) -> BasketLine:
+                 prices: PriceBoard | None = None, scans: dict[str, Scanned] | None = None) -> BasketLine:
     where = f"lines[{line_no - 1}]"
     if (line.barcode is None) == (line.sku is None):
         raise ApiError(400, "invalid_line", f"{where}: give exactly one of barcode or sku", line_no=line_no)
@@ -49,7 +49,7 @@ def resolve_line(conn: sqlite3.Connection, layout: VariableMeasureLayout, line_n
     embedded_price: int | None = None
     if line.barcode is not None:
         try:
-            found = resolve_code(conn, line.barcode, layout)
+            found = resolve_cached(conn, line.barcode, layout, scans)
         except ApiError as err:
             status = 400 if err.status == 400 else 422
             raise ApiError(status, err.code, f"{where}: {err.message}", line_no=line_no) from None
@@ -116,7 +116,7 @@ def member_context(conn: sqlite3.Connection, member_id: str | None) -> Context:
 def quote_lines(
     conn: sqlite3.Connection, layout: VariableMeasureLayout, lines: list[LineIn], member_id: str | None,
     coupon_codes: Sequence[str] = (), *, book: RuleBook | None = None, at: datetime.datetime | None = None,
-    store_id: str | None = None,
+    store_id: str | None = None, scan_cache: ScanCache | None = None,
 ) -> Quote:
     """Price a till's lines with the prices in force and the promotions running at `at` (store-local;
     now by default). `book` is the hub's cached rule book; without one it is loaded from the database.
@@ -131,7 +131,8 @@ def quote_lines(
     except ApiError as exc:  # a bad line is reported before a bad member, as it always was
         ctx, member_error = Context(), exc
     board = PriceBoard(store_id, ctx.tier.tier if ctx.tier else None, at)
-    basket = [resolve_line(conn, layout, i, line, board) for i, line in enumerate(lines, start=1)]
+    scans = scan_cache.for_version(conn, layout) if scan_cache is not None else None
+    basket = [resolve_line(conn, layout, i, line, board, scans) for i, line in enumerate(lines, start=1)]
     if member_error is not None:
         raise member_error
     rewards = [b for b, line in zip(basket, lines, strict=True) if line.reward]  # paid with points, not priced

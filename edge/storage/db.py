@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,22 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     # FULL: a committed sale must survive power loss, not only a process crash.
     conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+@contextlib.contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a burst of SELECTs (no await inside!) in one read transaction: one consistent snapshot,
+    and one WAL read lock taken and dropped instead of one per statement (a quote of five lines runs
+    some fifteen SELECTs; each on its own took and released the lock with fcntl calls). A connection
+    already in a transaction is used as it is."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 def _privacy_upkeep(conn: sqlite3.Connection) -> None:

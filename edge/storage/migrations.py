@@ -8,13 +8,59 @@ transaction as the ledger entry they summarise.
 from __future__ import annotations
 
 import sqlite3
-
-import sqlite_utils
-from sqlite_utils import Migrations
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from edge.members import pii
 
-migrations = Migrations("backroom.hub")
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+class LazyMigrations:
+    """sqlite-utils' `Migrations` (same decorator, same `_sqlite_migrations` records), with sqlite-utils
+    itself imported only when a migration is pending: it brings some 130 modules and 13 MB of
+    resident memory (dateutil, click, pluggy...) that a hub whose schema is current never needs
+    (docs/performance.md, footprint)."""
+
+    table = "_sqlite_migrations"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._steps: list[tuple[str, Callable[..., Any], bool]] = []
+
+    def __call__(self, *, name: str | None = None,
+                 transactional: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def inner(fn: Callable[..., Any]) -> Callable[..., Any]:
+            step = name or fn.__name__
+            if any(s[0] == step for s in self._steps):
+                raise ValueError(f"Migration '{step}' is already registered in set '{self.name}'")
+            self._steps.append((step, fn, transactional))
+            return fn
+        return inner
+
+    def pending_names(self, conn: sqlite3.Connection) -> list[str]:
+        """What `apply` would run, read with plain sqlite3."""
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)).fetchone():
+            done = {r[0] for r in conn.execute(f"SELECT name FROM {self.table} WHERE migration_set = ?",
+                                                (self.name,))}
+        else:
+            done = set()
+        return [s[0] for s in self._steps if s[0] not in done]
+
+    def real(self) -> Any:
+        from sqlite_utils import Migrations
+
+        real = Migrations(self.name)
+        for step, fn, transactional in self._steps:
+            real(name=step, transactional=transactional)(fn)
+        return real
+
+    def apply(self, db: sqlite_utils.Database, **kwargs: Any) -> None:
+        self.real().apply(db, **kwargs)
+
+
+migrations = LazyMigrations("backroom.hub")
 
 
 def _run(db: sqlite_utils.Database, script: str) -> None:
@@ -414,6 +460,10 @@ def m020_promotions(db: sqlite_utils.Database) -> None:
 
 
 def apply_migrations(conn: sqlite3.Connection) -> None:
+    if not migrations.pending_names(conn):
+        return  # the usual start: no sqlite-utils import at all
+    import sqlite_utils
+
     migrations.apply(sqlite_utils.Database(conn))
 
 
@@ -1171,3 +1221,16 @@ def m151_journal_kind_index(db: sqlite_utils.Database) -> None:
     records between its open and close: this covering index finds them by kind and sequence without
     reading the records' bodies."""
     _run(db, "CREATE INDEX IF NOT EXISTS journal_kind_seq ON journal(kind, seq, ref)")
+
+
+@migrations()
+def m180_catalog_version(db: sqlite_utils.Database) -> None:
+    """A counter every write to items or barcodes moves (settings 'catalog_version'), so the hub can
+    keep scanned codes resolved in memory and know at once when they went stale (edge/catalog/
+    repository.py ScanCache; docs/performance.md)."""
+    bump = ("INSERT INTO settings (key, value) VALUES ('catalog_version', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+    for table in ("items", "barcodes"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER {table}_catalog_version_{event.lower()} AFTER {event} ON {table} "
+                       f"BEGIN {bump}; END")

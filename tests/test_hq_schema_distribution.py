@@ -392,3 +392,34 @@ def test_chain_reports_read_from_rollups_answer_what_the_sums_over_the_sales_ans
                 assert len(new) > (1 if by != "regions" or not principal.scoped else 0)
     finally:
         db.close()
+
+
+# -- rows change key by insert and delete, never by an UPDATE of the distribution column --------------------------
+
+def test_a_store_paired_again_keeps_its_old_stream_under_an_archive_key_and_starts_afresh(hq_db_url: str) -> None:
+    from hq_sync.server.api.resources import Hq
+    from hq_sync.server.service.ingest import ingest
+    from hq_sync.server.service.stores import pair
+
+    hq = Hq(hq_db_url, demo=True)
+    try:
+        def pair_with(head: int) -> None:
+            _, public = new_key()
+            pair(hq.db, PairRequest(store_id="demo-001", public_key=b64(public), outbox_head=head, demo=True),
+                 hq.private_key, hq.public_key, True, "2026-05-01T10:00:00.000+08:00")
+
+        pair_with(0)
+        sales = [_sale(1, "2026-05-01T10:00:00.000+08:00"), _sale(2, "2026-05-01T10:05:00.000+08:00")]
+        assert ingest(hq.db, Batch("demo-001", 2, sales), "2026-05-01T10:06:00.000+08:00").applied == 2
+        pair_with(0)  # a new key: the hub was replaced; its new stream starts at 1 again
+        fresh = _sale(1, "2026-05-02T09:00:00.000+08:00")
+        assert ingest(hq.db, Batch("demo-001", 1, [fresh]), "2026-05-02T09:01:00.000+08:00").applied == 1
+        with hq.db.read() as tx:
+            streams = tx.all("SELECT store_id, seq, ref FROM hq_deltas WHERE substr(store_id, 1, 8) = 'demo-001' "
+                             "ORDER BY store_id, seq")
+            held = tx.one("SELECT count(*) FROM hq_sales WHERE store_id = 'demo-001'")
+    finally:
+        hq.close()
+    assert streams == [("demo-001", 1, fresh.ref), ("demo-001#2026-05-01T10:00:00.000+08:00", 1, sales[0].ref),
+                       ("demo-001#2026-05-01T10:00:00.000+08:00", 2, sales[1].ref)]
+    assert held == (3,)

@@ -7,6 +7,12 @@ CHECK constraints so no code path can store a negative balance or a negative esc
 Member rules (docs/members.md): `hq_tier_rules` is each tier's rule (a tier without a row is a points
 rule at its `min_points`), `hq_member_status` a member's review date and automatic tags,
 `hq_member_tier_changes` every tier change, `hq_tag_rules` the automatic tag definitions.
+
+Ready for distributed PostgreSQL (docs/hq-scale.md): every table is classified in storage/distribution.py;
+each key of a store's or a member's table leads with `store_id` / `member_id`; the big sale tables are
+`PARTITION BY RANGE (day)` on PostgreSQL (text in `/*PG: ...*/` is PostgreSQL's only, storage/db.py) with
+their months made by storage/partitions.py. A database made with the old keys is converted at start
+(`REKEYED`).
 """
 
 from __future__ import annotations

@@ -171,12 +171,14 @@ def test_on_sqlite_the_schema_keeps_the_same_keys_and_its_rowid_ids_are_keyed_by
 AT_NOW = datetime.datetime.now(datetime.UTC).astimezone(datetime.timezone(datetime.timedelta(hours=8)))
 
 
-def _sale(seq: int, at: str, sale_id: str | None = None) -> OutRow:
+def _sale(seq: int, at: str, sale_id: str | None = None, member_id: str | None = None,
+          points_earned: int = 0) -> OutRow:
     delta = SaleDelta(sale_id=sale_id or str(uuid.uuid4()), receipt_no=f"R{seq}", till_id="T1", user_id="U-cashier",
                       at=at, lines=[DeltaLine(1, "SKU00027", 2, 500, 1000, 100, 900, 83, rules=[("P-10", 100)]),
                                     DeltaLine(2, "SKU00028", 1, 300, 300, 0, 300, 27)],
                       tenders=[DeltaTender("cash", 1000), DeltaTender("wechat", 200)], subtotal=1300, discount=100,
-                      total=1200, tax=110, change=0, journal_seq=seq)
+                      total=1200, tax=110, change=0, journal_seq=seq, member_id=member_id,
+                      points_earned=points_earned)
     return OutRow(seq, "sale", delta.sale_id, at, msgspec.Raw(delta_encoder.encode(delta)))
 
 
@@ -423,3 +425,44 @@ def test_a_store_paired_again_keeps_its_old_stream_under_an_archive_key_and_star
     assert streams == [("demo-001", 1, fresh.ref), ("demo-001#2026-05-01T10:00:00.000+08:00", 1, sales[0].ref),
                        ("demo-001#2026-05-01T10:00:00.000+08:00", 2, sales[1].ref)]
     assert held == (3,)
+
+
+# -- the hot path's keys: what one batch's transaction wrote (its rows carry its xid as xmin) -------------------------
+
+def _written(hq: sync_support.HqServer, xid: str) -> dict[str, set[Any]]:
+    """Table → the distribution keys of the rows the transaction `xid` inserted or updated (None for a
+    reference or local table)."""
+    out: dict[str, set[Any]] = {}
+    for table, placement in PLACEMENT.items():
+        rows = hq.query(f"SELECT DISTINCT {placement.column or 'NULL'} FROM {table} WHERE xmin::text = ?", (xid,))
+        if rows:
+            out[table] = {r[0] for r in rows}
+    return out
+
+
+def test_a_batch_writes_its_stores_rows_and_a_members_effects_only_under_that_members_key(
+        pg_hq: sync_support.HqServer) -> None:
+    store = _Store(pg_hq, "keys-001")
+    at = AT_NOW.isoformat(timespec="milliseconds")
+    assert store.send([_sale(1, at), _sale(2, at)])["applied"] == 2
+    [(xid,)] = pg_hq.query("SELECT xmin::text FROM hq_stores WHERE store_id = 'keys-001'")
+    anonymous = _written(pg_hq, xid)
+    assert {t: PLACEMENT[t].column for t in anonymous} == dict.fromkeys(anonymous, "store_id")
+    assert set(anonymous) >= {"hq_stores", "hq_deltas", "hq_sales", "hq_sale_lines", "hq_sale_tenders",
+                              "hq_store_days", "hq_sku_days"}
+    assert set().union(*anonymous.values()) == {"keys-001"}
+
+    [(member,)] = pg_hq.query("SELECT member_id FROM hq_members ORDER BY member_id LIMIT 1")
+    assert store.send([_sale(3, at, member_id=member, points_earned=12)])["applied"] == 1
+    [(xid,)] = pg_hq.query("SELECT xmin::text FROM hq_stores WHERE store_id = 'keys-001'")
+    with_member = _written(pg_hq, xid)
+    by_column: dict[str | None, set[str]] = {}
+    for table in with_member:
+        by_column.setdefault(PLACEMENT[table].column, set()).add(table)
+    # the ledger is append-only; hq_members and hq_escrow rows it also moved may carry a later xid by now
+    # (the escrow policy's grant to the store the member shopped at, in its own transaction)
+    assert "hq_member_ledger" in by_column["member_id"]
+    assert set(by_column) <= {"store_id", "member_id", None}
+    assert by_column.get(None, set()) <= {"hq_feed"}  # the member's figures going down to the store (local)
+    assert set().union(*(with_member[t] for t in by_column["member_id"])) == {member}
+    assert set().union(*(with_member[t] for t in by_column["store_id"])) == {"keys-001"}

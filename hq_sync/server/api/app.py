@@ -25,6 +25,7 @@ from hq_sync.server.api.support import in_thread, json_response
 from hq_sync.server.console.router import console_error_page, console_router
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.escrow import run_policy
+from hq_sync.server.storage.partitions import partition_schedule
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         route_handlers=[*admin.ROUTES, *merchandising.ROUTES, *users.ROUTES, *member_desk.ROUTES, *sync.ROUTES,
                         *member_rules.ROUTES, *engage.ROUTES, *statements.ROUTES, console_router()],
         # the member pass and the campaigns after the resources
-        lifespan=[lifespan, member_rules.member_pass_lifespan, engage.campaign_schedule],
+        lifespan=[lifespan, member_rules.member_pass_lifespan, engage.campaign_schedule, partition_schedule],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,
         debug=False,

@@ -88,7 +88,7 @@ class Plan(msgspec.Struct):
     transfers: list[TransferDelta] = []
     ledger: list[tuple[str, str, int, str, str, str]] = []  # member, ledger, delta, kind, ref, at
     escrow: dict[tuple[str, str], int] = {}  # (member, ledger) -> change of this store's escrow
-    releases: list[tuple[str, int, str]] = []  # (request_id, amount, at)
+    releases: list[tuple[str, str, int, str]] = []  # (member_id, request_id, amount, at)
     quarantined: list[tuple[int, str]] = []
     new_sale_ids: set[str] = set()
     coupon_uses: list[tuple[str, str, str, str]] = []  # (code, sale_id, store_id, at) chain coupons redeemed
@@ -223,7 +223,7 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                 plan.used.add(member_id)
         if isinstance(delta, EscrowReleaseDelta):
             plan.escrow[(member_id, delta.ledger)] = plan.escrow.get((member_id, delta.ledger), 0) - delta.amount
-            plan.releases.append((delta.request_id, delta.amount, row.at))
+            plan.releases.append((member_id, delta.request_id, delta.amount, row.at))
         view.balance, view.points = trial.balance, trial.points
         view.escrow_value, view.escrow_points = trial.escrow_value, trial.escrow_points
     match delta:
@@ -237,8 +237,9 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
             if delta.member_id is not None:
                 plan.engage.append((delta, paired))
             plan.lines.extend((delta.sale_id, ln.line_no, store_id, ln.sku, ln.qty, ln.weight_g, ln.net, ln.discount,
-                               ln.tax) for ln in delta.lines)
-            plan.tenders.extend((delta.sale_id, n, t.method, t.amount) for n, t in enumerate(delta.tenders, start=1))
+                               ln.tax, delta.at[:10]) for ln in delta.lines)
+            plan.tenders.extend((delta.sale_id, n, t.method, t.amount, store_id, delta.at[:10])
+                                for n, t in enumerate(delta.tenders, start=1))
             plan.pay_tenders.extend((store_id, "sale", delta.sale_id, n, delta.sale_id, t.method, t.amount, t.reference,
                                      delta.at, delta.at[:10]) for n, t in enumerate(delta.tenders, start=1)
                                     if t.method in PROVIDER_METHODS)
@@ -511,7 +512,7 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
             pii.seal_delta_rows(tx, plan.deltas))
     tx.copy("hq_sales", "sale_id, store_id, seq, receipt_no, till_id, at, day, member_id, subtotal, discount, total, "
             "tax, value_spent, points_redeemed, points_earned", plan.sales)
-    tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax", plan.lines)
+    tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax, day", plan.lines)
     if plan.sales:
         tx.many("""INSERT INTO hq_sales_hourly (store_id, day, hour, tickets, total, member_tickets)
                    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, day, hour) DO UPDATE
@@ -519,7 +520,7 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                        total = hq_sales_hourly.total + excluded.total,
                        member_tickets = hq_sales_hourly.member_tickets + excluded.member_tickets""",
                 hourly_rollup(plan.sales))
-    tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", plan.tenders)
+    tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount, store_id, day", plan.tenders)
     tx.copy("hq_pay_tenders", "store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference, at, day",
             plan.pay_tenders)  # new sales only, as hq_sale_tenders
     tx.many("""INSERT INTO hq_pay_tenders (store_id, doc_kind, doc_id, tender_no, sale_id, method, amount, reference,
@@ -530,10 +531,10 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
                cash_counted, cash_variance, anomalies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (store_id, z_no) DO NOTHING""", plan.z_reports)
     tx.many("""INSERT INTO hq_returns (return_id, store_id, seq, sale_id, at, day, member_id, refund_total,
-               points_reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (return_id) DO NOTHING""",
+               points_reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, return_id) DO NOTHING""",
             plan.returns)
     tx.many("""INSERT INTO hq_topups (topup_id, store_id, seq, member_id, amount, method, at)
-               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topup_id) DO NOTHING""", plan.topups)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, topup_id) DO NOTHING""", plan.topups)
     tx.many("""INSERT INTO hq_stock_movements (store_id, movement_id, seq, sku, kind, qty, ref, at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, movement_id) DO NOTHING""", plan.stock)
     if plan.ledger:
@@ -554,8 +555,8 @@ def _write_plan(tx: Tx, store_id: str, plan: Plan, at: str) -> None:
         tx.many("""UPDATE hq_escrow SET outstanding = outstanding + ?
                    WHERE member_id = ? AND store_id = ? AND ledger = ?""",
                 [(change, m, store_id, ledger) for (m, ledger), change in plan.escrow.items() if change < 0])
-    tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE request_id = ? AND released IS NULL",
-            [(amount, when, request_id) for request_id, amount, when in plan.releases])
+    tx.many("UPDATE hq_reclaims SET released = ?, answered_at = ? WHERE member_id = ? AND request_id = ? "
+            "AND released IS NULL", [(amount, when, m, request_id) for m, request_id, amount, when in plan.releases])
     if plan.used:
         now_s = int(time.time())
         tx.many("""INSERT INTO hq_escrow_activity (member_id, store_id, used_s) VALUES (?, ?, ?)

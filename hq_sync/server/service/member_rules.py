@@ -184,7 +184,9 @@ def histories(tx: Tx, member_ids: Sequence[str], today: datetime.date, days: int
     for member_id, day, category, net, discounted in tx.all(
             f"""SELECT s.member_id, s.day, coalesce(i.category_id, ''), sum(l.net),
                        sum(CASE WHEN l.discount > 0 THEN l.net ELSE 0 END)
-                FROM hq_sales s JOIN hq_sale_lines l ON l.sale_id = s.sale_id LEFT JOIN hq_items i ON i.sku = l.sku
+                FROM hq_sales s JOIN hq_sale_lines l
+                  ON l.store_id = s.store_id AND l.sale_id = s.sale_id AND l.day = s.day
+                LEFT JOIN hq_items i ON i.sku = l.sku
                 WHERE s.member_id IN ({marks}) AND s.day > ? AND s.day <= ?
                 GROUP BY s.member_id, s.day, i.category_id""", [*member_ids, start, end]):
         spend.setdefault(str(member_id), []).append(

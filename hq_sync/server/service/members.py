@@ -377,8 +377,8 @@ class _Short(msgspec.Struct):
 def _try_authorize(tx: Tx, private_key: bytes, store_id: str, req: AuthorizeRequest, at: str) -> EscrowGrant | _Short:
     request_key = f"{store_id}:{req.request_id}"
     tx.lock("hq_members", "member_id", [req.member_id])
-    prior = tx.one("SELECT grant_id, member_id, ledger, amount, store_id FROM hq_grants WHERE request_id = ?",
-                   (request_key,))
+    prior = tx.one("SELECT grant_id, member_id, ledger, amount, store_id FROM hq_grants WHERE member_id = ? "
+                   "AND request_id = ?", (req.member_id, request_key))
     if prior is not None:
         return EscrowGrant(grant_id=prior[0], member_id=prior[1], ledger=prior[2], amount=int(prior[3]))
     free = _unallocated(tx, req.member_id, req.ledger)

@@ -120,7 +120,12 @@ def merge(tx: Tx, private_key: bytes, winner: str, loser: str, actor: Principal,
         tx.run("""INSERT INTO hq_escrow (member_id, store_id, ledger, outstanding) VALUES (?, ?, ?, ?)
                   ON CONFLICT (member_id, store_id, ledger) DO UPDATE
                   SET outstanding = hq_escrow.outstanding + excluded.outstanding""", (winner, store_id, lg, amount))
-    tx.run("UPDATE hq_reclaims SET member_id = ? WHERE member_id = ? AND released IS NULL", (winner, loser))
+    # Rows move to the winner's key by insert and delete: an UPDATE of a distribution column is refused by
+    # distributed PostgreSQL (docs/hq-scale.md).
+    tx.run("""INSERT INTO hq_reclaims (request_id, member_id, store_id, ledger, amount, at, released, answered_at)
+              SELECT request_id, ?, store_id, ledger, amount, at, released, answered_at FROM hq_reclaims
+              WHERE member_id = ? AND released IS NULL""", (winner, loser))
+    tx.run("DELETE FROM hq_reclaims WHERE member_id = ? AND released IS NULL", (loser,))
     tx.run("UPDATE hq_coupons SET member_id = ? WHERE member_id = ?", (winner, loser))
     merged, rest = combine_profiles(rows[winner], rows[loser])
     for row in (rest, merged):  # the loser gives up its phone/card before the winner takes them

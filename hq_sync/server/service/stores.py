@@ -122,7 +122,11 @@ def _retire_stream(tx: Tx, store_id: str, at: str) -> None:
     """A store paired again with a new key: its old stream is kept under an archive name, and the
     escrow the old hub held goes back to the members' unallocated balance (that hub is gone)."""
     archive = f"{store_id}#{at}"
-    tx.run("UPDATE hq_deltas SET store_id = ? WHERE store_id = ?", (archive, store_id))
+    # moved by insert and delete: distributed PostgreSQL refuses an UPDATE of a distribution column
+    tx.run("""INSERT INTO hq_deltas (store_id, seq, kind, ref, day, amount, status, reason, payload, received_at)
+              SELECT ?, seq, kind, ref, day, amount, status, reason, payload, received_at FROM hq_deltas
+              WHERE store_id = ?""", (archive, store_id))
+    tx.run("DELETE FROM hq_deltas WHERE store_id = ?", (store_id,))
     tx.run("DELETE FROM hq_escrow WHERE store_id = ?", (store_id,))
     tx.run("UPDATE hq_reclaims SET released = 0, answered_at = ? WHERE store_id = ? AND released IS NULL",
            (at, store_id))

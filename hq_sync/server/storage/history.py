@@ -48,6 +48,7 @@ import msgspec
 from edge.members import pii as pii_crypto
 from edge.reports.history import WEEKDAY_FACTOR, _hour_weights
 from hq_sync.server.service.demo import DEMO_STORES, seed_demo
+from hq_sync.server.storage import partitions
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.server.storage.schema import create_schema
 
@@ -166,6 +167,7 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
     with db.write() as tx:
         if db.dialect == "sqlite":
             tx.run("PRAGMA cache_size = -500000")  # the year's indexes stay in memory while it is written
+        partitions.ensure_partitions(tx, today, since=first)  # PostgreSQL: the year's months, made before its sales
         _add_stores(tx, ids, rng, now)
         chain = _add_members(tx, members, ids, rng, start)
         items = [_Item(r[0], r[1], int(r[2]), int(r[3])) for r in
@@ -232,7 +234,8 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
                     off = gross * rng.choice((5, 10, 15)) // 100 if rng.random() < 0.15 else 0
                     net = gross - off
                     line_tax = net - (net * 10000 + (10000 + item.tax_rate_bp) // 2) // (10000 + item.tax_rate_bp)
-                    lines.append((sale_id, line_no, store_id, item.sku, qty, weight, net, off, line_tax))
+                    lines.append((sale_id, line_no, store_id, item.sku, qty, weight, net, off, line_tax,
+                                  day.isoformat()))
                     subtotal, discount, tax = subtotal + gross, discount + off, tax + line_tax
                 total = subtotal - discount
                 member = chain[pick(member_cum)] if random_() < MEMBER_SHARE else None
@@ -250,7 +253,7 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
                 sales.append((sale_id, store_id, 0, f"{code[store_id]}-{receipts[store_id]:08d}",
                               f"T{rng.randint(1, 6)}", at, day.isoformat(), member.member_id if member else None,
                               subtotal, discount, total, tax, spent, 0, earned))
-                tenders.append((sale_id, 1, method, total))
+                tenders.append((sale_id, 1, method, total, store_id, day.isoformat()))
                 events[store_id] += 1
                 if random_() < RETURN_SHARE:  # the last line comes back tomorrow
                     returns_due.append((store_id, sale_id, member.member_id if member else "", net, method))
@@ -269,8 +272,8 @@ def generate_chain(db: HqDb, *, stores: int = 50, days: int = 365, tickets_per_d
         with db.write() as tx:
             tx.copy("hq_sales", "sale_id, store_id, seq, receipt_no, till_id, at, day, member_id, subtotal, discount, "
                     "total, tax, value_spent, points_redeemed, points_earned", sales)
-            tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax", lines)
-            tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount", tenders)
+            tx.copy("hq_sale_lines", "sale_id, line_no, store_id, sku, qty, weight_g, net, discount, tax, day", lines)
+            tx.copy("hq_sale_tenders", "sale_id, tender_no, method, amount, store_id, day", tenders)
             tx.copy("hq_returns", "return_id, store_id, seq, sale_id, at, day, member_id, refund_total, "
                     "points_reversed", rets)
             tx.copy("hq_topups", "topup_id, store_id, seq, member_id, amount, method, at", topups)

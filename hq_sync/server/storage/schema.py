@@ -7,11 +7,21 @@ CHECK constraints so no code path can store a negative balance or a negative esc
 Member rules (docs/members.md): `hq_tier_rules` is each tier's rule (a tier without a row is a points
 rule at its `min_points`), `hq_member_status` a member's review date and automatic tags,
 `hq_member_tier_changes` every tier change, `hq_tag_rules` the automatic tag definitions.
+
+Ready for distributed PostgreSQL (docs/hq-scale.md): every table is classified in storage/distribution.py;
+each key of a store's or a member's table leads with `store_id` / `member_id`; the big sale tables are
+`PARTITION BY RANGE (day)` on PostgreSQL (text in `/*PG: ...*/` is PostgreSQL's only, storage/db.py) with
+their months made by storage/partitions.py. A database made with the old keys is converted at start
+(`REKEYED`).
 """
 
 from __future__ import annotations
 
+import datetime
+import re
+
 from edge.members import pii as pii_crypto
+from hq_sync.server.storage import distribution, partitions
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.server.storage.statements import STATEMENTS_SCHEMA, create_statement_tables
 
@@ -76,7 +86,7 @@ CREATE TABLE IF NOT EXISTS hq_deltas (
 );
 CREATE INDEX IF NOT EXISTS hq_deltas_quarantine ON hq_deltas (store_id, status);
 CREATE TABLE IF NOT EXISTS hq_sales (
-    sale_id TEXT PRIMARY KEY,
+    sale_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
     seq BIGINT NOT NULL,
     receipt_no TEXT NOT NULL,
@@ -90,9 +100,11 @@ CREATE TABLE IF NOT EXISTS hq_sales (
     tax BIGINT NOT NULL,
     value_spent BIGINT NOT NULL,
     points_redeemed BIGINT NOT NULL,
-    points_earned BIGINT NOT NULL
-);
+    points_earned BIGINT NOT NULL,
+    PRIMARY KEY (store_id, sale_id, day)
+) /*PG: PARTITION BY RANGE (day)*/;
 CREATE INDEX IF NOT EXISTS hq_sales_store_day ON hq_sales (store_id, day);
+CREATE INDEX IF NOT EXISTS hq_sales_sale ON hq_sales (sale_id);
 CREATE INDEX IF NOT EXISTS hq_sales_member ON hq_sales (member_id, at);
 CREATE TABLE IF NOT EXISTS hq_sale_lines (
     sale_id TEXT NOT NULL,
@@ -104,17 +116,20 @@ CREATE TABLE IF NOT EXISTS hq_sale_lines (
     net BIGINT NOT NULL,
     discount BIGINT NOT NULL,
     tax BIGINT NOT NULL,
-    PRIMARY KEY (sale_id, line_no)
-);
+    day TEXT NOT NULL,
+    PRIMARY KEY (store_id, sale_id, line_no, day)
+) /*PG: PARTITION BY RANGE (day)*/;
 CREATE TABLE IF NOT EXISTS hq_sale_tenders (
     sale_id TEXT NOT NULL,
     tender_no BIGINT NOT NULL,
     method TEXT NOT NULL,
     amount BIGINT NOT NULL,
-    PRIMARY KEY (sale_id, tender_no)
-);
+    store_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    PRIMARY KEY (store_id, sale_id, tender_no, day)
+) /*PG: PARTITION BY RANGE (day)*/;
 CREATE TABLE IF NOT EXISTS hq_returns (
-    return_id TEXT PRIMARY KEY,
+    return_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
     seq BIGINT NOT NULL,
     sale_id TEXT NOT NULL,
@@ -122,16 +137,18 @@ CREATE TABLE IF NOT EXISTS hq_returns (
     day TEXT NOT NULL,
     member_id TEXT,
     refund_total BIGINT NOT NULL,
-    points_reversed BIGINT NOT NULL
+    points_reversed BIGINT NOT NULL,
+    PRIMARY KEY (store_id, return_id)
 );
 CREATE TABLE IF NOT EXISTS hq_topups (
-    topup_id TEXT PRIMARY KEY,
+    topup_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
     seq BIGINT NOT NULL,
     member_id TEXT NOT NULL,
     amount BIGINT NOT NULL,
     method TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    PRIMARY KEY (store_id, topup_id)
 );
 CREATE TABLE IF NOT EXISTS hq_stock_movements (
     store_id TEXT NOT NULL,
@@ -215,7 +232,7 @@ CREATE INDEX IF NOT EXISTS hq_member_aliases_member ON hq_member_aliases (member
 CREATE INDEX IF NOT EXISTS hq_members_phone ON hq_members (phone);
 CREATE INDEX IF NOT EXISTS hq_members_card ON hq_members (card_no);
 CREATE TABLE IF NOT EXISTS hq_pii_audit (
-    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    audit_id INTEGER PRIMARY KEY AUTOINCREMENT /*PG: PRIMARY KEY (member_id, audit_id)*/,
     at TEXT NOT NULL,
     username TEXT NOT NULL,
     member_id TEXT NOT NULL,
@@ -225,7 +242,7 @@ CREATE TABLE IF NOT EXISTS hq_pii_audit (
 );
 CREATE INDEX IF NOT EXISTS hq_pii_audit_member ON hq_pii_audit (member_id, audit_id);
 CREATE TABLE IF NOT EXISTS hq_member_ledger (
-    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT /*PG: PRIMARY KEY (member_id, entry_id)*/,
     member_id TEXT NOT NULL,
     ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
     delta BIGINT NOT NULL,
@@ -236,17 +253,18 @@ CREATE TABLE IF NOT EXISTS hq_member_ledger (
 );
 CREATE INDEX IF NOT EXISTS hq_member_ledger_member ON hq_member_ledger (member_id);
 CREATE TABLE IF NOT EXISTS hq_member_adjustments (
-    adjustment_id TEXT PRIMARY KEY,
+    adjustment_id TEXT NOT NULL,
     member_id TEXT NOT NULL,
     ledger TEXT NOT NULL CHECK (ledger IN ('value', 'points')),
     delta BIGINT NOT NULL,
     reason TEXT NOT NULL,
     actor TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    PRIMARY KEY (member_id, adjustment_id)
 );
 CREATE INDEX IF NOT EXISTS hq_member_adjustments_member ON hq_member_adjustments (member_id, at);
 CREATE TABLE IF NOT EXISTS hq_pii_views (
-    view_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    view_id INTEGER PRIMARY KEY AUTOINCREMENT /*PG: PRIMARY KEY (member_id, view_id)*/,
     at TEXT NOT NULL,
     username TEXT NOT NULL,
     member_id TEXT NOT NULL,
@@ -262,13 +280,15 @@ CREATE TABLE IF NOT EXISTS hq_escrow (
     PRIMARY KEY (member_id, store_id, ledger)
 );
 CREATE TABLE IF NOT EXISTS hq_grants (
-    grant_id TEXT PRIMARY KEY,
-    request_id TEXT UNIQUE,
+    grant_id TEXT NOT NULL,
+    request_id TEXT,
     member_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
     ledger TEXT NOT NULL,
     amount BIGINT NOT NULL CHECK (amount > 0),
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    PRIMARY KEY (member_id, grant_id),
+    UNIQUE (member_id, request_id)
 );
 CREATE TABLE IF NOT EXISTS hq_escrow_activity (
     member_id TEXT NOT NULL,
@@ -277,14 +297,15 @@ CREATE TABLE IF NOT EXISTS hq_escrow_activity (
     PRIMARY KEY (member_id, store_id)
 );
 CREATE TABLE IF NOT EXISTS hq_reclaims (
-    request_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
     member_id TEXT NOT NULL,
     store_id TEXT NOT NULL,
     ledger TEXT NOT NULL,
     amount BIGINT NOT NULL,
     at TEXT NOT NULL,
     released BIGINT,
-    answered_at TEXT
+    answered_at TEXT,
+    PRIMARY KEY (member_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS hq_reclaims_member ON hq_reclaims (member_id, store_id);
 CREATE TABLE IF NOT EXISTS hq_coupons (
@@ -439,7 +460,7 @@ CREATE TABLE IF NOT EXISTS hq_referral_rewards (
 CREATE INDEX IF NOT EXISTS hq_referral_rewards_beneficiary ON hq_referral_rewards (beneficiary_id);
 CREATE INDEX IF NOT EXISTS hq_referral_rewards_sale ON hq_referral_rewards (sale_id);
 CREATE TABLE IF NOT EXISTS hq_notifications (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     member_id TEXT NOT NULL,
     campaign TEXT NOT NULL,
     period TEXT NOT NULL,
@@ -449,12 +470,13 @@ CREATE TABLE IF NOT EXISTS hq_notifications (
     status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'sent', 'failed', 'not_configured')),
     sent_at TEXT,
     error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (member_id, id),
     UNIQUE (member_id, campaign, period, channel)
 );
 CREATE INDEX IF NOT EXISTS hq_notifications_member ON hq_notifications (member_id, created_at);
 CREATE INDEX IF NOT EXISTS hq_notifications_status ON hq_notifications (status);
 CREATE TABLE IF NOT EXISTS hq_member_tier_changes (
-    change_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    change_id INTEGER PRIMARY KEY AUTOINCREMENT /*PG: PRIMARY KEY (member_id, change_id)*/,
     member_id TEXT NOT NULL,
     from_tier TEXT NOT NULL,
     to_tier TEXT NOT NULL,
@@ -534,8 +556,8 @@ CREATE TABLE IF NOT EXISTS hq_sale_line_rules (
     store_id TEXT NOT NULL,
     day TEXT NOT NULL,
     amount BIGINT NOT NULL,
-    PRIMARY KEY (sale_id, line_no, rule_id)
-);
+    PRIMARY KEY (store_id, sale_id, line_no, rule_id, day)
+) /*PG: PARTITION BY RANGE (day)*/;
 CREATE INDEX IF NOT EXISTS hq_sale_line_rules_rule ON hq_sale_line_rules (rule_id, store_id);
 CREATE TABLE IF NOT EXISTS hq_z_reports (
     store_id TEXT NOT NULL,
@@ -628,12 +650,15 @@ def _fill_rollups(tx: Tx) -> None:
               FROM hq_sales GROUP BY store_id, day, substr(at, 12, 2)""")
     tx.run("""INSERT INTO hq_sku_days (store_id, day, sku, lines, qty, discount, net)
               SELECT x.store_id, x.day, l.sku, count(*), sum(l.qty), sum(l.discount), sum(l.net)
-              FROM hq_sale_lines l JOIN hq_sales x ON x.sale_id = l.sale_id GROUP BY x.store_id, x.day, l.sku""")
+              FROM hq_sale_lines l
+              JOIN hq_sales x ON x.store_id = l.store_id AND x.sale_id = l.sale_id AND x.day = l.day
+              GROUP BY x.store_id, x.day, l.sku""")
     tx.run("""INSERT INTO hq_rule_days (rule_id, store_id, day, uses, discount, lines, covered)
               SELECT u.rule_id, u.store_id, u.day, count(*), sum(u.amount), sum(u.lines), sum(x.total)
               FROM (SELECT rule_id, sale_id, store_id, day, sum(amount) AS amount, count(*) AS lines
                     FROM hq_sale_line_rules GROUP BY rule_id, sale_id, store_id, day) u
-              JOIN hq_sales x ON x.sale_id = u.sale_id GROUP BY u.rule_id, u.store_id, u.day""")
+              JOIN hq_sales x ON x.store_id = u.store_id AND x.sale_id = u.sale_id AND x.day = u.day
+              GROUP BY u.rule_id, u.store_id, u.day""")
     tx.run("INSERT INTO hq_meta (key, value) VALUES ('sales_rollups', '1')")
 # Indexes on the added columns (they cannot be in SCHEMA: an older database gets the columns later).
 _INDEXES = """
@@ -671,11 +696,134 @@ def _seal_plaintext(tx: Tx) -> int:
     return changed + len(rows)
 
 
+# Tables whose keys changed for distribution (docs/hq-scale.md): the distribution column leads each key, and
+# on PostgreSQL the big store facts are partitioned by month (so `day` joined their keys). An HQ database made
+# before has them with the old keys: create_schema renames such a table aside, makes the new one, copies the
+# rows (new columns from these expressions over the old row `o`, filled from the parent sale) and drops the
+# old. A copy of every row: minutes for a chain's year on PostgreSQL, seconds for a small chain on SQLite.
+_SALE_OF = "(SELECT s.{} FROM hq_sales s WHERE s.sale_id = o.sale_id ORDER BY s.store_id LIMIT 1)"
+REKEYED: dict[str, dict[str, str]] = {
+    "hq_sales": {},
+    "hq_sale_lines": {"day": f"coalesce({_SALE_OF.format('day')}, '')"},
+    "hq_sale_tenders": {"store_id": f"coalesce({_SALE_OF.format('store_id')}, '')",
+                        "day": f"coalesce({_SALE_OF.format('day')}, '')"},
+    "hq_sale_line_rules": {},
+    "hq_returns": {},
+    "hq_topups": {},
+    "hq_member_adjustments": {},
+    "hq_grants": {},
+    "hq_reclaims": {},
+    "hq_notifications": {},
+    "hq_member_ledger": {},
+    "hq_pii_audit": {},
+    "hq_pii_views": {},
+    "hq_member_tier_changes": {},
+}
+_ASIDE = "__rekey"
+
+
+def _table_ddl(ddl: str, table: str) -> str:
+    match = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \((.*?)\n\)", ddl, re.S)
+    assert match is not None, table
+    return match.group(1)
+
+
+def declared_key(ddl: str, table: str) -> tuple[str, ...]:
+    """The primary key a (dialect-translated) schema declares for `table`."""
+    body = _table_ddl(ddl, table)
+    match = re.search(r"PRIMARY KEY \(([^)]*)\)", body)
+    if match:
+        return tuple(c.strip() for c in match.group(1).split(","))
+    column = re.search(r"^\s*(\w+) [^\n]*PRIMARY KEY", body, re.M)
+    assert column is not None, table
+    return (column.group(1),)
+
+
+def primary_key(tx: Tx, table: str) -> tuple[str, ...]:
+    """The primary key the database holds for `table` (empty if it has none or does not exist)."""
+    if tx.dialect == "postgresql":
+        rows = tx.all("""SELECT a.attname FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid
+                         AND a.attnum = ANY(x.indkey) WHERE x.indrelid = to_regclass(?) AND x.indisprimary
+                         ORDER BY array_position(x.indkey::int2[], a.attnum)""", (table,))
+        return tuple(str(r[0]) for r in rows)
+    info = sorted((int(r[5]), str(r[1])) for r in tx.all(f"PRAGMA table_info({table})") if int(r[5]) > 0)
+    return tuple(name for _, name in info)
+
+
+def _exists(tx: Tx, table: str) -> bool:
+    if tx.dialect == "postgresql":
+        return tx.one("SELECT to_regclass(?)", (table,)) not in (None, (None,))
+    return tx.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) is not None
+
+
+def _set_aside(tx: Tx, ddl: str) -> list[str]:
+    """Rename the tables whose keys (or partitioning) differ from the schema's; their indexes go (the new
+    tables get them under the same names). Returns the tables set aside."""
+    aside: list[str] = []
+    for table in REKEYED:
+        if not _exists(tx, table):
+            continue
+        partitioned = table in distribution.partitioned() and tx.dialect == "postgresql"
+        if primary_key(tx, table) == declared_key(ddl, table) and (
+                not partitioned or partitions.is_partitioned(tx, table)):
+            continue
+        old = table + _ASIDE
+        if tx.dialect == "postgresql":
+            for (name,) in tx.all("""SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                                     WHERE x.indrelid = to_regclass(?) AND NOT EXISTS
+                                     (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)""", (table,)):
+                tx.run(f"DROP INDEX {name}")
+            for (name,) in tx.all("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(?) AND contype "
+                                  "IN ('p', 'u')", (table,)):
+                tx.run(f"ALTER TABLE {table} RENAME CONSTRAINT {name} TO {name}{_ASIDE}")
+        else:
+            for (name,) in tx.all("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                  "AND sql IS NOT NULL", (table,)):
+                tx.run(f"DROP INDEX {name}")
+        tx.run(f"ALTER TABLE {table} RENAME TO {old}")
+        aside.append(table)
+    return aside
+
+
+def _copy_back(tx: Tx, table: str) -> None:
+    old = table + _ASIDE
+    new_columns = _ordered_columns(tx, table)
+    have = _columns(tx, old)
+    fills = REKEYED[table]
+    picked = [c for c in new_columns if c in have or c in fills]
+    values = ", ".join(f"o.{c}" if c in have else fills[c] for c in picked)
+    tx.run(f"INSERT INTO {table} ({', '.join(picked)}) SELECT {values} FROM {old} o")
+    tx.run(f"DROP TABLE {old}")
+    if tx.dialect == "postgresql":  # an identity column carries on after the highest id copied
+        for (column,) in tx.all("""SELECT column_name FROM information_schema.columns WHERE table_schema =
+                                   current_schema() AND table_name = ? AND is_identity = 'YES'""", (table,)):
+            tx.one(f"SELECT setval(pg_get_serial_sequence(?, ?), coalesce((SELECT max({column}) FROM {table}), 0) "
+                   "+ 1, false)", (table, column))
+
+
+def _ordered_columns(tx: Tx, table: str) -> list[str]:
+    if tx.dialect == "postgresql":
+        return [str(r[0]) for r in tx.all("""SELECT column_name FROM information_schema.columns WHERE table_schema =
+                                             current_schema() AND table_name = ? ORDER BY ordinal_position""",
+                                          (table,))]
+    return [str(r[1]) for r in tx.all(f"PRAGMA table_info({table})")]
+
+
 def create_schema(db: HqDb) -> None:
+    ddl = db.type_words(SCHEMA + ";" + CATALOG_SCHEMA)
     with db.write() as tx:
-        for statement in db.type_words(SCHEMA + ";" + CATALOG_SCHEMA).split(";"):
+        if tx.dialect == "postgresql":  # workers starting together make the schema one after another
+            tx.one("SELECT pg_advisory_xact_lock(?)", (partitions.SCHEMA_LOCK,))
+        aside = _set_aside(tx, ddl)
+        for statement in ddl.split(";"):
             if statement.strip():
                 tx.run(statement)
+        today = datetime.datetime.now(datetime.UTC).date()
+        partitions.ensure_partitions(tx, today)  # the default partition first: copied rows of any day land
+        for table in aside:
+            _copy_back(tx, table)
+        if aside:
+            partitions.ensure_partitions(tx, today)  # ... and move into their months
         for table, column, definition in ADDED_COLUMNS:
             if column not in _columns(tx, table):
                 tx.run(db.type_words(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any
@@ -82,12 +83,18 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
     deadline = time.monotonic() + wait
     while True:
-        appended = hq.signal.current()
-        page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
-        remaining = deadline - time.monotonic()
-        if page.entries or remaining <= 0:
-            return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
-        await hq.signal.wait(min(remaining, 1.0), appended)
+        # Held as a future of this worker's FeedWaits, not a thread: woken when this store's feed (or
+        # everyone's) moves, whichever worker appended (resources.py, bus.py).
+        woken = hq.waits.add(store_id) if wait > 0 else None
+        try:
+            page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+            remaining = deadline - time.monotonic()
+            if page.entries or remaining <= 0 or woken is None:
+                return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
+            await asyncio.wait({woken}, timeout=remaining)
+        finally:
+            if woken is not None:
+                hq.waits.remove(store_id, woken)
 
 
 @post("/hq/v1/sync/authorize", status_code=200)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,9 @@ from hq_sync.server.storage.db import HqDb, PostgresDb, open_db
 from hq_sync.server.storage.schema import create_schema
 
 CONTACT_EVERY_S = 10.0
-FEED_RECHECK_S = 1.0  # the feed's waiters look at the feed this often even without a wake-up
+# The feed's waiters look at the feed this often even without a wake-up (an append whose notify was
+# lost); BACKROOM_HQ_FEED_RECHECK_S changes it (tests set it long, so only a wake-up can end a wait).
+FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ signed, verified entry), `authorize_p50_ms` / `authorize_p99_ms`, HQ's CPU (all 
 resident memory, PostgreSQL's CPU (the postmaster and its backends; not known with `--db`), and the
 simulator's own CPU. CPU percentages are of one core over the measured window; shares are of the
 machine. The escrow policy's proactive grants are off (shares 0), so an authorisation is a grant from
-the member's unallocated balance. The members (2 per store, at least 200) are signed up by their home
+the member's unallocated balance. The members (2 per store, at least 100) are signed up by their home
 stores in setup and credited at HQ; the authorising store is never the member's home. Sales carry no
 member.
 """
@@ -200,7 +200,7 @@ class Chain:
         # Members: signed up at their home stores (a signed batch each), then credited at HQ (a manual
         # adjustment: a top-up at a store would sit in that store's escrow), so a spend anywhere else
         # is a cross-store authorisation from the member's unallocated balance.
-        count = max(2 * self.n, 200)
+        count = max(2 * self.n, 100)
         for m in range(count):
             self.stores[m % self.n].members.append(f"CM-{m:06d}")
         await asyncio.gather(*(self._sign_up(client, store, gate) for store in self.stores))
@@ -425,7 +425,9 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
     hq = None
     try:
         url_db = db_url or (pg.url if pg else "")
+        say(f"PostgreSQL ready ({time.perf_counter() - setup_start:.1f} s)")
         hq, url = _start_hq(url_db, root, workers)
+        say(f"HQ ready, {workers} workers ({time.perf_counter() - setup_start:.1f} s)")
         chain = Chain(url, stores, per_store, batch, auth_rate)
         limits = httpx.Limits(max_connections=2 * stores + 100, max_keepalive_connections=2 * stores + 100)
 

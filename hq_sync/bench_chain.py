@@ -161,6 +161,7 @@ class Chain:
         self.errors: dict[str, int] = {}
         self.auth_ms: list[float] = []
         self.refused: dict[str, int] = {}
+        self.auth_sent = 0
         self.bad_entries = 0
 
     def _err(self, what: str) -> None:
@@ -329,6 +330,7 @@ class Chain:
         body = msgspec.json.encode(AuthorizeRequest(request_id=f"chain-{uuid.uuid4()}", member_id=member_id,
                                                     ledger="value", amount=100, wait_ms=0))
         target = "/hq/v1/sync/authorize"
+        self.auth_sent += 1
         start = time.perf_counter()
         try:
             r = await client.post(self.url + target, content=body, headers={
@@ -466,7 +468,8 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             "batches": out["batches"], "ingest_s": round(out["ingest_s"], 2),
             "ingest_sales_per_s": round(sales / out["ingest_s"]),
             "fanout_s": None if out["fanout_s"] is None else round(out["fanout_s"], 3),
-            "fanout_stores": out["fanout_stores"], "authorizations": len(chain.auth_ms),
+            "fanout_stores": out["fanout_stores"], "authorize_sent": chain.auth_sent,
+            "authorizations": len(chain.auth_ms),
             "authorize_p50_ms": auth.get("p50_ms"), "authorize_p99_ms": auth.get("p99_ms"),
             "authorize_max_ms": auth.get("max_ms"), "authorize_refused": chain.refused,
             "window_s": round(window, 2), "hq_cpu_pct": pct(out["hq_cpu_s"]),

@@ -27,6 +27,13 @@ CONTACT_EVERY_S = 10.0
 # The feed's waiters look at the feed this often even without a wake-up (an append whose notify was
 # lost); BACKROOM_HQ_FEED_RECHECK_S changes it (tests set it long, so only a wake-up can end a wait).
 FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
+# Threads a worker gives store batches at once (BACKROOM_HQ_BATCH_THREADS): the rest wait as coroutines,
+# so a thousand stores uploading together leave threads and pooled connections to authorisations and
+# feed reads instead of queueing them behind every batch (docs/hq-serving.md).
+BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
+# ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
+# lock must not hold every pooled connection either.
+AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
 
 log = logging.getLogger(__name__)
@@ -168,6 +175,19 @@ class Hq:
         self.waits = FeedWaits(self.db, self.signal)
         self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
+        self._batch_limiter: anyio.CapacityLimiter | None = None
+        self._authorize_limiter: anyio.CapacityLimiter | None = None
+
+    def batch_limiter(self) -> anyio.CapacityLimiter:
+        """The threads store batches may use at once (made on first use, inside the event loop)."""
+        if self._batch_limiter is None:
+            self._batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)
+        return self._batch_limiter
+
+    def authorize_limiter(self) -> anyio.CapacityLimiter:
+        if self._authorize_limiter is None:
+            self._authorize_limiter = anyio.CapacityLimiter(AUTHORIZE_THREADS)
+        return self._authorize_limiter
 
     # -- several workers (PostgreSQL) ------------------------------------------------------------------
 

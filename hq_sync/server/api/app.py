@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.escrow import run_policy
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL_S = float(os.environ.get("BACKROOM_HQ_SWITCH_INTERVAL_S") or 0.0005)
 
 
 # -- the app ---------------------------------------------------------------------------------------------------
@@ -89,6 +92,9 @@ async def _flush_contacts(hq: Hq) -> None:
 def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # A thread back from the database gets the GIL sooner (5 ms by default): a transaction holding the
+        # feed counter's lock waits for the GIL at every round trip (docs/hq-serving.md)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         hq = Hq(db_url, demo)
         hq.signal.bind()
         await asyncio.to_thread(hq.start_bus)  # PostgreSQL: the other workers (bus.py)

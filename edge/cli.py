@@ -149,6 +149,12 @@ def cmd_campaigns_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.stores is None:
+        args.stores = 1000 if args.kind == "chain" else 50
+    if args.kind == "chain":  # HQ under a thousand stores' busy hour (hq_sync/bench_chain.py)
+        from hq_sync.bench_chain import run_chain_bench
+
+        return run_chain_bench(args)
     if args.kind == "sync":  # hub -> HQ upload, HQ ingest, feed apply (hq_sync/bench.py)
         from hq_sync.bench import run_sync_bench
 
@@ -238,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
-                                          "statements", "hq-bill", "shifts", "footprint"])
+                                          "statements", "hq-bill", "shifts", "footprint", "chain"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
@@ -250,11 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--days", type=int, default=365, help="days of history to build (ui, console benches)")
     bench.add_argument("--tickets-per-day", type=int, default=None,
                        help="tickets a day in the history (ui bench: 2000; console bench: 200 per store)")
-    bench.add_argument("--stores", type=int, default=50, help="stores of the chain (console bench)")
+    bench.add_argument("--stores", type=int, default=None, help="stores of the chain (console bench: 50; chain: 1000)")
     bench.add_argument("--members", type=int, default=20000, help="generated members (console bench)")
-    bench.add_argument("--db", help="the chain's SQLite file, built on first use and kept (console bench)")
+    bench.add_argument("--db", help="the chain's SQLite file, built on first use and kept (console bench); "
+                                    "HQ's postgresql:// URL (chain bench; default: a private cluster)")
     bench.add_argument("--roles", default="hq_admin,region_manager", help="roles to measure (console bench)")
     bench.add_argument("--rows", type=int, default=100_000, help="rows of the bill (statements bench)")
+
+    from hq_sync.bench_chain import register_args as chain_args
+
+    chain_args(bench)  # --workers, --sales-per-store, --auth-rate
     bench.set_defaults(fn=cmd_bench)
 
     from devices.cli import register as register_devices

@@ -315,7 +315,7 @@ class _Pg:
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run([str(self.bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
-                   "-E", "UTF8", "--locale=C"])
+                   "-E", "UTF8", "--locale=C", "--no-sync"])
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "pg.log"), "-o",
                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200", "-w",
                    "start"])

@@ -32,9 +32,32 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
         print(f"bad escrow policy (BACKROOM_HQ_ESCROW_*): {exc}", file=sys.stderr)
         return 2
     port = args.port or int(os.environ.get("BACKROOM_HQ_PORT") or DEFAULT_HQ_PORT)
+    workers = args.workers or int(os.environ.get("BACKROOM_HQ_WORKERS") or 1)
     redact_access_log()
+    if workers > 1:
+        return _serve_workers(args, _db_url(args), port, workers)
     uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, db_url: str, port: int, workers: int) -> int:
+    """`hq serve --workers N`: uvicorn's own process manager binds the port once and hands the socket to
+    N worker processes (each its own event loop and connection pool; the kernel spreads the connections
+    among their accept()s). The workers speak to each other over PostgreSQL (server/api/bus.py), so
+    SQLite, whose one writer lives in one process, is refused."""
+    import uvicorn
+
+    from hq_sync.server.api.resources import Hq
+
+    if not db_url.startswith(("postgresql://", "postgres://")):
+        print("--workers > 1 needs PostgreSQL (--db postgresql://...); a SQLite HQ runs as one process",
+              file=sys.stderr)
+        return 2
+    Hq(db_url, demo=args.demo).close()  # the schema, the keys and the demo seed once, before the workers race
+    os.environ["BACKROOM_HQ_DB"] = db_url
+    uvicorn.run("hq_sync.server.api.app:create_hq_app_from_env", factory=True, workers=workers, host=args.host,
+                port=port, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5)
     return 0
 
 
@@ -112,6 +135,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--demo", action="store_true", help="seed an empty HQ with the demo chain")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--workers", type=int, choices=range(1, 65), metavar="N",
+                       help="worker processes behind the one port (PostgreSQL only; default 1 or BACKROOM_HQ_WORKERS)")
     serve.set_defaults(fn=cmd_hq_serve)
     code = hsub.add_parser("pair-code", help="print a one-time pairing code for a store")
     code.add_argument("--store", required=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ from hq_sync.server.service.escrow import run_policy
 from hq_sync.server.storage.partitions import partition_schedule
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL_S = float(os.environ.get("BACKROOM_HQ_SWITCH_INTERVAL_S") or 0.0005)
 
 
 # -- the app ---------------------------------------------------------------------------------------------------
@@ -55,6 +58,12 @@ async def escrow_timer(hq: Hq) -> None:
     next_sweep = 0.0
     while True:
         await asyncio.sleep(hq.policy.tick_s)
+        if not hq.leads():  # another worker runs the policy: hand it what happened here
+            shopped, paired = hq.events.take()
+            busy = hq.releases.watched()
+            if hq.bus is not None and (shopped or paired or busy):
+                hq.bus.escrow(shopped, paired, busy)
+            continue
         shopped, paired = hq.events.take()
         sweep = paired or time.monotonic() >= next_sweep
         if not shopped and not sweep:
@@ -63,7 +72,7 @@ async def escrow_timer(hq: Hq) -> None:
             next_sweep = time.monotonic() + hq.policy.sweep_s
         try:
             made = await asyncio.to_thread(run_policy, hq.db, hq.private_key, hq.policy, shopped, sweep,
-                                           hq.releases.watched(), now_text())
+                                           hq.busy_members(), now_text())
         except Exception:  # noqa: BLE001 -- the timer must outlive one failure (a database hiccup)
             log.exception("escrow policy turn failed; trying again next tick")
             hq.events.shopped(shopped)
@@ -84,21 +93,41 @@ async def _flush_contacts(hq: Hq) -> None:
 def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # A thread back from the database gets the GIL sooner (5 ms by default): a transaction holding the
+        # feed counter's lock waits for the GIL at every round trip (docs/hq-serving.md)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         hq = Hq(db_url, demo)
         hq.signal.bind()
+        await asyncio.to_thread(hq.start_bus)  # PostgreSQL: the other workers (bus.py)
         app.state.hq = hq
         timer = asyncio.create_task(escrow_timer(hq), name="hq-escrow-policy")
         flusher = asyncio.create_task(_flush_contacts(hq), name="hq-store-contacts")
+        waker = asyncio.create_task(hq.waits.run(), name="hq-feed-waits")
         try:
             yield
         finally:
-            for task in (timer, flusher):
+            for task in (timer, flusher, waker):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             hq.flush_contacts()
             hq.close()
 
+    return _litestar(lifespan)
+
+
+def create_hq_app_from_env() -> Litestar:
+    """The app of one worker of `backroom hq serve --workers N` (uvicorn's factory, in each worker
+    process): the database from BACKROOM_HQ_DB; the parent made the schema (and seeded --demo) once."""
+    import os
+
+    from edge.members.pii import redact_access_log
+
+    redact_access_log()
+    return create_hq_app(os.environ["BACKROOM_HQ_DB"])
+
+
+def _litestar(lifespan: Any) -> Litestar:
     return Litestar(
         route_handlers=[*admin.ROUTES, *merchandising.ROUTES, *users.ROUTES, *member_desk.ROUTES, *sync.ROUTES,
                         *member_rules.ROUTES, *engage.ROUTES, *statements.ROUTES, console_router()],

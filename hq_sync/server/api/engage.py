@@ -109,6 +109,8 @@ async def campaign_schedule(app: Litestar) -> AsyncIterator[None]:
 
 
 async def _tick(hq: Any) -> None:
+    if not hq.leads():  # with several workers, the leader's schedule runs the campaigns
+        return
     now = datetime.datetime.now(engage.timezone())
     policy = await in_thread(engage.read_policy, hq.db)
     if not policy.campaigns.scheduled or now.hour < policy.campaigns.schedule_hour:

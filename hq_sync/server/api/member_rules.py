@@ -116,13 +116,14 @@ async def member_pass_lifespan(app: Litestar) -> AsyncIterator[None]:
             log.exception("member pass failed")
         return today
 
-    async def daily(last: datetime.date) -> None:
+    async def daily(last: datetime.date | None) -> None:
         while True:
             await asyncio.sleep(PASS_CHECK_S)
-            if member_rules.chain_today() != last:
+            if member_rules.chain_today() != last and hq.leads():  # one worker of several runs it
                 last = await once(member_rules.chain_today())
 
-    async with background(daily(await once(member_rules.chain_today()))):
+    first = await once(member_rules.chain_today()) if hq.leads() else None
+    async with background(daily(first)):
         yield
 
 

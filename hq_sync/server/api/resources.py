@@ -1,10 +1,17 @@
-"""HQ's resources for the lifetime of the app: the database, its key pair, the feed signal, the escrow
-policy and its signals."""
+"""HQ's resources for the lifetime of the app: the database, its key pair, the feed signal and the feed's
+waiting long-polls, the escrow policy and its signals, and (on PostgreSQL) the bus to the other workers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
 from typing import Any
+
+import anyio
 
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
@@ -13,10 +20,23 @@ from hq_sync.server.service.escrow import EscrowPolicy
 from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 from hq_sync.server.service.feed import hq_key
 from hq_sync.server.service.stores import record_contacts, record_feed_cursors
-from hq_sync.server.storage.db import HqDb, open_db
+from hq_sync.server.storage.db import HqDb, PostgresDb, open_db
 from hq_sync.server.storage.schema import create_schema
 
 CONTACT_EVERY_S = 10.0
+# The feed's waiters look at the feed this often even without a wake-up (an append whose notify was
+# lost); BACKROOM_HQ_FEED_RECHECK_S changes it (tests set it long, so only a wake-up can end a wait).
+FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
+# Threads a worker gives store batches at once (BACKROOM_HQ_BATCH_THREADS): the rest wait as coroutines,
+# so a thousand stores uploading together leave threads and pooled connections to authorisations and
+# feed reads instead of queueing them behind every batch (docs/hq-serving.md).
+BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
+# ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
+# lock must not hold every pooled connection either.
+AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
+BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
+
+log = logging.getLogger(__name__)
 
 
 class FeedSignal:
@@ -25,14 +45,24 @@ class FeedSignal:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.event: asyncio.Event | None = None
+        self.publish: Callable[[], None] | None = None  # the other workers (bus.py), when there are any
+
 
     def bind(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
 
     def notify(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._fire)
+        self.notify_local()
+        if self.publish is not None:
+            self.publish()
+
+    def notify_local(self) -> None:
+        """This worker's waiters only (another worker's append, heard through the bus)."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
+                loop.call_soon_threadsafe(self._fire)
 
     def _fire(self) -> None:
         if self.event is not None:
@@ -55,6 +85,74 @@ class FeedSignal:
             pass
 
 
+class FeedWaits:
+    """The feed long-polls this worker holds, by store: an asyncio future each, no thread. One task
+    (`run`) wakes them: on each feed signal (coalesced) and every FEED_RECHECK_S it asks the database
+    once which stores' feeds moved since it last looked (`'*'`: every store's) and wakes only the
+    long-polls of those stores; they read their feed then. A price change wakes all of them; an
+    escrow reclaim for one store wakes that store's, not a thousand."""
+
+    def __init__(self, db: HqDb, signal: FeedSignal) -> None:
+        self.db = db
+        self.signal = signal
+        self._by_store: dict[str, set[asyncio.Future[None]]] = {}
+        self._seen = 0
+        self.checks = 0
+
+    def add(self, store_id: str) -> asyncio.Future[None]:
+        """Register *before* reading the feed: an append committed after the read wakes this future."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._by_store.setdefault(store_id, set()).add(fut)
+        return fut
+
+    def remove(self, store_id: str, fut: asyncio.Future[None]) -> None:
+        held = self._by_store.get(store_id)
+        if held is not None:
+            held.discard(fut)
+            if not held:
+                del self._by_store[store_id]
+
+    def held(self) -> int:
+        return sum(len(futs) for futs in self._by_store.values())
+
+    def _moved(self, after: int) -> tuple[int, set[str]]:
+        with self.db.read() as tx:
+            rows = tx.all("SELECT store_id, max(seq) FROM hq_feed WHERE seq > ? GROUP BY store_id", (after,))
+        head = max([after, *(int(r[1]) for r in rows)])
+        return head, {str(r[0]) for r in rows}
+
+    def _head(self) -> int:
+        with self.db.read() as tx:
+            row = tx.one("SELECT max(seq) FROM hq_feed")
+        return int(row[0] or 0) if row else 0
+
+    def _wake(self, stores: set[str]) -> None:
+        targets = list(self._by_store) if "*" in stores else [s for s in stores if s in self._by_store]
+        for store_id in targets:
+            for fut in self._by_store.pop(store_id, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def run(self) -> None:
+        self._seen = await anyio.to_thread.run_sync(self._head)
+        while True:
+            event = self.signal.current()
+            if event is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), FEED_RECHECK_S)
+            else:
+                await asyncio.sleep(FEED_RECHECK_S)
+            try:
+                self._seen, stores = await anyio.to_thread.run_sync(self._moved, self._seen)
+            except Exception:  # noqa: BLE001 -- the database away for a moment: the waiters time out and poll again
+                log.warning("feed wake-up check failed", exc_info=True)
+                await asyncio.sleep(FEED_RECHECK_S)
+                continue
+            self.checks += 1
+            if stores:
+                self._wake(stores)
+
+
 class Hq:
     """HQ's resources: the database, its key, the feed signal, the escrow policy, releases and events."""
 
@@ -74,6 +172,65 @@ class Hq:
         self._cursors: dict[str, int] = {}  # the highest feed cursor each store polled with, recorded or not
         self._cursors_due: dict[str, int] = {}  # ... and those not yet written
         self.tasks: set[asyncio.Task[Any]] = set()  # background jobs (price imports) held until they end
+        self.waits = FeedWaits(self.db, self.signal)
+        self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
+        self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
+        self._batch_limiter: anyio.CapacityLimiter | None = None
+        self._authorize_limiter: anyio.CapacityLimiter | None = None
+
+    def batch_limiter(self) -> anyio.CapacityLimiter:
+        """The threads store batches may use at once (made on first use, inside the event loop)."""
+        if self._batch_limiter is None:
+            self._batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)
+        return self._batch_limiter
+
+    def authorize_limiter(self) -> anyio.CapacityLimiter:
+        if self._authorize_limiter is None:
+            self._authorize_limiter = anyio.CapacityLimiter(AUTHORIZE_THREADS)
+        return self._authorize_limiter
+
+    # -- several workers (PostgreSQL) ------------------------------------------------------------------
+
+    def start_bus(self) -> None:
+        """On PostgreSQL: LISTEN/NOTIFY to the other workers and the timers' leader lock (bus.py). Called
+        in the app's start-up, after `signal.bind()`."""
+        if not isinstance(self.db, PostgresDb):
+            return
+        from hq_sync.server.api.bus import PgBus
+
+        self.bus = PgBus(self.db.url, on_feed=self.signal.notify_local,
+                         on_release=self.releases.notify_local, on_forget=self._forget_local,
+                         on_escrow=self._heard_escrow)
+        self.signal.publish = self.bus.feed
+        self.releases.publish = self.bus.release
+
+    def leads(self) -> bool:
+        """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
+        process; with several, the holder of the leader lock."""
+        return self.bus is None or bool(self.bus.leader)
+
+    def _heard_escrow(self, message: dict[str, Any]) -> None:
+        if not self.leads():  # only the leader's timer reads them (a follower would only send them on)
+            return
+        pairs = [str(p).split("\t", 1) for p in message.get("ids", [])]
+        self.events.shopped((m, s) for m, s in (p for p in pairs if len(p) == 2))
+        if message.get("sweep"):
+            self.events.sweep_soon()
+        until = time.monotonic() + BUSY_TTL_S
+        for member_id in message.get("busy", []):
+            self._remote_busy[str(member_id)] = until
+
+    def busy_members(self) -> set[str]:
+        """Members an authorisation waits on, in this worker or (recently said) in another."""
+        now = time.monotonic()
+        self._remote_busy = {m: t for m, t in self._remote_busy.items() if t > now}
+        return self.releases.watched() | set(self._remote_busy)
+
+    def _forget_local(self, store_ids: list[str]) -> None:
+        for store_id in store_ids:
+            self._keys.pop(store_id, None)
+            self._cursors.pop(store_id, None)
+            self._cursors_due.pop(store_id, None)
 
     def store_key(self, store_id: str) -> bytes | None:
         key = self._keys.get(store_id)
@@ -106,10 +263,13 @@ class Hq:
         return len(pending)
 
     def forget_key(self, store_id: str) -> None:
-        self._keys.pop(store_id, None)
-        self._cursors.pop(store_id, None)  # a store paired again starts its feed afresh
-        self._cursors_due.pop(store_id, None)
+        self._forget_local([store_id])  # a store paired again starts its feed afresh
+        if self.bus is not None:  # ... in every worker, with its new key
+            self.bus.forget(store_id)
 
     def close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
         self.db.close()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any
 
+import anyio
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
@@ -53,13 +55,15 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         raise HqError(403, "wrong_store", "a store may only send its own batches")
     hq = hq_of(request)
     fed: list[int] = []
-    ack = await in_thread(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed))
+    ack = await anyio.to_thread.run_sync(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases,
+                                                        events=hq.events, fed=fed), limiter=hq.batch_limiter())
     if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
     touched = member_rules.members_of_batch(batch.rows)
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
         at = now_text()
-        if await in_thread(member_rules.after_batch, hq.db, hq.private_key, touched, member_rules.chain_today(), at):
+        if await anyio.to_thread.run_sync(member_rules.after_batch, hq.db, hq.private_key, touched,
+                                          member_rules.chain_today(), at, limiter=hq.batch_limiter()):
             hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 
@@ -82,12 +86,18 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
     deadline = time.monotonic() + wait
     while True:
-        appended = hq.signal.current()
-        page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
-        remaining = deadline - time.monotonic()
-        if page.entries or remaining <= 0:
-            return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
-        await hq.signal.wait(min(remaining, 1.0), appended)
+        # Held as a future of this worker's FeedWaits, not a thread: woken when this store's feed (or
+        # everyone's) moves, whichever worker appended (resources.py, bus.py).
+        woken = hq.waits.add(store_id) if wait > 0 else None
+        try:
+            page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+            remaining = deadline - time.monotonic()
+            if page.entries or remaining <= 0 or woken is None:
+                return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
+            await asyncio.wait({woken}, timeout=remaining)
+        finally:
+            if woken is not None:
+                hq.waits.remove(store_id, woken)
 
 
 @post("/hq/v1/sync/authorize", status_code=200)
@@ -100,9 +110,9 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     # The whole authorisation runs on one worker thread: it may wait (bounded) for other stores' releases;
     # reclaim entries it appends wake those stores' feed long-polls at once (`fed`).
     try:
-        g = await in_thread(lambda: members.authorize(hq.db, hq.private_key, store_id, req, at,
-                                                      releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
-                                                      fed=hq.signal.notify))
+        g = await anyio.to_thread.run_sync(lambda: members.authorize(
+            hq.db, hq.private_key, store_id, req, at, releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
+            fed=hq.signal.notify), limiter=hq.authorize_limiter())
     finally:
         hq.signal.notify()
     hq.events.shopped([(req.member_id, store_id)])

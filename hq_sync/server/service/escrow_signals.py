@@ -5,7 +5,7 @@ leaf: the members service, ingest and the escrow policy all import it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 
@@ -17,6 +17,8 @@ class ReleaseSignal:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
         self._watchers: dict[str, int] = {}
+        # Set when HQ runs as several workers: tells the others (hq_sync/server/api/bus.py)
+        self.publish: Callable[[list[str]], None] | None = None
 
     @contextmanager
     def watch(self, member_id: str) -> Iterator[None]:
@@ -44,6 +46,13 @@ class ReleaseSignal:
             return set(self._watchers)
 
     def notify(self, member_ids: Iterable[str]) -> None:
+        member_ids = list(member_ids)
+        self.notify_local(member_ids)
+        if self.publish is not None and member_ids:
+            self.publish(member_ids)
+
+    def notify_local(self, member_ids: Iterable[str]) -> None:
+        """Releases this worker heard of (its own, or another worker's through the bus)."""
         with self._cond:
             hit = False
             for member_id in member_ids:

@@ -27,7 +27,7 @@ from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
-from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.feed import append_feed, append_feed_many
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
     AuthorizeRequest,
@@ -332,13 +332,15 @@ def grant_in(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: 
     tx.run("""INSERT INTO hq_escrow (member_id, store_id, ledger, outstanding) VALUES (?, ?, ?, ?)
               ON CONFLICT (member_id, store_id, ledger) DO UPDATE SET outstanding = hq_escrow.outstanding + ?""",
            (member_id, store_id, ledger, amount, amount))
-    # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it.
-    append_feed(tx, private_key, store_id, grant, at)
     # The store now deals with the member, so it gets the chain-wide figures too (never a stale
     # balance beside a larger spendable part, offline).
     acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
-    append_feed(tx, private_key, store_id, MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
-                                                          acked=int(acked[0]) if acked else 0), at)
+    figures = MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
+                             acked=int(acked[0]) if acked else 0)
+    # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it. The
+    # appends come last: the feed's counter stays locked from the first one to the commit, and every
+    # feed append in HQ waits for it (docs/hq-serving.md).
+    append_feed_many(tx, private_key, [(store_id, grant), (store_id, figures)], at)
     return grant
 
 

@@ -259,7 +259,8 @@ def open_db(url: str) -> HqDb:
     """`postgresql://…` (or `postgres://…`) for PostgreSQL; anything else is a SQLite file path
     (`sqlite:///path` also works)."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDb(url)
+        # 20 a process: batches use 4 at most, authorisations 8 (api/resources.py), feed reads and the rest the others
+        return PostgresDb(url, int(os.environ.get("BACKROOM_HQ_PG_POOL") or 20))
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1:]
     return SqliteDb(Path(url))

@@ -1,0 +1,524 @@
+"""`backroom bench chain`: HQ under a chain's busy hour (docs/hq-serving.md).
+
+A private PostgreSQL cluster (unless `--db`), a real `backroom hq serve --workers N` against it, and N
+simulated stores (default 1,000) in this one process and one event loop, speaking the real protocol:
+
+- setup (not measured): each store is paired with its own Ed25519 key (a pairing code, then the
+  signed pairing), drains its opening feed, and gets its busy hour pre-built: signed-at-send,
+  zstd-compressed msgpack batches of sales;
+- the busy hour (measured): every store holds a feed long-poll the whole time; every store uploads its
+  batches, one after another (as the agent does); when a quarter of the batches are in, HQ changes one
+  price for every store; stored-value authorisations of the demo chain's members from random stores
+  arrive at a fixed rate throughout (open loop, so a slow HQ cannot slow the arrivals down).
+
+Figures (the last line is JSON): `ingest_sales_per_s` (sales over the wall time until every batch was
+acknowledged), `fanout_s` (from the price change's request until every store's long-poll delivered the
+signed, verified entry), `authorize_p50_ms` / `authorize_p99_ms`, HQ's CPU (all its processes) and peak
+resident memory, PostgreSQL's CPU (the postmaster and its backends; not known with `--db`), and the
+simulator's own CPU. CPU percentages are of one core over the measured window; shares are of the
+machine. The escrow policy's proactive grants are off (shares 0), so an authorisation is a grant from
+the member's unallocated balance. The members (2 per store, at least 100) are signed up by their home
+stores in setup and credited at HQ; the authorising store is never the member's home. Sales carry no
+member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when the bench runs (edge/cli.py builds its parser with this module)
+    import httpx
+
+    from hq_sync.bench import _Pg
+
+TARGETS = {"ingest_sales_per_s": 10000.0, "fanout_s": 5.0, "authorize_p99_ms": 50.0}
+LONG_POLL_S = 25
+PRICE_SKU = "SKU00027"  # a demo catalog item
+
+
+@dataclass
+class Store:
+    store_id: str
+    key: bytes
+    cursor: int = 0
+    seq: int = 0  # the store's outbox sequence: rows sent so far
+    members: list[str] = field(default_factory=list)  # members signed up here (their home store)
+    batches: list[tuple[bytes, str]] = field(default_factory=list)  # (compressed body, Content-Encoding)
+    sales: int = 0
+    broadcast: dict[int, float] = field(default_factory=dict)  # seq of a '*' entry -> when it arrived
+
+
+# -- processes and their CPU ------------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # fields from the state on (field 3)
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every process under it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of a process tree, with its reaped children's."""
+    total = 0
+    for pid in _tree(root):
+        fields = _stat(pid)
+        if fields is not None:  # utime stime cutime cstime are fields 14-17
+            total += sum(int(x) for x in fields[11:15])
+    return total / _TICK
+
+
+def _peak_rss_mb(root: int) -> float:
+    """The sum of the peak resident sizes (VmHWM) of a process tree's processes."""
+    kb = 0
+    for pid in _tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    kb += int(line.split()[1])
+        except OSError:
+            pass
+    return round(kb / 1024, 1)
+
+
+def _self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start_hq(db_url: str, root: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    from hq_sync.bench import _env, _free_port
+    port = _free_port()
+    args = [sys.executable, "-m", "edge.cli", "hq", "serve", "--db", db_url, "--port", str(port), "--host",
+            "127.0.0.1", "--log-level", "warning", "--demo", "--workers", str(workers)]
+    env = {**_env(), "BACKROOM_HQ_KEY_FILE": str(root / "hq.pii.key"),
+           "BACKROOM_HQ_ESCROW_HOME_SHARE_PCT": "0", "BACKROOM_HQ_ESCROW_SHOP_SHARE_PCT": "0"}
+    log = (root / f"hq-{port}.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hq serve exited {proc.returncode}: {(root / log.name).read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("hq serve did not start")
+
+
+# -- the simulated chain ---------------------------------------------------------------------------------------
+
+class Chain:
+    def __init__(self, url: str, stores: int, per_store: int, batch: int, auth_rate: float) -> None:
+        self.url = url
+        self.n = stores
+        self.per_store = per_store
+        self.batch = batch
+        self.auth_rate = auth_rate
+        self.stores: list[Store] = []
+        self.hq_key = b""
+        self.admin: dict[str, str] = {}
+        self.members: list[str] = []
+        self.errors: dict[str, int] = {}
+        self.auth_ms: list[float] = []
+        self.refused: dict[str, int] = {}
+        self.auth_sent = 0
+        self.bad_entries = 0
+
+    def _err(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    def _signed(self, store: Store, method: str, target: str, body: bytes) -> dict[str, str]:
+        from hq_sync.wire import sign_request
+
+        return sign_request(store.key, store.store_id, method, target, int(time.time()), body)
+
+    # -- setup ---------------------------------------------------------------------------------------------
+
+    async def setup(self, client: httpx.AsyncClient) -> None:
+        import msgspec
+
+        from hq_sync.wire import PairRequest, b64, new_key, unb64
+
+        r = await client.post(self.url + "/hq/v1/auth/login", json={"username": "hq", "password": "hq-demo"})
+        self.admin = {"Authorization": f"Bearer {r.json()['token']}"}
+        gate = asyncio.Semaphore(8)
+
+        async def pair(n: int) -> Store:
+            store_id = f"chain-{n:04d}"
+            private, public = new_key()
+            async with gate:
+                code = (await client.post(f"{self.url}/hq/v1/stores/{store_id}/pair-code", headers=self.admin)).json()
+                r = await client.post(self.url + "/hq/v1/sync/pair", json=msgspec.to_builtins(
+                    PairRequest(store_id=store_id, public_key=b64(public), outbox_head=0, code=code["code"])))
+                if r.status_code != 200:
+                    raise RuntimeError(f"pairing {store_id}: {r.status_code} {r.text[:300]}")
+                self.hq_key = unb64(r.json()["hq_public_key"])
+                store = Store(store_id, private)
+                await self._drain(client, store)
+            return store
+
+        self.stores = list(await asyncio.gather(*(pair(n) for n in range(self.n))))
+        # Members: signed up at their home stores (a signed batch each), then credited at HQ (a manual
+        # adjustment: a top-up at a store would sit in that store's escrow), so a spend anywhere else
+        # is a cross-store authorisation from the member's unallocated balance.
+        count = max(2 * self.n, 100)
+        for m in range(count):
+            self.stores[m % self.n].members.append(f"CM-{m:06d}")
+        await asyncio.gather(*(self._sign_up(client, store, gate) for store in self.stores))
+        self.members = [m for store in self.stores for m in store.members]
+        await asyncio.gather(*(self._drain(client, store, gate) for store in self.stores))
+
+    async def _sign_up(self, client: httpx.AsyncClient, store: Store, gate: asyncio.Semaphore) -> None:
+        import msgspec
+
+        from hq_sync.protocol import MemberDelta, delta_encoder
+        from hq_sync.wire import Batch, OutRow, batch_encoder, compress
+
+        at = "2026-05-01T07:30:00.000+08:00"
+        rows = [OutRow(store.seq + k + 1, "member", member_id, at, msgspec.Raw(delta_encoder.encode(
+            MemberDelta(member_id=member_id, tier="regular", at=at, home_store=store.store_id))))
+            for k, member_id in enumerate(store.members)]
+        store.seq += len(rows)
+        body, encoding = compress(batch_encoder.encode(Batch(store.store_id, store.seq, rows)))
+        target = "/hq/v1/sync/batches"
+        async with gate:
+            r = await client.post(self.url + target, content=body, headers={
+                **self._signed(store, "POST", target, body), "Content-Encoding": encoding})
+            if r.status_code != 200 or r.json()["applied"] != len(rows):
+                raise RuntimeError(f"sign-ups at {store.store_id}: {r.status_code} {r.text[:300]}")
+            for member_id in store.members:
+                r = await client.post(f"{self.url}/hq/v1/members/{member_id}/adjustments", headers=self.admin,
+                                      json={"adjustment_id": f"bench-{member_id}", "ledger": "value",
+                                            "delta": 100_000, "reason": "bench chain: opening balance"})
+                if r.status_code not in (200, 201):
+                    raise RuntimeError(f"crediting {member_id}: {r.status_code} {r.text[:300]}")
+
+    async def _drain(self, client: httpx.AsyncClient, store: Store, gate: asyncio.Semaphore | None = None) -> None:
+        """The feed up to its head (not verified: setup)."""
+        from hq_sync.wire import feed_page_decoder
+
+        if gate is not None:
+            async with gate:
+                await self._drain(client, store)
+            return
+        while True:
+            target = f"/hq/v1/sync/feed?after={store.cursor}&limit=1000"
+            r = await client.get(self.url + target, headers=self._signed(store, "GET", target, b""))
+            page = feed_page_decoder.decode(r.content)
+            if not page.entries:
+                return
+            store.cursor = page.entries[-1].seq
+
+    def build_batches(self) -> None:
+        import msgspec
+
+        from hq_sync.bench import SEED, _day_of_sales
+        from hq_sync.protocol import delta_encoder
+        from hq_sync.wire import Batch, OutRow, batch_encoder, compress
+
+        rng = random.Random(SEED)
+        skus = [(f"SKU{n:05d}", rng.randrange(100, 5000)) for n in range(1, 201)]
+        for store in self.stores:
+            sales = _day_of_sales(self.per_store, 5, skus, [], rng)
+            base, head = store.seq, store.seq + self.per_store
+            for i in range(0, self.per_store, self.batch):
+                rows = [OutRow(base + i + k + 1, "sale", d.sale_id, d.at, msgspec.Raw(delta_encoder.encode(d)))
+                        for k, d in enumerate(sales[i:i + self.batch])]
+                store.batches.append(compress(batch_encoder.encode(Batch(store.store_id, head, rows))))
+            store.seq = head
+            store.sales = len(sales)
+
+    # -- the busy hour -------------------------------------------------------------------------------------
+
+    async def poll(self, client: httpx.AsyncClient, store: Store) -> None:
+        import httpx
+
+        from hq_sync.wire import entry_problem, feed_page_decoder
+
+        while True:
+            target = f"/hq/v1/sync/feed?after={store.cursor}&wait={LONG_POLL_S}&limit=1000"
+            try:
+                r = await client.get(self.url + target, headers=self._signed(store, "GET", target, b""))
+            except httpx.HTTPError:
+                self._err("feed_transport")
+                await asyncio.sleep(0.5)
+                continue
+            now = time.perf_counter()
+            if r.status_code != 200:
+                self._err(f"feed_{r.status_code}")
+                await asyncio.sleep(0.5)
+                continue
+            page = feed_page_decoder.decode(r.content)
+            for entry in page.entries:
+                if entry_problem(entry, self.hq_key, store.store_id, store.cursor) is not None:
+                    self.bad_entries += 1
+                    continue
+                if entry.store == "*":
+                    store.broadcast.setdefault(entry.seq, now)
+                store.cursor = entry.seq
+
+    async def upload(self, client: httpx.AsyncClient, store: Store, acked: list[int], quarter: asyncio.Event,
+                     quarter_at: int) -> None:
+        import httpx
+
+        target = "/hq/v1/sync/batches"
+        for body, encoding in store.batches:
+            for _ in range(5):
+                try:
+                    r = await client.post(self.url + target, content=body, headers={
+                        **self._signed(store, "POST", target, body), "Content-Encoding": encoding})
+                except httpx.HTTPError:
+                    self._err("batch_transport")
+                    continue
+                if r.status_code == 200:
+                    break
+                self._err(f"batch_{r.status_code}")
+            acked[0] += 1
+            if acked[0] >= quarter_at:
+                quarter.set()
+
+    async def authorize(self, client: httpx.AsyncClient, rng: random.Random) -> None:
+        import httpx
+        import msgspec
+
+        from hq_sync.wire import AuthorizeRequest
+
+        member_id = self.members[rng.randrange(len(self.members))]
+        store = self.stores[rng.randrange(len(self.stores))]
+        while member_id in store.members and len(self.stores) > 1:  # a spend away from the member's home store
+            store = self.stores[rng.randrange(len(self.stores))]
+        body = msgspec.json.encode(AuthorizeRequest(request_id=f"chain-{uuid.uuid4()}", member_id=member_id,
+                                                    ledger="value", amount=100, wait_ms=0))
+        target = "/hq/v1/sync/authorize"
+        self.auth_sent += 1
+        start = time.perf_counter()
+        try:
+            r = await client.post(self.url + target, content=body, headers={
+                **self._signed(store, "POST", target, body), "Content-Type": "application/json"})
+        except httpx.HTTPError:
+            self._err("authorize_transport")
+            return
+        elapsed = (time.perf_counter() - start) * 1000
+        if r.status_code == 200:
+            self.auth_ms.append(elapsed)
+        else:
+            code = str(r.json().get("code", r.status_code)) if r.headers.get("content-type", "").startswith(
+                "application/json") else str(r.status_code)
+            self.refused[code] = self.refused.get(code, 0) + 1
+
+    async def busy_hour(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        from hq_sync.bench import SEED
+
+        rng = random.Random(SEED + 1)
+        pollers = [asyncio.create_task(self.poll(client, s)) for s in self.stores]
+        await asyncio.sleep(0.5)  # every long-poll is parked at HQ
+        total_batches = sum(len(s.batches) for s in self.stores)
+        acked = [0]
+        quarter = asyncio.Event()
+        stop_auth = asyncio.Event()
+        auth_tasks: set[asyncio.Task[None]] = set()
+
+        async def auth_loop() -> None:
+            period = 1.0 / self.auth_rate
+            next_at = time.perf_counter()
+            while not stop_auth.is_set():
+                task = asyncio.create_task(self.authorize(client, rng))
+                auth_tasks.add(task)
+                task.add_done_callback(auth_tasks.discard)
+                next_at += period
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+        async def price_change() -> tuple[float, list[int]]:
+            await quarter.wait()
+            start = time.perf_counter()
+            r = await client.post(self.url + "/hq/v1/prices", headers=self.admin,
+                                  json={"prices": [[PRICE_SKU, 1000 + rng.randrange(1000)]]})
+            if r.status_code != 200:
+                raise RuntimeError(f"price change: {r.status_code} {r.text[:300]}")
+            return start, [int(s) for s in r.json()["feed_seqs"]]
+
+        cpu0 = _self_cpu_s()
+        start = time.perf_counter()
+        auth = asyncio.create_task(auth_loop())
+        pricing = asyncio.create_task(price_change())
+        await asyncio.gather(*(self.upload(client, s, acked, quarter, max(1, total_batches // 4))
+                               for s in self.stores))
+        ingest_s = time.perf_counter() - start
+        price_start, seqs = await pricing
+        want = max(seqs)
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline and not all(want in s.broadcast for s in self.stores):
+            await asyncio.sleep(0.02)
+        got = [s.broadcast[want] for s in self.stores if want in s.broadcast]
+        fanout_s = (max(got) - price_start) if len(got) == len(self.stores) else None
+        stop_auth.set()
+        await auth
+        if auth_tasks:
+            await asyncio.wait(auth_tasks, timeout=30)
+        window_s = time.perf_counter() - start
+        sim_cpu = _self_cpu_s() - cpu0
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        return {"ingest_s": ingest_s, "fanout_s": fanout_s, "fanout_stores": len(got), "window_s": window_s,
+                "sim_cpu_s": sim_cpu, "batches": total_batches}
+
+
+def _pg_pid(pg: _Pg | None) -> int | None:
+    if pg is None:
+        return None
+    try:
+        return int((pg.root / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: int, auth_rate: float,
+                db_url: str | None, say: Any) -> dict[str, Any]:
+    import logging
+
+    import httpx
+
+    from hq_sync.bench import _percentiles, _Pg, _stop
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_start = time.perf_counter()
+    pg = None if db_url else _Pg(root)
+    hq = None
+    try:
+        url_db = db_url or (pg.url if pg else "")
+        say(f"PostgreSQL ready ({time.perf_counter() - setup_start:.1f} s)")
+        hq, url = _start_hq(url_db, root, workers)
+        say(f"HQ ready, {workers} workers ({time.perf_counter() - setup_start:.1f} s)")
+        chain = Chain(url, stores, per_store, batch, auth_rate)
+        limits = httpx.Limits(max_connections=2 * stores + 100, max_keepalive_connections=2 * stores + 100)
+
+        async def run() -> dict[str, Any]:
+            async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+                await chain.setup(client)
+                say(f"paired {stores} stores, their opening feeds drained ({time.perf_counter() - setup_start:.1f} s)")
+                await asyncio.to_thread(chain.build_batches)
+                say(f"built {sum(len(s.batches) for s in chain.stores)} batches "
+                    f"({sum(s.sales for s in chain.stores)} sales)")
+                pg_pid = _pg_pid(pg)
+                load_before = os.getloadavg()[0]
+                hq_cpu0 = _cpu_s(hq.pid)
+                pg_cpu0 = _cpu_s(pg_pid) if pg_pid else 0.0
+                out = await chain.busy_hour(client)
+                out["hq_cpu_s"] = _cpu_s(hq.pid) - hq_cpu0
+                out["pg_cpu_s"] = (_cpu_s(pg_pid) - pg_cpu0) if pg_pid else None
+                out["load_before"] = load_before
+                out["load_after"] = os.getloadavg()[0]
+                r = await client.get(url + "/hq/v1/stores", headers=chain.admin)
+                out["held"] = sum(int(s["sales"]) for s in r.json()["stores"] if s["store_id"].startswith("chain-"))
+                out["setup_s"] = time.perf_counter() - setup_start - out["window_s"]
+                return out
+
+        out = asyncio.run(run())
+        cpus = os.cpu_count() or 1
+        window = out["window_s"]
+        sales = sum(s.sales for s in chain.stores)
+        auth = _percentiles(chain.auth_ms) if chain.auth_ms else {}
+
+        def pct(cpu: float | None) -> float | None:
+            return None if cpu is None else round(100 * cpu / window, 1)
+
+        return {
+            "bench": "chain", "stores": stores, "workers": workers, "sales": sales, "sales_held": out["held"],
+            "batches": out["batches"], "ingest_s": round(out["ingest_s"], 2),
+            "ingest_sales_per_s": round(sales / out["ingest_s"]),
+            "fanout_s": None if out["fanout_s"] is None else round(out["fanout_s"], 3),
+            "fanout_stores": out["fanout_stores"], "authorize_sent": chain.auth_sent,
+            "authorizations": len(chain.auth_ms),
+            "authorize_p50_ms": auth.get("p50_ms"), "authorize_p99_ms": auth.get("p99_ms"),
+            "authorize_max_ms": auth.get("max_ms"), "authorize_refused": chain.refused,
+            "window_s": round(window, 2), "hq_cpu_pct": pct(out["hq_cpu_s"]),
+            "hq_rss_mb": _peak_rss_mb(hq.pid), "pg_cpu_pct": pct(out["pg_cpu_s"]),
+            "sim_cpu_pct": pct(out["sim_cpu_s"]),
+            "hq_share": round(out["hq_cpu_s"] / (window * cpus), 3),
+            "pg_share": None if out["pg_cpu_s"] is None else round(out["pg_cpu_s"] / (window * cpus), 3),
+            "sim_share": round(out["sim_cpu_s"] / (window * cpus), 3),
+            "bad_feed_entries": chain.bad_entries, "errors": chain.errors, "setup_s": round(out["setup_s"], 1),
+            "machine": {"cpus": cpus, "load_1m_before": round(out["load_before"], 2),
+                        "load_1m_after": round(out["load_after"], 2)},
+        }
+    finally:
+        if hq is not None:
+            _stop(hq)
+        if pg is not None:
+            pg.stop()
+
+
+def run_chain_bench(args: argparse.Namespace) -> int:
+    stores = args.stores
+    if stores < 1 or stores > 20000:
+        print("--stores is 1..20000", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="backroom-bench-chain-"))
+    os.chmod(root, 0o755)
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
+    try:
+        figures = bench_chain(root, stores, args.sales_per_store, 50, args.workers, args.auth_rate, args.db, say)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    figures["targets"] = TARGETS
+    figures["meets"] = {
+        "ingest_sales_per_s": figures["ingest_sales_per_s"] >= TARGETS["ingest_sales_per_s"],
+        "fanout_s": figures["fanout_s"] is not None and figures["fanout_s"] <= TARGETS["fanout_s"],
+        "authorize_p99_ms": (figures["authorize_p99_ms"] or 1e9) <= TARGETS["authorize_p99_ms"],
+    }
+    say(f"chain: {figures['stores']} stores, {figures['ingest_sales_per_s']} sales/s, fan-out {figures['fanout_s']} s, "
+        f"authorize p99 {figures['authorize_p99_ms']} ms")
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+def register_args(bench: argparse.ArgumentParser) -> None:
+    """`bench chain`'s own options (edge/cli.py's bench parser)."""
+    bench.add_argument("--workers", type=int, default=2, help="HQ worker processes (chain bench)")
+    bench.add_argument("--sales-per-store", type=int, default=100, help="sales each store uploads (chain bench)")
+    bench.add_argument("--auth-rate", type=float, default=50.0, help="authorisations per second (chain bench)")

@@ -21,8 +21,8 @@ from edge.api.member_routes import MEMBER_RULE_ROUTES
 from edge.api.openapi import body_operation
 from edge.api.privacy_routes import PRIVACY_ROUTES, audit_read
 from edge.api.report_routes import REPORT_ROUTES
-from edge.api.statement_routes import STATEMENT_ROUTES
 from edge.api.shift_routes import SHIFT_ROUTES
+from edge.api.statement_routes import STATEMENT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
 from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
 from edge.api.sync_routes import SYNC_ROUTES

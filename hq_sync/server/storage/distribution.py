@@ -59,6 +59,7 @@ PLACEMENT: dict[str, Placement] = {
     "hq_sales": _store("one row per sale", partition="day"),
     "hq_sale_lines": _store("one row per sale line", partition="day"),
     "hq_sale_tenders": _store(partition="day"),
+    "hq_pay_tenders": _store("provider-paid tenders and refunds with their references, for the chain bill"),
     "hq_sale_line_rules": _store("promotion amounts per sale line", partition="day"),
     "hq_returns": _store(),
     "hq_topups": _store("a store's top-ups; the member's money moves in hq_member_ledger"),
@@ -115,6 +116,14 @@ PLACEMENT: dict[str, Placement] = {
     "hq_feed": _local("the chain's signed feed: one ordered log, one sequence"),
     "hq_audit": _local("the console's audit log"),
     "hq_price_imports": _local("CSV imports in progress"),
+    # -- the chain's merchant bills (docs/payments-hq.md): one import covers every store; finance work, not a
+    # hot path. The bill and its split stay on the coordinator; matching reads each store's hq_pay_tenders by
+    # its store key.
+    "hq_statements": _local("an imported chain bill"),
+    "hq_statement_rows": _local("the bill's rows, attributed to stores"),
+    "hq_statement_stores": _local("the bill's split per store"),
+    "hq_statement_anomalies": _local("differences found, with their resolutions"),
+    "hq_statement_store_codes": _reference("provider store field -> store"),
 }
 
 

@@ -38,7 +38,7 @@ KINDS = {
     "duplicate_payment": N_("Paid twice"),
     "refund_mismatch": N_("Refund differs"),
 }
-STATUSES = {"open": N_("Still open"), "resolved": N_("Already resolved"), "all": N_("All anomalies")}
+STATUSES = {"open": N_("Not yet resolved"), "resolved": N_("Already resolved"), "all": N_("All anomalies")}
 
 
 def _job(request: Request[Any, Any, Any], ui: UiView) -> Job | None:

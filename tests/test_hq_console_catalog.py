@@ -111,7 +111,7 @@ def test_a_csv_import_with_a_bad_row_shows_its_line_and_applies_nothing_until_fi
         assert "应用 2 个价格" in page.text  # ready: the diff and the button
         run = c.post(r.headers["location"] + "/run", data={"csrf": token_})
         assert run.status_code == 303
-        done = hq_wait(lambda: "已完成" in c.get(r.headers["location"]).text)
+        done = hq_wait(lambda: "已完成 2/2" in c.get(r.headers["location"]).text)  # this import's own state
         assert done
         assert sorted(hq.query("SELECT sku, price FROM hq_prices WHERE sku IN ('SKU00040', 'SKU00041')")) == [
             ("SKU00040", 555), ("SKU00041", 600)]

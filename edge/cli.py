@@ -34,7 +34,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if isinstance(guard, int):
         return guard
     redact_access_log()
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=args.log_level,
+    from edge.api.sale_fast_path import SaleFastPath
+
+    app = SaleFastPath(create_app(config), config.max_body_bytes)  # POST /api/v1/sales below Litestar
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol)
     return 0
 

@@ -24,11 +24,12 @@ from edge.api.report_routes import REPORT_ROUTES
 from edge.api.shift_routes import SHIFT_ROUTES
 from edge.api.statement_routes import STATEMENT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
-from edge.api.support import actor_of, claims_of, decode_body, may, raw_json
+from edge.api.support import actor_for, actor_of, claims_of, decode_body, decode_bytes, may, raw_json
 from edge.api.sync_routes import SYNC_ROUTES
 from edge.api.transfer_routes import TRANSFER_ROUTES
 from edge.api.user_routes import USER_ROUTES
 from edge.auth.login import LoginRequest, LoginResult, authenticate
+from edge.auth.tokens import Claims
 from edge.care.health import Component, components
 from edge.catalog.models import Category, Item, ItemPage, LookupResult
 from edge.catalog.repository import item_by_sku, lookup_barcode, search_items
@@ -218,29 +219,36 @@ async def quote(request: Request[Any, Any, Any], hub: Hub) -> QuoteResult:
 
 @post("/api/v1/sales", opt=_perm("sales.create"), operation_class=body_operation(SaleRequest))
 async def create_sale(request: Request[Any, Any, Any], hub: Hub) -> Response[bytes]:
-    req = await decode_body(request, SaleRequest)
+    return raw_json(await sell(request.app.state, hub, claims_of(request), await request.body()), 201)
+
+
+async def sell(state: Any, hub: Hub, claims: Claims, body: bytes) -> bytes:
+    """POST /api/v1/sales once the caller is known to hold `sales.create`: the response body (201), or
+    an ApiError. Litestar's route and the fast path below it (edge/api/sale_fast_path.py) both call it."""
+    req = decode_bytes(body, SaleRequest)
     digest = request_hash(req)
     reader = hub.db.reader()
     prior = reader.execute("SELECT request_hash, response FROM sales WHERE sale_id = ?", (str(req.sale_id),)).fetchone()
     if prior is not None:  # fast path for a retry; the writer checks again
         if prior[0] != digest:
             raise ApiError(409, "id_conflict", f"sale_id {req.sale_id} was already used with a different body")
-        return raw_json(bytes(prior[1]), 201)
-    member_id = await directory.ensure_member(request.app.state, hub, req.member_id)  # aliases; HQ on a miss
+        return bytes(prior[1])
+    member_id = await directory.ensure_member(state, hub, req.member_id)  # aliases; HQ on a miss
     if member_id != req.member_id:  # the digest stays that of the body the till sent
         req = msgspec.structs.replace(req, member_id=member_id)
     q = _quote(hub, reader, req.lines, req.member_id, req.coupon_codes)
-    checks = await authorize_tenders(request.app.state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow
-    await reserve_coupons(request.app.state, reader, req.coupon_codes, str(req.sale_id))  # chain coupons: HQ's use
-    actor = actor_of(request, req.till_id)
+    checks = await authorize_tenders(state, req.member_id, req.tenders, str(req.sale_id))  # HQ escrow
+    await reserve_coupons(state, reader, req.coupon_codes, str(req.sale_id))  # chain coupons: HQ's use
+    actor = actor_for(claims, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     try:
         result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code))
     except ApiError as exc:
         raise spend_refusal(checks, exc) from None  # offline_limit / held_elsewhere on a paired hub
-    if not isinstance(result, Replay):
-        sale_committed(request.app.state, req.till_id, result)  # receipt and drawer, in the background
-    return raw_json(result.body if isinstance(result, Replay) else result, 201)
+    if isinstance(result, Replay):
+        return result.body
+    sale_committed(state, req.till_id, result)  # receipt and drawer, in the background
+    return result
 
 
 @get("/api/v1/sales/{sale_id:uuid}", opt=_perm("sales.read"), sync_to_thread=False)

@@ -29,7 +29,11 @@ def _decoder(type_: type[Any]) -> msgspec.json.Decoder[Any]:
 
 async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
     """Decode the JSON body strictly (no "5" for 5); any mismatch is a 400 naming the field."""
-    body = await request.body()
+    return decode_bytes(await request.body(), type_)
+
+
+def decode_bytes(body: bytes, type_: type[T]) -> T:
+    """`decode_body` of a body already read (the sale fast path, edge/api/sale_fast_path.py)."""
     if not body.strip():
         raise ApiError(400, "invalid_json", "the request needs a JSON body")
     try:
@@ -49,7 +53,11 @@ def claims_of(request: Request[Any, Any, Any]) -> Claims:
 def actor_of(request: Request[Any, Any, Any], till_id: str | None = None) -> Actor:
     """Who writes, and at which till. A PIN login is bound to its till: its writes cannot be booked
     to another till's drawer. A password login (manager, tablet) names the till per request."""
-    claims = claims_of(request)
+    return actor_for(claims_of(request), till_id)
+
+
+def actor_for(claims: Claims, till_id: str | None = None) -> Actor:
+    """`actor_of` from the verified claims themselves."""
     if claims.till_id is not None and till_id is not None and till_id != claims.till_id:
         raise ApiError(403, "till_mismatch", f"logged in at till {claims.till_id}, not {till_id[:64]}")
     return Actor(user_id=claims.user_id, till_id=till_id or claims.till_id)
@@ -67,11 +75,17 @@ async def permission_guard(connection: ASGIConnection[Any, Any, Any, Any], handl
     permission = handler.opt.get("permission")
     if permission is None:
         return  # public route (login, health)
-    header = connection.headers.get("authorization", "")
+    claims = bearer_claims(connection.app.state.hub, connection.headers.get("authorization", ""))
+    connection.scope["user"] = claims
+    if not allowed(claims.role, permission):
+        raise ApiError(403, "forbidden", f"role {claims.role} may not {permission}")
+
+
+def bearer_claims(hub: Any, header: str) -> Claims:
+    """The verified claims of an `Authorization: Bearer` header, or the 401 that refuses it."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token> from /api/v1/auth/login")
-    hub = connection.app.state.hub
     try:
         claims = verify(hub.key, token.strip())
     except TokenError as exc:
@@ -79,9 +93,7 @@ async def permission_guard(connection: ASGIConnection[Any, Any, Any, Any], handl
         raise ApiError(401, code, str(exc)) from None
     if hub.token_revoked(claims):
         raise ApiError(401, "token_revoked", "this login ended when the account changed; log in again")
-    connection.scope["user"] = claims
-    if not allowed(claims.role, permission):
-        raise ApiError(403, "forbidden", f"role {claims.role} may not {permission}")
+    return claims
 
 
 def raw_json(body: bytes, status: int = 200) -> Response[bytes]:

@@ -54,6 +54,7 @@ from edge.promotions.engine import RuleBook
 from edge.promotions.outcome import CouponGrant
 from edge.promotions.repository import load_book
 from edge.promotions.rules import promotion_decoder, promotion_encoder
+from edge.reports import rollups
 from edge.sales.models import MemberSummary, ReturnedLine, ReturnResult, SaleResult, TenderIn
 from edge.sales.returns import split_refund
 from edge.storage.db import connect
@@ -432,6 +433,8 @@ def generate(db_path: Path, *, days: int = 365, tickets_per_day: int = 2000, mem
             """INSERT INTO sale_lines (sale_id, line_no, sku, barcode, qty, weight_g, unit_price, gross, discount,
                    net, tax, tax_rate_bp, applied, batches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             lines_rows)
+        day_of = {row[0]: row[15] for row in sales}
+        rollups.add_sold_lines(conn, [(day_of[r[0]], r[2], r[4], r[5], r[9]) for r in lines_rows])
         conn.executemany("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference)"
                          " VALUES (?, ?, ?, ?, ?)", tenders_rows)
         conn.executemany(

@@ -21,6 +21,7 @@ from edge.members import tiers as member_tiers
 from edge.outbox import queue as outbox
 from edge.pricing.engine import Quote, points_for_quote
 from edge.promotions import repository as promotions
+from edge.reports import rollups
 from edge.sales.models import MEMBER_TENDERS, MemberSummary, SaleRequest, SaleResult, TenderIn
 from edge.stock import ledger as stock
 from edge.stock.ledger import Actor
@@ -28,6 +29,10 @@ from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
 
 POINT_VALUE_FEN = 1  # one point pays one fen
 _result_encoder = msgspec.json.Encoder()
+
+
+def _json(value: object) -> str:
+    return _result_encoder.encode(value).decode()
 
 
 def request_hash(req: msgspec.Struct) -> str:
@@ -141,22 +146,19 @@ def commit_sale(
          quote.total, quote.tax, tendered, change, points_earned, digest, body, appended.seq, at),
     )
     promotions.record_sale(conn, sale_id, quote, req.member_id, at)  # usage, limits, coupon redemptions
-    for line in quote.lines:
-        units = line.weight_g if line.unit == "kg" and line.weight_g is not None else line.qty
-        parts = stock.fefo(conn, line.sku, units, today)
-        for batch_id, qty in parts:
-            stock.record(conn, sku=line.sku, qty=-qty, kind="sale", at=at, actor=actor, ref=sale_id, batch_id=batch_id)
-        stock.check_thresholds(conn, line.sku, at)
-        conn.execute(
-            """INSERT INTO sale_lines (sale_id, line_no, sku, barcode, qty, weight_g, unit_price, gross, discount,
-                   net, tax, tax_rate_bp, applied, batches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (sale_id, line.line_no, line.sku, line.barcode, line.qty, line.weight_g, line.unit_price, line.gross,
-             line.discount, line.net, line.tax, line.tax_rate_bp, msgspec.json.encode(line.applied).decode(),
-             msgspec.json.encode(parts).decode()),
-        )
-    for n, t in enumerate(tenders, start=1):
-        conn.execute("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference) VALUES (?, ?, ?, ?, ?)",
-                     (sale_id, n, t.method, t.amount, t.reference))
+    # The stock of all lines in a few statements (stock.sell), then the lines in one executemany.
+    splits = stock.sell(conn, [(ln.sku, ln.weight_g if ln.unit == "kg" and ln.weight_g is not None else ln.qty)
+                               for ln in quote.lines], today, at, actor, sale_id)
+    conn.executemany(
+        """INSERT INTO sale_lines (sale_id, line_no, sku, barcode, qty, weight_g, unit_price, gross, discount,
+               net, tax, tax_rate_bp, applied, batches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [(sale_id, line.line_no, line.sku, line.barcode, line.qty, line.weight_g, line.unit_price, line.gross,
+          line.discount, line.net, line.tax, line.tax_rate_bp, _json(line.applied), _json(parts))
+         for line, parts in zip(quote.lines, splits, strict=True)],
+    )
+    rollups.add_sold_lines(conn, [(at, ln.sku, ln.qty, ln.weight_g, ln.net) for ln in quote.lines])
+    conn.executemany("INSERT INTO sale_tenders (sale_id, tender_no, method, amount, reference) VALUES (?, ?, ?, ?, ?)",
+                     [(sale_id, n, t.method, t.amount, t.reference) for n, t in enumerate(tenders, start=1)])
     referrals.on_sale(conn, sale_id, req.member_id, quote.total, at)  # standalone: B's first purchase rewards A
     outbox.append(conn, SaleDelta(
         sale_id=sale_id, receipt_no=receipt_no, till_id=req.till_id, user_id=actor.user_id, at=at,

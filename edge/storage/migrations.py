@@ -1234,3 +1234,13 @@ def m180_catalog_version(db: sqlite_utils.Database) -> None:
         for event in ("INSERT", "UPDATE", "DELETE"):
             db.execute(f"CREATE TRIGGER {table}_catalog_version_{event.lower()} AFTER {event} ON {table} "
                        f"BEGIN {bump}; END")
+
+
+@migrations()
+def m190_sale_lines_lean(db: sqlite_utils.Database) -> None:
+    """Less written per sale line (docs/performance.md): the `sale_lines_rollup` trigger gives way to
+    the writers of sale lines adding their sums to `sales_daily_sku` once per item and sale
+    (edge/reports/rollups.py), and the `sale_lines(sku)` index, which no query reads (reports read the
+    rollups), is dropped."""
+    db.execute("DROP TRIGGER IF EXISTS sale_lines_rollup")
+    db.execute("DROP INDEX IF EXISTS sale_lines_sku")

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from edge import __version__
 from edge.api.engage_routes import engage_lifespan
-from edge.api.openapi import body_components
+from edge.api.openapi import build_on_first_use
 from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.appliance.first_boot import first_boot_lifespan
@@ -62,13 +62,6 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                     status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-def _add_body_schemas(app: Litestar) -> None:
-    schema = app.openapi_schema
-    if schema.components.schemas is None:
-        schema.components.schemas = {}
-    schema.components.schemas.update(body_components())
-
-
 def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
     """Build the app. The hub (database, keys) is opened in the lifespan and closed after it."""
 
@@ -85,7 +78,7 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
     def provide_hub(request: Request[Any, Any, Any]) -> Hub:
         return request.app.state.hub  # type: ignore[no-any-return]
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, ui_router()],
         dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
         guards=[permission_guard],
@@ -96,6 +89,7 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),
-        on_startup=[_add_body_schemas],
         debug=False,
     )
+    build_on_first_use(app)  # the OpenAPI document (with the bodies' schemas) on the first /schema, not at start
+    return app

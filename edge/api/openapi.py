@@ -1,17 +1,22 @@
-"""OpenAPI request bodies for handlers that decode their body strictly themselves.
+"""The hub's OpenAPI document: built on its first request, with the strictly decoded request bodies.
 
 Handlers read the raw body and decode it with msgspec in strict mode (Litestar's own `data`
 parsing coerces "5" to 5). So the OpenAPI document still shows each body, the body's JSON Schema
 comes from msgspec and is attached to the operation through a tiny Operation subclass.
+
+The document is generated when it is first asked for (`/schema`), not at start: generating it
+(every route's parameters and responses, the bodies' JSON Schemas) was about a fifth of the hub's
+cold start (docs/performance.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, Operation, Reference, RequestBody
 
 _PREFIX = "Body"
 _BODY_TYPES: list[type[Any]] = []
@@ -21,9 +26,9 @@ def body_operation(type_: type[Any]) -> type[Operation]:
     """An Operation class whose request body is `type_` (use as `operation_class=`)."""
     _BODY_TYPES.append(type_)
 
-    @dataclass
-    class WithBody(Operation):
-        def __post_init__(self) -> None:
+    class WithBody(Operation):  # Operation's dataclass fields and __init__; no dataclass of its own to build
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             # Named when the document is built, once every route registered its body: two body types
             # of one name (stock-take's and the devices' ApproveRequest) get msgspec's qualified names.
             ref = f"#/components/schemas/{_PREFIX}{component_name(type_)}"
@@ -48,3 +53,24 @@ def body_components() -> dict[str, Any]:
         _BODY_TYPES, ref_template=f"#/components/schemas/{_PREFIX}{{name}}"
     )
     return {f"{_PREFIX}{name}": schema for name, schema in components.items()}
+
+
+class _WithBodies(OpenAPIPlugin):
+    """Litestar's OpenAPI plugin (which builds the document on first use) adding the bodies' schemas."""
+
+    __slots__ = ()
+
+    def _build_openapi(self) -> OpenAPI:
+        document = super()._build_openapi()
+        if document.components.schemas is None:
+            document.components.schemas = {}
+        document.components.schemas.update(body_components())
+        return document
+
+
+def build_on_first_use(app: Litestar) -> None:
+    """Let `app` generate its OpenAPI document when it is first asked for, bodies included (the routes
+    must be registered first: call it on the built app)."""
+    plugin = app.plugins.get(OpenAPIPlugin)
+    if type(plugin) is OpenAPIPlugin:
+        plugin.__class__ = _WithBodies

@@ -38,7 +38,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = SaleFastPath(create_app(config), config.max_body_bytes)  # POST /api/v1/sales below Litestar
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol)
+                access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol,
+                ws="none")  # no WebSocket routes: uvicorn need not import `websockets` at start
     return 0
 
 

@@ -37,7 +37,7 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         return _serve_workers(args, _db_url(args), port, workers)
     uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5)
+                access_log=args.access_log, timeout_graceful_shutdown=5, ws="none")  # no WebSocket routes
     return 0
 
 
@@ -57,7 +57,7 @@ def _serve_workers(args: argparse.Namespace, db_url: str, port: int, workers: in
     Hq(db_url, demo=args.demo).close()  # the schema, the keys and the demo seed once, before the workers race
     os.environ["BACKROOM_HQ_DB"] = db_url
     uvicorn.run("hq_sync.server.api.app:create_hq_app_from_env", factory=True, workers=workers, host=args.host,
-                port=port, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5)
+                port=port, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5, ws="none")
     return 0
 
 

@@ -17,18 +17,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from msgspec import Meta
-
-_zstd: Any
-try:  # zstd is smaller and faster; zlib keeps a hub without the wheel working
-    import zstandard as _zstd
-except ImportError:  # pragma: no cover - exercised only where zstandard is missing
-    _zstd = None
 
 Ledger = Literal["value", "points"]
 MAX_BODY = 64 * 1024 * 1024  # a decompressed body larger than this is refused (compression bombs)
@@ -36,18 +29,27 @@ REQUEST_SKEW_S = 300  # a signed request older or newer than this is refused
 
 
 # -- keys and signatures ---------------------------------------------------------------------------
+# cryptography and zstandard are imported on first use: a hub that is not paired never needs them, and a
+# paired one not before its first push (docs/performance.md, cold start).
 
 def new_key() -> tuple[bytes, bytes]:
     """A fresh Ed25519 key pair as raw bytes (private 32, public 32)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     return key.private_bytes_raw(), key.public_key().public_bytes_raw()
 
 
 def sign(private_key: bytes, message: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.from_private_bytes(private_key).sign(message)
 
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):
@@ -78,10 +80,20 @@ def sign_request(private_key: bytes, store_id: str, method: str, target: str, at
 
 # -- compression -----------------------------------------------------------------------------------
 
+@cache
+def _zstandard() -> Any:
+    """zstandard, or None: zstd is smaller and faster; zlib keeps a hub without the wheel working."""
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - exercised only where zstandard is missing
+        return None
+    return zstandard
+
+
 def compress(data: bytes) -> tuple[bytes, str]:
     """(compressed bytes, Content-Encoding)."""
-    if _zstd is not None:
-        return _zstd.ZstdCompressor(level=9).compress(data), "zstd"
+    if (zstd := _zstandard()) is not None:
+        return zstd.ZstdCompressor(level=9).compress(data), "zstd"
     return zlib.compress(data, 9), "deflate"
 
 
@@ -90,9 +102,9 @@ def decompress(data: bytes, encoding: str | None) -> bytes:
     if encoding in (None, "", "identity"):
         return data
     if encoding == "zstd":
-        if _zstd is None:
+        if (zstd := _zstandard()) is None:
             raise ValueError("zstd body but zstandard is not installed")
-        out = _zstd.ZstdDecompressor().decompressobj().decompress(data)
+        out = zstd.ZstdDecompressor().decompressobj().decompress(data)
         if len(out) > MAX_BODY:
             raise ValueError("body too large")
         return bytes(out)

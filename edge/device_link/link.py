@@ -33,11 +33,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import broker, profiles, topics
 from devices.receipt import Receipt
@@ -47,11 +42,18 @@ from edge.device_link.live import Board
 from edge.sales.models import SaleResult
 
 if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
     from litestar import Litestar
     from litestar.datastructures import State
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
     from devices.discovery import Advertiser, DeviceBrowser
     from edge.hub import Hub
+else:  # paho is imported when the link starts (devices on), not at the hub's start (docs/performance.md)
+    from edge.lazy_import import LazyModule
+
+    mqtt = LazyModule("paho.mqtt.client")
 
 log = logging.getLogger("backroom.devices.link")
 
@@ -152,6 +154,8 @@ class DeviceLink:
                 raise broker.BrokerError(f"mosquitto exited at once; see {self.data_dir / 'mosquitto.log'}")
 
     def _start_client(self) -> None:
+        from paho.mqtt.enums import CallbackAPIVersion
+
         creds = broker.hub_credentials(self.data_dir)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"backroom-hub-{self.store_id}",
                              protocol=mqtt.MQTTv5)
@@ -336,6 +340,9 @@ class DeviceLink:
             self._inflight[key] = (future, time.monotonic())
             properties = None
             if action != "print":  # a print job waits for the printer; nothing else may fire late
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+
                 properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 properties.MessageExpiryInterval = EXPIRY_S
             info = self.client.publish(topics.command(self.store_id, device_id, action),

@@ -25,10 +25,18 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from cryptography import exceptions as crypto_errors
+    from cryptography.hazmat.primitives.ciphers import aead
+else:  # imported when the first key is opened, not at the hub's start (docs/performance.md, cold start)
+    from edge.lazy_import import LazyModule
+
+    crypto_errors = LazyModule("cryptography.exceptions")
+    aead = LazyModule("cryptography.hazmat.primitives.ciphers.aead")
 
 KEY_FILE = "pii.key"
 _VERSION = b"\x01"
@@ -90,7 +98,7 @@ class Keys:
     def __init__(self, data_key: bytes, lookup_key: bytes, lookup_from: str = "local") -> None:
         if len(data_key) != 32 or len(lookup_key) != 32:
             raise ValueError("keys are 32 bytes")
-        self._aead = AESGCM(data_key)
+        self._aead = aead.AESGCM(data_key)
         self.data_key = data_key
         self.lookup_key = lookup_key
         self.lookup_from = lookup_from
@@ -262,7 +270,7 @@ def rehash(conn: sqlite3.Connection, k: Keys) -> int:
     for member_id, blob in rows:
         try:
             personal = k.open_personal(member_id, blob)
-        except InvalidTag:
+        except crypto_errors.InvalidTag:
             raise WrongKeyFile(f"{KEY_FILE} does not open member {member_id}: the database was sealed with "
                                "another key file (restored or copied without its own? docs/privacy.md)") from None
         conn.execute("UPDATE members SET phone_hash = ?, card_hash = ? WHERE member_id = ?",

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from markupsafe import Markup, escape
+if TYPE_CHECKING:
+    import markupsafe
+else:  # imported by the first chart drawn, not at the hub's start (docs/performance.md, cold start)
+    from edge.lazy_import import LazyModule
+
+    markupsafe = LazyModule("markupsafe")
 
 _ids = itertools.count(1)
+
+
+def escape(text: object) -> markupsafe.Markup:
+    return markupsafe.escape(text)
 
 
 def _nice_max(value: int) -> int:
@@ -35,7 +45,7 @@ def columns(
     compare_label: str = "",
     value_label: str = "",
     axis_format: Callable[[int], str] = str,
-) -> Markup:
+) -> markupsafe.Markup:
     """Vertical bars (e.g. sales per hour), with an optional comparison series drawn as a line."""
     width, height, left, bottom, top = 720, 240, 8, 22, 18
     n = max(len(values), 1)
@@ -69,10 +79,10 @@ def columns(
             parts.append(f'<text class="tick" x="{left + i * slot + slot / 2:.1f}" y="{height - 6}" '
                          f'text-anchor="middle">{escape(label)}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return markupsafe.Markup("".join(parts))
 
 
-def shares(rows: Sequence[tuple[str, int, str]], *, title: str, description: str) -> Markup:
+def shares(rows: Sequence[tuple[str, int, str]], *, title: str, description: str) -> markupsafe.Markup:
     """Horizontal bars for parts of a whole: (label, value, the value as text)."""
     width, row_h, label_w = 420, 30, 120
     peak = max((value for _, value, _ in rows), default=0) or 1
@@ -90,4 +100,4 @@ def shares(rows: Sequence[tuple[str, int, str]], *, title: str, description: str
                      f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(bar_w, 1):.1f}" height="{row_h - 10}"/>'
                      f'<text class="value" x="{label_w + bar_w + 8:.1f}" y="{y + 18}">{escape(text)}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return markupsafe.Markup("".join(parts))

@@ -1,5 +1,8 @@
 """The tablet's languages: gettext catalogs (one .po file per page under locale/<lang>/LC_MESSAGES/),
-compiled in memory at start with Babel, plus Babel's number, money and date formats.
+compiled in memory on first use with Babel, plus Babel's number, money and date formats.
+
+Babel is imported on first use (`edge.lazy_import`): a hub serves its first request without it
+(docs/performance.md, cold start).
 
 English text is the msgid, so English needs no catalog; Simplified Chinese is the default.
 """
@@ -12,12 +15,21 @@ import io
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel import Locale
-from babel.dates import format_date, format_datetime, format_time
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+if TYPE_CHECKING:
+    import babel
+    from babel import dates as dates  # re-exported: pages take Babel's date names and spans from here
+    from babel import numbers
+    from babel.messages import mofile, pofile
+else:
+    from edge.lazy_import import LazyModule
+
+    babel = LazyModule("babel")
+    dates = LazyModule("babel.dates")
+    numbers = LazyModule("babel.numbers")
+    mofile = LazyModule("babel.messages.mofile")
+    pofile = LazyModule("babel.messages.pofile")
 
 LOCALE_DIR = Path(__file__).with_name("locale")
 LANGUAGES = ("zh_CN", "en")
@@ -42,9 +54,9 @@ def merged_translations(language: str, locale_dirs: tuple[Path, ...]) -> gettext
     paths = [path for d in reversed(locale_dirs) for path in catalog_files(language, d)]
     for path in paths if language in LANGUAGES else []:
         with path.open("rb") as fh:
-            catalog = read_po(fh, locale=language, domain=path.stem)
+            catalog = pofile.read_po(fh, locale=language, domain=path.stem)
         buf = io.BytesIO()
-        write_mo(buf, catalog)
+        mofile.write_mo(buf, catalog)
         buf.seek(0)
         page = gettext.GNUTranslations(buf)
         page.add_fallback(merged)
@@ -60,38 +72,40 @@ class Formats:
     """Numbers, money and times as the reader's language writes them."""
 
     def __init__(self, language: str, tz: datetime.tzinfo) -> None:
-        self.locale = Locale.parse(language)
+        self.locale = babel.Locale.parse(language)
         self.tz = tz
 
     def money(self, fen: int | None) -> str:
         if fen is None:
             return "—"
-        return format_currency(Decimal(fen) / 100, "CNY", locale=self.locale)
+        return numbers.format_currency(Decimal(fen) / 100, "CNY", locale=self.locale)
 
     def number(self, value: int | float | Decimal | None) -> str:
-        return "—" if value is None else format_decimal(value, locale=self.locale)
+        return "—" if value is None else numbers.format_decimal(value, locale=self.locale)
 
     def percent_bp(self, basis_points: int | None) -> str:
         """A share given in basis points (1/10,000)."""
-        return "—" if basis_points is None else format_percent(Decimal(basis_points) / 10000, "#,##0.0%",
+        return "—" if basis_points is None else numbers.format_percent(Decimal(basis_points) / 10000, "#,##0.0%",
                                                                 locale=self.locale)
 
     def grams(self, grams: int | None) -> str:
-        return "—" if grams is None else f"{format_decimal(Decimal(grams) / 1000, '#,##0.000', locale=self.locale)} kg"
+        if grams is None:
+            return "—"
+        return f"{numbers.format_decimal(Decimal(grams) / 1000, '#,##0.000', locale=self.locale)} kg"
 
     def when(self, stamp: str | datetime.datetime | None, style: str = "short") -> str:
         if not stamp:
             return "—"
         moment = datetime.datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
-        return format_datetime(moment, style, tzinfo=self.tz, locale=self.locale)
+        return dates.format_datetime(moment, style, tzinfo=self.tz, locale=self.locale)
 
     def day(self, value: str | datetime.date | None, style: str = "medium") -> str:
         if not value:
             return "—"
-        return format_date(datetime.date.fromisoformat(value) if isinstance(value, str) else value, style,
+        return dates.format_date(datetime.date.fromisoformat(value) if isinstance(value, str) else value, style,
                            locale=self.locale)
 
     def clock(self, stamp: str | None) -> str:
         if not stamp:
             return "—"
-        return format_time(datetime.datetime.fromisoformat(stamp), "short", tzinfo=self.tz, locale=self.locale)
+        return dates.format_time(datetime.datetime.fromisoformat(stamp), "short", tzinfo=self.tz, locale=self.locale)

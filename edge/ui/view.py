@@ -7,15 +7,13 @@ import shutil
 import time
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import jinja2
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 from litestar.response import Redirect
-from markupsafe import Markup
 
 from edge.auth.roles import allowed
 from edge.auth.tokens import Claims
@@ -26,6 +24,15 @@ from edge.ui.i18n import LANGUAGE_NAMES, Formats, language_of, translations
 from edge.ui.nav import ROLE_NAMES, pages_for
 from edge.ui.pagekit import MAX_OFFSET, FormError, page_offset, read_form_lists
 from edge.ui.session import FLASH_COOKIE, LANG_COOKIE, SESSION_COOKIE, Flash, csrf_token, decode_flash, encode_flash
+
+if TYPE_CHECKING:
+    import jinja2
+    import markupsafe
+else:  # imported by the first page rendered, not at the hub's start (docs/performance.md, cold start)
+    from edge.lazy_import import LazyModule
+
+    jinja2 = LazyModule("jinja2")
+    markupsafe = LazyModule("markupsafe")
 
 TEMPLATES = Path(__file__).with_name("templates")
 # page modules take the shared readers from here with the view
@@ -110,8 +117,8 @@ class UiView:
         return csrf_token(self.hub.key, token) if token else ""
 
     @property
-    def csrf_input(self) -> Markup:
-        return Markup('<input type="hidden" name="csrf" value="{}">').format(self.csrf)
+    def csrf_input(self) -> markupsafe.Markup:
+        return markupsafe.Markup('<input type="hidden" name="csrf" value="{}">').format(self.csrf)
 
     # -- responses -------------------------------------------------------------------------------------
     def fragment(self, template: str, **context: Any) -> str:

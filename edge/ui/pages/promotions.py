@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import msgspec
-from babel.dates import get_day_names
 from litestar import Request, Response, get
 
 from edge.hub import Hub
 from edge.promotions.explain import describe
 from edge.promotions.rules import Promotion, promotion_decoder
 from edge.reports.promotions import PromotionStats, in_window, promotions_performance
+from edge.ui.i18n import dates
 from edge.ui.session import page
 from edge.ui.view import UiView, page_offset
 
@@ -140,7 +140,7 @@ def _window(ui: UiView, promo: Promotion) -> list[str]:
     else:
         out.append(_("No end date"))
     if e.weekdays:
-        days = get_day_names("abbreviated", locale=ui.fmt.locale)
+        days = dates.get_day_names("abbreviated", locale=ui.fmt.locale)
         out.append(_("On %(days)s") % {"days": ("、" if ui.lang == "zh_CN" else ", ").join(
             days[d - 1] for d in sorted(e.weekdays))})
     if e.hours:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from babel.dates import format_timedelta
 from litestar import Request, Response, get, post
 from litestar.response import ServerSentEvent
 
 from edge.api.sync_routes import SyncAlert, SyncStatus, read_sync_status
 from edge.hub import Hub
 from edge.storage.backup import backup
+from edge.ui.i18n import dates
 from edge.ui.jobs import Job, JobBoard, Progress
 from edge.ui.live import live_fragments
 from edge.ui.nav import N_
@@ -110,7 +110,7 @@ def _age(ui: UiView, stamp: str | None) -> str:
         return ""
     then = datetime.datetime.fromisoformat(stamp)
     delta = datetime.datetime.now(datetime.UTC) - then
-    return format_timedelta(max(delta, datetime.timedelta(0)), threshold=1.5, locale=ui.fmt.locale)
+    return dates.format_timedelta(max(delta, datetime.timedelta(0)), threshold=1.5, locale=ui.fmt.locale)
 
 
 def _alert_kind(kind: str) -> str:

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from edge import startup_gc
 from edge.config import HubConfig, load_config
 
 
@@ -17,26 +18,27 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    with startup_gc.frozen_after():  # the imports and the app, without cyclic collections (edge/startup_gc.py)
+        import uvicorn
 
-    from edge.app import create_app
-    from edge.members.pii import redact_access_log
-    from edge.serving import CorkedHttpToolsProtocol
+        from edge.app import create_app
+        from edge.members.pii import redact_access_log
+        from edge.serving import CorkedHttpToolsProtocol
 
-    config = load_config(Path(args.config) if args.config else None, data_dir=_data_dir(args), port=args.port,
-                         mqtt_port=args.mqtt_port, hq_url=args.hq)
-    if not config.db_path.exists() and not (config.data_dir / "secret.key").exists():
-        logging.getLogger("backroom").warning("data directory %s is empty; run `backroom seed --demo` first",
-                                              config.data_dir)
-    from edge.care.cli import serve_guard
+        config = load_config(Path(args.config) if args.config else None, data_dir=_data_dir(args), port=args.port,
+                             mqtt_port=args.mqtt_port, hq_url=args.hq)
+        if not config.db_path.exists() and not (config.data_dir / "secret.key").exists():
+            logging.getLogger("backroom").warning("data directory %s is empty; run `backroom seed --demo` first",
+                                                  config.data_dir)
+        from edge.care.cli import serve_guard
 
-    guard = serve_guard(config)  # refuses a damaged database (exit 78) or a data directory in use
-    if isinstance(guard, int):
-        return guard
-    redact_access_log()
-    from edge.api.sale_fast_path import SaleFastPath
+        guard = serve_guard(config)  # refuses a damaged database (exit 78) or a data directory in use
+        if isinstance(guard, int):
+            return guard
+        redact_access_log()
+        from edge.api.sale_fast_path import SaleFastPath
 
-    app = SaleFastPath(create_app(config), config.max_body_bytes)  # POST /api/v1/sales below Litestar
+        app = SaleFastPath(create_app(config), config.max_body_bytes)  # POST /api/v1/sales below Litestar
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5, http=CorkedHttpToolsProtocol,
                 ws="none")  # no WebSocket routes: uvicorn need not import `websockets` at start
@@ -293,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    startup_gc.pause()  # the parser imports every command's module: no collections meanwhile (edge/startup_gc.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    startup_gc.resume()
     return int(args.fn(args))
 
 

@@ -19,12 +19,15 @@ def _db_url(args: argparse.Namespace) -> str:
 
 
 def cmd_hq_serve(args: argparse.Namespace) -> int:
-    import msgspec
-    import uvicorn
+    from edge import startup_gc
 
-    from edge.members.pii import redact_access_log
-    from hq_sync.server.api.app import create_hq_app
-    from hq_sync.server.service.escrow import EscrowPolicy
+    with startup_gc.frozen_after():  # the imports without cyclic collections (edge/startup_gc.py)
+        import msgspec
+        import uvicorn
+
+        from edge.members.pii import redact_access_log
+        from hq_sync.server.api.app import create_hq_app
+        from hq_sync.server.service.escrow import EscrowPolicy
 
     try:
         EscrowPolicy.from_env()  # a typo in BACKROOM_HQ_ESCROW_* fails here, not in the app's start-up
@@ -36,8 +39,10 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
     redact_access_log()
     if workers > 1:
         return _serve_workers(args, _db_url(args), port, workers)
-    uvicorn.run(create_hq_app(_db_url(args), demo=args.demo), host=args.host, port=port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5, ws="none")  # no WebSocket routes
+    with startup_gc.frozen_after():  # and the app
+        app = create_hq_app(_db_url(args), demo=args.demo)
+    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
+                timeout_graceful_shutdown=5, ws="none")  # no WebSocket routes
     return 0
 
 

@@ -9,13 +9,22 @@ hub, which never calls HQ or a webhook, does not need. Type checkers see the rea
         import httpx
     else:
         from edge.lazy_import import httpx
+
+`LazyDecoder` is the same for a msgspec decoder made at module level: building one resolves every
+annotation of its type (a tagged union of a dozen Structs takes milliseconds), which a process that
+never decodes that type should not pay at start (docs/performance.md, cold start). This module
+imports nothing of ours, so the wire leaves (`hq_sync/wire.py`, `hq_sync/protocol.py`) may use it.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class LazyModule:
@@ -33,3 +42,23 @@ class LazyModule:
 
 
 httpx = LazyModule("httpx")
+
+
+class _Decoder(Protocol[T_co]):
+    def decode(self, buf: Any, /) -> T_co: ...
+
+
+class LazyDecoder(Generic[T]):
+    """`make()` (a msgspec JSON or MessagePack decoder) built on the first `decode`."""
+
+    __slots__ = ("_make", "_decoder")
+
+    def __init__(self, make: Callable[[], _Decoder[T]]) -> None:
+        self._make = make
+        self._decoder: _Decoder[T] | None = None
+
+    def decode(self, buf: Any) -> T:
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = self._make()
+        return decoder.decode(buf)

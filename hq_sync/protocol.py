@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import msgspec
 
+from edge.lazy_import import LazyDecoder  # a leaf too: imports nothing of ours
+
 
 class DeltaLine(msgspec.Struct, frozen=True, omit_defaults=True):
     line_no: int
@@ -219,4 +221,4 @@ Delta = (SaleDelta | ReturnDelta | TopupDelta | StockDelta | MemberDelta | Escro
 TransferDelta = TransferRequestDelta | TransferShippedDelta | TransferReceivedDelta
 
 delta_encoder = msgspec.msgpack.Encoder()
-delta_decoder = msgspec.msgpack.Decoder(Delta)
+delta_decoder = LazyDecoder(lambda: msgspec.msgpack.Decoder(Delta))  # built on first use

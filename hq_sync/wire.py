@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from edge.lazy_import import LazyDecoder  # a leaf too: imports nothing of ours
+
 Ledger = Literal["value", "points"]
 MAX_BODY = 64 * 1024 * 1024  # a decompressed body larger than this is refused (compression bombs)
 REQUEST_SKEW_S = 300  # a signed request older or newer than this is refused
@@ -145,7 +147,7 @@ class Ack(msgspec.Struct, frozen=True):
 
 
 batch_encoder = msgspec.msgpack.Encoder()
-batch_decoder = msgspec.msgpack.Decoder(Batch)
+batch_decoder = LazyDecoder(lambda: msgspec.msgpack.Decoder(Batch))  # built on first use
 
 
 # -- down: the feed ----------------------------------------------------------------------------------
@@ -346,7 +348,7 @@ FeedBody = (PriceChange | PriceListPut | PromotionPut | CatalogPut | MembersPut 
             | MemberErased)
 
 feed_body_encoder = msgspec.msgpack.Encoder()
-feed_body_decoder = msgspec.msgpack.Decoder(FeedBody)
+feed_body_decoder = LazyDecoder(lambda: msgspec.msgpack.Decoder(FeedBody))
 
 
 class FeedEntry(msgspec.Struct, frozen=True, array_like=True):
@@ -363,7 +365,7 @@ class FeedPage(msgspec.Struct, frozen=True):
 
 
 feed_page_encoder = msgspec.msgpack.Encoder()
-feed_page_decoder = msgspec.msgpack.Decoder(FeedPage)
+feed_page_decoder = LazyDecoder(lambda: msgspec.msgpack.Decoder(FeedPage))
 
 
 def feed_message(seq: int, store: str, body: bytes) -> bytes:

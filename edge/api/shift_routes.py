@@ -24,6 +24,7 @@ from edge.eod.models import ZReport
 from edge.eod.shift_models import DropRequest, PayoutRequest, ShiftCloseRequest, ShiftOpenRequest
 from edge.errors import ApiError
 from edge.hub import Hub
+from edge.lazy_import import LazyDecoder
 from edge.sales.checkout import Replay, request_hash
 
 TillQuery = Annotated[str | None, Parameter(min_length=1, max_length=64)]
@@ -41,7 +42,7 @@ class Printed(msgspec.Struct, frozen=True):
     lines: list[str]
 
 
-_z_decoder = msgspec.json.Decoder(ZReport)
+_z_decoder = LazyDecoder(lambda: msgspec.json.Decoder(ZReport))  # built on first use
 
 
 def _perm(name: str) -> dict[str, Any]:

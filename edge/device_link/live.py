@@ -17,12 +17,13 @@ import msgspec
 
 from devices import topics
 from devices.broker import DeviceRecord
+from edge.lazy_import import LazyDecoder
 
 T = TypeVar("T")
 Status = Literal["online", "offline", "unknown"]
-_birth = msgspec.json.Decoder(topics.Birth)
-_weight = msgspec.json.Decoder(topics.WeightEvent)
-_scan = msgspec.json.Decoder(topics.ScanEvent)
+_birth = LazyDecoder(lambda: msgspec.json.Decoder(topics.Birth))  # built on first use
+_weight = LazyDecoder(lambda: msgspec.json.Decoder(topics.WeightEvent))
+_scan = LazyDecoder(lambda: msgspec.json.Decoder(topics.ScanEvent))
 _status = msgspec.json.Decoder(str)
 
 
@@ -107,7 +108,7 @@ class Board:
         return datetime.fromtimestamp(epoch, self.tz).isoformat(timespec="milliseconds")
 
 
-def _decoded(decoder: msgspec.json.Decoder[T], payload: bytes | None) -> T | None:
+def _decoded(decoder: LazyDecoder[T], payload: bytes | None) -> T | None:
     if payload is None:
         return None
     try:

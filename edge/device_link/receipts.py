@@ -9,10 +9,11 @@ from __future__ import annotations
 import msgspec
 
 from devices.receipt import Receipt, ReceiptLine, ReceiptMember, ReceiptTender, money
+from edge.lazy_import import LazyDecoder
 from edge.sales.models import ExchangeResult, SaleResult
 
-_sale_decoder = msgspec.json.Decoder(SaleResult)
-_exchange_decoder = msgspec.json.Decoder(ExchangeResult)
+_sale_decoder = LazyDecoder(lambda: msgspec.json.Decoder(SaleResult))  # built on first use
+_exchange_decoder = LazyDecoder(lambda: msgspec.json.Decoder(ExchangeResult))
 FOOTER = ["谢谢惠顾 Thank you"]
 
 

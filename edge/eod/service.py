@@ -35,6 +35,7 @@ from edge.eod.models import (
 )
 from edge.errors import ApiError
 from edge.journal import chain
+from edge.lazy_import import LazyDecoder
 from edge.outbox import queue as outbox
 from edge.sales.checkout import Replay, replay_or_conflict
 from edge.stock.ledger import Actor
@@ -42,7 +43,7 @@ from hq_sync.protocol import ZReportDelta
 
 T = TypeVar("T")
 encoder = msgspec.json.Encoder()
-_z_decoder = msgspec.json.Decoder(ZReport)
+_z_decoder = LazyDecoder(lambda: msgspec.json.Decoder(ZReport))  # built on first use
 
 
 class Settings(msgspec.Struct, frozen=True):

@@ -24,6 +24,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from edge.lazy_import import LazyDecoder
+
 TagName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 Days = Annotated[int, Meta(ge=1, le=3660)]
 ShareBp = Annotated[int, Meta(ge=1, le=10_000)]
@@ -142,7 +144,7 @@ class TagRuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rules: Annotated[list[TagRule], Meta(max_length=50)]
 
 
-tag_rule_decoder = msgspec.json.Decoder(TagRule)
+tag_rule_decoder = LazyDecoder(lambda: msgspec.json.Decoder(TagRule))  # built on first use
 
 
 def check_rules(rules: Sequence[TagRule]) -> str | None:

@@ -15,7 +15,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from edge.ui.jobs import JobBoard
-from edge.ui.pagekit import FormError, page_headers
+from edge.ui.pagekit import FormError, PageRouter, page_headers
 from edge.ui.pages import dashboard, devices, eod, members, pairing, promotions, shifts, statements, stock, sync, users
 from edge.ui.pages.auth import AUTH_ROUTES
 from edge.ui.session import PUBLIC, Forbidden, LoginRequired, ui_guard
@@ -72,7 +72,7 @@ PAGES = (dashboard, stock, members, promotions, devices, sync, pairing, eod, shi
 def ui_router() -> Router:
     static = create_static_files_router(path="/ui/static", directories=[STATIC], opt=PUBLIC,
                                         cache_control=None, include_in_schema=False)
-    return Router(
+    return PageRouter(
         path="/",
         route_handlers=[*AUTH_ROUTES, *(route for module in PAGES for route in module.ROUTES), static],
         guards=[ui_guard],

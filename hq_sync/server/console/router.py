@@ -13,7 +13,7 @@ from litestar import Request, Response, Router
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
-from edge.ui.pagekit import FormError, page_headers
+from edge.ui.pagekit import FormError, PageRouter, page_headers
 from edge.ui.session import Forbidden, LoginRequired
 from hq_sync.server.console.pages import (
     audit,
@@ -83,7 +83,7 @@ def console_error_page(request: Request[Any, Any, Any], status: int) -> Response
 def console_router() -> Router:
     static = create_static_files_router(path="/hq/ui/static", directories=[STATIC, TABLET_STATIC], opt=PUBLIC,
                                         cache_control=None, include_in_schema=False)
-    return Router(
+    return PageRouter(
         path="/",
         route_handlers=[*(route for module in PAGES for route in module.ROUTES), static],
         guards=[console_guard],

@@ -172,3 +172,19 @@ def test_install_on_this_system_needs_root() -> None:
     done = backroom("install")
     assert done.returncode == 1
     assert "needs root" in done.stderr
+
+
+def test_install_writes_the_bytecode_the_read_only_units_cannot(tmp_path: Path) -> None:
+    """The units see /opt read-only (ProtectSystem=strict): install caches the packages' bytecode, once."""
+    from edge.appliance.install import compile_bytecode
+
+    module = tmp_path / "edge" / "sub" / "m.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("VALUE = 1\n")
+    assert compile_bytecode(tmp_path) == "updated"
+    assert [p.name for p in (module.parent / "__pycache__").iterdir()] == [f"m.{sys.implementation.cache_tag}.pyc"]
+    assert compile_bytecode(tmp_path) == "unchanged"
+    module.write_text("VALUE = 22\n")  # edited (a git pull), a while later: compiled again
+    later = module.stat().st_mtime + 10
+    os.utime(module, (later, later))
+    assert compile_bytecode(tmp_path) == "updated"

@@ -11,7 +11,10 @@ What goes where (paths below the root):
 - the units of systemd/ in /etc/systemd/system, with the paths of this checkout, its virtual environment
   and the data directory put in, and enabled (the .wants symlinks that `systemctl enable` makes);
 - the Mosquitto drop-in (the broker's configuration is written from the data directory at each start);
-- udev rules for stable device names (edge/appliance/udev.py).
+- udev rules for stable device names (edge/appliance/udev.py);
+- on the real system, the bytecode of the application's packages: the units run with a read-only
+  /opt (ProtectSystem=strict), where Python cannot cache it, and a hub compiling its ~280 modules at
+  every start took half a second more to serve (docs/performance.md, cold start).
 
 Idempotent: each path is compared with what it should hold, and only a difference is written; a second
 run reports every path unchanged. `uninstall` removes units, drop-in, rules and /etc/backroom, and leaves
@@ -38,6 +41,7 @@ USER = "backroom"
 DEFAULT_DATA = "/var/lib/backroom"
 TEMPLATE_APP = "/opt/backroom"
 TEMPLATE_VENV = "/opt/backroom/.venv"
+PACKAGES = ("edge", "hq_sync", "devices")
 SYSTEM_UID_MAX = 999
 # The units `install` enables, as their [Install] sections say: unit -> the target that wants it.
 ENABLED = {"backroom-hub.service": "multi-user.target", "backroom-devices.service": "multi-user.target",
@@ -213,11 +217,26 @@ def install(opts: Options) -> list[Change]:
         data = opts.data.rstrip("/")
         for owned in (data, f"{data}/backups", f"{data}/spool", "/etc/backroom/devices"):
             shutil.chown(owned, USER, USER)
+        changes.append(Change(f"{opts.app.rstrip('/')} bytecode", compile_bytecode(Path(opts.app))))
         if any(c.action in ("created", "updated") for c in changes):
             for command in (["systemctl", "daemon-reload"], ["udevadm", "control", "--reload-rules"]):
                 if shutil.which(command[0]):
                     subprocess.run(command, check=False)
     return changes
+
+
+def compile_bytecode(app: Path) -> Action:
+    """Write the missing or stale bytecode of the application's packages (`__pycache__` beside them)."""
+    import compileall
+
+    def stamps() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for package in PACKAGES for p in (app / package).rglob("*.pyc")}
+
+    before = stamps()
+    for package in PACKAGES:
+        if (app / package).is_dir():
+            compileall.compile_dir(app / package, quiet=1)
+    return "unchanged" if stamps() == before else "updated"
 
 
 def uninstall(root: Path) -> list[Change]:

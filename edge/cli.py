@@ -199,6 +199,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.bench_footprint import run_footprint_bench
 
         return run_footprint_bench(args)
+    if args.kind == "coldstart":  # spawn -> first /healthz of `backroom serve` (edge/bench_coldstart.py)
+        from edge.bench_coldstart import run_coldstart_bench
+
+        return run_coldstart_bench(args)
     if args.kind == "quote":  # the pure pricing engine; no server
         from edge.bench_quote import run_quote_bench
 
@@ -250,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
     bench.add_argument("kind", choices=["checkout", "lookup", "quote", "sync", "spend", "devices", "ui", "console",
-                                          "statements", "hq-bill", "shifts", "footprint", "chain"])
+                                          "statements", "hq-bill", "shifts", "footprint", "chain", "coldstart"])
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--tills", type=int, default=8)
     bench.add_argument("--seconds", type=float, default=10.0)
@@ -258,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=1000.0, help="lookups per second (lookup bench)")
     bench.add_argument("--data", help="bench data directory (default: a fresh temporary one)")
     bench.add_argument("--devices", type=int, default=200, help="simulated devices publishing (devices bench)")
-    bench.add_argument("--repeat", type=int, default=20, help="fetches of each page (ui, console benches)")
+    bench.add_argument("--repeat", type=int, default=20,
+                       help="fetches of each page (ui, console benches); starts of each kind (coldstart)")
     bench.add_argument("--days", type=int, default=365, help="days of history to build (ui, console benches)")
     bench.add_argument("--tickets-per-day", type=int, default=None,
                        help="tickets a day in the history (ui bench: 2000; console bench: 200 per store)")

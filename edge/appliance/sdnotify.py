@@ -56,7 +56,7 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
-async def _serving(host: str, port: int) -> bool:
+async def serving(host: str, port: int) -> bool:
     """True once `host:port` accepts a TCP connection (uvicorn binds after the lifespan has started)."""
     target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     loop = asyncio.get_running_loop()
@@ -75,7 +75,7 @@ async def _serving(host: str, port: int) -> bool:
 
 async def _announce(hub: Hub) -> None:
     config = hub.config
-    if await _serving(config.host, config.port):
+    if await serving(config.host, config.port):
         notify(f"READY=1\nSTATUS=serving store {hub.store_id} on port {config.port}")
     else:
         log.error("the hub's port %d never accepted a connection; systemd is not told READY", config.port)

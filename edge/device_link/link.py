@@ -111,6 +111,7 @@ class DeviceLink:
         self._refused: str | None = None
         self._closing = False
         self._mdns_thread: threading.Thread | None = None
+        self._mdns_starter: asyncio.Task[None] | None = None
         self._inflight: dict[CommandKey, tuple[asyncio.Future[topics.CommandResult], float]] = {}
         self._results: OrderedDict[CommandKey, topics.CommandResult] = OrderedDict()
         self._subscribers: dict[str, set[asyncio.Queue[tuple[str, bytes] | None]]] = {}
@@ -127,6 +128,15 @@ class DeviceLink:
         self._start_broker()
         await asyncio.to_thread(self._start_client)
         if self.config.mdns_enabled:
+            # Once the hub serves: importing and starting zeroconf (its threads, its sockets) would otherwise
+            # hold the GIL against the hub's own start (docs/performance.md, cold start).
+            self._mdns_starter = asyncio.create_task(self._start_mdns_when_serving(), name="backroom-mdns-start")
+
+    async def _start_mdns_when_serving(self) -> None:
+        from edge.appliance.sdnotify import serving
+
+        await serving(self.config.host, self.config.port)
+        if not self._closing:
             self._mdns_thread = threading.Thread(target=self._start_mdns, name="backroom-mdns", daemon=True)
             self._mdns_thread.start()
 
@@ -193,6 +203,10 @@ class DeviceLink:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._mdns_starter is not None:
+            self._mdns_starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mdns_starter
         if self._tasks:  # after-sale jobs already published; give them a moment to log their results
             await asyncio.wait(list(self._tasks), timeout=1.0)
             for task in list(self._tasks):

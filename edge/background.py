@@ -1,5 +1,8 @@
 """A task that runs beside the app for as long as a lifespan lasts (daily passes, schedules): one
-owner for the start and the mirrored teardown, so a lifespan hook only says what runs."""
+owner for the start and the mirrored teardown, so a lifespan hook only says what runs. And `serving`,
+which a task awaits to begin its work once the hub answers requests: start-up passes (points expiry,
+the member pass, mDNS) then do not compete with the hub's own start (docs/performance.md, cold start).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,27 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
+
+READY_POLL_S = 0.02
+READY_TIMEOUT_S = 60.0
+
+
+async def serving(host: str, port: int) -> bool:
+    """True once `host:port` accepts a TCP connection (uvicorn binds after the lifespan has started); False
+    if it has not after a minute."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT_S
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(target, port)
+        except OSError:
+            await asyncio.sleep(READY_POLL_S)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
 
 
 @asynccontextmanager

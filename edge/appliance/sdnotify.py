@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from edge.background import background
+from edge.background import background, serving
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backroom.sdnotify")
 
-READY_POLL_S = 0.02
-READY_TIMEOUT_S = 60.0
 
 
 def notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -54,23 +52,6 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     if pid and pid.isdigit() and int(pid) != os.getpid():
         return None  # meant for another process (a parent that exec'd us without clearing it)
     return int(usec) / 2e6
-
-
-async def serving(host: str, port: int) -> bool:
-    """True once `host:port` accepts a TCP connection (uvicorn binds after the lifespan has started)."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + READY_TIMEOUT_S
-    while loop.time() < deadline:
-        try:
-            _, writer = await asyncio.open_connection(target, port)
-        except OSError:
-            await asyncio.sleep(READY_POLL_S)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return True
-    return False
 
 
 async def _announce(hub: Hub) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.config import HubConfig
-from edge.storage.backup import Manifest, newest_good
+
+if TYPE_CHECKING:  # the backup module (tarfile and the manifest types) only when the database is damaged
+    from edge.storage.backup import Manifest
 
 EXIT_DAMAGED = 78  # EX_CONFIG from sysexits.h: do not restart, a person must act
 
@@ -45,6 +48,8 @@ def backup_dirs(config: HubConfig) -> list[Path]:
 
 
 def last_good_backup(config: HubConfig) -> tuple[Path, Manifest] | None:
+    from edge.storage.backup import newest_good
+
     return newest_good(backup_dirs(config))
 
 

@@ -36,6 +36,7 @@ import msgspec
 
 from devices import broker, profiles, topics
 from devices.receipt import Receipt
+from edge.background import serving
 from edge.config import TillDevices
 from edge.device_link import receipts
 from edge.device_link.live import Board
@@ -133,8 +134,6 @@ class DeviceLink:
             self._mdns_starter = asyncio.create_task(self._start_mdns_when_serving(), name="backroom-mdns-start")
 
     async def _start_mdns_when_serving(self) -> None:
-        from edge.appliance.sdnotify import serving
-
         await serving(self.config.host, self.config.port)
         if not self._closing:
             self._mdns_thread = threading.Thread(target=self._start_mdns, name="backroom-mdns", daemon=True)

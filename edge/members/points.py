@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from edge.background import background
+from edge.background import background, serving
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger
@@ -115,6 +115,7 @@ async def points_lifespan(app: Any) -> AsyncIterator[None]:
         return str(today)
 
     async def daily() -> None:
+        await serving(config.host, config.port)  # the first pass once the hub answers (edge/background.py)
         last = await once()
         while True:
             await asyncio.sleep(600)

@@ -23,7 +23,6 @@ from typing import Any
 import msgspec
 
 from edge.config import HubConfig
-from edge.storage.backup import check_database
 
 MIN_YEAR = 2024  # a box whose clock reads earlier lost its time (no RTC on a Pi, no NTP yet)
 MAX_YEAR = 2100
@@ -85,6 +84,8 @@ def devices_check(statuses: dict[str, str]) -> Check:
 # -- the doctor's own probes ---------------------------------------------------------------------------------
 
 def _database_check(config: HubConfig) -> Check:
+    from edge.storage.backup import check_database  # tarfile and the manifests: not for the hub's /healthz
+
     path = config.db_path
     if not path.exists():
         return Check("database", False, f"no hub database at {path}",

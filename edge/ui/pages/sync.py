@@ -22,7 +22,6 @@ from litestar.response import ServerSentEvent
 
 from edge.api.sync_routes import SyncAlert, SyncStatus, read_sync_status
 from edge.hub import Hub
-from edge.storage.backup import backup
 from edge.ui.i18n import dates
 from edge.ui.jobs import Job, JobBoard, Progress
 from edge.ui.live import live_fragments
@@ -174,6 +173,8 @@ async def start_backup(request: Request[Any, Any, Any]) -> Response[Any]:
     assert ui.claims is not None  # the guard let a session in
 
     async def work(progress: Progress) -> str:
+        from edge.storage.backup import backup  # on the first backup, not at the hub's start
+
         path = await asyncio.to_thread(backup, hub.config.db_path, _backups_dir(hub), stamp, progress)
         return _("%(file)s, %(size)s KB") % {"file": path.name, "size": ui.fmt.number(path.stat().st_size // 1024)}
 

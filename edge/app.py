@@ -26,6 +26,7 @@ from edge.errors import ApiError, StorageFull, storage_failure
 from edge.hub import Hub
 from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
+from edge.serving import NoEventListeners
 from edge.ui.router import ui_error_page, ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
 
@@ -89,6 +90,7 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),
+        event_emitter_backend=NoEventListeners,  # no listeners: no anyio task group at start (edge/serving.py)
         debug=False,
     )
     build_on_first_use(app)  # the OpenAPI document (with the bodies' schemas) on the first /schema, not at start

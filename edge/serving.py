@@ -7,6 +7,10 @@ of the hub's CPU in those syscalls. `CorkedHttpToolsProtocol` hands uvicorn a tr
 gathers what is written in one turn of the event loop and writes it at the end of that turn: the
 head and body of an answer leave in one `send`. Nothing waits longer than the current loop turn,
 closing flushes first, and more than `FLUSH_AT` bytes are written at once (streams, big pages).
+
+`NoEventListeners` is Litestar's event emitter for an app that has no event listeners (the hub's and
+HQ's): the default one starts an anyio task group at every start, importing anyio's asyncio backend
+(some 17 modules, tens of milliseconds of a cold start) for events nobody listens to.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from litestar.events import BaseEventEmitterBackend
+from litestar.exceptions import ImproperlyConfiguredException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 FLUSH_AT = 64 * 1024
@@ -77,3 +83,19 @@ class CorkedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+
+
+class NoEventListeners(BaseEventEmitterBackend):
+    """An event emitter with nothing to run: `app.emit` fails as Litestar's does for an event without
+    listeners."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> NoEventListeners:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
+        raise ImproperlyConfiguredException(f"no event listener for {event_id!r}")

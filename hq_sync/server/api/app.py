@@ -21,6 +21,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
+from edge.serving import NoEventListeners
 from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, statements, sync, users
 from hq_sync.server.api.resources import CONTACT_EVERY_S, Hq
 from hq_sync.server.api.support import in_thread, json_response
@@ -135,5 +136,6 @@ def _litestar(lifespan: Any) -> Litestar:
         lifespan=[lifespan, member_rules.member_pass_lifespan, engage.campaign_schedule, partition_schedule],
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,
+        event_emitter_backend=NoEventListeners,  # no listeners: no anyio task group at start (edge/serving.py)
         debug=False,
     )

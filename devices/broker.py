@@ -395,7 +395,7 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return True
-        time.sleep(0.02)
+        time.sleep(0.005)  # Mosquitto listens within milliseconds; the hub's start waits on this (cold start)
     return False
 
 

@@ -5,7 +5,7 @@ parsing coerces "5" to 5). So the OpenAPI document still shows each body, the bo
 comes from msgspec and is attached to the operation through a tiny Operation subclass.
 
 The document is generated when it is first asked for (`/schema`), not at start: generating it
-(every route's parameters and responses, the bodies' JSON Schemas) was about a fifth of the hub's
+(every route's parameters and responses, the bodies' JSON Schemas) was about a tenth of the hub's
 cold start (docs/performance.md).
 """
 

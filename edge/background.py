@@ -1,7 +1,8 @@
 """A task that runs beside the app for as long as a lifespan lasts (daily passes, schedules): one
-owner for the start and the mirrored teardown, so a lifespan hook only says what runs. And `serving`,
-which a task awaits to begin its work once the hub answers requests: start-up passes (points expiry,
-the member pass, mDNS) then do not compete with the hub's own start (docs/performance.md, cold start).
+owner for the start and the mirrored teardown, so a lifespan hook only says what runs. And
+`settled`, which a task awaits to begin its work a moment after the hub answers requests: start-up
+passes (points expiry, the member pass, mDNS) then do not compete with the hub's own start and its
+first requests for the GIL (docs/performance.md, cold start).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 READY_POLL_S = 0.02
 READY_TIMEOUT_S = 60.0
+SETTLE_S = 1.0  # after the port answers: the first requests (tills reconnecting, the tablet) go first
 
 
 async def serving(host: str, port: int) -> bool:
@@ -31,6 +33,12 @@ async def serving(host: str, port: int) -> bool:
         await writer.wait_closed()
         return True
     return False
+
+
+async def settled(host: str, port: int) -> None:
+    """Return `SETTLE_S` after `host:port` first accepts a connection (or after a minute without)."""
+    await serving(host, port)
+    await asyncio.sleep(SETTLE_S)
 
 
 @asynccontextmanager

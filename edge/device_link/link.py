@@ -36,7 +36,7 @@ import msgspec
 
 from devices import broker, profiles, topics
 from devices.receipt import Receipt
-from edge.background import serving
+from edge.background import settled
 from edge.config import TillDevices
 from edge.device_link import receipts
 from edge.device_link.live import Board
@@ -129,12 +129,12 @@ class DeviceLink:
         self._start_broker()
         await asyncio.to_thread(self._start_client)
         if self.config.mdns_enabled:
-            # Once the hub serves: importing and starting zeroconf (its threads, its sockets) would otherwise
-            # hold the GIL against the hub's own start (docs/performance.md, cold start).
+            # A moment after the hub serves: importing and starting zeroconf (its threads, its sockets) would
+            # otherwise hold the GIL against the hub's own start (docs/performance.md, cold start).
             self._mdns_starter = asyncio.create_task(self._start_mdns_when_serving(), name="backroom-mdns-start")
 
     async def _start_mdns_when_serving(self) -> None:
-        await serving(self.config.host, self.config.port)
+        await settled(self.config.host, self.config.port)
         if not self._closing:
             self._mdns_thread = threading.Thread(target=self._start_mdns, name="backroom-mdns", daemon=True)
             self._mdns_thread.start()

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from edge.background import background, serving
+from edge.background import background, settled
 from edge.errors import ApiError
 from edge.journal import chain
 from edge.members import ledger
@@ -115,7 +115,7 @@ async def points_lifespan(app: Any) -> AsyncIterator[None]:
         return str(today)
 
     async def daily() -> None:
-        await serving(config.host, config.port)  # the first pass once the hub answers (edge/background.py)
+        await settled(config.host, config.port)  # the first pass once the hub answers (edge/background.py)
         last = await once()
         while True:
             await asyncio.sleep(600)

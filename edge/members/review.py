@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from edge.background import background, serving
+from edge.background import background, settled
 from edge.members import auto_tags, tiers
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def review_lifespan(app: Any) -> AsyncIterator[None]:
         return str(today)
 
     async def daily() -> None:
-        await serving(hub.config.host, hub.config.port)  # the first pass once the hub answers (edge/background.py)
+        await settled(hub.config.host, hub.config.port)  # the first pass once the hub answers (edge/background.py)
         last = await once()
         while True:
             await asyncio.sleep(300)

@@ -340,7 +340,7 @@ CREATE TABLE IF NOT EXISTS hq_feed (
 );
 CREATE INDEX IF NOT EXISTS hq_feed_store ON hq_feed (store_id, seq);
 -- PostgreSQL: feed entries appended without the feed counter's lock, waiting for their seq (service/feed.py
--- `queue_feed`; the sequencer numbers, signs and moves them into hq_feed right after their commit). Empty on SQLite.
+-- `queue_feed`: the sequencer numbers, signs and moves them into hq_feed right after their commit). Empty on SQLite.
 CREATE TABLE IF NOT EXISTS hq_feed_pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     xid BIGINT NOT NULL DEFAULT 0,

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from hq_sync.server.service.feed import PENDING_BATCH, number_pending
+from hq_sync.server.service.feed import sequence_pending
 from hq_sync.server.storage.db import HqDb
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,7 @@ class FeedSequencer:
 
     def run_once(self) -> int:
         """Number everything queued now; returns how many entries."""
-        total = 0
-        while True:
-            with self.db.write() as tx:
-                n = number_pending(tx, self.private_key)
-            total += n
-            if n < PENDING_BATCH:
-                break
+        total = sequence_pending(self.db, self.private_key)
         self.passes += 1
         self.entries += total
         return total

@@ -102,6 +102,28 @@ def number_pending(tx: Tx, private_key: bytes, limit: int = PENDING_BATCH) -> in
     return len(out)
 
 
+def number_all_pending(tx: Tx, private_key: bytes) -> int:
+    """`number_pending` until the queue is empty (as this transaction sees it)."""
+    total = 0
+    while (n := number_pending(tx, private_key)) > 0:
+        total += n
+        if n < PENDING_BATCH:
+            break
+    return total
+
+
+def sequence_pending(db: HqDb, private_key: bytes) -> int:
+    """Number what is queued, in transactions of its own: what an HQ worker's sequencer does after each
+    commit (api/sequencer.py), for a process without one (a command, a test)."""
+    total = 0
+    while True:
+        with db.write() as tx:
+            n = number_pending(tx, private_key)
+        total += n
+        if n < PENDING_BATCH:
+            return total
+
+
 def append_feed(tx: Tx, private_key: bytes, store: str, body: FeedBody, at: str) -> int:
     """Append one entry numbered now (see above); returns its seq."""
     return append_feed_many(tx, private_key, [(store, body)], at)[0]
@@ -113,8 +135,7 @@ def append_feed_many(tx: Tx, private_key: bytes, entries: list[tuple[str, FeedBo
     On PostgreSQL the queue is numbered first, so what committed before this transaction comes before it."""
     if not entries:
         return []
-    while number_pending(tx, private_key) == PENDING_BATCH:
-        pass
+    number_all_pending(tx, private_key)
     first = _counter_plus(tx, len(entries)) - len(entries) + 1
     rows = []
     for n, (store, body) in enumerate(entries):

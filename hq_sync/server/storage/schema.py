@@ -855,4 +855,4 @@ def create_schema(db: HqDb) -> None:
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))
     if sealed:  # the plaintext may linger in freed pages and the WAL
-        db.compact(["hq_members", "hq_feed", "hq_deltas"])
+        db.compact(["hq_members", "hq_feed", "hq_feed_pending", "hq_deltas"])

@@ -395,6 +395,10 @@ class Chain:
         await auth
         if auth_tasks:
             await asyncio.wait(auth_tasks, timeout=30)
+            late = list(auth_tasks)  # still unanswered after 30 s: sent, not answered (the client closes next)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         window_s = time.perf_counter() - start
         sim_cpu = _self_cpu_s() - cpu0
         for task in pollers:

@@ -53,6 +53,19 @@ FAST = {"idle_s": "0.05", "long_poll_s": "5", "digest_interval_s": "1", "backoff
         "stock_report_s": "0.3"}
 
 
+def read_feed(db: Any, store_id: str, after: int, limit: int = 200) -> Any:
+    """HQ's feed as a store reads it (service/feed.py `read_feed`), after numbering what is queued: on
+    PostgreSQL an HQ worker's sequencer does that right after each commit; a test calling HQ's services
+    in-process has none."""
+    from hq_sync.server.service import feed
+
+    with db.read() as tx:
+        row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
+    if row is not None:
+        feed.sequence_pending(db, bytes(row[0]))
+    return feed.read_feed(db, store_id, after, limit)
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -463,7 +463,7 @@ def test_a_batch_writes_its_stores_rows_and_a_members_effects_only_under_that_me
     # (the escrow policy's grant to the store the member shopped at, in its own transaction)
     assert "hq_member_ledger" in by_column["member_id"]
     assert set(by_column) <= {"store_id", "member_id", None}
-    # the member's figures going down to the store: the feed and its sequence counter (both local)
-    assert by_column.get(None, set()) <= {"hq_feed", "hq_counters"}
+    # the member's figures going down to the store: the feed, its queue and its sequence counter (all local)
+    assert by_column.get(None, set()) <= {"hq_feed", "hq_feed_pending", "hq_counters"}
     assert set().union(*(with_member[t] for t in by_column["member_id"])) == {member}
     assert set().union(*(with_member[t] for t in by_column["store_id"])) == {"keys-001"}

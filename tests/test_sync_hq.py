@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 import sync_support
+from sync_support import read_feed
 
 from hq_sync.protocol import DeltaLine, DeltaTender, EscrowReleaseDelta, SaleDelta, TopupDelta, delta_encoder
 from hq_sync.server.api.resources import Hq
@@ -18,7 +19,6 @@ from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.digests import check_digests
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.escrow import EscrowPolicy, run_policy
-from hq_sync.server.service.feed import read_feed
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.members import authorize, grant, member_view
 from hq_sync.server.service.reports import report

@@ -33,6 +33,7 @@ from hq_sync.server.service import members as hq_members
 from hq_sync.server.service import pii as hq_pii
 from hq_sync.server.service.access import system_principal
 from hq_sync.server.service.errors import HqError
+from hq_sync.server.service.feed import sequence_pending
 from hq_sync.server.service.ingest import ingest
 from hq_sync.server.service.merges import combine_profiles, merge_by_hand, pick_winner, plan_merge
 from hq_sync.server.service.stores import ensure_store
@@ -164,6 +165,9 @@ def _name_tier(hub: SyncHub, member_id: str) -> tuple[str, str] | None:
 
 
 def _feed(db: Any) -> list[tuple[str, Any]]:
+    with db.read() as tx:
+        key = bytes(tx.all("SELECT private_key FROM hq_keys WHERE id = 1")[0][0])
+    sequence_pending(db, key)  # on PostgreSQL, what an HQ worker's sequencer does after each commit
     with db.read() as tx:  # member profiles are sealed in hq_feed (docs/privacy.md)
         return [(str(r[0]), feed_body_decoder.decode(hq_pii.open_feed_body(tx, str(r[2]), bytes(r[1]))))
                 for r in tx.all("SELECT store_id, body, kind FROM hq_feed ORDER BY seq")]

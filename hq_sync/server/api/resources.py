@@ -46,13 +46,22 @@ class FeedSignal:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.event: asyncio.Event | None = None
         self.publish: Callable[[], None] | None = None  # the other workers (bus.py), when there are any
-
+        # PostgreSQL: the feed's sequencer (sequencer.py) numbers queued entries first, then calls `wake`
+        self.sequence: Callable[[], None] | None = None
 
     def bind(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
 
     def notify(self) -> None:
+        """Called after a commit that appended to (or queued for) the feed."""
+        if self.sequence is not None:
+            self.sequence()
+            return
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the long-polls of this worker and the others."""
         self.notify_local()
         if self.publish is not None:
             self.publish()
@@ -174,6 +183,7 @@ class Hq:
         self.tasks: set[asyncio.Task[Any]] = set()  # background jobs (price imports) held until they end
         self.waits = FeedWaits(self.db, self.signal)
         self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
+        self.sequencer: Any = None  # sequencer.FeedSequencer on PostgreSQL (`start_bus`)
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
         self._batch_limiter: anyio.CapacityLimiter | None = None
         self._authorize_limiter: anyio.CapacityLimiter | None = None
@@ -203,6 +213,10 @@ class Hq:
                          on_escrow=self._heard_escrow)
         self.signal.publish = self.bus.feed
         self.releases.publish = self.bus.release
+        from hq_sync.server.api.sequencer import FeedSequencer
+
+        self.sequencer = FeedSequencer(self.db, self.private_key, self.signal.wake)
+        self.signal.sequence = self.sequencer.kick
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
@@ -268,6 +282,9 @@ class Hq:
             self.bus.forget(store_id)
 
     def close(self) -> None:
+        if self.sequencer is not None:
+            self.sequencer.close()
+            self.sequencer = None
         if self.bus is not None:
             self.bus.close()
             self.bus = None

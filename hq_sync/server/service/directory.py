@@ -17,7 +17,7 @@ import msgspec
 from hq_sync.protocol import MemberDelta
 from hq_sync.server.service import pii
 from hq_sync.server.service.access import system_principal
-from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.feed import queue_feed_many
 from hq_sync.server.service.members import balance_rows, member_rows_of, resolve, resolve_many, send_balances
 from hq_sync.server.service.merges import merge_duplicates
 from hq_sync.server.storage.db import Tx
@@ -58,9 +58,9 @@ def after_batch(tx: Tx, store_id: str, acked: int, applied: list[MemberDelta], k
         elif delta.member_id not in known_before:
             changed.append(delta.member_id)
     if changed:
-        append_feed(tx, private_key, "*", MembersPut(members=member_rows_of(tx, changed)), at)
-        append_feed(tx, private_key, "*", MemberBalances(rows=balance_rows(tx, changed), as_of=at, store=store_id,
-                                                          acked=acked), at)
+        queue_feed_many(tx, private_key, [
+            ("*", MembersPut(members=member_rows_of(tx, changed))),
+            ("*", MemberBalances(rows=balance_rows(tx, changed), as_of=at, store=store_id, acked=acked))], at)
         appended += 2
     merges = merge_duplicates(tx, private_key, changed, SYNC_ACTOR, at)
     appended += 2 * len(merges)

@@ -20,7 +20,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from hq_sync.server.service.feed import append_feed
+from hq_sync.server.service.feed import queue_feed
 from hq_sync.server.service.members import grant_in, member_rows, reclaim_from, touch_in
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import Ledger, MembersPut
@@ -85,7 +85,7 @@ def _apply_member(tx: Tx, private_key: bytes, member_id: str, stores: set[str], 
             if target - held.get((store_id, ledger), 0) < policy.min_grant or free < policy.min_grant:
                 continue
             if store_id not in profile_sent and store_id != home:  # the store may not know the member yet
-                append_feed(tx, private_key, store_id, MembersPut(members=member_rows(tx, member_id)), at)
+                queue_feed(tx, private_key, store_id, MembersPut(members=member_rows(tx, member_id)), at)
                 profile_sent.add(store_id)
             amount = _top_up(tx, private_key, member_id, store_id, ledger, target,  # type: ignore[arg-type]
                              free, held.get((store_id, ledger), 0), policy, at, now_s)

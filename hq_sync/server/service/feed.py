@@ -36,8 +36,7 @@ def hq_key(db: HqDb) -> tuple[bytes, bytes]:
 
 
 def next_counter(tx: Tx, name: str) -> int:
-    """The next value of a named counter. The row stays locked until commit, so feed entries commit
-    in sequence order and a reader never skips one that commits late."""
+    """The next value of a named counter. The row stays locked until commit."""
     row = tx.one("""INSERT INTO hq_counters (name, value) VALUES (?, 1)
                     ON CONFLICT (name) DO UPDATE SET value = hq_counters.value + 1 RETURNING value""", (name,))
     assert row is not None
@@ -45,40 +44,128 @@ def next_counter(tx: Tx, name: str) -> int:
 
 
 # -- the feed ------------------------------------------------------------------------------------------------
+#
+# Two ways onto the feed (docs/hq-serving.md "The feed's sequencer"):
+# - `append_feed` numbers the entry in the caller's transaction: it takes the next value of the `feed` counter,
+#   whose row stays locked until commit, so numbered entries commit in seq order. Every such append in HQ
+#   waits for that lock; callers that need the seq (a price change records it) use it.
+# - `queue_feed` (PostgreSQL) takes no lock: the entry goes into hq_feed_pending with its transaction's id,
+#   and the sequencer (`number_pending`, run by every worker right after its appends commit and on a short
+#   tick) numbers, signs and moves the committed ones into hq_feed, holding the counter's lock for that one
+#   short transaction. Readers only ever see hq_feed, whose rows still commit in seq order, so a cursor never
+#   passes an entry that commits late. On SQLite (one writer) `queue_feed` is `append_feed`.
+# An entry is numbered after every entry that committed before its transaction began (append_feed numbers
+# the queue first), so a hub applies them in the order HQ made them.
+
+PENDING_BATCH = 1000  # queued entries numbered per sequencer transaction
+
+
+def _feed_row(tx: Tx, store: str, body: FeedBody) -> tuple[str, str, bytes, bytes]:
+    """(store, kind, plain body, body as stored: sealed for the kinds carrying personal data)."""
+    data = feed_body_encoder.encode(body)
+    kind = type(body).__struct_config__.tag
+    assert isinstance(kind, str)
+    stored = keys(tx).seal(data, b"feed:" + kind.encode()) if kind in SEALED_FEED_KINDS else data
+    return store, kind, data, stored
+
+
+def _counter_plus(tx: Tx, n: int) -> int:
+    """Move the feed counter by `n` (0: only lock it) and return its new value; the row stays locked until
+    commit."""
+    row = tx.one("""INSERT INTO hq_counters (name, value) VALUES ('feed', ?)
+                    ON CONFLICT (name) DO UPDATE SET value = hq_counters.value + ? RETURNING value""", (n, n))
+    assert row is not None
+    return int(row[0])
+
+
+def number_pending(tx: Tx, private_key: bytes, limit: int = PENDING_BATCH) -> int:
+    """The sequencer's step: number up to `limit` committed queued entries, in (transaction id, insertion)
+    order, sign them with their seq and move them into hq_feed. Holds the feed counter's lock from here to
+    the caller's commit, so numbering is serial and hq_feed's rows commit in seq order. Returns how many
+    it numbered (0 on SQLite, which queues nothing)."""
+    if tx.dialect != "postgresql" or tx.one("SELECT 1 FROM hq_feed_pending LIMIT 1") is None:
+        return 0
+    head = _counter_plus(tx, 0)
+    # a statement after the lock: it sees every numbering committed before (their rows gone from the queue)
+    rows = tx.all("SELECT id, store_id, kind, at, body FROM hq_feed_pending ORDER BY xid, id LIMIT ?", (limit,))
+    if not rows:
+        return 0
+    k = keys(tx) if any(r[2] in SEALED_FEED_KINDS for r in rows) else None
+    out = []
+    for seq, (_, store_id, kind_name, at_text, stored) in enumerate(rows, start=head + 1):
+        store, kind, at, body = str(store_id), str(kind_name), str(at_text), bytes(stored)
+        data = k.open(body, b"feed:" + kind.encode()) if k is not None and kind in SEALED_FEED_KINDS else body
+        out.append((seq, store, kind, at, body, sign_entry(private_key, seq, store, at, data).sig))
+    tx.copy("hq_feed", "seq, store_id, kind, at, body, sig", out)
+    tx.run("DELETE FROM hq_feed_pending WHERE id = ANY(?)", ([int(r[0]) for r in rows],))
+    _counter_plus(tx, len(out))
+    return len(out)
+
+
+def number_all_pending(tx: Tx, private_key: bytes) -> int:
+    """`number_pending` until the queue is empty (as this transaction sees it)."""
+    total = 0
+    while (n := number_pending(tx, private_key)) > 0:
+        total += n
+        if n < PENDING_BATCH:
+            break
+    return total
+
+
+def sequence_pending(db: HqDb, private_key: bytes) -> int:
+    """Number what is queued, in transactions of its own: what an HQ worker's sequencer does after each
+    commit (api/sequencer.py), for a process without one (a command, a test)."""
+    total = 0
+    while True:
+        with db.write() as tx:
+            n = number_pending(tx, private_key)
+        total += n
+        if n < PENDING_BATCH:
+            return total
+
 
 def append_feed(tx: Tx, private_key: bytes, store: str, body: FeedBody, at: str) -> int:
-    seq = next_counter(tx, "feed")
-    data = feed_body_encoder.encode(body)
-    entry = sign_entry(private_key, seq, store, at, data)
-    kind = type(body).__struct_config__.tag
-    stored = keys(tx).seal(data, b"feed:" + kind.encode()) if kind in SEALED_FEED_KINDS else data
-    tx.run("INSERT INTO hq_feed (seq, store_id, kind, at, body, sig) VALUES (?, ?, ?, ?, ?, ?)",
-           (seq, store, kind, at, stored, entry.sig))
-    return seq
+    """Append one entry numbered now (see above); returns its seq."""
+    return append_feed_many(tx, private_key, [(store, body)], at)[0]
 
 
 def append_feed_many(tx: Tx, private_key: bytes, entries: list[tuple[str, FeedBody]], at: str) -> list[int]:
-    """Several entries in two statements: the counter moves once by their number, one multi-row INSERT.
-    The counter's row stays locked from here to the commit and every feed append waits for it, so a
-    hot path (an authorisation) appends last and in as few round trips as it can."""
+    """Several entries numbered now, in two statements: the counter moves once by their number, one multi-row
+    INSERT. The counter's row stays locked from here to the commit and every numbered append waits for it.
+    On PostgreSQL the queue is numbered first, so what committed before this transaction comes before it."""
     if not entries:
         return []
-    row = tx.one("""INSERT INTO hq_counters (name, value) VALUES ('feed', ?)
-                    ON CONFLICT (name) DO UPDATE SET value = hq_counters.value + ? RETURNING value""",
-                 (len(entries), len(entries)))
-    assert row is not None
-    first = int(row[0]) - len(entries) + 1
+    number_all_pending(tx, private_key)
+    first = _counter_plus(tx, len(entries)) - len(entries) + 1
     rows = []
     for n, (store, body) in enumerate(entries):
         seq = first + n
-        data = feed_body_encoder.encode(body)
-        kind = type(body).__struct_config__.tag
-        stored = keys(tx).seal(data, b"feed:" + kind.encode()) if kind in SEALED_FEED_KINDS else data
+        _, kind, data, stored = _feed_row(tx, store, body)
         rows.append((seq, store, kind, at, stored, sign_entry(private_key, seq, store, at, data).sig))
     marks = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
     tx.run(f"INSERT INTO hq_feed (seq, store_id, kind, at, body, sig) VALUES {marks}",
            [value for r in rows for value in r])
     return [r[0] for r in rows]
+
+
+def queue_feed(tx: Tx, private_key: bytes, store: str, body: FeedBody, at: str) -> None:
+    """Append one entry whose seq the caller does not need, without the counter's lock (see above)."""
+    queue_feed_many(tx, private_key, [(store, body)], at)
+
+
+def queue_feed_many(tx: Tx, private_key: bytes, entries: list[tuple[str, FeedBody]], at: str) -> None:
+    """Queue entries for the sequencer (PostgreSQL; one INSERT, no lock on anything shared); on SQLite they are
+    appended and numbered at once. The caller wakes the feed (`FeedSignal.notify`) after its commit, which
+    runs the sequencer."""
+    if not entries:
+        return
+    if tx.dialect != "postgresql":
+        append_feed_many(tx, private_key, entries, at)
+        return
+    rows = [_feed_row(tx, store, body) for store, body in entries]
+    marks = ", ".join(["(pg_current_xact_id()::text::bigint, ?, ?, ?, ?)"] * len(rows))
+    tx.run(f"INSERT INTO hq_feed_pending (xid, store_id, kind, at, body) VALUES {marks}",
+           [value for store, kind, _, stored in rows for value in (store, kind, at, stored)])
 
 
 def read_feed(db: HqDb, store_id: str, after: int, limit: int = 200) -> FeedPage:

@@ -27,7 +27,7 @@ from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require, require_store, scope_sql
 from hq_sync.server.service.audit import audit
 from hq_sync.server.service.errors import HqError
-from hq_sync.server.service.feed import append_feed, append_feed_many
+from hq_sync.server.service.feed import append_feed, queue_feed, queue_feed_many
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
     AuthorizeRequest,
@@ -187,8 +187,8 @@ def send_balances(tx: Tx, private_key: bytes, members: set[str], at: str, acting
             if row is None:
                 continue
             target_acked = int(row[0])
-        append_feed(tx, private_key, target, MemberBalances(rows=[rows[m] for m in sorted(targets[target])],
-                                                            as_of=at, store=target, acked=target_acked), at)
+        queue_feed(tx, private_key, target, MemberBalances(rows=[rows[m] for m in sorted(targets[target])],
+                                                           as_of=at, store=target, acked=target_acked), at)
     return len(targets)
 
 
@@ -337,10 +337,9 @@ def grant_in(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: 
     acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
     figures = MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
                              acked=int(acked[0]) if acked else 0)
-    # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it. The
-    # appends come last: the feed's counter stays locked from the first one to the commit, and every
-    # feed append in HQ waits for it (docs/hq-serving.md).
-    append_feed_many(tx, private_key, [(store_id, grant), (store_id, figures)], at)
+    # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it. Queued,
+    # not numbered here: no authorisation waits for another's commit on the feed counter (docs/hq-serving.md).
+    queue_feed_many(tx, private_key, [(store_id, grant), (store_id, figures)], at)
     return grant
 
 
@@ -361,7 +360,7 @@ def grant(db: HqDb, principal: Principal, private_key: bytes, member_id: str, st
         if free < amount:
             raise HqError(402, "insufficient_balance", f"member {member_id} has {free} unallocated", available=free)
         members = member_rows(tx, member_id)
-        append_feed(tx, private_key, store_id, MembersPut(members=members), at)  # the store may not know them yet
+        queue_feed(tx, private_key, store_id, MembersPut(members=members), at)  # the store may not know them yet
         given = grant_in(tx, private_key, member_id, store_id, ledger, amount, None, at)
         audit(tx, principal, "member.escrow_grant", f"member:{member_id}", {"unallocated": free, "ledger": ledger},
               {"store_id": store_id, "amount": amount, "grant_id": given.grant_id}, at=at)
@@ -447,8 +446,8 @@ def reclaim_from(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledg
     request_id = f"R-{uuid.uuid4()}"
     tx.run("""INSERT INTO hq_reclaims (request_id, member_id, store_id, ledger, amount, at)
               VALUES (?, ?, ?, ?, ?, ?)""", (request_id, member_id, store_id, ledger, amount, at))
-    append_feed(tx, private_key, store_id, EscrowReclaim(request_id=request_id, member_id=member_id,
-                                                         ledger=ledger, amount=amount), at)  # type: ignore[arg-type]
+    queue_feed(tx, private_key, store_id, EscrowReclaim(request_id=request_id, member_id=member_id,
+                                                        ledger=ledger, amount=amount), at)  # type: ignore[arg-type]
     return True
 
 

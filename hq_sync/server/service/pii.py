@@ -25,7 +25,7 @@ from hq_sync.protocol import MemberDelta
 from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit as audit_write
 from hq_sync.server.service.errors import HqError
-from hq_sync.server.service.feed import SEALED_FEED_KINDS, append_feed
+from hq_sync.server.service.feed import SEALED_FEED_KINDS, append_feed, number_all_pending
 from hq_sync.server.service.feed import keys as keys  # re-exported
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.wire import (
@@ -220,7 +220,9 @@ def erase_in(tx: Tx, private_key: bytes, member_id: str, username: str, via: str
 
 def _scrub_feed(tx: Tx, private_key: bytes, member_id: str) -> None:
     """Take the member out of the profiles earlier feed entries carry (stores' opening snapshots),
-    re-signed: those entries were applied long ago, and none of them may keep the person."""
+    re-signed: those entries were applied long ago, and none of them may keep the person. Queued entries
+    (PostgreSQL) are numbered first, so they are among them."""
+    number_all_pending(tx, private_key)
     for seq, store, at, body in tx.all("SELECT seq, store_id, at, body FROM hq_feed WHERE kind = 'members'"):
         put = feed_body_decoder.decode(open_feed_body(tx, "members", bytes(body)))
         if not isinstance(put, MembersPut) or all(m.member_id != member_id for m in put.members):

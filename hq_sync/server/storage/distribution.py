@@ -114,6 +114,7 @@ PLACEMENT: dict[str, Placement] = {
     "hq_tokens": _local("sessions"),
     "hq_login_failures": _local(),
     "hq_feed": _local("the chain's signed feed: one ordered log, one sequence"),
+    "hq_feed_pending": _local("feed entries waiting for their seq (PostgreSQL's sequencer)"),
     "hq_audit": _local("the console's audit log"),
     "hq_price_imports": _local("CSV imports in progress"),
     # -- the chain's merchant bills (docs/payments-hq.md): one import covers every store; finance work, not a

@@ -339,6 +339,16 @@ CREATE TABLE IF NOT EXISTS hq_feed (
     sig BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hq_feed_store ON hq_feed (store_id, seq);
+-- PostgreSQL: feed entries appended without the feed counter's lock, waiting for their seq (service/feed.py
+-- `queue_feed`: the sequencer numbers, signs and moves them into hq_feed right after their commit). Empty on SQLite.
+CREATE TABLE IF NOT EXISTS hq_feed_pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    xid BIGINT NOT NULL DEFAULT 0,
+    store_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hq_transfers (
     transfer_id TEXT PRIMARY KEY,
     from_store TEXT NOT NULL,
@@ -845,4 +855,4 @@ def create_schema(db: HqDb) -> None:
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))
     if sealed:  # the plaintext may linger in freed pages and the WAL
-        db.compact(["hq_members", "hq_feed", "hq_deltas"])
+        db.compact(["hq_members", "hq_feed", "hq_feed_pending", "hq_deltas"])

@@ -1,0 +1,166 @@
+"""The feed's sequencer on PostgreSQL (docs/hq-serving.md "The feed's sequencer").
+
+A real HQ process on a real PostgreSQL database numbers queued feed entries (its sequencer thread); this
+test appends to the same database from its own connections, holds one appending transaction open while
+later ones commit, and reads the feed the way a store does (a paired key, signed long-polls, every
+entry's signature checked). The store's cursor must never pass the entry that commits late, and the entry
+must arrive once it commits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from sync_support import HqServer, PgCluster, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
+
+from hq_sync.server.service.feed import append_feed, queue_feed
+from hq_sync.server.storage.db import PostgresDb
+from hq_sync.wire import (
+    EscrowReclaim,
+    FeedEntry,
+    MembersPut,
+    PairRequest,
+    b64,
+    entry_problem,
+    feed_body_decoder,
+    feed_page_decoder,
+    new_key,
+    sign_request,
+    unb64,
+)
+
+
+class Store:
+    """A store reading its feed by hand: its key, its cursor, every entry verified."""
+
+    def __init__(self, hq: HqServer) -> None:
+        self.store_id = f"seq-{uuid.uuid4().hex[:6]}"
+        self.url = hq.url
+        self.key, public = new_key()
+        self.cursor = 0
+        with hq.admin() as admin:
+            code = admin.post(f"/hq/v1/stores/{self.store_id}/pair-code").json()["code"]
+        r = httpx.post(hq.url + "/hq/v1/sync/pair", timeout=30, json=msgspec.to_builtins(
+            PairRequest(store_id=self.store_id, public_key=b64(public), outbox_head=0, code=code)))
+        assert r.status_code == 200, r.text
+        self.hq_key = unb64(r.json()["hq_public_key"])
+        while self.poll(0):
+            pass
+
+    def poll(self, wait: float) -> list[FeedEntry]:
+        target = f"/hq/v1/sync/feed?after={self.cursor}&wait={wait}&limit=1000"
+        headers = sign_request(self.key, self.store_id, "GET", target, int(time.time()), b"")
+        r = httpx.get(self.url + target, headers=headers, timeout=wait + 30)
+        assert r.status_code == 200, r.text
+        entries = feed_page_decoder.decode(r.content).entries
+        for entry in entries:
+            assert entry_problem(entry, self.hq_key, self.store_id, self.cursor) is None
+            self.cursor = entry.seq
+        return list(entries)
+
+    def until(self, wanted: set[str], deadline_s: float = 20) -> list[tuple[int, str]]:
+        """Poll until the entries named `wanted` (a reclaim's request id, a profile's "members") have come."""
+        got: list[tuple[int, str]] = []
+        deadline = time.monotonic() + deadline_s
+        while not wanted <= {name for _, name in got} and time.monotonic() < deadline:
+            got += [(e.seq, _name(e)) for e in self.poll(2)]
+        assert wanted <= {name for _, name in got}, (wanted, got)
+        return got
+
+
+def _name(entry: FeedEntry) -> str:
+    body = feed_body_decoder.decode(entry.body)
+    return body.request_id if isinstance(body, EscrowReclaim) else type(body).__struct_config__.tag
+
+
+def _reclaim(name: str) -> EscrowReclaim:
+    return EscrowReclaim(request_id=name, member_id="M-none", ledger="value", amount=1)
+
+
+@pytest.fixture(scope="module")
+def hq(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, PostgresDb, bytes]]:  # noqa: F811
+    root = Path(tempfile.mkdtemp(prefix="hq-feed-seq-"))
+    server = HqServer(pg_cluster.url(), root)
+    server.env["BACKROOM_HQ_FEED_RECHECK_S"] = "120"  # only the sequencer's wake-up ends a long-poll early
+    server.start(90)
+    db = PostgresDb(server.db_url, 4)
+    db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])  # the HQ's personal-data key: profiles are sealed
+    with db.read() as tx:
+        row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
+    assert row is not None
+    try:
+        yield server, db, bytes(row[0])
+    finally:
+        db.close()
+        server.stop()
+
+
+def test_a_cursor_never_passes_a_queued_entry_that_commits_late(hq: tuple[HqServer, PostgresDb, bytes]) -> None:
+    server, db, key = hq
+    store = Store(server)
+    at = "2026-12-03T08:00:00.000+08:00"
+    late = db.write()
+    tx = late.__enter__()  # held open while the others commit
+    try:
+        queue_feed(tx, key, store.store_id, _reclaim("late"), at)
+        for n in range(3):
+            with db.write() as other:
+                queue_feed(other, key, store.store_id, _reclaim(f"early-{n}"), at)
+        with db.write() as other:  # a sealed kind: the sequencer opens it to sign what the store reads
+            queue_feed(other, key, store.store_id, MembersPut(), at)
+        early = store.until({"early-0", "early-1", "early-2", "members"})
+        assert [name for _, name in early] == ["early-0", "early-1", "early-2", "members"]  # commit order
+        assert store.poll(1.5) == []  # still open: invisible, and the cursor stays where it was
+        assert store.cursor == early[-1][0]
+        assert server.query("SELECT count(*) FROM hq_feed_pending") == [(0,)]  # the open one is not visible
+    except BaseException:
+        late.__exit__(None, None, None)
+        raise
+    late.__exit__(None, None, None)  # commits
+    [(seq, name)] = store.until({"late"})
+    assert seq > early[-1][0]
+    assert server.query("SELECT count(*) FROM hq_feed_pending") == [(0,)]
+
+
+def test_an_entry_numbered_in_its_own_transaction_holds_the_queue_back_until_it_commits(
+        hq: tuple[HqServer, PostgresDb, bytes]) -> None:
+    server, db, key = hq
+    store = Store(server)
+    at = "2026-12-03T08:00:00.000+08:00"
+    held = db.write()
+    tx = held.__enter__()
+    try:
+        first = append_feed(tx, key, store.store_id, _reclaim("numbered"), at)  # takes the feed counter's lock
+        with db.write() as other:
+            queue_feed(other, key, store.store_id, _reclaim("queued"), at)
+        assert store.poll(1.5) == []  # the sequencer waits for the counter; nothing numbered past `first`
+        assert server.query("SELECT count(*) FROM hq_feed_pending") == [(1,)]
+    except BaseException:
+        held.__exit__(None, None, None)
+        raise
+    held.__exit__(None, None, None)
+    got = store.until({"numbered", "queued"})
+    assert got[0] == (first, "numbered") and got[1][1] == "queued" and got[1][0] > first
+
+
+def test_a_numbered_append_comes_after_every_entry_queued_before_it(hq: tuple[HqServer, PostgresDb, bytes]) -> None:
+    """Whoever numbers the queued entry (the HQ's sequencer, or the append itself), it comes first: a hub
+    applies HQ's changes in the order HQ made them."""
+    server, db, key = hq
+    store = Store(server)
+    at = "2026-12-03T08:00:00.000+08:00"
+    for n in range(5):
+        with db.write() as tx:
+            queue_feed(tx, key, store.store_id, _reclaim(f"q-{n}"), at)
+        with db.write() as tx:
+            append_feed(tx, key, store.store_id, _reclaim(f"a-{n}"), at)
+    got: list[Any] = store.until({f"{k}-{n}" for k in "qa" for n in range(5)})
+    assert [name for _, name in got] == [f"{k}-{n}" for n in range(5) for k in "qa"]

@@ -97,10 +97,13 @@ def test_an_exchange_prints_its_receipt_like_a_sale(rig: Rig) -> None:
             "tenders": [{"method": "cash", "amount": 2000}]})
         assert exchange.status_code == 201, exchange.text
         new_sale = exchange.json()["sale"]
-    pages = [rig.printer.page(timeout=30), rig.printer.page(timeout=30)]  # the receipt and the drawer (cash)
-    receipt = next(p for p in pages if "DRAWER" not in p)
-    assert new_sale["receipt_no"] in receipt and sale.json()["receipt_no"] not in receipt
-    assert any("DRAWER" in p for p in pages)
+    # The receipt and the drawer kick (cash): two pages, or one when the kick reaches the printer in the same
+    # read as the receipt's first bytes
+    pages = [rig.printer.page(timeout=30)]
+    while not (any(new_sale["receipt_no"] in p for p in pages) and any("DRAWER" in p for p in pages)):
+        pages.append(rig.printer.page(timeout=30))
+    receipt = next(p for p in pages if new_sale["receipt_no"] in p)
+    assert sale.json()["receipt_no"] not in receipt and len(pages) <= 2
 
 
 def test_a_bridge_takes_the_credentials_beside_the_printed_mqtt_url_and_doctor_sees_it_go(rig: Rig) -> None:

@@ -11,7 +11,6 @@ from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from edge import __version__
 from edge.api.engage_routes import engage_lifespan
@@ -22,7 +21,7 @@ from edge.appliance.first_boot import first_boot_lifespan
 from edge.appliance.sdnotify import notify_lifespan
 from edge.config import HubConfig
 from edge.device_link.link import device_lifespan
-from edge.errors import ApiError, StorageFull, storage_failure
+from edge.errors import ApiError, StorageFull, unexpected
 from edge.hub import Hub
 from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
@@ -54,13 +53,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    full = storage_failure(exc)  # a write outside the hub's writer that the disk refused
-    if full is not None:
-        log.error("storage full on %s %s: %s", request.method, request.url.path, full.cause)
-        return _api_error(request, full)
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return Response({"code": "internal", "message": "internal error; the request was not committed"},
-                    status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+    return _api_error(request, unexpected(exc, f"{request.method} {request.url.path}", log))
 
 
 def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 from typing import Any
 
@@ -46,3 +47,15 @@ def storage_failure(exc: BaseException) -> StorageFull | None:
     if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
         return StorageFull(f"{errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc}")
     return None
+
+
+def unexpected(exc: BaseException, where: str, log: logging.Logger) -> ApiError:
+    """What to answer for an exception no handler expected, logged: the 507 when the disk refused a write
+    (outside the hub's writer), else a 500 that says nothing was committed. The app's exception handler
+    (edge/app.py) and the sale fast path (edge/api/sale_fast_path.py) both answer with it."""
+    full = storage_failure(exc)
+    if full is not None:
+        log.error("storage full on %s: %s", where, full.cause)
+        return full
+    log.exception("unhandled error on %s", where, exc_info=exc)
+    return ApiError(500, "internal", "internal error; the request was not committed")

@@ -23,7 +23,7 @@ from edge.api.routes import sell
 from edge.api.support import bearer_claims
 from edge.auth.roles import allowed
 from edge.auth.tokens import Claims
-from edge.errors import ApiError, storage_failure
+from edge.errors import ApiError, unexpected
 
 log = logging.getLogger("edge.app")
 
@@ -36,7 +36,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATH = "/api/v1/sales"
 PERMISSION = "sales.create"
 _encode = msgspec.json.encode
-_INTERNAL = _encode({"code": "internal", "message": "internal error; the request was not committed"})
 
 
 class SaleFastPath:
@@ -64,13 +63,8 @@ class SaleFastPath:
         except ApiError as exc:
             status, out = exc.status, _encode(exc.body())
         except Exception as exc:  # noqa: BLE001 -- as edge/app.py's handler: 507 when the disk refused, else 500
-            full = storage_failure(exc)
-            if full is not None:
-                log.error("storage full on POST %s: %s", PATH, full.cause)
-                status, out = full.status, _encode(full.body())
-            else:
-                log.exception("unhandled error on POST %s", PATH, exc_info=exc)
-                status, out = 500, _INTERNAL
+            error = unexpected(exc, f"POST {PATH}", log)
+            status, out = error.status, _encode(error.body())
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
         await send({"type": "http.response.body", "body": out})

@@ -53,19 +53,35 @@ def batch_levels(conn: sqlite3.Connection, sku: str) -> list[BatchLevel]:
 
 def fefo(conn: sqlite3.Connection, sku: str, qty: int, today: str) -> list[tuple[int, int]]:
     """Split `qty` over batches first-expiring-first; the rest from the unbatched balance."""
+    return _take(_fefo_levels(conn, [sku], today).get(sku, []), qty)
+
+
+def _fefo_levels(conn: sqlite3.Connection, skus: list[str], today: str) -> dict[str, list[list[int]]]:
+    """Each item's sellable batches, [batch_id, on_hand] first-expiring-first (expired ones left out)."""
+    levels: dict[str, list[list[int]]] = {}
+    for sku, batch_id, on_hand in conn.execute(
+        f"""SELECT sb.sku, sb.batch_id, sb.on_hand FROM stock_balance sb JOIN batches b ON b.batch_id = sb.batch_id
+            WHERE sb.sku IN ({_marks(len(skus))}) AND sb.on_hand > 0 AND (b.expiry IS NULL OR b.expiry >= ?)
+            ORDER BY sb.sku, b.expiry IS NULL, b.expiry, sb.batch_id""",
+        (*skus, today),
+    ):
+        levels.setdefault(sku, []).append([batch_id, on_hand])
+    return levels
+
+
+def _take(levels: list[list[int]], units: int) -> list[tuple[int, int]]:
+    """Take `units` from `levels` in order, lowering them (a later line of the same item sees what this one
+    took); what they cannot give comes from the unbatched balance."""
     parts: list[tuple[int, int]] = []
-    left = qty
-    rows = conn.execute(
-        """SELECT sb.batch_id, sb.on_hand FROM stock_balance sb JOIN batches b ON b.batch_id = sb.batch_id
-           WHERE sb.sku = ? AND sb.on_hand > 0 AND (b.expiry IS NULL OR b.expiry >= ?)
-           ORDER BY b.expiry IS NULL, b.expiry, sb.batch_id""",
-        (sku, today),
-    )
-    for batch_id, available in rows:
+    left = units
+    for level in levels:
         if left <= 0:
             break
-        take = min(left, available)
-        parts.append((batch_id, take))
+        take = min(left, level[1])
+        if take <= 0:
+            continue
+        level[1] -= take
+        parts.append((level[0], take))
         left -= take
     if left > 0:
         parts.append((UNBATCHED, left))
@@ -84,31 +100,12 @@ def sell(
     item after the whole sale. `lines` are (sku, units) in line order; returns each line's
     (batch_id, qty) parts, exactly as `fefo` line after line would have split them."""
     skus = list(dict.fromkeys(sku for sku, _ in lines))
-    available: dict[str, list[list[int]]] = {}
-    for sku, batch_id, on_hand in conn.execute(
-        f"""SELECT sb.sku, sb.batch_id, sb.on_hand FROM stock_balance sb JOIN batches b ON b.batch_id = sb.batch_id
-            WHERE sb.sku IN ({_marks(len(skus))}) AND sb.on_hand > 0 AND (b.expiry IS NULL OR b.expiry >= ?)
-            ORDER BY sb.sku, b.expiry IS NULL, b.expiry, sb.batch_id""",
-        (*skus, today),
-    ):
-        available.setdefault(sku, []).append([batch_id, on_hand])
+    available = _fefo_levels(conn, skus, today)
     split: list[list[tuple[int, int]]] = []
     moves: list[tuple[str, int | None, int, str, str, str | None, str]] = []
     deltas: dict[tuple[str, int], int] = {}
     for sku, units in lines:
-        parts: list[tuple[int, int]] = []
-        left = units
-        for level in available.get(sku, ()):
-            if left <= 0:
-                break
-            take = min(left, level[1])
-            if take <= 0:
-                continue
-            level[1] -= take  # a later line of the same item sees what this one took
-            parts.append((level[0], take))
-            left -= take
-        if left > 0:
-            parts.append((UNBATCHED, left))
+        parts = _take(available.get(sku, []), units)
         split.append(parts)
         for batch_id, qty in parts:
             moves.append((sku, batch_id or None, -qty, ref, actor.user_id, actor.till_id, at))
@@ -155,28 +152,19 @@ def record(
 
 def check_thresholds(conn: sqlite3.Connection, sku: str, at: str) -> list[str]:
     """Raise or clear low/high alerts for an item after its stock changed; returns raised kinds."""
-    row = conn.execute(
-        """SELECT low_threshold, high_threshold,
-                  (SELECT coalesce(sum(on_hand), 0) FROM stock_balance WHERE sku = ?1),
-                  (SELECT group_concat(kind) FROM stock_alerts WHERE sku = ?1 AND cleared_at IS NULL)
-           FROM items WHERE sku = ?1""",
-        (sku,),
-    ).fetchone()
-    if row is None:
-        return []
-    return _apply_thresholds(conn, sku, row[0], row[1], int(row[2]), row[3], at)
+    return check_thresholds_many(conn, [sku], at).get(sku, [])
 
 
-def check_thresholds_many(conn: sqlite3.Connection, skus: list[str], at: str) -> None:
-    """`check_thresholds` for several items with one read."""
-    for sku, low, high, level, open_kinds in conn.execute(
-        f"""SELECT i.sku, i.low_threshold, i.high_threshold,
-                   (SELECT coalesce(sum(on_hand), 0) FROM stock_balance WHERE sku = i.sku),
-                   (SELECT group_concat(kind) FROM stock_alerts WHERE sku = i.sku AND cleared_at IS NULL)
-            FROM items i WHERE i.sku IN ({_marks(len(skus))})""",
-        skus,
-    ).fetchall():
-        _apply_thresholds(conn, sku, low, high, int(level), open_kinds, at)
+def check_thresholds_many(conn: sqlite3.Connection, skus: list[str], at: str) -> dict[str, list[str]]:
+    """`check_thresholds` for several items with one read; the kinds raised, by item."""
+    return {sku: _apply_thresholds(conn, sku, low, high, int(level), open_kinds, at)
+            for sku, low, high, level, open_kinds in conn.execute(
+                f"""SELECT i.sku, i.low_threshold, i.high_threshold,
+                           (SELECT coalesce(sum(on_hand), 0) FROM stock_balance WHERE sku = i.sku),
+                           (SELECT group_concat(kind) FROM stock_alerts WHERE sku = i.sku AND cleared_at IS NULL)
+                    FROM items i WHERE i.sku IN ({_marks(len(skus))})""",
+                skus,
+            ).fetchall()}
 
 
 def _apply_thresholds(

@@ -35,14 +35,6 @@ def hq_key(db: HqDb) -> tuple[bytes, bytes]:
         return bytes(row[0]), bytes(row[1])
 
 
-def next_counter(tx: Tx, name: str) -> int:
-    """The next value of a named counter. The row stays locked until commit."""
-    row = tx.one("""INSERT INTO hq_counters (name, value) VALUES (?, 1)
-                    ON CONFLICT (name) DO UPDATE SET value = hq_counters.value + 1 RETURNING value""", (name,))
-    assert row is not None
-    return int(row[0])
-
-
 # -- the feed ------------------------------------------------------------------------------------------------
 #
 # Two ways onto the feed (docs/hq-serving.md "The feed's sequencer"):

@@ -327,14 +327,20 @@ class Server:
         return ""
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc)
+
+
+def stop(proc: subprocess.Popen[Any], sig: signal.Signals = signal.SIGINT, timeout: float = 15.0) -> None:
+    """Stop a process the bench started: `sig`, then a kill if it has not exited within `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager

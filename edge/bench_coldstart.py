@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -68,13 +67,7 @@ def _start_once(data: Path, log_path: Path, devices: bool, mqtt_ports: tuple[int
         wall = time.perf_counter() - t0
         cpu = bench._proc_cpu_s(proc.pid)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        bench.stop(proc)
     return wall, cpu
 
 

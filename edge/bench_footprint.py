@@ -97,13 +97,7 @@ def _cli(*args: str, stdin: bool = False, log: Path | None = None) -> subprocess
 
 
 def _stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    bench.stop(proc, signal.SIGTERM, timeout)
 
 
 class BoxServer(bench.Server):

@@ -19,6 +19,8 @@ import httpx
 import pytest
 from hubproc import free_port, healthy
 
+from edge.appliance.install import compile_bytecode
+
 DEMO_SECRETS: dict[str, dict[str, str]] = {
     "manager": {"password": "manager-demo"},
     "region": {"password": "region-demo"},
@@ -31,20 +33,11 @@ WRITTEN_TABLES = ("journal", "outbox", "sales")
 os.environ.setdefault("BACKROOM_DEVICES", "0")
 
 
-def _compile_sources() -> None:
-    """Write the bytecode of the project's packages once, before the suite starts hundreds of hub and HQ
-    processes. With PYTHONDONTWRITEBYTECODE set (as in some shells and CI images) Python never caches
-    it, and every `python -m edge.cli` compiled the ~280 modules it imports from source again: about
-    0.3-0.5 s of CPU per process start on the 2-core box (docs/performance.md, cold start). Python
-    still checks each cached file against its source, so an edited module is recompiled, not stale."""
-    import compileall
-
-    root = Path(__file__).resolve().parent.parent
-    for package in ("edge", "hq_sync", "devices"):
-        compileall.compile_dir(root / package, quiet=1)
-
-
-_compile_sources()
+# The bytecode of the project's packages, written once before the suite starts hundreds of hub and HQ
+# processes: with PYTHONDONTWRITEBYTECODE set (as in some shells and CI images) Python never caches it, and
+# every `python -m edge.cli` compiled the ~280 modules it imports from source again, about 0.3-0.5 s of CPU
+# per start on the 2-core box (docs/performance.md, cold start). `backroom install` does the same on a box.
+compile_bytecode(Path(__file__).resolve().parent.parent)
 
 
 def backroom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from hubproc import free_port, healthy
+
+from hq_sync.protocol import delta_encoder
+from hq_sync.wire import (
+    Batch,
+    OutRow,
+    PairRequest,
+    b64,
+    batch_encoder,
+    compress,
+    entry_problem,
+    feed_page_decoder,
+    new_key,
+    sign_request,
+    unb64,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -437,3 +453,53 @@ def hq_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "hq.sqlite3")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return cluster.url()
+
+
+class ProtocolStore:
+    """A store speaking the sync protocol by hand (no hub): its key, its outbox sequence, its feed cursor;
+    every feed entry's signature is checked as a hub checks it."""
+
+    def __init__(self, store_id: str) -> None:
+        self.store_id = store_id
+        self.key, self.public = new_key()
+        self.seq = 0
+        self.cursor = 0
+        self.hq_key = b""
+
+    def headers(self, method: str, target: str, body: bytes = b"") -> dict[str, str]:
+        return sign_request(self.key, self.store_id, method, target, int(time.time()), body)
+
+    def pair(self, hq: HqServer) -> None:
+        with hq.admin() as admin:
+            code = admin.post(f"/hq/v1/stores/{self.store_id}/pair-code").json()["code"]
+        r = httpx.post(hq.url + "/hq/v1/sync/pair", timeout=30, json=msgspec.to_builtins(
+            PairRequest(store_id=self.store_id, public_key=b64(self.public), outbox_head=0, code=code)))
+        assert r.status_code == 200, r.text
+        self.hq_key = unb64(r.json()["hq_public_key"])
+
+    def feed(self, url: str, wait: float = 0) -> list[Any]:
+        target = f"/hq/v1/sync/feed?after={self.cursor}&wait={wait}&limit=1000"
+        r = httpx.get(url + target, headers=self.headers("GET", target), timeout=wait + 30)
+        assert r.status_code == 200, r.text
+        entries = feed_page_decoder.decode(r.content).entries
+        for entry in entries:
+            assert entry_problem(entry, self.hq_key, self.store_id, self.cursor) is None
+            self.cursor = entry.seq
+        return list(entries)
+
+    def drain(self, url: str) -> None:
+        while self.feed(url):
+            pass
+
+    def batch(self, rows: list[Any], seq_from: int | None = None) -> tuple[bytes, str]:
+        start = self.seq if seq_from is None else seq_from
+        out = [OutRow(start + n + 1, type(d).__struct_config__.tag, getattr(d, "sale_id", None) or
+                      getattr(d, "request_id", ""), d.at, msgspec.Raw(delta_encoder.encode(d)))
+               for n, d in enumerate(rows)]
+        self.seq = max(self.seq, start + len(rows))
+        return compress(batch_encoder.encode(Batch(self.store_id, self.seq, out)))
+
+    def send(self, url: str, body: tuple[bytes, str]) -> httpx.Response:
+        target = "/hq/v1/sync/batches"
+        return httpx.post(url + target, content=body[0], timeout=60,
+                          headers={**self.headers("POST", target, body[0]), "Content-Encoding": body[1]})

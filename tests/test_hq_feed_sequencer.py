@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import msgspec
 import pytest
-from sync_support import HqServer, PgCluster, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import HqServer, PgCluster, ProtocolStore, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
 
 from hq_sync.server.service.feed import append_feed, queue_feed
 from hq_sync.server.storage.db import PostgresDb
@@ -27,44 +25,21 @@ from hq_sync.wire import (
     EscrowReclaim,
     FeedEntry,
     MembersPut,
-    PairRequest,
-    b64,
-    entry_problem,
     feed_body_decoder,
-    feed_page_decoder,
-    new_key,
-    sign_request,
-    unb64,
 )
 
 
-class Store:
-    """A store reading its feed by hand: its key, its cursor, every entry verified."""
+class Store(ProtocolStore):
+    """A paired store reading its feed by hand: every entry verified, its cursor moved."""
 
     def __init__(self, hq: HqServer) -> None:
-        self.store_id = f"seq-{uuid.uuid4().hex[:6]}"
+        super().__init__(f"seq-{uuid.uuid4().hex[:6]}")
         self.url = hq.url
-        self.key, public = new_key()
-        self.cursor = 0
-        with hq.admin() as admin:
-            code = admin.post(f"/hq/v1/stores/{self.store_id}/pair-code").json()["code"]
-        r = httpx.post(hq.url + "/hq/v1/sync/pair", timeout=30, json=msgspec.to_builtins(
-            PairRequest(store_id=self.store_id, public_key=b64(public), outbox_head=0, code=code)))
-        assert r.status_code == 200, r.text
-        self.hq_key = unb64(r.json()["hq_public_key"])
-        while self.poll(0):
-            pass
+        self.pair(hq)
+        self.drain(hq.url)
 
     def poll(self, wait: float) -> list[FeedEntry]:
-        target = f"/hq/v1/sync/feed?after={self.cursor}&wait={wait}&limit=1000"
-        headers = sign_request(self.key, self.store_id, "GET", target, int(time.time()), b"")
-        r = httpx.get(self.url + target, headers=headers, timeout=wait + 30)
-        assert r.status_code == 200, r.text
-        entries = feed_page_decoder.decode(r.content).entries
-        for entry in entries:
-            assert entry_problem(entry, self.hq_key, self.store_id, self.cursor) is None
-            self.cursor = entry.seq
-        return list(entries)
+        return self.feed(self.url, wait)
 
     def until(self, wanted: set[str], deadline_s: float = 20) -> list[tuple[int, str]]:
         """Poll until the entries named `wanted` (a reclaim's request id, a profile's "members") have come."""

@@ -330,3 +330,22 @@ def test_a_split_sale_is_refunded_tender_by_tender_to_the_fen(hub: Hub) -> None:
         (sale_id,),
     )
     assert stored == [(1, 1000), (2, 2000), (3, 2000), (4, 373)]  # every tender back in full; cash less change
+
+
+def test_a_csv_without_a_mapping_is_read_by_its_header_and_matched_against_the_method_it_names(
+    hub: Hub, day: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    # CONTRACT.md's `statements import --provider csv FILE` names no mapping: the UnionPay day's bill with
+    # plain English column names, no method column (the references name UnionPay's tenders)
+    english = "time,merchant_id,store,reference,original_reference,order_no,type,amount,fee,net"
+    data = bills.unionpay_csv(bill_rows(day, "unionpay")).replace(bills.UNIONPAY_HEADER.encode(), english.encode(), 1)
+    path = tmp_path / "acquirer.csv"
+    path.write_bytes(data)
+    proc = hub.backroom("statements", "import", "--provider", "csv", str(path))
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (answer["provider"], answer["method"], answer["rows"], answer["matched"]) == ("csv", "unionpay", 9, 5)
+    assert kinds(answer) == planted(day, "unionpay")
+    path.write_bytes(b"when,how much\n2026-12-01 10:00:00,1.00\n")
+    refused = hub.backroom("statements", "import", "--provider", "csv", str(path))
+    assert refused.returncode == 2 and "needs a mapping" in refused.stderr and "reference" in refused.stderr

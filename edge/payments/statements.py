@@ -114,7 +114,7 @@ class CsvMapping(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
     columns: CsvColumns
     provider: str = "unionpay"
-    method: Literal["card", "unionpay", "alipay", "wechat"] = "unionpay"
+    method: Literal["card", "unionpay", "alipay", "wechat", ""] = "unionpay"  # "": the import picks (guess_mapping)
     encoding: str = "utf-8"
     delimiter: str = ","
     skip_lines: int = 0
@@ -211,10 +211,84 @@ def parse(provider: str, data: bytes, mapping: CsvMapping | None = None) -> Stat
     if provider == "alipay":
         return parse_alipay(data)
     if provider == "csv":
-        if mapping is None:
-            raise StatementError("a csv statement needs a mapping (--mapping FILE)")
-        return parse_mapped(data, mapping)
+        return parse_mapped(data, mapping if mapping is not None else guess_mapping(data))
     raise StatementError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+
+
+# A mapped CSV given without a mapping (`backroom statements import --provider csv FILE`, CONTRACT.md): the
+# UnionPay preset when its header is the preset's, else the columns found by their names in the header, in
+# English or Chinese (case, spaces and underscores aside). Without a `method` column its `method` is left
+# empty, and the import takes the hub tender method whose references the bill names (store.prepare).
+_HEADER_NAMES: dict[str, tuple[str, ...]] = {
+    "reference": ("reference", "transaction_id", "transaction_no", "trade_no", "txn_id", "provider_reference",
+                  "交易流水号", "流水号", "交易号", "检索参考号", "参考号"),
+    "amount": ("amount", "amount_fen", "交易金额", "金额"),
+    "time": ("time", "trade_time", "transaction_time", "paid_at", "created_at", "交易时间", "交易日期时间", "时间"),
+    "order": ("order", "order_no", "merchant_order_no", "out_trade_no", "商户订单号", "订单号"),
+    "kind": ("kind", "type", "trade_type", "transaction_type", "交易类型", "类型"),
+    "fee": ("fee", "手续费"),
+    "store": ("store", "store_id", "门店", "门店编号"),
+    "original_reference": ("original_reference", "original_transaction_id", "原交易流水号", "原交易号",
+                           "原交易检索参考号"),
+    "refund_reference": ("refund_reference", "refund_id", "refund_no", "退款单号", "退款流水号"),
+    "merchant": ("merchant", "merchant_id", "商户号", "商户编号"),
+}
+
+
+def _spellings(*kinds: str) -> list[str]:
+    return [k for kind in kinds for k in dict.fromkeys((kind, kind.upper(), kind.capitalize()))]
+
+
+_PAYMENT_KINDS = _spellings("payment", "pay", "sale", "消费", "支付")
+_REFUND_KINDS = _spellings("refund", "退款", "退货")
+_REVOKED_KINDS = _spellings("revoked", "void", "消费撤销", "撤销")
+_METHOD_NAMES = ("method", "支付方式")
+_METHODS: tuple[Literal["card", "unionpay", "alipay", "wechat"], ...] = ("card", "unionpay", "alipay", "wechat")
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def guess_mapping(data: bytes) -> CsvMapping:
+    """The mapping of a CSV whose header names its columns (the comment above); a StatementError when it
+    does not name at least its reference, amount and time."""
+    from edge.payments.bills import UNIONPAY_MAPPING
+
+    encoding = "utf-8"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        encoding, text = "gbk", data.decode("gbk", errors="replace")
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    header = [_clean(f) for f in next(csv.reader([first]), [])]
+    preset = load_mapping(UNIONPAY_MAPPING.encode(), "unionpay.toml")
+    if {preset.columns.reference, preset.columns.amount, preset.columns.time} <= set(header):
+        return preset
+    by_key = {_key(h): h for h in header}
+    found = {field: next((by_key[n] for n in (_key(x) for x in names) if n in by_key), None)
+             for field, names in _HEADER_NAMES.items()}
+    missing = [field for field in ("reference", "amount", "time") if found[field] is None]
+    if missing:
+        raise StatementError(f"a csv statement needs a mapping (--mapping FILE, or the preset unionpay) unless its "
+                             f"header names its columns: no {', '.join(missing)} column in {header[:12]}")
+    columns = {field: name for field, name in found.items() if name is not None}
+    return CsvMapping(columns=CsvColumns(**columns), provider="csv", method=_uniform_method(text, header),
+                      encoding=encoding, amount_unit="fen" if _key(columns["amount"]).endswith("fen") else "yuan",
+                      payment_kinds=_PAYMENT_KINDS, refund_kinds=_REFUND_KINDS, revoked_kinds=_REVOKED_KINDS)
+
+
+def _uniform_method(text: str, header: list[str]) -> Literal["card", "unionpay", "alipay", "wechat", ""]:
+    """The hub tender method a `method` column names on every row; "" (unknown) otherwise."""
+    at = next((i for i, h in enumerate(header) if _key(h) in _METHOD_NAMES), None)
+    if at is None:
+        return ""
+    values = {_key(row[at]) for row in csv.reader(line for line in text.splitlines()[1:] if line.strip())
+              if len(row) > at}
+    for method in _METHODS:
+        if values == {method}:
+            return method
+    return ""
 
 
 def load_mapping(data: bytes, name: str = "mapping.toml") -> CsvMapping:

@@ -204,6 +204,22 @@ def refunds_for(conn: sqlite3.Connection, method: str, window: tuple[str, str] |
     ]
 
 
+def _method_named(
+    conn: sqlite3.Connection, statement: Statement, window: tuple[str, str] | None,
+) -> tuple[Statement, list[Tender]]:
+    """The bill with the hub tender method whose tenders its references name most (UnionPay when none
+    does: the mapped CSV's default), and that method's tenders."""
+    named = {r.transaction_id for r in statement.rows} | {r.merchant_order_no for r in statement.rows}
+    best: tuple[int, str, list[Tender]] | None = None
+    for method in ("unionpay", "card", "alipay", "wechat"):
+        tenders = tenders_for(conn, method, window)
+        hits = sum(1 for t in tenders if t.reference is not None and t.reference in named)
+        if best is None or hits > best[0]:
+            best = (hits, method, tenders)
+    assert best is not None
+    return msgspec.structs.replace(statement, method=best[1]), best[2]
+
+
 def prepare(conn: sqlite3.Connection, statement: Statement, data_hash: str, file_name: str) -> Prepared:
     """Match the bill against what the store recorded (a reader connection is enough)."""
     window = _window(statement)
@@ -212,9 +228,13 @@ def prepare(conn: sqlite3.Connection, statement: Statement, data_hash: str, file
         if statement.period_start is not None and statement.period_end is not None
         else None
     )
+    if statement.method:
+        tenders = tenders_for(conn, statement.method, window)
+    else:  # a CSV read without a mapping and without a method column (statements.guess_mapping)
+        statement, tenders = _method_named(conn, statement, window)
     result = matching.match(
         statement.rows,
-        tenders_for(conn, statement.method, window),
+        tenders,
         refunds_for(conn, statement.method, window),
         provider=statement.provider,
         period=period,

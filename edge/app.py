@@ -68,6 +68,9 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         finally:
             if owned:
                 app.state.hub.close()
+                from edge.care.startup import record_clean_close
+
+                record_clean_close(config)  # the next start may skip its integrity check (edge/care/startup.py)
 
     def provide_hub(request: Request[Any, Any, Any]) -> Hub:
         return request.app.state.hub  # type: ignore[no-any-return]

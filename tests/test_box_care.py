@@ -4,7 +4,7 @@
   refused while the hub runs, the round trip (sales before the backup are back, the one after is gone,
   the journal verifies, members' personal data still reads);
 - a damaged database: `backroom serve` exits 78 naming the last good backup; `doctor` fails its database
-  check with the remedy;
+  check with the remedy; a clean stop lets the next start skip the check, a killed hub is checked;
 - the journal under a clock set back: sequence order is authoritative;
 - the small fixes: a 32-digit Z number is 400, every `$ref` of the OpenAPI document resolves, a
   standalone hub's stock elsewhere is 200 `standalone`, `/healthz` carries its components.
@@ -186,6 +186,38 @@ def test_a_damaged_database_does_not_start_and_names_the_last_good_backup(tmp_pa
     assert restored.returncode == 0, restored.stderr
     hub = HubProcess(data).start()  # starts again on the restored file
     hub.stop()
+
+
+def test_a_clean_stop_lets_the_next_start_skip_the_check_and_a_killed_hub_is_checked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed_demo(data)
+    record = data / "clean-close.json"
+    hub = HubProcess(data).start()
+    assert not record.exists()
+    with hub.client() as till:
+        _sale(till)
+    hub.stop()
+    assert record.exists(), hub.log()
+    wal = data / "hub.sqlite3-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # everything is in the database file
+
+    hub.start()  # closed cleanly, untouched: no check, and the record is gone while the hub runs
+    assert "start-up check skipped" in hub.log() and "start-up check of the database" not in hub.log()
+    assert not record.exists()
+    with hub.client() as till:
+        _sale(till)
+    hub.kill()  # a power cut: no record, so the next start checks
+    assert not record.exists()
+    hub.start()
+    assert "start-up check of the database" in hub.log() and "skipped" not in hub.log()
+    hub.stop()
+
+    assert record.exists()
+    _corrupt(data / "hub.sqlite3")  # written after the clean stop: the record no longer matches the file
+    serve = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--data", str(data), "--port", str(free_port())],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 78, serve.stderr
+    assert "is damaged" in serve.stderr and "skipped" not in serve.stderr
 
 
 def test_the_journal_keeps_sequence_order_when_the_clock_is_set_back(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -105,7 +106,43 @@ def test_a_tampered_backup_does_not_verify(box: HubProcess, tmp_path: Path) -> N
     archive.write_bytes(bytes(raw))
     dry = backroom("restore", str(archive), "--data", str(box.data_dir), "--dry-run")
     assert dry.returncode == 1
-    assert "hub.sqlite3: sha256 differs from the manifest" in _last_json(dry.stdout)["problems"]
+    problems = _last_json(dry.stdout)["problems"]  # the zstd frame's checksum, or the manifest's sha256
+    assert any(p.startswith("hub.sqlite3: the compressed copy is damaged") for p in problems) \
+        or "hub.sqlite3: sha256 differs from the manifest" in problems, problems
+
+
+def test_the_databases_are_compressed_and_an_uncompressed_format_1_backup_still_restores(
+        box: HubProcess, tmp_path: Path) -> None:
+    import zstandard
+
+    done = backroom("backup", "--to", str(tmp_path), "--data", str(box.data_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    archive = Path(_last_json(done.stdout)["backup"])
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    entry = next(f for f in manifest["files"] if f["path"] == "hub.sqlite3")
+    assert manifest["format"] == 2 and entry["stored"] == "zstd"
+    plain = zstandard.ZstdDecompressor().decompress(members["hub.sqlite3"])
+    assert len(plain) == entry["bytes"] and len(members["hub.sqlite3"]) < len(plain) // 2
+
+    # The same backup as the first version wrote it: every file as is, no `stored`.
+    old = tmp_path / "old" / archive.name
+    old.parent.mkdir()
+    files = []
+    for f in manifest["files"]:
+        if f.pop("stored", "") == "zstd":
+            members[f["path"]] = zstandard.ZstdDecompressor().decompress(members[f["path"]])
+        files.append(f)
+    body = json.dumps({**manifest, "format": 1, "files": files}).encode()
+    with tarfile.open(old, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, raw in [("manifest.json", body), *((f["path"], members[f["path"]]) for f in files)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    dry = backroom("restore", str(old), "--data", str(box.data_dir), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert _last_json(dry.stdout)["verified"] is True
 
 
 def test_backup_and_restore_round_trip(box: HubProcess, tmp_path: Path) -> None:

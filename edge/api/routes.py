@@ -21,6 +21,7 @@ from edge.api.member_routes import MEMBER_RULE_ROUTES
 from edge.api.openapi import body_operation
 from edge.api.privacy_routes import PRIVACY_ROUTES, audit_read
 from edge.api.report_routes import REPORT_ROUTES
+from edge.api.setup_routes import SETUP_ROUTES
 from edge.api.shift_routes import SHIFT_ROUTES
 from edge.api.statement_routes import STATEMENT_ROUTES
 from edge.api.stocktake_routes import STOCKTAKE_ROUTES
@@ -455,3 +456,4 @@ ROUTES += MEMBER_RULE_ROUTES
 ROUTES += ENGAGE_ROUTES
 ROUTES += PRIVACY_ROUTES
 ROUTES += STATEMENT_ROUTES
+ROUTES += SETUP_ROUTES

@@ -25,6 +25,7 @@ import msgspec
 from devices import topics
 from devices.broker import lan_address
 from edge import __version__
+from edge.appliance import setup
 from edge.background import background
 from hq_sync import hub_state
 
@@ -57,6 +58,7 @@ class Ticket(msgspec.Struct, frozen=True, kw_only=True):
     tablet_url: str
     hq_url: str | None  # the HQ it is paired with; None: not paired
     at: str
+    setup_code: str | None = None  # while the box has no store manager (edge/appliance/setup.py)
 
 
 def boot_id() -> str:
@@ -90,6 +92,9 @@ def lines(ticket: Ticket) -> list[str]:
            f"门店 Store: {ticket.store_id}", f"版本 Version: {__version__}"]
     out += [f"地址 Address: {a}" for a in ticket.addresses] or ["地址 Address: (no network)"]
     out += ["", "平板 Tablet:", ticket.tablet_url, ""]
+    if ticket.setup_code:
+        out += [f"设置码 Setup code: {setup.shown(ticket.setup_code)}", "在平板上设置店长账号",
+                "Set up the store manager on the tablet:", ticket.tablet_url.rstrip("/") + "/setup", ""]
     if ticket.hq_url:
         out += ["总部 HQ: 已配对 paired", ticket.hq_url]
     else:
@@ -109,7 +114,8 @@ def ticket_for(hub: Hub) -> Ticket:
     state = hub_state.load_state(hub.db.reader())
     return Ticket(store_name=hub.config.store_name or f"Backroom {hub.store_id}", store_id=hub.store_id,
                   addresses=addresses, tablet_url=f"http://{primary}:{hub.config.port}/ui",
-                  hq_url=state.hq_url if state is not None else None, at=hub.clock.stamp())
+                  hq_url=state.hq_url if state is not None else None, at=hub.clock.stamp(),
+                  setup_code=setup.code_if_needed(hub.db.reader(), hub.config.data_dir))
 
 
 def already_printed(data_dir: Path, boot: str) -> bool:
@@ -173,6 +179,9 @@ async def first_boot_lifespan(app: Litestar) -> AsyncIterator[None]:
     /etc/backroom/backroom.toml turns it on; off for `make run` and tests that count printed pages)."""
     hub: Hub = app.state.hub
     boot = boot_id()
+    if await asyncio.to_thread(setup.code_if_needed, hub.db.reader(), hub.config.data_dir):  # never log the code
+        log.warning("this box has no store manager yet: open the tablet at /ui/setup with the setup code printed "
+                    "on the status ticket (or run `backroom setup-code` on the box)")
     if not hub.config.status_ticket or not hub.config.devices_enabled:
         yield
         return

@@ -126,6 +126,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_setup_code(args: argparse.Namespace) -> int:
+    """Print the setup code while the box has no store manager (exit 0), or say it needs none (exit 1)."""
+    import sqlite3
+
+    from edge.appliance import setup
+
+    config = _config(args)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True)
+        try:
+            needed = setup.needs_setup(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:  # no database yet (the hub makes it at its first start): no accounts either
+        needed = True
+    if not needed:
+        setup.clear_code(config.data_dir)
+        print(json.dumps({"needed": False}))
+        print("this box has a store manager: staff are added on the tablet (Users)", file=sys.stderr)
+        return 1
+    code = setup.shown(setup.ensure_code(config.data_dir))
+    print(f"setup code {code}: open the tablet at /ui/setup and enter it to make the first store manager",
+          file=sys.stderr)
+    print(json.dumps({"needed": True, "code": code}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backup = sub.add_parser("backup", help="verified online backup of the data directory")
     backup.add_argument("--to", help="directory for the backup (default: the config's backup_dir, <data>/backups)")
@@ -143,6 +171,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     restore.add_argument("--force", action="store_true", help="restore another store's backup over this one's")
     restore.add_argument("--json", action="store_true", help="print only the JSON line")
     restore.set_defaults(fn=cmd_restore)
+
+    code = sub.add_parser("setup-code", help="the one-time code that makes the first store manager at /ui/setup")
+    code.add_argument("--data")
+    code.add_argument("--config")
+    code.set_defaults(fn=cmd_setup_code)
 
     doctor = sub.add_parser("doctor", help="check the box; exit 0 only if every check passes")
     doctor.add_argument("--data")

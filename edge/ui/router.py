@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from edge.ui.jobs import JobBoard
 from edge.ui.pagekit import FormError, PageRouter, page_headers
 from edge.ui.pages import dashboard, devices, eod, members, pairing, promotions, shifts, statements, stock, sync, users
+from edge.ui.pages import setup as setup_page
 from edge.ui.pages.auth import AUTH_ROUTES
 from edge.ui.session import PUBLIC, Forbidden, LoginRequired, ui_guard
 from edge.ui.view import UiView
@@ -66,7 +67,7 @@ async def ui_lifespan(app: Litestar) -> AsyncIterator[None]:
         await app.state.jobs.close()
 
 
-PAGES = (dashboard, stock, members, promotions, devices, sync, pairing, eod, shifts, statements, users)
+PAGES = (dashboard, stock, members, promotions, devices, sync, pairing, eod, shifts, statements, users, setup_page)
 
 
 def ui_router() -> Router:

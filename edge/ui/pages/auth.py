@@ -33,7 +33,10 @@ def home(request: Request[Any, Any, Any]) -> Redirect:
 def _login_page(ui: UiView, next_path: str, error: str | None = None, status: int = 200) -> Response[str]:
     nonce = secrets.token_urlsafe(16)
     tills = sorted(t for t in ui.hub.config.tills if t != "*")
-    response = ui.render("login.html", status=status, next_path=next_path, nonce=nonce, tills=tills, error=error)
+    from edge.appliance.setup import needs_setup
+
+    response = ui.render("login.html", status=status, next_path=next_path, nonce=nonce, tills=tills, error=error,
+                         setup_needed=needs_setup(ui.hub.db.reader()))
     response.set_cookie(LOGIN_NONCE, nonce, path="/ui/login", httponly=True, samesite="strict", max_age=1800)
     return response
 

@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 
 from edge import __version__
 from edge.api.engage_routes import engage_lifespan
-from edge.api.openapi import build_on_first_use
+from edge.api.openapi import BEARER, bearer_where_permission, build_on_first_use
 from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.appliance.first_boot import first_boot_lifespan
@@ -89,5 +89,6 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         event_emitter_backend=NoEventListeners,  # no listeners: no anyio task group at start (edge/serving.py)
         debug=False,
     )
-    build_on_first_use(app)  # the OpenAPI document (with the bodies' schemas) on the first /schema, not at start
+    # the OpenAPI document (with the bodies' schemas) on the first /schema, not at start
+    build_on_first_use(app, schemes=BEARER, security=bearer_where_permission(ROUTES))
     return app

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
+from edge.api.openapi import body_operation, raw_body_operation
 from edge.api.support import actor_of, decode_body, raw_json
 from edge.errors import ApiError
 from edge.hub import Hub
@@ -24,7 +25,8 @@ _PERM = {"permission": "statements.manage"}
 Provider = Literal["wechat", "alipay", "csv"]
 
 
-@post("/api/v1/statements", opt=_PERM, request_max_body_size=MAX_UPLOAD_BYTES, status_code=201)
+@post("/api/v1/statements", opt=_PERM, request_max_body_size=MAX_UPLOAD_BYTES, status_code=201,
+      operation_class=raw_body_operation("application/octet-stream", "the bill file as the provider gave it"))
 async def upload(
     request: Request[Any, Any, Any],
     hub: Hub,
@@ -65,7 +67,8 @@ def anomaly_list(
     return raw_json(_encoder.encode(store.anomalies(hub.db.reader(), status, import_id, limit, offset)))
 
 
-@post("/api/v1/statements/anomalies/{anomaly_id:int}/resolve", opt=_PERM, status_code=200)
+@post("/api/v1/statements/anomalies/{anomaly_id:int}/resolve", opt=_PERM, status_code=200,
+      operation_class=body_operation(store.ResolveRequest))
 async def resolve(request: Request[Any, Any, Any], hub: Hub, anomaly_id: int) -> Response[bytes]:
     if not 1 <= anomaly_id <= 2**62:
         raise ApiError(404, "unknown_anomaly", "no such statement anomaly")

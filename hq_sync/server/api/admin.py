@@ -11,6 +11,8 @@ import msgspec
 from litestar import Request, Response, get, patch, post, put
 from litestar.params import Parameter
 
+from edge.promotions.rules import Promotion
+from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import auth, catalog, coupons, digests, members, merges, pii, reports, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
@@ -35,7 +37,7 @@ class Login(msgspec.Struct, frozen=True):
     password: str
 
 
-@post("/hq/v1/auth/login", status_code=200)
+@post("/hq/v1/auth/login", status_code=200, operation_class=with_body(Login))
 async def login(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = await decode(request, Login)
     token, role, expires = await in_thread(auth.login, hq_of(request).db, req.username, req.password)
@@ -63,7 +65,7 @@ class PricesIn(msgspec.Struct, frozen=True):
     regions: Annotated[list[StoreId], msgspec.Meta(max_length=1000)] | None = None
 
 
-@put("/hq/v1/prices/{sku:str}")
+@put("/hq/v1/prices/{sku:str}", operation_class=with_body(PriceIn))
 async def set_price(request: Request[Any, Any, Any], sku: str) -> Response[bytes]:
     who = acting(request, "prices.write")
     req = await decode(request, PriceIn)
@@ -75,7 +77,7 @@ async def set_price(request: Request[Any, Any, Any], sku: str) -> Response[bytes
     return json_response({"sku": sku, "price": req.price, "stores": targets, "feed_seqs": seqs})
 
 
-@post("/hq/v1/prices", status_code=200)
+@post("/hq/v1/prices", status_code=200, operation_class=with_body(PricesIn))
 async def set_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Many prices at once (`{"prices": [[sku, price], ...]}`): how a chain-wide price change goes out."""
     who = acting(request, "prices.write")
@@ -87,7 +89,7 @@ async def set_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"count": len(req.prices), "feed_seqs": seqs})
 
 
-@post("/hq/v1/promotions")
+@post("/hq/v1/promotions", operation_class=with_body(Promotion))
 async def create_promotion(request: Request[Any, Any, Any]) -> Response[bytes]:
     who = acting(request, "promotions.write")
     hq = hq_of(request)
@@ -96,7 +98,7 @@ async def create_promotion(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(out, 201)
 
 
-@post("/hq/v1/coupons")
+@post("/hq/v1/coupons", operation_class=with_body(coupons.CouponIn))
 async def create_coupon(request: Request[Any, Any, Any]) -> Response[bytes]:
     who = acting(request, "coupons.write")
     hq = hq_of(request)
@@ -119,7 +121,7 @@ async def member(request: Request[Any, Any, Any], member_id: str) -> Response[by
     return json_response(await in_thread(members.member_view, hq_of(request).db, who, member_id))
 
 
-@patch("/hq/v1/members/{member_id:str}", status_code=200)
+@patch("/hq/v1/members/{member_id:str}", status_code=200, operation_class=with_body(members.MemberPatch))
 async def member_edit(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     """Change a member's name, birthday, tier, tags, phone or card; every store gets it through the feed."""
     who = acting(request, "members.write")
@@ -134,7 +136,7 @@ class MergeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     member_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-@post("/hq/v1/members/{member_id:str}/merge", status_code=200)
+@post("/hq/v1/members/{member_id:str}/merge", status_code=200, operation_class=with_body(MergeIn))
 async def member_merge(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     """Merge `{"member_id": loser}` into this member (as a detected duplicate is merged)."""
     who = acting(request, "members.write")
@@ -181,7 +183,7 @@ class GrantIn(msgspec.Struct, frozen=True):
     ledger: str = "value"
 
 
-@post("/hq/v1/members/{member_id:str}/escrow")
+@post("/hq/v1/members/{member_id:str}/escrow", operation_class=with_body(GrantIn))
 async def member_grant(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     """Set aside part of a member's balance for a store to spend offline."""
     who = acting(request, "members.escrow")
@@ -200,7 +202,7 @@ class ReclaimIn(msgspec.Struct, frozen=True):
     amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)] | None = None
 
 
-@post("/hq/v1/members/{member_id:str}/reclaim", status_code=200)
+@post("/hq/v1/members/{member_id:str}/reclaim", status_code=200, operation_class=with_body(ReclaimIn))
 async def member_reclaim(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     who = acting(request, "members.reclaim")
     req = await decode(request, ReclaimIn)
@@ -237,7 +239,7 @@ async def pair_code(request: Request[Any, Any, Any], store_id: str) -> Response[
     return json_response({"store_id": store_id, "code": code}, 201)
 
 
-@put("/hq/v1/stores/{store_id:str}/profile")
+@put("/hq/v1/stores/{store_id:str}/profile", operation_class=with_body(stores.StoreProfile))
 async def store_profile(request: Request[Any, Any, Any], store_id: str) -> Response[bytes]:
     """Name, region, timezone, address; fields left out stay as they are."""
     who = acting(request, "stores.manage")
@@ -249,7 +251,8 @@ class ResolveIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
-@post("/hq/v1/stores/{store_id:str}/quarantine/{seq:int}/resolve", status_code=200)
+@post("/hq/v1/stores/{store_id:str}/quarantine/{seq:int}/resolve", status_code=200,
+      operation_class=with_body(ResolveIn))
 async def quarantine_resolve(request: Request[Any, Any, Any], store_id: str,
                              seq: Annotated[int, Parameter(ge=1, le=2**62)]) -> Response[bytes]:
     who = acting(request, "stores.manage")

@@ -20,9 +20,12 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
 
+from edge import __version__
 from edge.serving import NoEventListeners
 from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, statements, sync, users
+from hq_sync.server.api.openapi import document_on_first_use
 from hq_sync.server.api.resources import CONTACT_EVERY_S, Hq
 from hq_sync.server.api.support import in_thread, json_response
 from hq_sync.server.console.router import console_error_page, console_router
@@ -129,7 +132,7 @@ def create_hq_app_from_env() -> Litestar:
 
 
 def _litestar(lifespan: Any) -> Litestar:
-    return Litestar(
+    app = Litestar(
         route_handlers=[*admin.ROUTES, *merchandising.ROUTES, *users.ROUTES, *member_desk.ROUTES, *sync.ROUTES,
                         *member_rules.ROUTES, *engage.ROUTES, *statements.ROUTES, console_router()],
         # the member pass and the campaigns after the resources
@@ -137,5 +140,8 @@ def _litestar(lifespan: Any) -> Litestar:
         exception_handlers={HqError: _hq_error, HTTPException: _http_error, Exception: _internal},
         request_max_body_size=64 * 1024 * 1024,
         event_emitter_backend=NoEventListeners,  # no listeners: no anyio task group at start (edge/serving.py)
+        openapi_config=OpenAPIConfig(title="Backroom HQ", version=__version__, path="/schema"),
         debug=False,
     )
+    document_on_first_use(app)  # /schema/openapi.json: bodies, errors and credentials as HQ reads them
+    return app

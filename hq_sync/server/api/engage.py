@@ -14,7 +14,8 @@ from litestar import Litestar, Request, Response, get, post, put
 from litestar.params import Parameter
 
 from edge.background import background
-from edge.engage.policy import shown
+from edge.engage.policy import EngagePolicy, shown
+from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response, signed_store
 from hq_sync.server.service import engage
 from hq_sync.server.service.access import Principal
@@ -30,7 +31,7 @@ async def policy_get(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(shown(await in_thread(engage.read_policy, hq_of(request).db)))
 
 
-@put("/hq/v1/engage/policy")
+@put("/hq/v1/engage/policy", operation_class=with_body(EngagePolicy))
 async def policy_put(request: Request[Any, Any, Any]) -> Response[bytes]:
     who = acting(request, "campaigns.manage")
     body = await request.body()
@@ -48,7 +49,7 @@ async def _run(hq: Any, day: datetime.date, who: Principal | None = None) -> dic
     return result
 
 
-@post("/hq/v1/campaigns/run", status_code=200)
+@post("/hq/v1/campaigns/run", status_code=200, operation_class=with_body(RunIn))
 async def campaigns_run(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Generate today's (or `day`'s) campaigns now and deliver them; a rerun adds nothing."""
     who = acting(request, "campaigns.manage")

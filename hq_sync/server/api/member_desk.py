@@ -12,6 +12,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
+from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import member_desk
 from hq_sync.server.service.errors import now_text
@@ -42,7 +43,7 @@ class AdjustmentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=member_desk.MAX_REASON)]
 
 
-@post("/hq/v1/members/{member_id:str}/adjustments")
+@post("/hq/v1/members/{member_id:str}/adjustments", operation_class=with_body(AdjustmentIn))
 async def member_adjustment(request: Request[Any, Any, Any], member_id: str) -> Response[bytes]:
     """`{"adjustment_id", "ledger": "value"|"points", "delta", "reason"}` → 201 (200 when the same id
     was booked already); 409 `escrow_held` beyond what no store holds, `insufficient_*` beyond the balance."""

@@ -17,6 +17,7 @@ from litestar.params import Parameter
 from edge.background import background
 from edge.members.tagging import TagRuleSet
 from edge.members.tiering import TierSettings
+from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import member_rules
 from hq_sync.server.service.errors import now_text
@@ -46,7 +47,7 @@ async def tiers_get(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(msgspec.to_builtins(await in_thread(read)))
 
 
-@put("/hq/v1/tiers")
+@put("/hq/v1/tiers", operation_class=with_body(TierSettings))
 async def tiers_put(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Replace the tier definitions, send them to every store, and review every member at once."""
     who = acting(request, "members.rules")
@@ -69,7 +70,7 @@ async def tag_rules_get(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(msgspec.to_builtins(await in_thread(read)))
 
 
-@put("/hq/v1/tag-rules")
+@put("/hq/v1/tag-rules", operation_class=with_body(TagRuleSet))
 async def tag_rules_put(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Replace the automatic tag rules and recompute every member's automatic tags at once."""
     who = acting(request, "members.rules")

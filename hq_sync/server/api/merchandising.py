@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Meta
 
+from hq_sync.server.api.openapi import file_body, with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import price_import, prices, promotions, sales_reports, transfer_approvals
 from hq_sync.server.service.access import Principal
@@ -57,7 +58,7 @@ class PriceEdit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     effective_at: Annotated[str, Meta(max_length=40)] | None = None
 
 
-@post("/hq/v1/items/{sku:str}/price", status_code=200)
+@post("/hq/v1/items/{sku:str}/price", status_code=200, operation_class=with_body(PriceEdit))
 async def item_price_set(request: Request[Any, Any, Any], sku: str) -> Response[bytes]:
     """A price for the chain, or for stores and regions (a region manager: his own), now or from a time."""
     principal = acting(request, "prices.write")
@@ -69,7 +70,8 @@ async def item_price_set(request: Request[Any, Any, Any], sku: str) -> Response[
     return json_response(out)
 
 
-@post("/hq/v1/price-imports", status_code=201)
+@post("/hq/v1/price-imports", status_code=201,
+      operation_class=file_body("text/csv", "the price CSV (sku, price, stores?, effective_at?)"))
 async def price_import_preview(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The CSV file as the body: every row checked, the diff against current prices; nothing applied yet."""
     principal = acting(request, "prices.write")
@@ -142,7 +144,7 @@ async def promotion_detail(request: Request[Any, Any, Any], rule_id: str) -> Res
     return json_response(await in_thread(promotions.detail, hq_of(request).db, principal, rule_id))
 
 
-@post("/hq/v1/promotions/forms", status_code=201)
+@post("/hq/v1/promotions/forms", status_code=201, operation_class=with_body(promotions.PromotionForm))
 async def promotion_from_form(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A promotion from the console's form fields (`PromotionForm`), built into the documented rule format."""
     principal = acting(request, "promotions.write")
@@ -153,7 +155,7 @@ async def promotion_from_form(request: Request[Any, Any, Any]) -> Response[bytes
     return json_response(out, 201)
 
 
-@post("/hq/v1/promotions/preview", status_code=200)
+@post("/hq/v1/promotions/preview", status_code=200, operation_class=with_body(promotions.PreviewIn))
 async def promotion_preview(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal = acting(request, "promotions.read")
     req = await decode(request, promotions.PreviewIn)
@@ -230,7 +232,7 @@ async def transfer_approve(request: Request[Any, Any, Any], transfer_id: str) ->
     return json_response(out)
 
 
-@post("/hq/v1/transfers/{transfer_id:str}/reject", status_code=200)
+@post("/hq/v1/transfers/{transfer_id:str}/reject", status_code=200, operation_class=with_body(Decision))
 async def transfer_reject(request: Request[Any, Any, Any], transfer_id: str) -> Response[bytes]:
     principal = acting(request, "transfers.approve")
     req = await decode(request, Decision)
@@ -244,7 +246,7 @@ class ApprovalSetting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transfers_need_approval: bool
 
 
-@put("/hq/v1/settings/transfers")
+@put("/hq/v1/settings/transfers", operation_class=with_body(ApprovalSetting))
 async def transfer_setting(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal = acting(request, "settings.write")
     req = await decode(request, ApprovalSetting)

@@ -11,6 +11,7 @@ from litestar import Request, Response, get, post, put
 from litestar.params import Parameter
 from msgspec import Meta
 
+from hq_sync.server.api.openapi import file_body, with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import statements
 from hq_sync.server.service.errors import HqError, now_text
@@ -34,7 +35,8 @@ def _anomaly_no(text: str) -> int:
     return int(text)
 
 
-@post("/hq/v1/statements", status_code=201)
+@post("/hq/v1/statements", status_code=201,
+      operation_class=file_body("application/octet-stream", "the provider's bill file (CSV, or zipped)"))
 async def statement_import(request: Request[Any, Any, Any],
                            provider: Annotated[str, Parameter(max_length=16)],
                            file_name: Annotated[str, Parameter(query="file_name", max_length=200)] = "") \
@@ -65,7 +67,8 @@ async def statement_view(request: Request[Any, Any, Any], statement_id: str,
     return json_response(await in_thread(statements.view, hq_of(request).db, principal, statement_id[:64], rows))
 
 
-@post("/hq/v1/statements/{statement_id:str}/anomalies/{anomaly_no:str}/resolve", status_code=200)
+@post("/hq/v1/statements/{statement_id:str}/anomalies/{anomaly_no:str}/resolve", status_code=200,
+      operation_class=with_body(ResolveIn))
 async def anomaly_resolve(request: Request[Any, Any, Any], statement_id: str, anomaly_no: str) -> Response[bytes]:
     principal = acting(request, "statements.resolve")
     body: ResolveIn = await decode(request, ResolveIn)
@@ -79,7 +82,7 @@ async def store_code_list(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await in_thread(statements.store_codes, hq_of(request).db, principal))
 
 
-@put("/hq/v1/statement-store-codes")
+@put("/hq/v1/statement-store-codes", operation_class=with_body(StoreCodeIn))
 async def store_code_set(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Map the provider's store field (`code`: Alipay 门店编号, a device or sub-merchant) to `store_id`;
     `store_id` null removes the mapping."""
@@ -95,7 +98,7 @@ async def csv_mapping_get(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await in_thread(statements.csv_mapping, hq_of(request).db, principal))
 
 
-@put("/hq/v1/statement-csv-mapping")
+@put("/hq/v1/statement-csv-mapping", operation_class=file_body("text/plain", "the column mapping, TOML or JSON"))
 async def csv_mapping_set(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The chain's column mapping for `?provider=csv` bills, as the body (TOML or JSON, docs/payments.md)."""
     principal = acting(request, "statements.import")

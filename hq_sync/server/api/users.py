@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import Parameter
 
+from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, bearer_principal, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import audit, auth, users
 from hq_sync.server.service.errors import now_text
@@ -42,7 +43,7 @@ async def user_list(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"users": msgspec.to_builtins(found)})
 
 
-@post("/hq/v1/users")
+@post("/hq/v1/users", operation_class=with_body(users.UserIn))
 async def user_create(request: Request[Any, Any, Any]) -> Response[bytes]:
     who = acting(request, "users.manage")
     req = await decode(request, users.UserIn)
@@ -56,7 +57,7 @@ async def user_detail(request: Request[Any, Any, Any], username: str) -> Respons
     return json_response(msgspec.to_builtins(await in_thread(users.user_view, hq_of(request).db, who, username)))
 
 
-@put("/hq/v1/users/{username:str}/role")
+@put("/hq/v1/users/{username:str}/role", operation_class=with_body(users.RoleIn))
 async def user_role(request: Request[Any, Any, Any], username: str) -> Response[bytes]:
     """`{"role", "regions"?}`; ends the user's logins."""
     who = acting(request, "users.manage")
@@ -65,7 +66,7 @@ async def user_role(request: Request[Any, Any, Any], username: str) -> Response[
                                                              now_text())))
 
 
-@post("/hq/v1/users/{username:str}/password", status_code=200)
+@post("/hq/v1/users/{username:str}/password", status_code=200, operation_class=with_body(users.PasswordIn))
 async def user_password(request: Request[Any, Any, Any], username: str) -> Response[bytes]:
     """`{"password"}` (8–128 characters); ends the user's logins."""
     who = acting(request, "users.manage")

@@ -113,6 +113,9 @@ async def fetch_inbox(app_state: Any, hub: Hub, member_id: str,
 class RunIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     day: datetime.date | None = None
 
+    def __post_init__(self) -> None:
+        campaigns.check_day(self.day)
+
 
 def _paired(hub: Hub) -> bool:
     return hub.db.reader().execute("SELECT 1 FROM sync_state").fetchone() is not None

@@ -137,7 +137,7 @@ async def record_drop(request: Request[Any, Any, Any], hub: Hub, shift_id: Shift
     return raw_json(result.body if isinstance(result, Replay) else result, 201)
 
 
-@post("/api/v1/shifts/{shift_id:uuid}/close", opt=_perm("eod.read"),
+@post("/api/v1/shifts/{shift_id:uuid}/close", opt=_perm("eod.read"), status_code=200,
       operation_class=body_operation(ShiftCloseRequest))
 async def close_shift(request: Request[Any, Any, Any], hub: Hub, shift_id: ShiftId) -> Response[bytes]:
     """Close with the counted cash; the report prints on the till's printer (not again on a retry)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from edge.api.openapi import body_operation, raw_body_operation
@@ -26,7 +27,8 @@ Provider = Literal["wechat", "alipay", "csv"]
 
 
 @post("/api/v1/statements", opt=_PERM, request_max_body_size=MAX_UPLOAD_BYTES, status_code=201,
-      operation_class=raw_body_operation("application/octet-stream", "the bill file as the provider gave it"))
+      operation_class=raw_body_operation("application/octet-stream", "the bill file as the provider gave it"),
+      responses={200: ResponseSpec(dict[str, Any], description="this very file was imported before: nothing changed")})
 async def upload(
     request: Request[Any, Any, Any],
     hub: Hub,

@@ -23,6 +23,16 @@ from edge.engage.policy import EngagePolicy
 from edge.members import pii
 from edge.pricing.price_lists import utc_text
 
+# The days a campaign run may be asked for (`POST .../campaigns/run` `day`): coupons' start and end times
+# are that day in the chain's time zone, which before 1901 is local mean time, an offset no RFC 3339 has.
+FIRST_DAY, LAST_DAY = datetime.date(2000, 1, 1), datetime.date(2099, 12, 31)
+
+
+def check_day(day: datetime.date | None) -> None:
+    """Refuse (ValueError, a 400 when a body decodes) a campaign day outside FIRST_DAY..LAST_DAY."""
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"day must be between {FIRST_DAY} and {LAST_DAY}")
+
 
 class RunResult(msgspec.Struct, frozen=True):
     day: str

@@ -14,6 +14,7 @@ from litestar import Litestar, Request, Response, get, post, put
 from litestar.params import Parameter
 
 from edge.background import background
+from edge.engage.campaigns import check_day
 from edge.engage.policy import EngagePolicy, shown
 from hq_sync.server.api.openapi import with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response, signed_store
@@ -40,6 +41,9 @@ async def policy_put(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 class RunIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     day: datetime.date | None = None  # the chain-local day to run for (default: today)
+
+    def __post_init__(self) -> None:
+        check_day(self.day)
 
 
 async def _run(hq: Any, day: datetime.date, who: Principal | None = None) -> dict[str, Any]:

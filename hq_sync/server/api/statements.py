@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from msgspec import Meta
 
@@ -36,7 +37,8 @@ def _anomaly_no(text: str) -> int:
 
 
 @post("/hq/v1/statements", status_code=201,
-      operation_class=file_body("application/octet-stream", "the provider's bill file (CSV, or zipped)"))
+      operation_class=file_body("application/octet-stream", "the provider's bill file (CSV, or zipped)"),
+      responses={200: ResponseSpec(dict[str, Any], description="this very file was imported before: nothing changed")})
 async def statement_import(request: Request[Any, Any, Any],
                            provider: Annotated[str, Parameter(max_length=16)],
                            file_name: Annotated[str, Parameter(query="file_name", max_length=200)] = "") \

@@ -26,6 +26,9 @@ from msgspec import Meta
 from edge.lazy_import import LazyDecoder  # a leaf too: imports nothing of ours
 
 Ledger = Literal["value", "points"]
+# Every integer on the wire fits a signed 64-bit integer (CONTRACT.md): more is a 400, not an overflow in
+# SQLite or PostgreSQL (BIGINT) when HQ stores it.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 MAX_BODY = 64 * 1024 * 1024  # a decompressed body larger than this is refused (compression bombs)
 REQUEST_SKEW_S = 300  # a signed request older or newer than this is refused
 
@@ -393,7 +396,7 @@ class AuthorizeRequest(msgspec.Struct, frozen=True):
     request_id: str
     member_id: str
     ledger: Ledger
-    amount: int
+    amount: Int64
     # How long the store will wait for the answer, so HQ's wait for other stores' releases ends first
     # (None: HQ's own bound, `BACKROOM_HQ_ESCROW_AUTHORIZE_WAIT_S`).
     wait_ms: Annotated[int, Meta(ge=0, le=60_000)] | None = None
@@ -422,7 +425,7 @@ class CouponReserve(msgspec.Struct, frozen=True):
 class PairRequest(msgspec.Struct, frozen=True):
     store_id: str
     public_key: str  # urlsafe base64
-    outbox_head: int
+    outbox_head: Int64
     code: str | None = None
     demo: bool = False
     holdings: list[tuple[str, int, int]] = []  # (member_id, balance, points) the store holds locally
@@ -442,7 +445,7 @@ class StockReport(msgspec.Struct, frozen=True):
     HQ keeps the newest per (store, sku) for the cross-store stock lookup."""
 
     at: str
-    levels: list[tuple[str, int]]
+    levels: list[tuple[str, Int64]]
 
 
 class DigestRow(msgspec.Struct, frozen=True, array_like=True):
@@ -450,15 +453,15 @@ class DigestRow(msgspec.Struct, frozen=True, array_like=True):
 
     day: str
     kind: str
-    count: int
-    total: int
-    first_seq: int
-    last_seq: int
+    count: Int64
+    total: Int64
+    first_seq: Int64
+    last_seq: Int64
 
 
 class DigestReport(msgspec.Struct, frozen=True):
     rows: list[DigestRow]
-    upto: int  # the store's acked sequence the rows were computed over
+    upto: Int64  # the store's acked sequence the rows were computed over
 
 
 class DigestVerdict(msgspec.Struct, frozen=True):

@@ -54,6 +54,18 @@ class BodyRegistry:
 
     def __init__(self) -> None:
         self.types: list[type[Any]] = []
+        self.elsewhere: dict[tuple[str, str], type[Any]] = {}  # (path, method) -> body, for `corrected`
+        self.media: dict[tuple[str, str], str] = {}  # (path, method) -> the media type of its answers
+
+    def document(self, path: str, method: str, type_: type[Any]) -> None:
+        """Name `type_` as the body of the operation at `path` (as the document writes it) without touching
+        its route (whose module belongs to others: HQ's sync endpoints)."""
+        self.types.append(type_)
+        self.elsewhere[(path, method)] = type_
+
+    def answers(self, path: str, method: str, media_type: str) -> None:
+        """The operation's 2xx answers are `media_type` (binary), not JSON (HQ's msgpack feed)."""
+        self.media[(path, method)] = media_type
 
     def operation(self, type_: type[Any]) -> type[Operation]:
         """An Operation class whose request body is `type_` (use as `operation_class=`)."""
@@ -119,7 +131,19 @@ class _WithBodies(OpenAPIPlugin):
 
     def provide_openapi_schema(self) -> dict[str, Any]:
         if not self._openapi_schema:
-            self._openapi_schema = corrected(super().provide_openapi_schema(), self.schemes, type(self).security)
+            document = super().provide_openapi_schema()
+            for (path, method), type_ in self.registry.elsewhere.items():
+                operation = document.get("paths", {}).get(path, {}).get(method)
+                if operation is not None:
+                    ref = f"#/components/schemas/{_PREFIX}{self.registry.component_name(type_)}"
+                    operation["requestBody"] = {"required": True,
+                                                "content": {"application/json": {"schema": {"$ref": ref}}}}
+            for (path, method), media_type in self.registry.media.items():
+                operation = document.get("paths", {}).get(path, {}).get(method)
+                for status, response in (operation or {}).get("responses", {}).items():
+                    if status.startswith("2"):
+                        response["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}}
+            self._openapi_schema = corrected(document, self.schemes, type(self).security)
         return self._openapi_schema
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Litestar
 
 from edge.api.openapi import BEARER, BodyRegistry, build_on_first_use, raw_body_operation
+from hq_sync.wire import AuthorizeRequest, CouponReserve, DigestReport, PairRequest, StockReport
 
 HQ_BODIES = BodyRegistry()
 with_body = HQ_BODIES.operation  # `operation_class=with_body(PriceIn)` on a route that decodes a PriceIn
@@ -21,6 +22,14 @@ STORE_SIGNATURE = {
                   "description": "Ed25519 over method, path, time and body with the store's key (base64url)"},
 }
 _PUBLIC = {"/healthz", "/hq/v1/auth/login", "/hq/v1/sync/pair"}
+
+# The stores' JSON requests (hq_sync/wire.py), named here rather than on their routes in sync.py. A batch is
+# msgpack, zstd- or gzip-compressed (`Content-Encoding`): it is no JSON document to describe.
+for _path, _type in (("/hq/v1/sync/pair", PairRequest), ("/hq/v1/sync/authorize", AuthorizeRequest),
+                     ("/hq/v1/sync/digests", DigestReport), ("/hq/v1/sync/stock", StockReport),
+                     ("/hq/v1/sync/coupons/reserve", CouponReserve)):
+    HQ_BODIES.document(_path, "post", _type)
+HQ_BODIES.answers("/hq/v1/sync/feed", "get", "application/msgpack")  # a FeedPage (hq_sync/wire.py)
 
 
 def security(path: str, method: str) -> list[dict[str, list[str]]] | None:

@@ -76,7 +76,7 @@ async def sync_state(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/hq/v1/sync/feed")
-async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Parameter(ge=0)] = 0,
+async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0,
                     wait: Annotated[float, Parameter(ge=0, le=60)] = 0,
                     limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> Response[bytes]:
     """The store's feed after `after`; with `wait`, held open until something arrives (long-poll)."""

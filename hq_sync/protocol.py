@@ -5,27 +5,33 @@ New fields are added only with defaults, so an older HQ still reads a newer hub 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from edge.lazy_import import LazyDecoder  # a leaf too: imports nothing of ours
 
+# Every integer a store sends fits a signed 64-bit integer (CONTRACT.md): a delta with more does not decode and
+# is quarantined, rather than overflowing SQLite or PostgreSQL (BIGINT) in the middle of HQ's ingest.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 
 class DeltaLine(msgspec.Struct, frozen=True, omit_defaults=True):
-    line_no: int
+    line_no: Int64
     sku: str
-    qty: int
-    unit_price: int
-    gross: int
-    discount: int
-    net: int
-    tax: int
-    weight_g: int | None = None
-    rules: list[tuple[str, int]] = []
+    qty: Int64
+    unit_price: Int64
+    gross: Int64
+    discount: Int64
+    net: Int64
+    tax: Int64
+    weight_g: Int64 | None = None
+    rules: list[tuple[str, Int64]] = []
 
 
 class DeltaTender(msgspec.Struct, frozen=True, omit_defaults=True):
     method: str
-    amount: int
+    amount: Int64
     reference: str | None = None
 
 
@@ -37,25 +43,25 @@ class SaleDelta(msgspec.Struct, frozen=True, tag="sale", omit_defaults=True):
     at: str
     lines: list[DeltaLine]
     tenders: list[DeltaTender]
-    subtotal: int
-    discount: int
-    total: int
-    tax: int
-    change: int
-    journal_seq: int
+    subtotal: Int64
+    discount: Int64
+    total: Int64
+    tax: Int64
+    change: Int64
+    journal_seq: Int64
     member_id: str | None = None
-    points_earned: int = 0
-    points_redeemed: int = 0
-    value_spent: int = 0
-    points_reward: int = 0  # points exchanged for reward lines (积分兑换)
+    points_earned: Int64 = 0
+    points_redeemed: Int64 = 0
+    value_spent: Int64 = 0
+    points_reward: Int64 = 0  # points exchanged for reward lines (积分兑换)
     coupons: list[str] = []  # coupon codes this sale redeemed (HQ counts the chain coupons' uses)
 
 
 class ReturnLineDelta(msgspec.Struct, frozen=True, omit_defaults=True):
-    line_no: int
-    qty: int
-    refund: int
-    weight_g: int | None = None
+    line_no: Int64
+    qty: Int64
+    refund: Int64
+    weight_g: Int64 | None = None
 
 
 class ReturnDelta(msgspec.Struct, frozen=True, tag="return", omit_defaults=True):
@@ -65,33 +71,33 @@ class ReturnDelta(msgspec.Struct, frozen=True, tag="return", omit_defaults=True)
     at: str
     lines: list[ReturnLineDelta]
     refunds: list[DeltaTender]
-    refund_total: int
-    journal_seq: int
+    refund_total: Int64
+    journal_seq: Int64
     till_id: str | None = None
     member_id: str | None = None
-    points_reversed: int = 0
-    points_reward_returned: int = 0  # points given back for returned reward lines
+    points_reversed: Int64 = 0
+    points_reward_returned: Int64 = 0  # points given back for returned reward lines
 
 
 class TopupDelta(msgspec.Struct, frozen=True, tag="topup", omit_defaults=True):
     topup_id: str
     member_id: str
-    amount: int
+    amount: Int64
     method: str
     user_id: str
     at: str
-    journal_seq: int
+    journal_seq: Int64
     till_id: str | None = None
 
 
 class StockDelta(msgspec.Struct, frozen=True, tag="stock", omit_defaults=True):
-    movement_id: int
+    movement_id: Int64
     sku: str
     kind: str
-    qty: int
+    qty: Int64
     user_id: str
     at: str
-    journal_seq: int
+    journal_seq: Int64
     lot: str | None = None
     expiry: str | None = None
     ref: str | None = None
@@ -117,7 +123,7 @@ class MemberErasedDelta(msgspec.Struct, frozen=True, tag="member_erased", omit_d
     member_id: str
     at: str
     user_id: str = ""
-    journal_seq: int = 0
+    journal_seq: Int64 = 0
 
 
 class EscrowReleaseDelta(msgspec.Struct, frozen=True, tag="release", omit_defaults=True):
@@ -126,13 +132,13 @@ class EscrowReleaseDelta(msgspec.Struct, frozen=True, tag="release", omit_defaul
     request_id: str
     member_id: str
     ledger: str  # "value" or "points"
-    amount: int
+    amount: Int64
     at: str
 
 
 class TransferLineDelta(msgspec.Struct, frozen=True, array_like=True):
     sku: str
-    qty: int
+    qty: Int64
 
 
 class TransferRequestDelta(msgspec.Struct, frozen=True, tag="transfer_request", omit_defaults=True):
@@ -144,7 +150,7 @@ class TransferRequestDelta(msgspec.Struct, frozen=True, tag="transfer_request", 
     lines: list[TransferLineDelta]
     user_id: str
     at: str
-    journal_seq: int
+    journal_seq: Int64
     note: str = ""
 
 
@@ -157,7 +163,7 @@ class TransferShippedDelta(msgspec.Struct, frozen=True, tag="transfer_shipped", 
     lines: list[TransferLineDelta]
     user_id: str
     at: str
-    journal_seq: int
+    journal_seq: Int64
 
 
 class TransferReceivedDelta(msgspec.Struct, frozen=True, tag="transfer_received", omit_defaults=True):
@@ -169,7 +175,7 @@ class TransferReceivedDelta(msgspec.Struct, frozen=True, tag="transfer_received"
     lines: list[TransferLineDelta]
     user_id: str
     at: str
-    journal_seq: int
+    journal_seq: Int64
     discrepancies: list[TransferLineDelta] = []
 
 
@@ -178,30 +184,30 @@ class PointsExpiredDelta(msgspec.Struct, frozen=True, tag="points_expired", omit
     (edge/members/points.py). A paired hub never sends it: HQ's ledger expires points."""
 
     member_id: str = ""
-    points: int = 0
+    points: Int64 = 0
     before: str = ""
     at: str = ""
-    journal_seq: int = 0
+    journal_seq: Int64 = 0
 
 
 class ZReportDelta(msgspec.Struct, frozen=True, tag="z_report", omit_defaults=True):
     """The store closed a business day (edge/eod/closing.py): the Z report's headline figures; the whole
     frozen report is in the hub's journal record `journal_seq`."""
 
-    z_no: int = 0
+    z_no: Int64 = 0
     day: str = ""
     at: str = ""
     user_id: str = ""
-    tickets: int = 0
-    net: int = 0
-    tax: int = 0
-    refunded: int = 0
-    tenders: dict[str, int] = {}
-    cash_expected: int = 0
-    cash_counted: int = 0
-    cash_variance: int = 0
-    anomalies: int = 0
-    journal_seq: int = 0
+    tickets: Int64 = 0
+    net: Int64 = 0
+    tax: Int64 = 0
+    refunded: Int64 = 0
+    tenders: dict[str, Int64] = {}
+    cash_expected: Int64 = 0
+    cash_counted: Int64 = 0
+    cash_variance: Int64 = 0
+    anomalies: Int64 = 0
+    journal_seq: Int64 = 0
 
 
 class ReferralDelta(msgspec.Struct, frozen=True, tag="referral", omit_defaults=True):

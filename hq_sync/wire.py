@@ -127,7 +127,7 @@ def decompress(data: bytes, encoding: str | None) -> bytes:
 class OutRow(msgspec.Struct, frozen=True, array_like=True):
     """One outbox row as sent: its sequence number, kind, reference, time and the delta's msgpack."""
 
-    seq: int
+    seq: Int64
     kind: str
     ref: str
     at: str
@@ -136,7 +136,7 @@ class OutRow(msgspec.Struct, frozen=True, array_like=True):
 
 class Batch(msgspec.Struct, frozen=True):
     store_id: str
-    head: int  # the store's outbox head when the batch was cut: HQ shows lag = head - acked
+    head: Int64  # the store's outbox head when the batch was cut: HQ shows lag = head - acked
     rows: list[OutRow]
 
 

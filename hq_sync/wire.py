@@ -428,7 +428,7 @@ class PairRequest(msgspec.Struct, frozen=True):
     outbox_head: Int64
     code: str | None = None
     demo: bool = False
-    holdings: list[tuple[str, int, int]] = []  # (member_id, balance, points) the store holds locally
+    holdings: list[tuple[str, Int64, Int64]] = []  # (member_id, balance, points) the store holds locally
     members: list[MemberRow] = []  # profiles of those members, so HQ can adopt ones it does not know
 
 

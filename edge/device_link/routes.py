@@ -18,7 +18,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, get, post
@@ -86,7 +86,7 @@ class CommandBody(msgspec.Struct, frozen=True, omit_defaults=True):
     cmd_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     sale_id: uuid.UUID | None = None
     lines: list[str] | None = None
-    pin: int | None = None
+    pin: Literal[2, 5] | None = None  # the drawer's kick pin (devices/topics.py)
     cut: bool | None = None
 
 

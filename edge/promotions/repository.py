@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -90,8 +91,8 @@ class Coupon(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     code: str
     rule_id: str
     member_id: str | None = None
-    max_uses: int = 1
-    min_spend: int = 0
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] = 1
+    min_spend: Annotated[int, msgspec.Meta(ge=0, le=10**10)] = 0  # fen
     starts_at: datetime.datetime | None = None
     expires_at: datetime.datetime | None = None
 

@@ -137,8 +137,8 @@ class Limits(_Strict, frozen=True):
     per_basket: Count | None = None  # applications per basket: groups, multiples or units
     per_member: Count | None = None  # sales per member per `period`
     period: Literal["day", "week", "month", "all"] = "all"
-    max_uses: Annotated[int, Meta(ge=1)] | None = None  # sales, all members together (this hub until sync)
-    budget: Annotated[int, Meta(ge=1)] | None = None  # fen of discount, all sales together
+    max_uses: Annotated[int, Meta(ge=1, le=10**9)] | None = None  # sales, all members together (this hub until sync)
+    budget: Annotated[int, Meta(ge=1, le=10**12)] | None = None  # fen of discount, all sales together
 
     @property
     def any(self) -> bool:

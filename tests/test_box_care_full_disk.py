@@ -122,11 +122,13 @@ def test_a_full_disk_refuses_sales_with_507_commits_nothing_and_recovers(small_d
         hub.stop()
 
 
-def test_the_writer_fails_exactly_the_writes_the_full_disk_lost_and_goes_on(small_disk: Path) -> None:
+@pytest.mark.parametrize("replayable", [False, True], ids=["savepoints", "replayable"])
+def test_the_writer_fails_exactly_the_writes_the_full_disk_lost_and_goes_on(small_disk: Path, replayable: bool) -> None:
     """One group-commit batch on a 16 MB tmpfs: a small write, one too big for the disk (SQLite rolls back
     the statement or, once its cache spilled, the whole transaction), another small one. Whatever SQLite
     did, a write whose caller got a result is in the file and one that got an exception is not; the
-    writer thread goes on."""
+    writer thread goes on. With `replayable` writes (a sale's) the batch first runs without savepoints,
+    is rolled back and runs again with them."""
     import threading
 
     from edge.errors import StorageFull
@@ -141,7 +143,7 @@ def test_the_writer_fails_exactly_the_writes_the_full_disk_lost_and_goes_on(smal
         def insert(name: str, size: int) -> Any:
             return lambda c: c.execute("INSERT INTO scratch VALUES (?, zeroblob(?))", (name, size)).rowcount
 
-        futures = {name: db.submit(insert(name, size))
+        futures = {name: db.submit(insert(name, size), replayable=replayable)
                    for name, size in (("small-1", 1000), ("huge", 64 << 20), ("small-2", 1000))}
         gate.set()
         outcomes = {name: (f.exception(timeout=30) or f.result()) for name, f in futures.items()}

@@ -55,7 +55,27 @@ class TokenError(Exception):
     pass
 
 
+# Tokens whose signature was checked, with their claims: a till sends the same token with every request,
+# and the HMAC, two base64 decodes and the msgpack decode cost more than a dict lookup (docs/performance.md,
+# "Third round"). Only good signatures are remembered, keyed by the key too (a rotated key checks afresh);
+# the expiry is checked at every use and revocation is the caller's, as before. Emptied when full.
+_VERIFIED_MAX = 4096
+_verified: dict[tuple[bytes, str], Claims] = {}
+
+
 def verify(key: bytes, token: str, now: float | None = None) -> Claims:
+    claims = _verified.get((key, token))
+    if claims is None:
+        claims = _verify_signature(key, token)
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[key, token] = claims
+    if claims.expires_at <= (time.time() if now is None else now):
+        raise TokenError("token expired")
+    return claims
+
+
+def _verify_signature(key: bytes, token: str) -> Claims:
     try:
         body_b64, sig_b64 = token.split(".")
         body, sig = _unb64(body_b64), _unb64(sig_b64)
@@ -64,9 +84,6 @@ def verify(key: bytes, token: str, now: float | None = None) -> Claims:
     if not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), sig):
         raise TokenError("bad token signature")
     try:
-        claims = _decoder.decode(body)
+        return _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise TokenError("malformed token") from exc
-    if claims.expires_at <= (time.time() if now is None else now):
-        raise TokenError("token expired")
-    return claims

@@ -143,14 +143,16 @@ def review(conn: sqlite3.Connection, today: datetime.date, at: str,
             rows.extend(conn.execute(sql + f" WHERE member_id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
     else:
         rows = conn.execute(sql).fetchall()
-    before = last_change_id(conn)
+    before: int | None = None  # the history's head, read only when there is something to write
     for member_id, tier, review_on in rows:
         current_review = datetime.date.fromisoformat(review_on) if review_on else None
         decision = evaluate(tier_rules, figs.get(member_id, Figures()), tier, current_review, today,
                             settings.review_months)
         if decision.changed or decision.review_on != current_review:
+            if before is None:
+                before = last_change_id(conn)
             apply(conn, member_id, decision, at)
-    return changes(conn, after=before)
+    return [] if before is None else changes(conn, after=before)
 
 
 def after_sale(conn: sqlite3.Connection, member_id: str | None, today: str, at: str) -> list[TierChange]:

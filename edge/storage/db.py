@@ -1,11 +1,22 @@
 """The hub's SQLite database: one writer thread with group commit, readers on their own connections.
 
 Every write is a function `fn(conn) -> T` handed to the writer. The writer takes whatever is queued
-(up to `max_batch`), runs each function inside its own SAVEPOINT of one `BEGIN IMMEDIATE`
-transaction and commits once with `synchronous=FULL`. A function that raises rolls back only its own
-savepoint; its caller gets the exception and nothing it wrote survives. Callers are answered only
-after the COMMIT returned, so an acknowledged write is on disk (group commit: many sales share one
-fsync, none is acknowledged early).
+(up to `max_batch`), runs the functions in one `BEGIN IMMEDIATE` transaction and commits once with
+`synchronous=FULL`. A function that raises leaves nothing it wrote; its caller gets the exception and
+the others of the batch are committed as if it had not been there. Callers are answered only after
+the COMMIT returned, so an acknowledged write is on disk (group commit: many sales share one fsync,
+none is acknowledged early).
+
+How a failing write is undone depends on the batch (docs/performance.md, "Third round"):
+- a batch of one write runs without a savepoint: if it raises, the transaction is rolled back;
+- a batch whose writes were all submitted `replayable=True` (a function of the database alone, with
+  no effect outside it: a sale) runs without savepoints; if one raises, the transaction is rolled
+  back and the batch is run again, each write in its own SAVEPOINT as below (the writes before the
+  failing one run twice; only the second run is committed);
+- any other batch runs each write inside its own SAVEPOINT, and a write that raises rolls back only
+  its savepoint.
+A savepoint is not free: SQLite copies every page a write first touches into the statement journal
+(some forty pages a sale), which cost about a fifth of the writer's CPU per sale.
 """
 
 from __future__ import annotations
@@ -32,6 +43,9 @@ log = logging.getLogger(__name__)
 # A sale runs some 70 statements of a few dozen distinct texts; the default cache of 128 prepared
 # statements is shared with lookups, promotions and sync, so keep more of them prepared.
 _STATEMENT_CACHE = 1024
+
+# 4,000 pages of 4 KiB: the WAL grows to about 16 MB between checkpoints (docs/performance.md).
+WAL_AUTOCHECKPOINT = 4000
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -128,18 +142,21 @@ class Database:
         return conn
 
     # -- writes ----------------------------------------------------------------------------------
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, replayable: bool = False
+               ) -> concurrent.futures.Future[T]:
+        """Queue a write. `replayable`: `fn` only reads and writes the database (no effect outside
+        it), so the writer may run it a second time after rolling back a batch (module docstring)."""
         if self._closed:
             raise RuntimeError("database is closed")
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((fn, fut))
+        self._queue.put((fn, fut, replayable))
         return fut
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self.submit(fn).result()
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, replayable: bool = False) -> T:
+        return await asyncio.wrap_future(self.submit(fn, replayable=replayable))
 
     def truncate_wal(self) -> None:
         """Checkpoint and truncate the WAL on a connection of its own (after personal data was erased,
@@ -170,6 +187,10 @@ class Database:
         # In memory it costs no system calls. Durability is the WAL's: the sub-journal only serves
         # ROLLBACK TO within the open transaction.
         conn.execute("PRAGMA temp_store = MEMORY")
+        # Checkpoint every WAL_AUTOCHECKPOINT pages instead of SQLite's 1,000: a page that many sales touch
+        # (counters, balances, rollups, the last leaf of each table and index) is copied into the database
+        # once per checkpoint, so fewer checkpoints write fewer bytes (SD wear) and cost the writer less.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         try:
             while True:
                 first = self._queue.get()
@@ -191,7 +212,7 @@ class Database:
                 except Exception as exc:  # noqa: BLE001 -- the writer thread must outlive a failed batch
                     log.exception("write batch failed")
                     _rollback(conn)
-                    for _, fut in batch:
+                    for _, fut, _ in batch:
                         if not fut.done():
                             fut.set_exception(self._durable(exc))
                 if stop:
@@ -206,36 +227,25 @@ class Database:
         return err
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        running = [(fn, fut, replayable) for fn, fut, replayable in batch if fut.set_running_or_notify_cancel()]
+        live = [(fn, fut) for fn, fut, _ in running]
+        if not live:
+            return
+        if (len(live) == 1 or all(replayable for _, _, replayable in running)) and self._run_plain(conn, live):
+            return
+        self._run_savepoints(conn, live)
+
+    def _begin(self, conn: sqlite3.Connection, live: list[tuple[WriteFn, concurrent.futures.Future[Any]]]) -> bool:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            for _, fut in batch:
+            for _, fut in live:
                 fut.set_exception(self._durable(exc))
-            return
-        for index, (fn, fut) in enumerate(batch):
-            if not fut.set_running_or_notify_cancel():
-                continue
-            conn.execute("SAVEPOINT w")
-            try:
-                result = fn(conn)
-            except Exception as exc:  # noqa: BLE001 -- the caller gets it; the batch goes on
-                if not conn.in_transaction:
-                    # SQLite rolled the whole transaction back (a full disk or an I/O error does): the
-                    # writes before this one are gone too, so they fail with it; the rest get a new one.
-                    err = self._durable(exc)
-                    log.error("write failed and rolled back %d writes of its batch: %s", len(outcomes), exc)
-                    for done, _, _ in outcomes:
-                        done.set_exception(err)
-                    fut.set_exception(err)
-                    self._run_batch(conn, batch[index + 1:])
-                    return
-                conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
-                outcomes.append((fut, False, self._durable(exc)))
-            else:
-                conn.execute("RELEASE w")
-                outcomes.append((fut, True, result))
+            return False
+        return True
+
+    def _commit(self, conn: sqlite3.Connection, outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]]
+                ) -> None:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -249,6 +259,57 @@ class Database:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    def _run_plain(self, conn: sqlite3.Connection, live: list[tuple[WriteFn, concurrent.futures.Future[Any]]]
+                   ) -> bool:
+        """The batch without savepoints. False: a write of several raised and everything was rolled
+        back, nobody answered; the caller runs the batch again with savepoints."""
+        if not self._begin(conn, live):
+            return True
+        outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        for fn, fut in live:
+            try:
+                result = fn(conn)
+            except Exception as exc:  # noqa: BLE001 -- the caller gets it (one write) or the batch is rerun
+                _rollback(conn)
+                if len(live) > 1:
+                    return False
+                fut.set_exception(self._durable(exc))
+                return True
+            outcomes.append((fut, True, result))
+        self._commit(conn, outcomes)
+        return True
+
+    def _run_savepoints(self, conn: sqlite3.Connection,
+                        live: list[tuple[WriteFn, concurrent.futures.Future[Any]]]) -> None:
+        """Each write in its own SAVEPOINT: one that raises rolls back only what it wrote."""
+        if not self._begin(conn, live):
+            return
+        outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        for index, (fn, fut) in enumerate(live):
+            conn.execute("SAVEPOINT w")
+            try:
+                result = fn(conn)
+            except Exception as exc:  # noqa: BLE001 -- the caller gets it; the batch goes on
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk or an I/O error does): the
+                    # writes before this one are gone too, so they fail with it; the rest get a new one.
+                    err = self._durable(exc)
+                    log.error("write failed and rolled back %d writes of its batch: %s", len(outcomes), exc)
+                    for done, _, _ in outcomes:
+                        done.set_exception(err)
+                    fut.set_exception(err)
+                    rest = live[index + 1:]
+                    if rest:
+                        self._run_savepoints(conn, rest)
+                    return
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                outcomes.append((fut, False, self._durable(exc)))
+            else:
+                conn.execute("RELEASE w")
+                outcomes.append((fut, True, result))
+        self._commit(conn, outcomes)
 
 
 def _durable_error(exc: BaseException) -> BaseException:

@@ -673,6 +673,12 @@ def _fill_rollups(tx: Tx) -> None:
 # partial index of member sales (most sales are anonymous); quarantined deltas by a partial index.
 DROPPED_INDEXES = ("hq_sales_store_day", "hq_sales_member", "hq_deltas_quarantine")
 
+# The rollups every batch adds to (an UPDATE of the same rows, batch after batch). PostgreSQL: pages kept
+# part empty, so the new version of a row lands on its page (a heap-only tuple: no index entry to add, and
+# the old version is pruned on the page) instead of a new page and an entry in every index.
+ROLLUP_TABLES = ("hq_sku_days", "hq_store_days", "hq_store_hours", "hq_sales_hourly", "hq_rule_days")
+ROLLUP_FILLFACTOR = 70
+
 # Indexes on the added columns (they cannot be in SCHEMA: an older database gets the columns later).
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS hq_members_phone_hash ON hq_members (phone_hash);
@@ -856,6 +862,9 @@ def create_schema(db: HqDb) -> None:
                 tx.run(statement)
         for name in DROPPED_INDEXES:
             tx.run(f"DROP INDEX IF EXISTS {name}")
+        if tx.dialect == "postgresql":  # room in each page for the rollups' updates to stay on it (HOT)
+            for table in ROLLUP_TABLES:
+                tx.run(f"ALTER TABLE {table} SET (fillfactor = {ROLLUP_FILLFACTOR})")
         sealed = _seal_plaintext(tx)
         tx.run("INSERT INTO hq_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                (str(VERSION),))

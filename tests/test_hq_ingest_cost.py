@@ -1,4 +1,4 @@
-"""What a batch costs HQ (docs/hq-scale.md "What a batch costs"), on both back ends.
+"""What a batch costs HQ (docs/hq-ingest.md), on both back ends.
 
 - `Tx.insert_rows`, the one-statement multi-row insert/upsert the rollups use (on PostgreSQL the rows
   travel as one JSON document): every value comes back exactly as sent (quotes, backslashes, newlines,

@@ -244,7 +244,7 @@ def _plan_delta(plan: Plan, store_id: str, seq: int, row: OutRow, delta: Delta, 
                                      delta.at, delta.at[:10]) for n, t in enumerate(delta.tenders, start=1)
                                     if t.method in PROVIDER_METHODS)
             plan.line_rules.extend((delta.sale_id, ln.line_no, rule_id, store_id, delta.at[:10], amount)
-                                   for ln in delta.lines for rule_id, amount in _rule_sums(ln.rules))
+                                   for ln in delta.lines if ln.rules for rule_id, amount in _rule_sums(ln.rules))
         case ReturnDelta():
             plan.returns.append((delta.return_id, store_id, seq, delta.sale_id, delta.at, delta.at[:10],
                                  delta.member_id, delta.refund_total, delta.points_reversed))

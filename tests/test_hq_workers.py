@@ -5,7 +5,8 @@ port), `b` a third process on its own port. What one process appends, ingests or
 the others: a feed long-poll held in `a` wakes for a price set through `b` (LISTEN/NOTIFY; the feed's
 periodic re-check is set longer than the poll, so only the notification can end it early); an
 authorisation waiting in `a` is woken by the release `b` ingests; a store's batches fired at both at
-once are applied exactly once, in order. `--workers` with SQLite is refused.
+once are applied exactly once, in order, with every rollup equal to a recount of the sales held.
+`--workers` with SQLite is refused.
 """
 
 from __future__ import annotations
@@ -56,16 +57,47 @@ def hqs(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, HqServer]]:  # noqa: 
 
 
 def _sales(store: Store, n: int) -> list[Any]:
+    """Sales over several days and hours, of 1-3 lines of several skus (some with a promotion's
+    discount), some by a member: every rollup gets several rows to add up."""
     from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
 
     out = []
     for i in range(n):
-        line = DeltaLine(1, "SKU00027", 1, 990, 990, 0, 990, 81)
+        lines = [DeltaLine(k + 1, f"SKU{27 + (i + k) % 4:05d}", 1 + k, 990, 990 * (1 + k), 100 * (i % 2),
+                           990 * (1 + k) - 100 * (i % 2), 81, rules=[("P-half", 100)] if i % 2 else [])
+                 for k in range(1 + i % 3)]
+        total = sum(ln.net for ln in lines)
         out.append(SaleDelta(sale_id=str(uuid.uuid4()), receipt_no=f"{store.store_id}-{i}", till_id="T1",
-                             user_id="U-cashier", at="2026-05-01T10:00:00.000+08:00", lines=[line],
-                             tenders=[DeltaTender("cash", 990)], subtotal=990, discount=0, total=990, tax=81,
-                             change=0, journal_seq=i + 1))
+                             user_id="U-cashier", at=f"2026-05-0{1 + i % 3}T{9 + i % 4:02d}:00:00.000+08:00",
+                             lines=lines, tenders=[DeltaTender("cash", total)],
+                             subtotal=sum(ln.gross for ln in lines), discount=sum(ln.discount for ln in lines),
+                             total=total, tax=81 * len(lines), change=0, journal_seq=i + 1))
     return out
+
+
+def _rollups_match_a_recount(hq: HqServer, store_id: str) -> None:
+    """What ingest added up batch by batch equals the sums over the sales and lines HQ holds."""
+    q = hq.query
+    assert q("SELECT day, tickets, gross, discount, net FROM hq_store_days WHERE store_id = ? ORDER BY day",
+             (store_id,)) == q("""SELECT day, count(*), sum(subtotal), sum(discount), sum(total) FROM hq_sales
+                                  WHERE store_id = ? GROUP BY day ORDER BY day""", (store_id,))
+    assert q("""SELECT day, hour, tickets, gross, discount, net FROM hq_store_hours WHERE store_id = ?
+                ORDER BY day, hour""", (store_id,)) == q(
+        """SELECT day, substr(at, 12, 2), count(*), sum(subtotal), sum(discount), sum(total) FROM hq_sales
+           WHERE store_id = ? GROUP BY day, substr(at, 12, 2) ORDER BY 1, 2""", (store_id,))
+    assert q("""SELECT day, hour, tickets, total, member_tickets FROM hq_sales_hourly WHERE store_id = ?
+                ORDER BY day, hour""", (store_id,)) == q(
+        """SELECT day, CAST(substr(at, 12, 2) AS BIGINT), count(*), sum(total), count(member_id) FROM hq_sales
+           WHERE store_id = ? GROUP BY 1, 2 ORDER BY 1, 2""", (store_id,))
+    assert q("""SELECT day, sku, lines, qty, discount, net FROM hq_sku_days WHERE store_id = ?
+                ORDER BY day, sku""", (store_id,)) == q(
+        """SELECT day, sku, count(*), sum(qty), sum(discount), sum(net) FROM hq_sale_lines WHERE store_id = ?
+           GROUP BY day, sku ORDER BY day, sku""", (store_id,))
+    assert q("SELECT day, uses, discount, lines FROM hq_rule_days WHERE store_id = ? ORDER BY day",
+             (store_id,)) == q("""SELECT day, count(DISTINCT sale_id), sum(amount), count(*) FROM hq_sale_line_rules
+                                  WHERE store_id = ? GROUP BY day ORDER BY day""", (store_id,))
+    tickets = q("SELECT sum(tickets) FROM hq_store_days WHERE store_id = ?", (store_id,))
+    assert tickets == [(90,)]
 
 
 def test_a_price_set_in_one_process_wakes_a_long_poll_held_in_another(hqs: tuple[HqServer, HqServer]) -> None:
@@ -116,6 +148,10 @@ def test_a_store_s_batches_at_both_processes_at_once_apply_exactly_once(hqs: tup
         assert a.query("SELECT sales, acked_seq FROM hq_stores WHERE store_id = ?", (store.store_id,)) == [(90, 90)]
         deltas = a.query("SELECT count(*), count(DISTINCT seq) FROM hq_deltas WHERE store_id = ?", (store.store_id,))
         assert deltas == [(90, 90)]
+        lines = a.query("SELECT count(*), count(DISTINCT sale_id || ':' || line_no) FROM hq_sale_lines "
+                        "WHERE store_id = ?", (store.store_id,))
+        assert lines == [(180, 180)]  # 1 + 2 + 3 lines a sale, each once
+        _rollups_match_a_recount(a, store.store_id)
     assert sum(r.json()["applied"] for r in answers) == 270  # among all the answers, each sale applied once
 
 

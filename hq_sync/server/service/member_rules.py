@@ -32,7 +32,6 @@ from edge.members.tiering import (
     evaluate,
     window_start,
 )
-from hq_sync.protocol import ReturnDelta, SaleDelta, delta_decoder
 from hq_sync.server.service import pii
 from hq_sync.server.service.access import Principal, require
 from hq_sync.server.service.audit import audit
@@ -261,6 +260,16 @@ def review_chunk(tx: Tx, private_key: bytes, member_ids: Sequence[str], today: d
     return tier_changes, tag_changes, seq
 
 
+class _Who(msgspec.Struct):
+    """A sale's or return's payload read for its member only (its other fields skipped, not built)."""
+
+    type: str = ""  # the delta's tag
+    member_id: str | None = None
+
+
+_who_decoder = msgspec.msgpack.Decoder(_Who)
+
+
 def members_of_batch(rows: Sequence[OutRow]) -> list[str]:
     """Members whose figures a batch's sales and returns moved."""
     ids: set[str] = set()
@@ -268,11 +277,11 @@ def members_of_batch(rows: Sequence[OutRow]) -> list[str]:
         if row.kind not in ("sale", "return"):
             continue
         try:
-            delta = delta_decoder.decode(row.payload)
+            who = _who_decoder.decode(row.payload)
         except msgspec.DecodeError:
             continue
-        if isinstance(delta, SaleDelta | ReturnDelta) and delta.member_id:
-            ids.add(delta.member_id)
+        if who.type == row.kind and who.member_id:
+            ids.add(who.member_id)
     return sorted(ids)
 
 

@@ -1,0 +1,88 @@
+"""What a batch costs HQ (docs/hq-ingest.md), on both back ends.
+
+- `Tx.insert_rows`, the one-statement multi-row insert/upsert the rollups use (on PostgreSQL the rows
+  travel as one JSON document): every value comes back exactly as sent (quotes, backslashes, newlines,
+  Chinese text, NULLs, integers near 2^63, bytes), and an upsert adds to the rows it meets.
+- The indexes no query reads any more are dropped from an existing database at start, and their
+  replacements made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sync_support import hq_db_url, pg_cluster  # noqa: F401 -- fixtures
+
+from hq_sync.server.storage.db import HqDb, open_db
+from hq_sync.server.storage.schema import DROPPED_INDEXES, create_schema
+
+TEXTS = ["plain", "it's \"quoted\"", "back\\slash \\\\ and \\n", "line\nbreak\ttab", "门店 · 收银", "🙂 {\"a\": [1]}",
+         "", " spaced ", "NULL", "{}", "a,b"]
+
+
+def test_insert_rows_carries_every_value_exactly_and_upserts_add_up(hq_db_url: str, tmp_path: Path) -> None:  # noqa: F811
+    db = open_db(hq_db_url)
+    try:
+        with db.write() as tx:
+            tx.run(db.type_words("CREATE TABLE t_rows (k TEXT PRIMARY KEY, n BIGINT, m BIGINT NOT NULL, note TEXT)"))
+            tx.run(db.type_words("CREATE TABLE t_blobs (k TEXT PRIMARY KEY, b BLOB)"))
+        big = 2**63 - 1
+        rows = [(f"k{i}:{text}", [0, -1, big, -big, None, 7][i % 6], i, text if i % 3 else None)
+                for i, text in enumerate(TEXTS)]
+        cols = "k text, n bigint, m bigint, note text"
+        with db.write() as tx:
+            tx.insert_rows("t_rows", cols, rows)
+            tx.insert_rows("t_blobs", "k text, b bytea", [("a", b"\x00\xff\\x00'"), ("b", None), ("c", b"")])
+        with db.read() as tx:
+            assert sorted(tx.all("SELECT k, n, m, note FROM t_rows")) == sorted(rows)
+            assert sorted((k, None if b is None else bytes(b)) for k, b in tx.all("SELECT k, b FROM t_blobs")) == [
+                ("a", b"\x00\xff\\x00'"), ("b", None), ("c", b"")]
+        again = [(k, None, m * 10, "x") for k, _, m, _ in rows[:4]] + [("new", 5, 1, None)]
+        with db.write() as tx:
+            tx.insert_rows("t_rows", cols, again, "ON CONFLICT (k) DO UPDATE SET m = t_rows.m + excluded.m")
+            with tx.pipeline():  # the same in a pipeline, as ingest runs it
+                tx.insert_rows("t_rows", cols, [("new", 5, 1, None)],
+                               "ON CONFLICT (k) DO UPDATE SET m = t_rows.m + excluded.m")
+        with db.read() as tx:
+            got = dict((k, (n, m, note)) for k, n, m, note in tx.all("SELECT k, n, m, note FROM t_rows"))
+        for k, n, m, note in rows[:4]:
+            assert got[k] == (n, m * 11, note)  # added to; the other columns kept
+        assert got["new"] == (5, 2, None)
+        assert len(got) == len(TEXTS) + 1
+    finally:
+        db.close()
+
+
+def test_indexes_no_query_reads_are_dropped_from_an_existing_database(hq_db_url: str, tmp_path: Path) -> None:  # noqa: F811
+    db = open_db(hq_db_url)
+    try:
+        create_schema(db)
+        with db.write() as tx:  # as an HQ of the version before made them
+            tx.run("CREATE INDEX hq_sales_store_day ON hq_sales (store_id, day)")
+            tx.run("CREATE INDEX hq_sales_member ON hq_sales (member_id, at)")
+            tx.run("CREATE INDEX hq_deltas_quarantine ON hq_deltas (store_id, status)")
+        assert set(DROPPED_INDEXES) <= _indexes(db)
+        create_schema(db)
+        names = _indexes(db)
+        assert not set(DROPPED_INDEXES) & names
+        assert {"hq_sales_member_at", "hq_deltas_quarantined", "hq_sales_sale"} <= names
+        create_schema(db)  # idempotent
+        assert _indexes(db) == names
+    finally:
+        db.close()
+
+
+def _indexes(db: HqDb) -> set[str]:
+    with db.read() as tx:
+        if tx.dialect == "postgresql":
+            rows = tx.all("SELECT indexname FROM pg_indexes WHERE tablename IN ('hq_sales', 'hq_deltas')")
+        else:
+            rows = tx.all("SELECT name FROM sqlite_master WHERE type = 'index' "
+                          "AND tbl_name IN ('hq_sales', 'hq_deltas')")
+    return {str(r[0]) for r in rows}
+
+
+@pytest.fixture(autouse=True)
+def _own_key_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BACKROOM_HQ_KEY_FILE", str(tmp_path / "hq.pii.key"))

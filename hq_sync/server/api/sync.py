@@ -28,6 +28,7 @@ from hq_sync.wire import (
 )
 
 log = logging.getLogger(__name__)
+FEED_SOURCE_HEADER = "x-backroom-feed-source"  # where a feed page came from: "memory" (the tail) or "database"
 
 
 # -- hub endpoints -----------------------------------------------------------------------------------------
@@ -85,16 +86,28 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq.heard_from(store_id)
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
     deadline = time.monotonic() + wait
+    tail = hq.waits.tail
+    woke = False
     while True:
         # Held as a future of this worker's FeedWaits, not a thread: woken when this store's feed (or
-        # everyone's) moves, whichever worker appended (resources.py, bus.py).
+        # everyone's) moves, whichever worker appended (resources.py, bus.py). The first read goes to the
+        # database (it sees every entry committed before the poll, whoever appended it); once woken, the poll
+        # takes its page from the worker's feed tail, which the wake-up filled (feed_tail.py).
         woken = hq.waits.add(store_id) if wait > 0 else None
         try:
-            page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+            page = tail.page(store_id, after, limit) if woke else None
+            source = "memory"
+            if page is None:
+                generation = tail.generation
+                page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+                tail.learned(store_id, page.head, generation)
+                source = "database"
             remaining = deadline - time.monotonic()
             if page.entries or remaining <= 0 or woken is None:
-                return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
+                return Response(feed_page_encoder.encode(page), media_type=MSGPACK,
+                                headers={FEED_SOURCE_HEADER: source})
             await asyncio.wait({woken}, timeout=remaining)
+            woke = woken.done()
         finally:
             if woken is not None:
                 hq.waits.remove(store_id, woken)

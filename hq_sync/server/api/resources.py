@@ -177,6 +177,9 @@ class Hq:
             seed_demo(self.db, now_text())
         self.demo = is_demo(self.db)
         self.private_key, self.public_key = hq_key(self.db)
+        # Authorisations' own connections (PostgreSQL): never queued behind batches and feed reads for one
+        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS) if isinstance(self.db, PostgresDb)
+                              else self.db)
         self.signal = FeedSignal()
         self.policy = policy or EscrowPolicy.from_env()
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
@@ -294,5 +297,7 @@ class Hq:
         if self.bus is not None:
             self.bus.close()
             self.bus = None
+        if self.auth_db is not self.db:
+            self.auth_db.close()
         self.db.close()
 

@@ -1,12 +1,13 @@
-"""Fan-out from memory (docs/hq-serving.md "Fan-out from memory").
+"""The serving side at chain scale (docs/hq-serving.md): fan-out from memory, and batches under admission.
 
-A real `hq serve --workers 2` on a real PostgreSQL, with a feed tail of 4 entries and a re-check longer
-than any poll. This test plays a third worker: it appends to the feed from its own connection and says so
-on the bus (`NOTIFY backroom_hq`), as a worker does after its sequencer numbers entries. Stores read the
-feed as hubs do (signed long-polls, every entry's signature checked). A woken long-poll must be answered
-from its worker's tail (the `x-backroom-feed-source` header says where a page came from) with exactly the
-entries for its store, and a cursor older than the tail must still get every entry, in order, from the
-database.
+A real `hq serve --workers 2` on a real PostgreSQL, with a feed tail of 4 entries, a re-check longer than
+any poll, and one batch at a time per worker. This test plays a third worker: it appends to the feed from
+its own connection and says so on the bus (`NOTIFY backroom_hq`), as a worker does after its sequencer
+numbers entries. Stores read the feed as hubs do (signed long-polls, every entry's signature checked). A
+woken long-poll must be answered from its worker's tail (the `x-backroom-feed-source` header says where a
+page came from) with exactly the entries for its store, and a cursor older than the tail must still get
+every entry, in order, from the database. Batches fired all at once, duplicates among them, wait for their
+turn and apply exactly once; one that does not decode is a 400 from its thread.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sync_support import HqServer, PgCluster, ProtocolStore, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
 
+from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
 from hq_sync.server.service.feed import append_feed_many
 from hq_sync.server.storage.db import PostgresDb
 from hq_sync.wire import (
@@ -73,6 +76,7 @@ def hq(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, PostgresDb, bytes]]:  
     server.args += ["--workers", "2"]
     server.env["BACKROOM_HQ_FEED_RECHECK_S"] = "120"  # only a wake-up ends a long-poll early
     server.env["BACKROOM_HQ_FEED_TAIL"] = "4"
+    server.env["BACKROOM_HQ_BATCH_THREADS"] = "1"  # admission: one batch at a time per worker, the rest wait
     server.start(90)
     db = PostgresDb(server.db_url, 2)
     db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])
@@ -145,3 +149,43 @@ def test_a_cursor_older_than_the_tail_gets_every_entry_in_order(hq: tuple[HqServ
                 break
         else:
             pytest.fail("a cursor inside the tail was not answered from it")
+
+
+def _sales(store: Store, n: int) -> list[Any]:
+    out = []
+    for i in range(n):
+        line = DeltaLine(1, "SKU00027", 1, 990, 990, 0, 990, 81)
+        out.append(SaleDelta(sale_id=str(uuid.uuid4()), receipt_no=f"{store.store_id}-{i}", till_id="T1",
+                             user_id="U-cashier", at="2026-05-01T10:00:00.000+08:00", lines=[line],
+                             tenders=[DeltaTender("cash", 990)], subtotal=990, discount=0, total=990, tax=81,
+                             change=0, journal_seq=i + 1))
+    return out
+
+
+def test_batches_waiting_for_their_turn_apply_exactly_once(hq: tuple[HqServer, PostgresDb, bytes]) -> None:
+    server, _, _ = hq
+    stores = [Store(server) for _ in range(3)]
+    expected: dict[str, set[str]] = {}
+    sent: dict[str, list[tuple[bytes, str]]] = {}
+    jobs: list[tuple[Store, tuple[bytes, str]]] = []
+    for store in stores:
+        sales = _sales(store, 40)
+        expected[store.store_id] = {s.sale_id for s in sales}
+        sent[store.store_id] = bodies = [store.batch(sales[i:i + 10]) for i in range(0, 40, 10)]
+        jobs += [(store, body) for body in bodies for _ in range(2)]  # every batch twice, all at once
+    jobs.append((stores[0], (b"not a batch", "identity")))
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda job: job[0].send(server.url, job[1]), jobs))
+    assert answers[-1].status_code == 400 and answers[-1].json()["code"] == "bad_batch"
+    for r in answers[:-1]:
+        assert r.status_code == 200, r.text
+        assert not r.json()["quarantined"]
+    for store in stores:  # then as the agent does: everything not acknowledged goes again, in order
+        again = [store.send(server.url, body) for body in sent[store.store_id]]
+        answers += again
+        assert again[-1].json()["acked"] == 40
+        rows = server.query("SELECT sale_id FROM hq_sales WHERE store_id = ?", (store.store_id,))
+        assert sorted(r[0] for r in rows) == sorted(expected[store.store_id])  # each sale once
+        assert server.query("SELECT sales, acked_seq FROM hq_stores WHERE store_id = ?",
+                            (store.store_id,)) == [(40, 40)]
+    assert sum(r.json()["applied"] for r in answers if r.status_code == 200) == 120  # each sale applied once

@@ -342,7 +342,9 @@ class Chain:
         sender.start()
         await asyncio.to_thread(ours.recv)  # "ready"
         polls = {s.store_id: Conn(host, port) for s in self.stores}
-        uploads = {s.store_id: Conn(host, port) for s in self.stores}
+        # A batch may wait at HQ for minutes behind a thousand others (HQ's admission limit): a store that
+        # gave up and sent it again would only add a duplicate to the queue.
+        uploads = {s.store_id: Conn(host, port, timeout_s=900) for s in self.stores}
         pollers = [asyncio.create_task(self.poll(polls[s.store_id], s)) for s in self.stores]
         await asyncio.sleep(0.5)  # every long-poll is parked at HQ
         total_batches = sum(len(s.batches) for s in self.stores)

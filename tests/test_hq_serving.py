@@ -76,7 +76,7 @@ def hq(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, PostgresDb, bytes]]:  
     server.args += ["--workers", "2"]
     server.env["BACKROOM_HQ_FEED_RECHECK_S"] = "120"  # only a wake-up ends a long-poll early
     server.env["BACKROOM_HQ_FEED_TAIL"] = "4"
-    server.env["BACKROOM_HQ_BATCH_PROCS"] = "1"  # admission: one batch at a time per worker, the rest wait
+    server.env["BACKROOM_HQ_BATCH_THREADS"] = "1"  # admission: one batch at a time per worker, the rest wait
     server.start(90)
     db = PostgresDb(server.db_url, 2)
     db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])

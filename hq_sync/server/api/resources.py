@@ -192,7 +192,6 @@ class Hq:
         self.waits = FeedWaits(self.db, self.signal)
         self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
         self.sequencer: Any = None  # sequencer.FeedSequencer on PostgreSQL (`start_bus`)
-        self.batch_procs: Any = None  # batch_procs.BatchProcs on PostgreSQL (`start_bus`)
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
         self._batch_limiter: anyio.CapacityLimiter | None = None
         self._authorize_limiter: anyio.CapacityLimiter | None = None
@@ -226,10 +225,6 @@ class Hq:
 
         self.sequencer = FeedSequencer(self.db, self.private_key, self.signal.wake)
         self.signal.sequence = self.sequencer.kick
-        from hq_sync.server.api.batch_procs import BATCH_PROCS, BatchProcs
-
-        if BATCH_PROCS > 0:  # store batches in processes of their own, off this worker's GIL
-            self.batch_procs = BatchProcs(self.db.url)
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
@@ -296,9 +291,6 @@ class Hq:
             self.bus.forget(store_id)
 
     def close(self) -> None:
-        if self.batch_procs is not None:
-            self.batch_procs.close()
-            self.batch_procs = None
         if self.sequencer is not None:
             self.sequencer.close()
             self.sequencer = None

@@ -65,19 +65,8 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         ack = ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
         return batch, ack, member_rules.members_of_batch(batch.rows)
 
-    if hq.batch_procs is not None:  # PostgreSQL: in one of the worker's batch processes (batch_procs.py)
-        out = await hq.batch_procs.apply(body, encoding, store_id)
-        if out.error is not None:
-            raise HqError(*out.error, **out.error_extra)
-        if out.released:  # after the commit: a woken authorisation sees the release (as `ingest` does)
-            hq.releases.notify(out.released)
-        if out.shopped:
-            hq.events.shopped(out.shopped)
-        ack, touched, fed_any = out.ack, out.touched, out.transfer or out.fed > 0
-    else:
-        batch, ack, touched = await anyio.to_thread.run_sync(decoded_and_ingested, limiter=hq.batch_limiter())
-        fed_any = any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed)
-    if fed_any:
+    batch, ack, touched = await anyio.to_thread.run_sync(decoded_and_ingested, limiter=hq.batch_limiter())
+    if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
         at = now_text()

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hq_sync.bench_client import Conn, HttpError
+
 if TYPE_CHECKING:  # imported when the bench runs (edge/cli.py builds its parser with this module)
     import httpx
 
@@ -49,7 +51,6 @@ if TYPE_CHECKING:  # imported when the bench runs (edge/cli.py builds its parser
 
 TARGETS = {"ingest_sales_per_s": 10000.0, "fanout_s": 5.0, "authorize_p99_ms": 50.0}
 LONG_POLL_S = 25
-SHARD = 25  # stores per HTTP client in the busy hour
 PRICE_SKU = "SKU00027"  # a demo catalog item
 
 
@@ -60,7 +61,6 @@ class Store:
     cursor: int = 0
     seq: int = 0  # the store's outbox sequence: rows sent so far
     members: list[str] = field(default_factory=list)  # members signed up here (their home store)
-    shard: int = -1  # which of the busy hour's clients it uses (Chain.client_of)
     batches: list[tuple[bytes, str]] = field(default_factory=list)  # (compressed body, Content-Encoding)
     sales: int = 0
     broadcast: dict[int, float] = field(default_factory=dict)  # seq of a '*' entry -> when it arrived
@@ -168,12 +168,6 @@ class Chain:
         self.refused: dict[str, int] = {}
         self.auth_sent = 0
         self.bad_entries = 0
-        # The busy hour's clients, a store each by its index: httpx's pool scans every connection it holds
-        # for each request, so one pool of 2,000 connections took most of the simulator's CPU.
-        self.shards: list[httpx.AsyncClient] = []
-
-    def client_of(self, store: Store, default: httpx.AsyncClient) -> httpx.AsyncClient:
-        return self.shards[store.shard % len(self.shards)] if self.shards and store.shard >= 0 else default
 
     def _err(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -280,23 +274,26 @@ class Chain:
             store.sales = len(sales)
 
     # -- the busy hour -------------------------------------------------------------------------------------
+    #
+    # Each store speaks over its own two keep-alive connections (bench_client.Conn: its long-poll, its
+    # uploads), not through httpx, whose per-request cost made the simulator's event loop the late party in
+    # the figures. The authorisations come from a process of their own (`_auth_process`), so their latencies
+    # are HQ's, not this busy loop's.
 
-    async def poll(self, client: httpx.AsyncClient, store: Store) -> None:
-        import httpx
-
+    async def poll(self, conn: Conn, store: Store) -> None:
         from hq_sync.wire import entry_problem, feed_page_decoder
 
         while True:
             target = f"/hq/v1/sync/feed?after={store.cursor}&wait={LONG_POLL_S}&limit=1000"
             try:
-                r = await client.get(self.url + target, headers=self._signed(store, "GET", target, b""))
-            except httpx.HTTPError:
+                r = await conn.request("GET", target, self._signed(store, "GET", target, b""))
+            except HttpError:
                 self._err("feed_transport")
                 await asyncio.sleep(0.5)
                 continue
             now = time.perf_counter()
-            if r.status_code != 200:
-                self._err(f"feed_{r.status_code}")
+            if r.status != 200:
+                self._err(f"feed_{r.status}")
                 await asyncio.sleep(0.5)
                 continue
             page = feed_page_decoder.decode(r.content)
@@ -308,79 +305,51 @@ class Chain:
                     store.broadcast.setdefault(entry.seq, now)
                 store.cursor = entry.seq
 
-    async def upload(self, client: httpx.AsyncClient, store: Store, acked: list[int], quarter: asyncio.Event,
+    async def upload(self, conn: Conn, store: Store, acked: list[int], quarter: asyncio.Event,
                      quarter_at: int) -> None:
-        import httpx
-
         target = "/hq/v1/sync/batches"
         for body, encoding in store.batches:
             for _ in range(5):
                 try:
-                    r = await client.post(self.url + target, content=body, headers={
-                        **self._signed(store, "POST", target, body), "Content-Encoding": encoding})
-                except httpx.HTTPError:
+                    r = await conn.request("POST", target, {
+                        **self._signed(store, "POST", target, body), "Content-Encoding": encoding}, body)
+                except HttpError:
                     self._err("batch_transport")
                     continue
-                if r.status_code == 200:
+                if r.status == 200:
                     break
-                self._err(f"batch_{r.status_code}")
+                self._err(f"batch_{r.status}")
             acked[0] += 1
             if acked[0] >= quarter_at:
                 quarter.set()
 
-    async def authorize(self, client: httpx.AsyncClient, rng: random.Random) -> None:
-        import httpx
-        import msgspec
-
-        from hq_sync.wire import AuthorizeRequest
-
-        member_id = self.members[rng.randrange(len(self.members))]
-        store = self.stores[rng.randrange(len(self.stores))]
-        while member_id in store.members and len(self.stores) > 1:  # a spend away from the member's home store
-            store = self.stores[rng.randrange(len(self.stores))]
-        body = msgspec.json.encode(AuthorizeRequest(request_id=f"chain-{uuid.uuid4()}", member_id=member_id,
-                                                    ledger="value", amount=100, wait_ms=0))
-        target = "/hq/v1/sync/authorize"
-        client = self.client_of(store, client)
-        self.auth_sent += 1
-        start = time.perf_counter()
-        try:
-            r = await client.post(self.url + target, content=body, headers={
-                **self._signed(store, "POST", target, body), "Content-Type": "application/json"})
-        except httpx.HTTPError:
-            self._err("authorize_transport")
-            return
-        elapsed = (time.perf_counter() - start) * 1000
-        if r.status_code == 200:
-            self.auth_ms.append(elapsed)
-        else:
-            code = str(r.json().get("code", r.status_code)) if r.headers.get("content-type", "").startswith(
-                "application/json") else str(r.status_code)
-            self.refused[code] = self.refused.get(code, 0) + 1
-
     async def busy_hour(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        import multiprocessing
+        from urllib.parse import urlsplit
+
         from hq_sync.bench import SEED
 
         rng = random.Random(SEED + 1)
-        for n, store in enumerate(self.stores):
-            store.shard = n
-        pollers = [asyncio.create_task(self.poll(self.client_of(s, client), s)) for s in self.stores]
+        where = urlsplit(self.url)
+        host, port = where.hostname or "127.0.0.1", where.port or 80
+        # The authorisations' process: started now (it imports what it needs), sending once told to.
+        spawn = multiprocessing.get_context("spawn")
+        ours, theirs = spawn.Pipe()
+        homes = {m: n for n, store in enumerate(self.stores) for m in store.members}
+        sender = spawn.Process(target=_auth_process, name="bench-chain-authorize", daemon=True, args=(
+            theirs, host, port, [(s.store_id, s.key) for s in self.stores],
+            [(m, homes[m]) for m in self.members], self.auth_rate, SEED + 2))
+        sender.start()
+        await asyncio.to_thread(ours.recv)  # "ready"
+        polls = {s.store_id: Conn(host, port) for s in self.stores}
+        # A batch may wait at HQ for minutes behind a thousand others (HQ's admission limit): a store that
+        # gave up and sent it again would only add a duplicate to the queue.
+        uploads = {s.store_id: Conn(host, port, timeout_s=900) for s in self.stores}
+        pollers = [asyncio.create_task(self.poll(polls[s.store_id], s)) for s in self.stores]
         await asyncio.sleep(0.5)  # every long-poll is parked at HQ
         total_batches = sum(len(s.batches) for s in self.stores)
         acked = [0]
         quarter = asyncio.Event()
-        stop_auth = asyncio.Event()
-        auth_tasks: set[asyncio.Task[None]] = set()
-
-        async def auth_loop() -> None:
-            period = 1.0 / self.auth_rate
-            next_at = time.perf_counter()
-            while not stop_auth.is_set():
-                task = asyncio.create_task(self.authorize(client, rng))
-                auth_tasks.add(task)
-                task.add_done_callback(auth_tasks.discard)
-                next_at += period
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
         async def price_change() -> tuple[float, list[int]]:
             await quarter.wait()
@@ -393,9 +362,9 @@ class Chain:
 
         cpu0 = _self_cpu_s()
         start = time.perf_counter()
-        auth = asyncio.create_task(auth_loop())
+        ours.send("go")
         pricing = asyncio.create_task(price_change())
-        await asyncio.gather(*(self.upload(self.client_of(s, client), s, acked, quarter, max(1, total_batches // 4))
+        await asyncio.gather(*(self.upload(uploads[s.store_id], s, acked, quarter, max(1, total_batches // 4))
                                for s in self.stores))
         ingest_s = time.perf_counter() - start
         price_start, seqs = await pricing
@@ -405,21 +374,93 @@ class Chain:
             await asyncio.sleep(0.02)
         got = [s.broadcast[want] for s in self.stores if want in s.broadcast]
         fanout_s = (max(got) - price_start) if len(got) == len(self.stores) else None
-        stop_auth.set()
-        await auth
-        if auth_tasks:
-            await asyncio.wait(auth_tasks, timeout=30)
-            late = list(auth_tasks)  # still unanswered after 30 s: sent, not answered (the client closes next)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        ours.send("stop")
+        told: dict[str, Any] = await asyncio.to_thread(ours.recv)  # after its last answer (at most 30 s)
+        await asyncio.to_thread(sender.join, 10)
         window_s = time.perf_counter() - start
-        sim_cpu = _self_cpu_s() - cpu0
+        sim_cpu = _self_cpu_s() - cpu0 + float(told["cpu_s"])
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
+        for conn in (*polls.values(), *uploads.values()):
+            conn.close()
+        self.auth_ms, self.refused, self.auth_sent = list(told["ms"]), dict(told["refused"]), int(told["sent"])
+        for what, n in dict(told["errors"]).items():
+            self.errors[what] = self.errors.get(what, 0) + n
         return {"ingest_s": ingest_s, "fanout_s": fanout_s, "fanout_stores": len(got), "window_s": window_s,
                 "sim_cpu_s": sim_cpu, "batches": total_batches}
+
+
+# -- the authorisations' process --------------------------------------------------------------------------------
+
+def _auth_process(pipe: Any, host: str, port: int, stores: list[tuple[str, bytes]], members: list[tuple[str, int]],
+                  rate: float, seed: int) -> None:
+    """Stored-value authorisations of 100 fen at `rate` per second, open loop, from a random store that is not
+    the member's home, between the parent's "go" and "stop"; then the latencies back through `pipe`."""
+    asyncio.run(_authorize_loop(pipe, host, port, stores, members, rate, seed))
+
+
+async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[str, bytes]],
+                          members: list[tuple[str, int]], rate: float, seed: int) -> None:
+    import msgspec
+
+    from hq_sync.wire import AuthorizeRequest, sign_request
+
+    rng = random.Random(seed)
+    idle: list[Conn] = []
+    told: dict[str, Any] = {"ms": [], "refused": {}, "errors": {}, "sent": 0}
+
+    async def one() -> None:
+        member_id, home = members[rng.randrange(len(members))]
+        n = rng.randrange(len(stores))
+        while n == home and len(stores) > 1:  # a spend away from the member's home store
+            n = rng.randrange(len(stores))
+        store_id, key = stores[n]
+        body = msgspec.json.encode(AuthorizeRequest(request_id=f"chain-{uuid.uuid4()}", member_id=member_id,
+                                                    ledger="value", amount=100, wait_ms=0))
+        target = "/hq/v1/sync/authorize"
+        conn = idle.pop() if idle else Conn(host, port)
+        told["sent"] += 1
+        start = time.perf_counter()
+        try:
+            r = await conn.request("POST", target, {**sign_request(key, store_id, "POST", target, int(time.time()),
+                                                                   body), "Content-Type": "application/json"}, body)
+        except HttpError:
+            told["errors"]["authorize_transport"] = told["errors"].get("authorize_transport", 0) + 1
+            return
+        elapsed = (time.perf_counter() - start) * 1000
+        idle.append(conn)
+        if r.status == 200:
+            told["ms"].append(elapsed)
+        else:
+            code = (str(json.loads(r.content).get("code", r.status))
+                    if r.headers.get("content-type", "").startswith("application/json") else str(r.status))
+            told["refused"][code] = told["refused"].get(code, 0) + 1
+
+    loop = asyncio.get_running_loop()
+    pipe.send("ready")
+    await loop.run_in_executor(None, pipe.recv)  # "go"
+    stop = loop.run_in_executor(None, pipe.recv)  # "stop"
+    cpu0 = _self_cpu_s()
+    tasks: set[asyncio.Task[None]] = set()
+    period = 1.0 / rate
+    next_at = time.perf_counter()
+    while not stop.done():
+        task = asyncio.create_task(one())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        next_at += period
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+        late = list(tasks)  # still unanswered after 30 s: sent, not answered
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    for conn in idle:
+        conn.close()
+    told["cpu_s"] = _self_cpu_s() - cpu0
+    pipe.send(told)
 
 
 def _pg_pid(pg: _Pg | None) -> int | None:
@@ -455,10 +496,6 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             tls = ssl.create_default_context()  # one for every client (each would load the CA file again)
             async with contextlib.AsyncExitStack() as clients:
                 client = await clients.enter_async_context(httpx.AsyncClient(timeout=120, limits=limits, verify=tls))
-                chain.shards = [await clients.enter_async_context(httpx.AsyncClient(
-                    timeout=120, verify=tls, limits=httpx.Limits(max_connections=2 * SHARD + 10,
-                                                                 max_keepalive_connections=2 * SHARD + 10)))
-                    for _ in range((stores + SHARD - 1) // SHARD)]
                 await chain.setup(client)
                 say(f"paired {stores} stores, their opening feeds drained ({time.perf_counter() - setup_start:.1f} s)")
                 await asyncio.to_thread(chain.build_batches)

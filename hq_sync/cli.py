@@ -42,8 +42,15 @@ def cmd_hq_serve(args: argparse.Namespace) -> int:
     with startup_gc.frozen_after():  # and the app
         app = create_hq_app(_db_url(args), demo=args.demo)
     uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
-                timeout_graceful_shutdown=5, ws="none")  # no WebSocket routes
+                timeout_graceful_shutdown=5, ws="none", timeout_keep_alive=_keep_alive_s())  # no WebSocket routes
     return 0
+
+
+def _keep_alive_s() -> int:
+    """How long HQ keeps an idle connection (BACKROOM_HQ_KEEP_ALIVE_S, 30 s). Longer than a client keeps one
+    idle (httpx, the hubs' agent: 5 s, uvicorn's own default too): with equal times, a request sent on a
+    connection as HQ closed it failed in transit (the chain bench's transport errors)."""
+    return int(os.environ.get("BACKROOM_HQ_KEEP_ALIVE_S") or 30)
 
 
 def _serve_workers(args: argparse.Namespace, db_url: str, port: int, workers: int) -> int:
@@ -62,7 +69,8 @@ def _serve_workers(args: argparse.Namespace, db_url: str, port: int, workers: in
     Hq(db_url, demo=args.demo).close()  # the schema, the keys and the demo seed once, before the workers race
     os.environ["BACKROOM_HQ_DB"] = db_url
     uvicorn.run("hq_sync.server.api.app:create_hq_app_from_env", factory=True, workers=workers, host=args.host,
-                port=port, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5, ws="none")
+                port=port, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5, ws="none",
+                timeout_keep_alive=_keep_alive_s())
     return 0
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import anyio
 
+from hq_sync.server.api.feed_tail import FeedTail
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import now_text
 from hq_sync.server.service.escrow import EscrowPolicy
 from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
-from hq_sync.server.service.feed import hq_key
+from hq_sync.server.service.feed import feed_heads, hq_key, read_feed_since
 from hq_sync.server.service.stores import record_contacts, record_feed_cursors
 from hq_sync.server.storage.db import HqDb, PostgresDb, open_db
 from hq_sync.server.storage.schema import create_schema
@@ -96,16 +97,17 @@ class FeedSignal:
 
 class FeedWaits:
     """The feed long-polls this worker holds, by store: an asyncio future each, no thread. One task
-    (`run`) wakes them: on each feed signal (coalesced) and every FEED_RECHECK_S it asks the database
-    once which stores' feeds moved since it last looked (`'*'`: every store's) and wakes only the
-    long-polls of those stores; they read their feed then. A price change wakes all of them; an
-    escrow reclaim for one store wakes that store's, not a thousand."""
+    (`run`) wakes them: on each feed signal (coalesced) and every FEED_RECHECK_S it reads, in one query,
+    every entry appended since it last looked into the worker's feed tail (feed_tail.py), and wakes only
+    the long-polls of the stores those entries are for (`'*'`: every store's). They take their page from
+    the tail. A price change wakes all of them with one query per worker; an escrow reclaim for one store
+    wakes that store's, not a thousand."""
 
     def __init__(self, db: HqDb, signal: FeedSignal) -> None:
         self.db = db
         self.signal = signal
+        self.tail = FeedTail()
         self._by_store: dict[str, set[asyncio.Future[None]]] = {}
-        self._seen = 0
         self.checks = 0
 
     def add(self, store_id: str) -> asyncio.Future[None]:
@@ -124,17 +126,6 @@ class FeedWaits:
     def held(self) -> int:
         return sum(len(futs) for futs in self._by_store.values())
 
-    def _moved(self, after: int) -> tuple[int, set[str]]:
-        with self.db.read() as tx:
-            rows = tx.all("SELECT store_id, max(seq) FROM hq_feed WHERE seq > ? GROUP BY store_id", (after,))
-        head = max([after, *(int(r[1]) for r in rows)])
-        return head, {str(r[0]) for r in rows}
-
-    def _head(self) -> int:
-        with self.db.read() as tx:
-            row = tx.one("SELECT max(seq) FROM hq_feed")
-        return int(row[0] or 0) if row else 0
-
     def _wake(self, stores: set[str]) -> None:
         targets = list(self._by_store) if "*" in stores else [s for s in stores if s in self._by_store]
         for store_id in targets:
@@ -142,17 +133,31 @@ class FeedWaits:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def run(self) -> None:
-        self._seen = await anyio.to_thread.run_sync(self._head)
+    async def _take_in(self) -> set[str]:
+        """What was appended since the tail's end, into the tail (in pages of the tail's size)."""
+        stores: set[str] = set()
         while True:
-            event = self.signal.current()
+            entries, kinds = await anyio.to_thread.run_sync(read_feed_since, self.db, self.tail.end, self.tail.size)
+            stores |= self.tail.take(entries, kinds)
+            if len(entries) < self.tail.size:
+                return stores
+
+    async def run(self) -> None:
+        end, star = await anyio.to_thread.run_sync(feed_heads, self.db)
+        self.tail.start(end, star)
+        event = self.signal.current()
+        while True:
             if event is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), FEED_RECHECK_S)
             else:
                 await asyncio.sleep(FEED_RECHECK_S)
+            # The next wake-up's event, taken before the read: a commit whose signal fires during the read
+            # sets it, and the wait above returns at once (taken after the read, that wake-up was lost
+            # until the next re-check).
+            event = self.signal.current()
             try:
-                self._seen, stores = await anyio.to_thread.run_sync(self._moved, self._seen)
+                stores = await self._take_in()
             except Exception:  # noqa: BLE001 -- the database away for a moment: the waiters time out and poll again
                 log.warning("feed wake-up check failed", exc_info=True)
                 await asyncio.sleep(FEED_RECHECK_S)
@@ -172,6 +177,9 @@ class Hq:
             seed_demo(self.db, now_text())
         self.demo = is_demo(self.db)
         self.private_key, self.public_key = hq_key(self.db)
+        # Authorisations' own connections (PostgreSQL): never queued behind batches and feed reads for one
+        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS) if isinstance(self.db, PostgresDb)
+                              else self.db)
         self.signal = FeedSignal()
         self.policy = policy or EscrowPolicy.from_env()
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
@@ -245,6 +253,7 @@ class Hq:
             self._keys.pop(store_id, None)
             self._cursors.pop(store_id, None)
             self._cursors_due.pop(store_id, None)
+            self.waits.tail.forget(store_id)
 
     def store_key(self, store_id: str) -> bytes | None:
         key = self._keys.get(store_id)
@@ -288,5 +297,7 @@ class Hq:
         if self.bus is not None:
             self.bus.close()
             self.bus = None
+        if self.auth_db is not self.db:
+            self.auth_db.close()
         self.db.close()
 

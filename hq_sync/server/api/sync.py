@@ -18,6 +18,7 @@ from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.ingest import ingest
 from hq_sync.wire import (
     AuthorizeRequest,
+    Batch,
     CouponReserve,
     DigestReport,
     PairRequest,
@@ -28,6 +29,7 @@ from hq_sync.wire import (
 )
 
 log = logging.getLogger(__name__)
+FEED_SOURCE_HEADER = "x-backroom-feed-source"  # where a feed page came from: "memory" (the tail) or "database"
 
 
 # -- hub endpoints -----------------------------------------------------------------------------------------
@@ -47,19 +49,25 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = signed_store(request, body)
-    try:
-        batch = batch_decoder.decode(decompress(body, request.headers.get("content-encoding")))
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
-    if batch.store_id != store_id:
-        raise HqError(403, "wrong_store", "a store may only send its own batches")
     hq = hq_of(request)
+    encoding = request.headers.get("content-encoding")
     fed: list[int] = []
-    ack = await anyio.to_thread.run_sync(lambda: ingest(hq.db, batch, now_text(), releases=hq.releases,
-                                                        events=hq.events, fed=fed), limiter=hq.batch_limiter())
+
+    def decoded_and_ingested() -> tuple[Batch, Any, list[str]]:
+        # Decoding is CPU work too: done on the batch's thread, not on the event loop, where a thousand
+        # stores' batches arriving together held back every authorisation's and feed poll's answer.
+        try:
+            batch = batch_decoder.decode(decompress(body, encoding))
+        except (ValueError, msgspec.DecodeError) as exc:
+            raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
+        if batch.store_id != store_id:
+            raise HqError(403, "wrong_store", "a store may only send its own batches")
+        ack = ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
+        return batch, ack, member_rules.members_of_batch(batch.rows)
+
+    batch, ack, touched = await anyio.to_thread.run_sync(decoded_and_ingested, limiter=hq.batch_limiter())
     if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
-    touched = member_rules.members_of_batch(batch.rows)
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
         at = now_text()
         if await anyio.to_thread.run_sync(member_rules.after_batch, hq.db, hq.private_key, touched,
@@ -85,16 +93,28 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq.heard_from(store_id)
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
     deadline = time.monotonic() + wait
+    tail = hq.waits.tail
+    woke = False
     while True:
         # Held as a future of this worker's FeedWaits, not a thread: woken when this store's feed (or
-        # everyone's) moves, whichever worker appended (resources.py, bus.py).
+        # everyone's) moves, whichever worker appended (resources.py, bus.py). The first read goes to the
+        # database (it sees every entry committed before the poll, whoever appended it); once woken, the poll
+        # takes its page from the worker's feed tail, which the wake-up filled (feed_tail.py).
         woken = hq.waits.add(store_id) if wait > 0 else None
         try:
-            page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+            page = tail.page(store_id, after, limit) if woke else None
+            source = "memory"
+            if page is None:
+                generation = tail.generation
+                page = await in_thread(feed.read_feed, hq.db, store_id, after, limit)
+                tail.learned(store_id, page.head, generation)
+                source = "database"
             remaining = deadline - time.monotonic()
             if page.entries or remaining <= 0 or woken is None:
-                return Response(feed_page_encoder.encode(page), media_type=MSGPACK)
+                return Response(feed_page_encoder.encode(page), media_type=MSGPACK,
+                                headers={FEED_SOURCE_HEADER: source})
             await asyncio.wait({woken}, timeout=remaining)
+            woke = woken.done()
         finally:
             if woken is not None:
                 hq.waits.remove(store_id, woken)
@@ -111,7 +131,7 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     # reclaim entries it appends wake those stores' feed long-polls at once (`fed`).
     try:
         g = await anyio.to_thread.run_sync(lambda: members.authorize(
-            hq.db, hq.private_key, store_id, req, at, releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
+            hq.auth_db, hq.private_key, store_id, req, at, releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
             fed=hq.signal.notify), limiter=hq.authorize_limiter())
     finally:
         hq.signal.notify()

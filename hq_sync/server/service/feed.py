@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.members.pii import Keys, load
-from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.server.storage.db import HqDb, Row, Tx
 from hq_sync.wire import (
     FeedBody,
     FeedEntry,
@@ -160,13 +160,36 @@ def queue_feed_many(tx: Tx, private_key: bytes, entries: list[tuple[str, FeedBod
            [value for store, kind, _, stored in rows for value in (store, kind, at, stored)])
 
 
+def _entries(tx: Tx, rows: list[Row]) -> list[FeedEntry]:
+    """Rows of (seq, store_id, at, body, sig, kind) as the entries a store gets: sealed bodies opened."""
+    k = keys(tx) if any(r[5] in SEALED_FEED_KINDS for r in rows) else None
+    return [FeedEntry(int(r[0]), str(r[1]), str(r[2]),
+                      k.open(bytes(r[3]), b"feed:" + str(r[5]).encode()) if k and r[5] in SEALED_FEED_KINDS
+                      else bytes(r[3]), bytes(r[4])) for r in rows]
+
+
 def read_feed(db: HqDb, store_id: str, after: int, limit: int = 200) -> FeedPage:
     with db.read() as tx:
         rows = tx.all("""SELECT seq, store_id, at, body, sig, kind FROM hq_feed WHERE seq > ? AND store_id IN ('*', ?)
                          ORDER BY seq LIMIT ?""", (after, store_id, limit))
         head_row = tx.one("SELECT max(seq) FROM hq_feed WHERE store_id IN ('*', ?)", (store_id,))
-        k = keys(tx) if any(r[5] in SEALED_FEED_KINDS for r in rows) else None
-    entries = [FeedEntry(int(r[0]), str(r[1]), str(r[2]),
-                         k.open(bytes(r[3]), b"feed:" + str(r[5]).encode()) if k and r[5] in SEALED_FEED_KINDS
-                         else bytes(r[3]), bytes(r[4])) for r in rows]
+        entries = _entries(tx, rows)
     return FeedPage(entries=entries, head=int(head_row[0] or 0) if head_row else 0)
+
+
+def read_feed_since(db: HqDb, after: int, limit: int) -> tuple[list[FeedEntry], list[str]]:
+    """Every store's entries after `after` (up to `limit`, in seq order) and their kinds: what an HQ worker's
+    feed tail takes in after a wake-up (api/feed_tail.py), one query for all its long-polls."""
+    with db.read() as tx:
+        rows = tx.all("SELECT seq, store_id, at, body, sig, kind FROM hq_feed WHERE seq > ? ORDER BY seq LIMIT ?",
+                      (after, limit))
+        entries = _entries(tx, rows)
+    return entries, [str(r[5]) for r in rows]
+
+
+def feed_heads(db: HqDb) -> tuple[int, int]:
+    """The feed's newest seq, and the newest addressed to every store ('*')."""
+    with db.read() as tx:
+        row = tx.one("SELECT max(seq) FROM hq_feed")
+        star = tx.one("SELECT max(seq) FROM hq_feed WHERE store_id = '*'")
+    return (int(row[0] or 0) if row else 0), (int(star[0] or 0) if star else 0)

@@ -323,8 +323,12 @@ def touch_in(tx: Tx, member_id: str, store_id: str, now_s: int) -> None:
 
 
 def grant_in(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: Ledger, amount: int,
-             request_id: str | None, at: str, now_s: int | None = None) -> EscrowGrant:
-    """A grant inside the caller's transaction (the caller locked the member and checked the unallocated part)."""
+             request_id: str | None, at: str, now_s: int | None = None,
+             known: tuple[int, int, int] | None = None) -> EscrowGrant:
+    """A grant inside the caller's transaction (the caller locked the member and checked the unallocated part).
+    `known`: the member's balance and points and the store's acked seq, when the caller read them already
+    (an authorisation: then every statement here is a write, and a pipelined transaction sends them in
+    one round trip)."""
     touch_in(tx, member_id, store_id, int(time.time()) if now_s is None else now_s)
     grant = EscrowGrant(grant_id=f"G-{uuid.uuid4()}", member_id=member_id, ledger=ledger, amount=amount)
     tx.run("""INSERT INTO hq_grants (grant_id, request_id, member_id, store_id, ledger, amount, at)
@@ -334,9 +338,12 @@ def grant_in(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: 
            (member_id, store_id, ledger, amount, amount))
     # The store now deals with the member, so it gets the chain-wide figures too (never a stale
     # balance beside a larger spendable part, offline).
-    acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
-    figures = MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
-                             acked=int(acked[0]) if acked else 0)
+    if known is not None:  # a grant moves neither the balance nor the points
+        figures = MemberBalances(rows=[(member_id, known[0], known[1])], as_of=at, store=store_id, acked=known[2])
+    else:
+        acked = tx.one("SELECT acked_seq FROM hq_stores WHERE store_id = ?", (store_id,))
+        figures = MemberBalances(rows=balance_rows(tx, [member_id]), as_of=at, store=store_id,
+                                 acked=int(acked[0]) if acked else 0)
     # The grant also goes down the feed: if the answer to the hub is lost, the feed still brings it. Queued,
     # not numbered here: no authorisation waits for another's commit on the feed counter (docs/hq-serving.md).
     queue_feed_many(tx, private_key, [(store_id, grant), (store_id, figures)], at)
@@ -377,16 +384,28 @@ class _Short(msgspec.Struct):
 
 def _try_authorize(tx: Tx, private_key: bytes, store_id: str, req: AuthorizeRequest, at: str) -> EscrowGrant | _Short:
     request_key = f"{store_id}:{req.request_id}"
-    tx.lock("hq_members", "member_id", [req.member_id])
-    prior = tx.one("SELECT grant_id, member_id, ledger, amount, store_id FROM hq_grants WHERE member_id = ? "
-                   "AND request_id = ?", (req.member_id, request_key))
-    if prior is not None:
-        return EscrowGrant(grant_id=prior[0], member_id=prior[1], ledger=prior[2], amount=int(prior[3]))
-    free = _unallocated(tx, req.member_id, req.ledger)
-    if free is None:
+    # One statement locks the member's row and reads all a grant needs: the balance and points, what the
+    # stores hold, an earlier grant for this request, the store's acked seq. With the grant's writes sent
+    # together (a pipelined transaction, api/sync.py), an authorisation is two round trips to PostgreSQL.
+    row = tx.one("""SELECT m.balance, m.points,
+                           (SELECT coalesce(sum(e.outstanding), 0) FROM hq_escrow e
+                            WHERE e.member_id = m.member_id AND e.ledger = ?),
+                           (SELECT g.grant_id FROM hq_grants g WHERE g.member_id = m.member_id AND g.request_id = ?),
+                           (SELECT s.acked_seq FROM hq_stores s WHERE s.store_id = ?)
+                    FROM hq_members m WHERE m.member_id = ?""" + (" FOR UPDATE OF m" if tx.dialect == "postgresql"
+                                                                    else ""),
+                 (req.ledger, request_key, store_id, req.member_id))
+    if row is None:
         raise HqError(404, "unknown_member", f"no member {req.member_id[:64]}")
+    balance, points, held, prior_id, acked = int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4] or 0)
+    if prior_id is not None:
+        prior = tx.one("SELECT grant_id, member_id, ledger, amount FROM hq_grants WHERE grant_id = ?", (prior_id,))
+        assert prior is not None
+        return EscrowGrant(grant_id=prior[0], member_id=prior[1], ledger=prior[2], amount=int(prior[3]))
+    free = (balance if req.ledger == "value" else points) - held
     if free >= req.amount:
-        return grant_in(tx, private_key, req.member_id, store_id, req.ledger, req.amount, request_key, at)
+        return grant_in(tx, private_key, req.member_id, store_id, req.ledger, req.amount, request_key, at,
+                        known=(balance, points, acked))
     others = tx.one("SELECT coalesce(sum(outstanding), 0) FROM hq_escrow WHERE member_id = ? AND ledger = ? "
                     "AND store_id <> ?", (req.member_id, req.ledger, store_id))
     elsewhere = int(others[0]) if others else 0
@@ -418,7 +437,7 @@ def authorize(db: HqDb, private_key: bytes, store_id: str, req: AuthorizeRequest
     with releases.watch(req.member_id) if releases is not None else contextlib.nullcontext():
         while True:
             seen = releases.version(req.member_id) if releases is not None else 0
-            with db.write() as tx:
+            with db.write(pipeline=True) as tx:
                 outcome = _try_authorize(tx, private_key, store_id, req, at)
             if isinstance(outcome, EscrowGrant):
                 return outcome

@@ -1,0 +1,74 @@
+"""The feed tail's bookkeeping (hq_sync/server/api/feed_tail.py), pure: which pages it answers from memory,
+with which entries and head, and when it sends a poll to the database instead."""
+
+from __future__ import annotations
+
+from hq_sync.server.api.feed_tail import FeedTail
+from hq_sync.wire import FeedEntry
+
+
+def _e(seq: int, store: str) -> FeedEntry:
+    return FeedEntry(seq, store, "2026-12-03T08:00:00.000+08:00", b"body-%d" % seq, b"sig")
+
+
+def _started(size: int = 4, end: int = 10, star: int = 7) -> FeedTail:
+    tail = FeedTail(size)
+    tail.start(end, star)
+    return tail
+
+
+def test_before_it_starts_every_poll_reads_the_database() -> None:
+    tail = FeedTail(4)
+    tail.learned("s1", 5, tail.generation)  # a read before the start tells nothing it keeps
+    assert tail.page("s1", 10, 100) is None
+
+
+def test_a_store_whose_head_it_does_not_know_reads_the_database_once() -> None:
+    tail = _started()
+    assert tail.page("s1", 10, 100) is None
+    tail.learned("s1", 9, tail.generation)
+    page = tail.page("s1", 10, 100)
+    assert page is not None and (page.entries, page.head) == ([], 9)
+
+
+def test_a_store_s_own_and_everyone_s_entries_in_order_with_the_head() -> None:
+    tail = _started()
+    tail.learned("s1", 9, tail.generation)
+    assert tail.take([_e(11, "s2"), _e(12, "s1"), _e(13, "*"), _e(14, "s2")],
+                     ["escrow_grant", "escrow_grant", "prices", "escrow_grant"]) == {"s1", "s2", "*"}
+    page = tail.page("s1", 10, 100)
+    assert page is not None and ([e.seq for e in page.entries], page.head) == ([12, 13], 13)
+    page = tail.page("s1", 12, 100)
+    assert page is not None and ([e.seq for e in page.entries], page.head) == ([13], 13)
+    page = tail.page("s2", 10, 1)  # the limit
+    assert page is not None and ([e.seq for e in page.entries], page.head) == ([11], 14)
+    assert tail.page("s3", 10, 100) is None  # s3 has not read its feed in this worker: its head is not known
+    assert tail.take([_e(12, "s1")], ["escrow_grant"]) == set()  # seen already: not taken twice
+
+
+def test_a_cursor_below_the_tail_reads_the_database() -> None:
+    tail = _started(size=3)
+    tail.learned("s1", 10, tail.generation)
+    tail.take([_e(n, "s1") for n in range(11, 16)], ["escrow_grant"] * 5)  # holds 13, 14, 15
+    assert tail.floor == 12
+    assert tail.page("s1", 11, 100) is None
+    page = tail.page("s1", 12, 100)
+    assert page is not None and [e.seq for e in page.entries] == [13, 14, 15]
+
+
+def test_an_erasure_drops_every_entry_before_it() -> None:
+    tail = _started()
+    tail.learned("s1", 10, tail.generation)
+    tail.take([_e(11, "s1"), _e(12, "*"), _e(13, "s1")], ["members", "member_erased", "escrow_grant"])
+    assert tail.floor == 11  # the profile at 11 was rewritten in 12's transaction: the database has it
+    assert tail.page("s1", 10, 100) is None
+    page = tail.page("s1", 11, 100)
+    assert page is not None and [e.seq for e in page.entries] == [12, 13]
+
+
+def test_a_restart_forgets_heads_learned_before_it() -> None:
+    tail = _started()
+    generation = tail.generation
+    tail.start(20, 7)
+    tail.learned("s1", 9, generation)  # a read begun before the restart
+    assert tail.page("s1", 20, 100) is None

@@ -19,7 +19,6 @@ check extends the unit's start timeout as it goes (`EXTEND_TIMEOUT_USEC`), so it
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 import threading
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from edge.config import HubConfig
+from edge.storage.durable import fsync_dir, write_atomic
 
 if TYPE_CHECKING:  # the backup module (tarfile and the manifest types) only when the database is damaged
     from edge.storage.backup import Manifest
@@ -62,14 +62,6 @@ def _wal_empty(db_path: Path) -> bool:
         return True
 
 
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def record_clean_close(config: HubConfig) -> bool:
     """After the hub's last write (the app has shut down): move the WAL into the database and record the
     file as it stands. False (nothing recorded: the next start checks) when the WAL could not be emptied."""
@@ -86,15 +78,8 @@ def record_clean_close(config: HubConfig) -> bool:
         return False
     if busy or not _wal_empty(db_path):
         return False
-    record = config.data_dir / CLEAN_CLOSE
-    temp = record.with_name(record.name + ".tmp")
     try:
-        with temp.open("wb") as fh:
-            fh.write(msgspec.json.encode(_identity(db_path, time.time())))
-            fh.flush()
-            os.fsync(fh.fileno())
-        temp.replace(record)
-        _sync_dir(config.data_dir)
+        write_atomic(config.data_dir / CLEAN_CLOSE, msgspec.json.encode(_identity(db_path, time.time())))
     except OSError:
         return False
     return True
@@ -110,7 +95,7 @@ def closed_cleanly(config: HubConfig) -> bool:
         return False
     try:
         record.unlink()
-        _sync_dir(config.data_dir)
+        fsync_dir(config.data_dir)
     except OSError:
         return False  # a record that cannot be removed could outlive a crash: do not trust it
     try:

@@ -39,6 +39,7 @@ import zstandard
 
 from edge import __version__
 from edge.journal.chain import verify as verify_journal
+from edge.storage.durable import fsync_dir
 
 PAGES_PER_STEP = 512
 FORMAT = 2  # 2: databases stored as zstd frames (entries with `stored`); format 1 archives still restore
@@ -187,14 +188,6 @@ def _stamp(now: datetime.datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond:06d}Z"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- taking one ---------------------------------------------------------------------------------------------
 
 STALE_S = 6 * 3600  # a `.part` or staging directory this old belongs to a backup that was killed
@@ -283,7 +276,7 @@ def backup_box(data_dir: Path, dest_dir: Path, keep: int = 7, now: datetime.date
             partial.unlink(missing_ok=True)
             raise
     partial.replace(final)  # a backroom-*.tar exists only once it is whole and verified
-    _fsync_dir(dest_dir)
+    fsync_dir(dest_dir)
     prune(dest_dir, keep)
     return Verified(path=str(final), manifest=manifest, problems=[])
 
@@ -479,7 +472,7 @@ def restore(archive: Path, data_dir: Path, *, dry_run: bool, allow_other_store: 
             if os.geteuid() == 0:
                 os.chown(target, owner.st_uid, owner.st_gid)
                 os.chown(target.parent, owner.st_uid, owner.st_gid)
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
         return msgspec.structs.replace(plan, restored=True,
                                        kept_aside=str(aside_dir) if aside_dir.exists() else None)
     finally:

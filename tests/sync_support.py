@@ -33,12 +33,14 @@ from hubproc import free_port, healthy
 from hq_sync.protocol import delta_encoder
 from hq_sync.wire import (
     Batch,
+    EscrowReclaim,
     OutRow,
     PairRequest,
     b64,
     batch_encoder,
     compress,
     entry_problem,
+    feed_body_decoder,
     feed_page_decoder,
     new_key,
     sign_request,
@@ -426,6 +428,34 @@ def running(*procs: Proc) -> Iterator[None]:
             p.stop()
 
 
+def entry_name(entry: Any) -> str:
+    """A feed entry by name: a reclaim's request id, else its body's tag ("prices", "members", ...)."""
+    body = feed_body_decoder.decode(entry.body)
+    return body.request_id if isinstance(body, EscrowReclaim) else type(body).__struct_config__.tag
+
+
+def reclaim_named(name: str) -> EscrowReclaim:
+    """A feed body that is easy to tell apart: a reclaim whose request id is `name`."""
+    return EscrowReclaim(request_id=name, member_id="M-none", ledger="value", amount=1)
+
+
+@contextlib.contextmanager
+def hq_database(server: HqServer, pool: int) -> Iterator[tuple[Any, bytes]]:
+    """A test's own connections to a running PostgreSQL HQ's database (with its personal-data key, so
+    profiles seal), and HQ's private signing key: what another HQ worker has."""
+    from hq_sync.server.storage.db import PostgresDb
+
+    db = PostgresDb(server.db_url, pool)
+    db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])
+    with db.read() as tx:
+        row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
+    assert row is not None
+    try:
+        yield db, bytes(row[0])
+    finally:
+        db.close()
+
+
 # -- fixtures (imported by the sync test modules) ------------------------------------------------------------
 
 import pytest  # noqa: E402
@@ -477,7 +507,14 @@ class ProtocolStore:
         assert r.status_code == 200, r.text
         self.hq_key = unb64(r.json()["hq_public_key"])
 
-    def feed(self, url: str, wait: float = 0) -> list[Any]:
+    def join(self, hq: HqServer) -> None:
+        """Pair with `hq` and read its feed to the end, as a hub does when it is paired."""
+        self.url = hq.url
+        self.pair(hq)
+        self.drain(hq.url)
+
+    def feed_page(self, url: str, wait: float = 0) -> tuple[list[Any], httpx.Response]:
+        """One (long-)poll: its entries, every signature checked and the cursor moved, and HQ's answer."""
         target = f"/hq/v1/sync/feed?after={self.cursor}&wait={wait}&limit=1000"
         r = httpx.get(url + target, headers=self.headers("GET", target), timeout=wait + 30)
         assert r.status_code == 200, r.text
@@ -485,7 +522,10 @@ class ProtocolStore:
         for entry in entries:
             assert entry_problem(entry, self.hq_key, self.store_id, self.cursor) is None
             self.cursor = entry.seq
-        return list(entries)
+        return list(entries), r
+
+    def feed(self, url: str, wait: float = 0) -> list[Any]:
+        return self.feed_page(url, wait)[0]
 
     def drain(self, url: str) -> None:
         while self.feed(url):

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_support import HqServer, PgCluster, ProtocolStore, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import HqServer, PgCluster, ProtocolStore, entry_name, hq_database, pg_cluster, reclaim_named  # noqa: F401 -- pg_cluster is a fixture
 
 from hq_sync.server.service.feed import append_feed, queue_feed
 from hq_sync.server.storage.db import PostgresDb
 from hq_sync.wire import (
-    EscrowReclaim,
     FeedEntry,
     MembersPut,
-    feed_body_decoder,
 )
 
 
@@ -34,9 +32,7 @@ class Store(ProtocolStore):
 
     def __init__(self, hq: HqServer) -> None:
         super().__init__(f"seq-{uuid.uuid4().hex[:6]}")
-        self.url = hq.url
-        self.pair(hq)
-        self.drain(hq.url)
+        self.join(hq)
 
     def poll(self, wait: float) -> list[FeedEntry]:
         return self.feed(self.url, wait)
@@ -46,18 +42,9 @@ class Store(ProtocolStore):
         got: list[tuple[int, str]] = []
         deadline = time.monotonic() + deadline_s
         while not wanted <= {name for _, name in got} and time.monotonic() < deadline:
-            got += [(e.seq, _name(e)) for e in self.poll(2)]
+            got += [(e.seq, entry_name(e)) for e in self.poll(2)]
         assert wanted <= {name for _, name in got}, (wanted, got)
         return got
-
-
-def _name(entry: FeedEntry) -> str:
-    body = feed_body_decoder.decode(entry.body)
-    return body.request_id if isinstance(body, EscrowReclaim) else type(body).__struct_config__.tag
-
-
-def _reclaim(name: str) -> EscrowReclaim:
-    return EscrowReclaim(request_id=name, member_id="M-none", ledger="value", amount=1)
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +53,10 @@ def hq(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, PostgresDb, bytes]]:  
     server = HqServer(pg_cluster.url(), root)
     server.env["BACKROOM_HQ_FEED_RECHECK_S"] = "120"  # only the sequencer's wake-up ends a long-poll early
     server.start(90)
-    db = PostgresDb(server.db_url, 4)
-    db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])  # the HQ's personal-data key: profiles are sealed
-    with db.read() as tx:
-        row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
-    assert row is not None
     try:
-        yield server, db, bytes(row[0])
+        with hq_database(server, 4) as (db, key):
+            yield server, db, key
     finally:
-        db.close()
         server.stop()
 
 
@@ -85,10 +67,10 @@ def test_a_cursor_never_passes_a_queued_entry_that_commits_late(hq: tuple[HqServ
     late = db.write()
     tx = late.__enter__()  # held open while the others commit
     try:
-        queue_feed(tx, key, store.store_id, _reclaim("late"), at)
+        queue_feed(tx, key, store.store_id, reclaim_named("late"), at)
         for n in range(3):
             with db.write() as other:
-                queue_feed(other, key, store.store_id, _reclaim(f"early-{n}"), at)
+                queue_feed(other, key, store.store_id, reclaim_named(f"early-{n}"), at)
         with db.write() as other:  # a sealed kind: the sequencer opens it to sign what the store reads
             queue_feed(other, key, store.store_id, MembersPut(), at)
         early = store.until({"early-0", "early-1", "early-2", "members"})
@@ -113,9 +95,9 @@ def test_an_entry_numbered_in_its_own_transaction_holds_the_queue_back_until_it_
     held = db.write()
     tx = held.__enter__()
     try:
-        first = append_feed(tx, key, store.store_id, _reclaim("numbered"), at)  # takes the feed counter's lock
+        first = append_feed(tx, key, store.store_id, reclaim_named("numbered"), at)  # takes the feed counter's lock
         with db.write() as other:
-            queue_feed(other, key, store.store_id, _reclaim("queued"), at)
+            queue_feed(other, key, store.store_id, reclaim_named("queued"), at)
         assert store.poll(1.5) == []  # the sequencer waits for the counter; nothing numbered past `first`
         assert server.query("SELECT count(*) FROM hq_feed_pending") == [(1,)]
     except BaseException:
@@ -134,8 +116,8 @@ def test_a_numbered_append_comes_after_every_entry_queued_before_it(hq: tuple[Hq
     at = "2026-12-03T08:00:00.000+08:00"
     for n in range(5):
         with db.write() as tx:
-            queue_feed(tx, key, store.store_id, _reclaim(f"q-{n}"), at)
+            queue_feed(tx, key, store.store_id, reclaim_named(f"q-{n}"), at)
         with db.write() as tx:
-            append_feed(tx, key, store.store_id, _reclaim(f"a-{n}"), at)
+            append_feed(tx, key, store.store_id, reclaim_named(f"a-{n}"), at)
     got: list[Any] = store.until({f"{k}-{n}" for k in "qa" for n in range(5)})
     assert [name for _, name in got] == [f"{k}-{n}" for n in range(5) for k in "qa"]

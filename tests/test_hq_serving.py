@@ -21,21 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sync_support import HqServer, PgCluster, ProtocolStore, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import HqServer, PgCluster, ProtocolStore, entry_name, hq_database, pg_cluster, reclaim_named  # noqa: F401 -- pg_cluster is a fixture
 
 from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
 from hq_sync.server.service.feed import append_feed_many
 from hq_sync.server.storage.db import PostgresDb
 from hq_sync.wire import (
-    EscrowReclaim,
     FeedBody,
     FeedEntry,
     PriceChange,
-    entry_problem,
-    feed_body_decoder,
-    feed_page_decoder,
 )
 
 AT = "2026-12-03T08:00:00.000+08:00"
@@ -44,29 +39,12 @@ AT = "2026-12-03T08:00:00.000+08:00"
 class Store(ProtocolStore):
     def __init__(self, hq: HqServer) -> None:
         super().__init__(f"tail-{uuid.uuid4().hex[:6]}")
-        self.url = hq.url
-        self.pair(hq)
-        self.drain(hq.url)
+        self.join(hq)
 
     def poll(self, wait: float) -> tuple[list[FeedEntry], str]:
         """One long-poll: its entries (checked, the cursor moved) and where HQ took the page from."""
-        target = f"/hq/v1/sync/feed?after={self.cursor}&wait={wait}&limit=1000"
-        r = httpx.get(self.url + target, headers=self.headers("GET", target), timeout=wait + 30)
-        assert r.status_code == 200, r.text
-        entries = feed_page_decoder.decode(r.content).entries
-        for entry in entries:
-            assert entry_problem(entry, self.hq_key, self.store_id, self.cursor) is None
-            self.cursor = entry.seq
-        return list(entries), r.headers["x-backroom-feed-source"]
-
-
-def _name(entry: FeedEntry) -> str:
-    body = feed_body_decoder.decode(entry.body)
-    return body.request_id if isinstance(body, EscrowReclaim) else type(body).__struct_config__.tag
-
-
-def _reclaim(name: str) -> EscrowReclaim:
-    return EscrowReclaim(request_id=name, member_id="M-none", ledger="value", amount=1)
+        entries, answer = self.feed_page(self.url, wait)
+        return entries, answer.headers["x-backroom-feed-source"]
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +56,10 @@ def hq(pg_cluster: PgCluster) -> Iterator[tuple[HqServer, PostgresDb, bytes]]:  
     server.env["BACKROOM_HQ_FEED_TAIL"] = "4"
     server.env["BACKROOM_HQ_BATCH_THREADS"] = "1"  # admission: one batch at a time per worker, the rest wait
     server.start(90)
-    db = PostgresDb(server.db_url, 2)
-    db.key_path = Path(server.env["BACKROOM_HQ_KEY_FILE"])
-    with db.read() as tx:
-        row = tx.one("SELECT private_key FROM hq_keys WHERE id = 1")
-    assert row is not None
     try:
-        yield server, db, bytes(row[0])
+        with hq_database(server, 2) as (db, key):
+            yield server, db, key
     finally:
-        db.close()
         server.stop()
 
 
@@ -112,15 +85,16 @@ def test_a_woken_long_poll_is_answered_from_the_tail_with_its_own_entries(
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         for settle_s in (1.0, 2.0, 4.0):  # until every poll had parked before the append
             held = _parked([x, y, z], pool, settle_s)
-            seqs = _append_elsewhere(db, key, [(x.store_id, _reclaim("for-x")), (z.store_id, _reclaim("for-z"))])
+            seqs = _append_elsewhere(db, key, [(x.store_id, reclaim_named("for-x")),
+                                               (z.store_id, reclaim_named("for-z"))])
             got_x, got_z = held[0].result(timeout=60), held[2].result(timeout=60)
-            assert [(e.seq, _name(e)) for e in got_x[0]] == [(seqs[0], "for-x")]
-            assert [(e.seq, _name(e)) for e in got_z[0]] == [(seqs[1], "for-z")]
+            assert [(e.seq, entry_name(e)) for e in got_x[0]] == [(seqs[0], "for-x")]
+            assert [(e.seq, entry_name(e)) for e in got_z[0]] == [(seqs[1], "for-z")]
             time.sleep(0.5)
             assert not held[1].done()  # y's feed did not move: y's poll was not woken
             [star] = _append_elsewhere(db, key, [("*", PriceChange(prices=[("SKU00027", 4321)]))])
             got_y = held[1].result(timeout=60)
-            assert [(e.seq, _name(e)) for e in got_y[0]] == [(star, "prices")]
+            assert [(e.seq, entry_name(e)) for e in got_y[0]] == [(star, "prices")]
             for s in (x, z):
                 assert [e.seq for e in s.poll(5)[0]] == [star]
             if {got_x[1], got_y[1], got_z[1]} == {"memory"}:
@@ -135,16 +109,17 @@ def test_a_cursor_older_than_the_tail_gets_every_entry_in_order(hq: tuple[HqServ
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         held = _parked([w, v], pool, 1.0)
         names = [f"w-{n}" for n in range(10)]  # more than the tail holds (4), in one wake-up
-        seqs = _append_elsewhere(db, key, [(w.store_id, _reclaim(n)) for n in names] + [(v.store_id, _reclaim("v-0"))])
+        seqs = _append_elsewhere(db, key, [(w.store_id, reclaim_named(n)) for n in names]
+                                 + [(v.store_id, reclaim_named("v-0"))])
         entries, source = held[0].result(timeout=60)
-        assert [(e.seq, _name(e)) for e in entries] == list(zip(seqs[:10], names, strict=True))
+        assert [(e.seq, entry_name(e)) for e in entries] == list(zip(seqs[:10], names, strict=True))
         assert source == "database"  # its cursor was below the tail's floor
-        assert [_name(e) for e in held[1].result(timeout=60)[0]] == ["v-0"]
+        assert [entry_name(e) for e in held[1].result(timeout=60)[0]] == ["v-0"]
         for settle_s in (1.0, 2.0, 4.0):  # v's cursor is now inside the tail: memory again
             [again] = _parked([v], pool, settle_s)
-            [seq] = _append_elsewhere(db, key, [(v.store_id, _reclaim(f"v-{settle_s}"))])
+            [seq] = _append_elsewhere(db, key, [(v.store_id, reclaim_named(f"v-{settle_s}"))])
             entries, source = again.result(timeout=60)
-            assert [(e.seq, _name(e)) for e in entries] == [(seq, f"v-{settle_s}")]
+            assert [(e.seq, entry_name(e)) for e in entries] == [(seq, f"v-{settle_s}")]
             if source == "memory":
                 break
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from functools import cache
@@ -35,6 +36,7 @@ else:  # imported by the first page rendered, not at the hub's start (docs/perfo
     markupsafe = LazyModule("markupsafe")
 
 TEMPLATES = Path(__file__).with_name("templates")
+NONCE_MAX_AGE_S = 1800  # how long a login or setup page may stay open before its form expires
 # page modules take the shared readers from here with the view
 __all__ = ["MAX_OFFSET", "FormError", "UiView", "environment", "page_offset", "safe_next"]
 
@@ -148,6 +150,31 @@ class UiView:
     async def form_lists(self) -> dict[str, list[str]]:
         """Every text value of every field (tables of inputs sharing a name), after the CSRF check."""
         return await read_form_lists(self.request, self.csrf)
+
+    # -- forms before a session (login, first setup): a one-time nonce cookie instead of the CSRF token --
+
+    def render_public_form(self, template: str, nonce_cookie: str, status: int = 200, **context: Any) -> Response[str]:
+        """Render a sessionless form with a fresh nonce (in the page and in a cookie for the form's own path)."""
+        nonce = secrets.token_urlsafe(16)
+        response = self.render(template, status=status, nonce=nonce, **context)
+        response.set_cookie(nonce_cookie, nonce, path=self.request.url.path, httponly=True, samesite="strict",
+                            max_age=NONCE_MAX_AGE_S)
+        return response
+
+    async def public_form(self, nonce_cookie: str) -> tuple[dict[str, str], bool]:
+        """A sessionless form's text fields, and whether it carries the nonce its page was given."""
+        form = await self.request.form()
+        fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+        nonce = self.request.cookies.get(nonce_cookie)
+        return fields, bool(nonce) and fields.get("nonce") == nonce
+
+    def logged_in(self, path: str, token: str, nonce_cookie: str) -> Redirect:
+        """On to `path` with the new login's session cookie; the form's nonce is spent."""
+        response = Redirect(path=path, status_code=303)
+        response.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="strict",
+                            max_age=self.hub.config.token_ttl_s)
+        response.delete_cookie(nonce_cookie, path=self.request.url.path)
+        return response
 
     async def form(self) -> dict[str, str]:
         """The posted form's fields (the last value of a repeated name), after the CSRF check."""

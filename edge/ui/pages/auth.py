@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,14 +30,11 @@ def home(request: Request[Any, Any, Any]) -> Redirect:
 
 
 def _login_page(ui: UiView, next_path: str, error: str | None = None, status: int = 200) -> Response[str]:
-    nonce = secrets.token_urlsafe(16)
-    tills = sorted(t for t in ui.hub.config.tills if t != "*")
     from edge.appliance.setup import needs_setup
 
-    response = ui.render("login.html", status=status, next_path=next_path, nonce=nonce, tills=tills, error=error,
-                         setup_needed=needs_setup(ui.hub.db.reader()))
-    response.set_cookie(LOGIN_NONCE, nonce, path="/ui/login", httponly=True, samesite="strict", max_age=1800)
-    return response
+    tills = sorted(t for t in ui.hub.config.tills if t != "*")
+    return ui.render_public_form("login.html", LOGIN_NONCE, status, next_path=next_path, tills=tills, error=error,
+                                 setup_needed=needs_setup(ui.hub.db.reader()))
 
 
 @get("/ui/login", opt=PUBLIC, sync_to_thread=False)
@@ -50,11 +46,9 @@ def login_form(request: Request[Any, Any, Any], next: str = "/ui") -> Response[s
 async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ui = UiView(request)
     _ = ui._
-    form = await request.form()
-    fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    fields, fresh = await ui.public_form(LOGIN_NONCE)
     next_path = safe_next(fields.get("next"), "/ui")
-    nonce = request.cookies.get(LOGIN_NONCE)
-    if not nonce or fields.get("nonce") != nonce:
+    if not fresh:
         return _login_page(ui, next_path, _("The login form expired. Please try again."), 400)
     pin_login = fields.get("mode") == "pin"
     try:
@@ -75,11 +69,7 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             "till_required": _("A PIN login is made at a till: choose the till."),
         }
         return _login_page(ui, next_path, messages.get(exc.code, ui.problem(exc)), exc.status)
-    response = Redirect(path=next_path, status_code=303)
-    response.set_cookie(SESSION_COOKIE, result.token, path="/", httponly=True, samesite="strict",
-                        max_age=ui.hub.config.token_ttl_s)
-    response.delete_cookie(LOGIN_NONCE, path="/ui/login")
-    return response
+    return ui.logged_in(next_path, result.token, LOGIN_NONCE)
 
 
 @post("/ui/logout", opt=page("items.read"))

@@ -4,17 +4,15 @@ on success the new manager is logged in and taken to pairing with HQ."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.response import Redirect
 
 from edge.api.setup_routes import first_manager
 from edge.appliance import setup
 from edge.errors import ApiError
-from edge.ui.session import PUBLIC, SESSION_COOKIE
+from edge.ui.session import PUBLIC
 from edge.ui.view import UiView
 
 SETUP_NONCE = "backroom_setup"
@@ -22,11 +20,8 @@ SETUP_NONCE = "backroom_setup"
 
 def _form(ui: UiView, error: str | None = None, status: int = 200, username: str = "",
           display_name: str = "") -> Response[str]:
-    nonce = secrets.token_urlsafe(16)
-    response = ui.render("setup.html", status=status, title=ui._("Set up this box"), nonce=nonce, error=error,
-                         store_id=ui.hub.store_id, username=username, display_name=display_name)
-    response.set_cookie(SETUP_NONCE, nonce, path="/ui/setup", httponly=True, samesite="strict", max_age=1800)
-    return response
+    return ui.render_public_form("setup.html", SETUP_NONCE, status, title=ui._("Set up this box"), error=error,
+                                 store_id=ui.hub.store_id, username=username, display_name=display_name)
 
 
 @get("/ui/setup", opt=PUBLIC, sync_to_thread=False)
@@ -41,15 +36,13 @@ def setup_page(request: Request[Any, Any, Any]) -> Response[Any]:
 async def setup_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     ui = UiView(request)
     _ = ui._
-    form = await request.form()
-    fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    fields, fresh = await ui.public_form(SETUP_NONCE)
     username, display_name = fields.get("username", "").strip(), fields.get("display_name", "").strip()
 
     def again(error: str, status: int) -> Response[str]:
         return _form(ui, error, status, username[:32], display_name[:64])
 
-    nonce = request.cookies.get(SETUP_NONCE)
-    if not nonce or fields.get("nonce") != nonce:
+    if not fresh:
         return again(_("The form expired. Please try again."), 400)
     if fields.get("password", "") != fields.get("password_again", ""):
         return again(_("The two passwords differ."), 400)
@@ -70,11 +63,7 @@ async def setup_submit(request: Request[Any, Any, Any]) -> Response[Any]:
             "locked_out": _("Too many wrong setup codes. Try again in a few minutes."),
         }
         return again(messages.get(exc.code, ui.problem(exc)), exc.status)
-    response = Redirect(path="/ui/sync/pair", status_code=303)
-    response.set_cookie(SESSION_COOKIE, done.token, path="/", httponly=True, samesite="strict",
-                        max_age=ui.hub.config.token_ttl_s)
-    response.delete_cookie(SETUP_NONCE, path="/ui/setup")
-    return response
+    return ui.logged_in("/ui/sync/pair", done.token, SETUP_NONCE)
 
 
 ROUTES: list[Any] = [setup_page, setup_submit]

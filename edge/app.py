@@ -18,6 +18,7 @@ from edge.api.openapi import BEARER, bearer_where_permission, build_on_first_use
 from edge.api.routes import ROUTES
 from edge.api.support import permission_guard
 from edge.appliance.first_boot import first_boot_lifespan
+from edge.appliance.liveness import probe_lifespan
 from edge.appliance.sdnotify import notify_lifespan
 from edge.config import HubConfig
 from edge.device_link.link import device_lifespan
@@ -82,7 +83,7 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         # points expiry, the member pass and campaigns (unpaired hubs); the HQ sync agent runs when an HQ URL is
         # configured
         lifespan=[lifespan, points_lifespan, review_lifespan, engage_lifespan, sync_lifespan, device_lifespan,
-                  first_boot_lifespan, ui_lifespan, notify_lifespan],
+                  first_boot_lifespan, ui_lifespan, probe_lifespan, notify_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

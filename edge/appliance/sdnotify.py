@@ -3,7 +3,8 @@
 The hub unit is `Type=notify` with `WatchdogSec=`: the hub says READY=1 once its port accepts connections
 (not when the lifespan starts, which is before uvicorn binds), then WATCHDOG=1 from a task on the event loop.
 If the loop stalls (a blocking call in a handler, a deadlock), the heartbeat stops and systemd restarts the
-hub. No PyPI package: the protocol is one `sendto` on an AF_UNIX datagram socket.
+hub; so it does if the SQLite writer thread stops taking work (edge/appliance/liveness.py). No PyPI
+package: the protocol is one `sendto` on an AF_UNIX datagram socket.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edge.background import background, serving
 if TYPE_CHECKING:
     from litestar import Litestar
 
+    from edge.appliance.liveness import WriterProbe
     from edge.hub import Hub
 
 log = logging.getLogger("backroom.sdnotify")
@@ -54,7 +56,7 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
-async def _announce(hub: Hub) -> None:
+async def _announce(hub: Hub, probe: WriterProbe | None) -> None:
     config = hub.config
     if await serving(config.host, config.port):
         notify(f"READY=1\nSTATUS=serving store {hub.store_id} on port {config.port}")
@@ -62,10 +64,23 @@ async def _announce(hub: Hub) -> None:
         log.error("the hub's port %d never accepted a connection; systemd is not told READY", config.port)
         return
     interval = watchdog_interval_s()
-    if interval is None:
-        return
-    while True:  # on the event loop: a loop that stalls stops the heartbeat, and systemd restarts the hub
-        notify("WATCHDOG=1")
+    if interval is not None:
+        await heartbeat(interval, probe)
+
+
+async def heartbeat(interval: float, probe: WriterProbe | None) -> None:
+    """WATCHDOG=1 every `interval` while the writer takes work. On the event loop: a loop that stalls stops the
+    heartbeat too, and systemd restarts the hub."""
+    stalled = False
+    while True:
+        if probe is None or probe.alive():
+            if stalled:
+                notify("STATUS=the database writer takes work again")
+                stalled = False
+            notify("WATCHDOG=1")
+        else:
+            stalled = True
+            notify(f"STATUS=the database writer has taken no write for {probe.stalled_for():.0f} s")
         await asyncio.sleep(interval)
 
 
@@ -75,7 +90,7 @@ async def notify_lifespan(app: Litestar) -> AsyncIterator[None]:
     if not os.environ.get("NOTIFY_SOCKET"):
         yield
         return
-    async with background(_announce(app.state.hub)):
+    async with background(_announce(app.state.hub, getattr(app.state, "writer_probe", None))):
         try:
             yield
         finally:

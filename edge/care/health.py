@@ -41,6 +41,11 @@ def _compute(state: Any, hub: Hub) -> dict[str, Component]:
         out["database"] = Component(False, "a write could not be made durable in the last minute (storage_full)")
     else:
         out["database"] = Component(True, "passed the quick check at start")
+    probe = getattr(state, "writer_probe", None)
+    waited = probe.stalled_for() if probe is not None else 0.0
+    if probe is not None and waited >= probe.stall_s:
+        out["database"] = Component(False, f"the writer has taken no write for {waited:.0f} s (the hub restarts "
+                                           "under systemd; else restart it)")
     clock = clock_check(datetime.datetime.now(datetime.UTC))
     out["clock"] = Component(clock.ok, clock.detail)
     agent = getattr(state, "sync", None)

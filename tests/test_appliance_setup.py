@@ -94,6 +94,12 @@ def test_wrong_codes_lock_the_setup_for_everyone(fresh: HubProcess) -> None:
     locked = api.post("/api/v1/setup", json={**GOOD, "code": code})  # even the right one, for a while
     assert locked.status_code == 429 and locked.json()["code"] == "locked_out", locked.text
     assert api.get("/api/v1/setup").json() == {"needed": True}
+    fresh.stop()  # a restart does not give a guesser a fresh allowance
+    fresh.start()
+    api = httpx.Client(base_url=fresh.url, timeout=10)
+    still = api.post("/api/v1/setup", json={**GOOD, "code": code})
+    assert still.status_code == 429 and still.json()["code"] == "locked_out", still.text
+    assert code.replace("-", "") not in (fresh.data_dir / "setup-failures").read_text()
 
 
 def test_the_tablet_sets_the_box_up_and_goes_on_to_pairing(fresh: HubProcess) -> None:

@@ -22,7 +22,7 @@ def attempts(request: Request[Any, Any, Any]) -> setup.Attempts:
     state = request.app.state
     found = getattr(state, "setup_attempts", None)
     if found is None:
-        found = state.setup_attempts = setup.Attempts()
+        found = state.setup_attempts = setup.Attempts(state.hub.config.data_dir)
     return found
 
 

@@ -10,7 +10,8 @@ to someone with a shell on the box. Whoever holds it is at the box: at `/ui/setu
 The code then is gone; once a manager exists, setup answers 409 and staff are added by that manager.
 
 Wrong codes are limited for the whole hub, not per address (a guesser can change address): after
-`MAX_FAILURES` in `WINDOW_S` the setup refuses every attempt (429) until the window has passed. With 40
+`MAX_FAILURES` in `WINDOW_S` the setup refuses every attempt (429) until the window has passed, also
+across a restart of the hub (the failures are kept in `<data>/setup-failures`). With 40
 bits of code that leaves a guesser nothing. The code is never logged.
 """
 
@@ -33,8 +34,10 @@ from msgspec import Meta
 from edge.auth import users
 from edge.auth.users import Caller, DisplayName, Password, UserCreate, Username
 from edge.errors import ApiError
+from edge.storage.durable import write_atomic
 
 CODE_FILE = "setup-code"
+FAILURES_FILE = "setup-failures"
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 LENGTH = 8
 MAX_FAILURES = 5
@@ -116,6 +119,7 @@ def ensure_code(data_dir: Path) -> str:
 
 def clear_code(data_dir: Path) -> None:
     (data_dir / CODE_FILE).unlink(missing_ok=True)
+    (data_dir / FAILURES_FILE).unlink(missing_ok=True)
 
 
 def code_if_needed(conn: sqlite3.Connection, data_dir: Path) -> str | None:
@@ -128,28 +132,54 @@ def code_if_needed(conn: sqlite3.Connection, data_dir: Path) -> str | None:
 
 
 class Attempts:
-    """Wrong setup codes in the last WINDOW_S, for the whole hub."""
+    """Wrong setup codes in the last WINDOW_S, for the whole hub. Kept in `<data>/setup-failures` (wall-clock
+    times, one a line), so restarting the hub does not give a guesser a fresh allowance; a time further than
+    WINDOW_S from now either way (the clock was set) no longer counts."""
 
-    def __init__(self) -> None:
-        self._failures: deque[float] = deque()
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._path = data_dir / FAILURES_FILE if data_dir is not None else None
+        self._failures: deque[float] = deque(sorted(self._load()))
         self._lock = threading.Lock()
 
+    def _load(self) -> list[float]:
+        if self._path is None:
+            return []
+        try:
+            text = self._path.read_text("ascii")
+        except (OSError, UnicodeDecodeError):
+            return []
+        found = []
+        for line in text.split():
+            try:
+                found.append(float(line))
+            except ValueError:
+                continue
+        return found[-MAX_FAILURES:]
+
     def _trim(self, now: float) -> None:
-        while self._failures and self._failures[0] <= now - WINDOW_S:
-            self._failures.popleft()
+        kept = [t for t in self._failures if now - WINDOW_S < t <= now + WINDOW_S]
+        if len(kept) != len(self._failures):
+            self._failures = deque(kept)
 
     def check(self) -> None:
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             self._trim(now)
             if len(self._failures) >= MAX_FAILURES:
-                retry = int(self._failures[0] + WINDOW_S - now) + 1
+                retry = max(1, int(min(self._failures) + WINDOW_S - now) + 1)
                 raise ApiError(429, "locked_out", f"too many wrong setup codes; try again in {retry} s",
                                retry_after_s=retry)
 
     def failed(self) -> None:
         with self._lock:
-            self._failures.append(time.monotonic())
+            self._failures.append(time.time())
+            while len(self._failures) > MAX_FAILURES:
+                self._failures.popleft()
+            if self._path is not None:
+                try:
+                    write_atomic(self._path, "".join(f"{t:.3f}\n" for t in self._failures).encode("ascii"))
+                except OSError:  # a full disk: the count still holds in memory until a restart
+                    pass
 
 
 def check_code(data_dir: Path, given: str, attempts: Attempts) -> None:

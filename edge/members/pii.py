@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from edge.storage.durable import write_atomic
+
 if TYPE_CHECKING:
     from cryptography import exceptions as crypto_errors
     from cryptography.hazmat.primitives.ciphers import aead
@@ -156,15 +158,7 @@ _cache_lock = threading.Lock()
 
 
 def _write(path: Path, keys: Keys) -> None:
-    body = msgspec.json.encode(_KeyFile(_b64(keys.data_key), _b64(keys.lookup_key), keys.lookup_from))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, msgspec.json.encode(_KeyFile(_b64(keys.data_key), _b64(keys.lookup_key), keys.lookup_from)))
 
 
 def load(path: Path, *, create: bool = True) -> Keys:

@@ -1,5 +1,6 @@
-"""The writer-liveness probe (edge/appliance/liveness.py): a hung SQLite writer stops systemd's watchdog
-heartbeat and shows in /healthz's components, while the event loop itself still runs."""
+"""systemd notification (edge/appliance/sdnotify.py, liveness.py): a hung SQLite writer stops the watchdog
+heartbeat while the event loop itself still runs, and READY=1/STOPPING=1 wait for a full queue instead of
+being dropped."""
 
 from __future__ import annotations
 
@@ -118,3 +119,30 @@ def test_the_watchdog_heartbeat_stops_while_the_writer_hangs_and_resumes(
     assert stalled and all("WATCHDOG=1" not in m for m in stalled)
     assert "STATUS=the database writer takes work again" in back
     assert back[-1] == "WATCHDOG=1"
+
+
+def test_stopping_is_not_lost_when_the_managers_queue_is_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    address = str(tmp_path / "notify.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(address)
+    receiver.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    sent = 0
+    while sdnotify.notify("WATCHDOG=1", quiet=True):  # a manager that has not read for a while
+        sent += 1
+        assert sent < 10_000
+    assert sdnotify.notify("WATCHDOG=1", quiet=True) is False  # a heartbeat is dropped, not waited for
+
+    def drain_later() -> list[str]:
+        time.sleep(0.3)
+        return [receiver.recv(4096).decode() for _ in range(sent + 1)]
+
+    async def scenario() -> tuple[bool, list[str]]:
+        reader = asyncio.create_task(asyncio.to_thread(drain_later))
+        ok = await sdnotify.notify_surely("STOPPING=1", wait_s=5)
+        return ok, await reader
+
+    ok, received = asyncio.run(scenario())
+    receiver.close()
+    assert ok
+    assert received[-1] == "STOPPING=1" and received.count("WATCHDOG=1") == sent

@@ -29,20 +29,40 @@ log = logging.getLogger("backroom.sdnotify")
 
 
 
-def notify(message: str, env: dict[str, str] | None = None) -> bool:
-    """Send `message` (e.g. "READY=1") to the service manager; False when not run by one (no $NOTIFY_SOCKET)."""
+def notify(message: str, env: dict[str, str] | None = None, *, quiet: bool = False) -> bool | None:
+    """Send `message` (e.g. "READY=1") to the service manager: True when sent; None when not run by one (no
+    $NOTIFY_SOCKET); False when the manager's queue was full (`quiet`: without a warning)."""
     address = (env if env is not None else os.environ).get("NOTIFY_SOCKET", "")
     if not address or address[0] not in "/@":
-        return False
+        return None
     target = "\0" + address[1:] if address[0] == "@" else address  # "@name": Linux's abstract namespace
     # Non-blocking: a receiver that does not read (its queue full) must not stall the event loop that calls this.
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
         try:
             sock.sendto(message.encode("utf-8"), target)
+        except BlockingIOError:
+            if not quiet:
+                log.warning("sd_notify %s dropped: the service manager's queue is full", message.split("=", 1)[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify %s failed: %s", message.split("=", 1)[0], exc)
-            return False
+            return None
     return True
+
+
+async def notify_surely(message: str, wait_s: float = 2.0) -> bool:
+    """`notify` for a message that must not be lost (READY=1, STOPPING=1): while the manager's queue is full
+    (a datagram socket holds `net.unix.max_dgram_qlen` messages, 10 by default) try again for up to `wait_s`,
+    without blocking the event loop. WATCHDOG=1 needs no retry: the next beat comes soon."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        sent = notify(message, quiet=True)
+        if sent is not False or asyncio.get_running_loop().time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    if sent is False:
+        log.warning("sd_notify %s failed: the service manager's queue stayed full", message.split("=", 1)[0])
+    return sent is True
 
 
 def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
@@ -59,7 +79,7 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
 async def _announce(hub: Hub, probe: WriterProbe | None) -> None:
     config = hub.config
     if await serving(config.host, config.port):
-        notify(f"READY=1\nSTATUS=serving store {hub.store_id} on port {config.port}")
+        await notify_surely(f"READY=1\nSTATUS=serving store {hub.store_id} on port {config.port}")
     else:
         log.error("the hub's port %d never accepted a connection; systemd is not told READY", config.port)
         return
@@ -94,4 +114,4 @@ async def notify_lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            notify("STOPPING=1")
+            await notify_surely("STOPPING=1")

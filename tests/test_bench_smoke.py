@@ -9,6 +9,7 @@ ordered, and the raw floor ran too.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -101,3 +102,9 @@ def test_footprint_bench_measures_hub_broker_and_device_host() -> None:
     assert processes["hub"]["write_bytes_per_1000_sales"] > 0  # every sale is made durable
     assert 0 < f["cold_start_s"] < 60
     assert f["rss_checkout_total_mb"] == round(sum(p["rss_checkout_mb"] for p in processes.values()), 1)
+    for figures in processes.values():
+        assert 0 < figures["pss_checkout_mb"] <= figures["rss_checkout_mb"]
+    if os.geteuid() == 0:  # frame numbers in /proc/PID/pagemap are shown to root only
+        # Shared pages count once: no more than the RSS sum, no less than the largest process.
+        assert max(p["rss_checkout_mb"] for p in processes.values()) <= f["together_checkout_mb"]
+        assert f["together_checkout_mb"] <= f["rss_checkout_total_mb"]

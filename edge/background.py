@@ -17,9 +17,34 @@ READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after the port answers: the first requests (tills reconnecting, the tablet) go first
 
 
+class _Probe:
+    def __init__(self, task: asyncio.Task[bool]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+_probes: dict[tuple[asyncio.AbstractEventLoop, str, int], _Probe] = {}
+
+
 async def serving(host: str, port: int) -> bool:
     """True once `host:port` accepts a TCP connection (uvicorn binds after the lifespan has started); False
-    if it has not after a minute."""
+    if it has not after a minute. The start-up tasks that wait for it at the same time (readiness, the first
+    passes, mDNS) share one probe of the port instead of polling it each; the probe ends with its last waiter."""
+    key = (asyncio.get_running_loop(), host, port)
+    probe = _probes.get(key)
+    if probe is None:
+        probe = _probes[key] = _Probe(asyncio.create_task(_probe(host, port), name=f"backroom-serving-{port}"))
+        probe.task.add_done_callback(lambda _: _probes.pop(key, None))
+    probe.waiters += 1
+    try:
+        return await asyncio.shield(probe.task)
+    finally:
+        probe.waiters -= 1
+        if probe.waiters == 0 and not probe.task.done():  # every waiter was cancelled: stop polling
+            probe.task.cancel()
+
+
+async def _probe(host: str, port: int) -> bool:
     target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,8 +29,31 @@ def healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
     return False
 
 
+_ports = random.Random(os.getpid() ^ time.time_ns())
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port free now, below the kernel's ephemeral range. A port the kernel picked (bind to port 0) comes
+    from that range, and so does the source port of every outgoing connection on the machine: between
+    the pick and the server's own bind, a client connection (a chain bench opens thousands) could take it,
+    and the hub would then start with its devices off or not at all."""
+    high = min(_ephemeral_low(), 65536)
+    for _ in range(500):
+        port = _ports.randrange(15000, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

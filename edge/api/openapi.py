@@ -132,6 +132,9 @@ class _WithBodies(OpenAPIPlugin):
     def provide_openapi_schema(self) -> dict[str, Any]:
         if not self._openapi_schema:
             document = super().provide_openapi_schema()
+            # Also here, through the public method: should a Litestar release rename the private
+            # `_build_openapi` above, the served document still carries every body's schema.
+            document.setdefault("components", {}).setdefault("schemas", {}).update(self.registry.components())
             for (path, method), type_ in self.registry.elsewhere.items():
                 operation = document.get("paths", {}).get(path, {}).get(method)
                 if operation is not None:

@@ -572,17 +572,17 @@ def _prepare_tills(client: httpx.Client, n_tills: int) -> list[Till]:
     return tills
 
 
-def _start_sale_writer(client: httpx.Client, server: Server) -> None:
+def _start_sale_writer(client: httpx.Client, hub_pid: int, till_id: str) -> None:
     """One sale before the measured run: the hub starts its sale-writer process at its first sale
     (edge/sales/sale_writer.py), and the window measures it running."""
     lines = [{"sku": "SKU00033", "qty": 1}]
     quote = client.post("/api/v1/quote", json={"lines": lines})
     quote.raise_for_status()
-    sale = client.post("/api/v1/sales", json={"sale_id": str(uuid.uuid4()), "lines": lines,
+    sale = client.post("/api/v1/sales", json={"sale_id": str(uuid.uuid4()), "till_id": till_id, "lines": lines,
                                               "tenders": [{"method": "card", "amount": quote.json()["total"]}]})
     if sale.status_code != 201:
         raise RuntimeError(f"the first sale failed: {sale.status_code} {sale.text[:300]}")
-    _wait_for_children(server.pid, 10.0)
+    _wait_for_children(hub_pid, 10.0)
 
 
 @dataclass
@@ -762,7 +762,7 @@ def bench_checkout(args: argparse.Namespace) -> dict[str, Any]:
         with Server(data, work / "hub.log") as server:
             with httpx.Client(base_url=server.base, timeout=30) as client:
                 tills = _prepare_tills(client, n_tills)
-                _start_sale_writer(client, server)
+                _start_sale_writer(client, server.pid, tills[0].till_id)
             floor_data = work / "floor"
             _copy_db(data / "hub.sqlite3", floor_data / "hub.sqlite3")
             tally, window = _run_async(_checkout_http(server, tills, warmup, seconds))

@@ -166,7 +166,10 @@ def main(argv: list[str]) -> int:
     _die_with_parent(parent)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s sale-writer: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C of the terminal is the hub's to handle
+    # A Ctrl-C of the terminal, or systemd stopping the unit (it signals every process of the cgroup), is the
+    # hub's to handle: the hub answers its last sales, then closes our stdin, and we end after our last COMMIT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot corrupt the replies
     serve(db_path, sys.stdin.fileno(), replies)

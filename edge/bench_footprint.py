@@ -7,10 +7,11 @@ customer display (simulators stand in for the hardware; they are not part of the
 - cold start: from spawning `backroom serve` to its first answered `GET /healthz` (the hub opens
   its database, runs migrations, starts the broker and its MQTT client first), with the application's
   bytecode written first as `backroom install` leaves a box (`backroom bench coldstart` repeats it);
-- resident memory (VmRSS, the peak VmHWM, Pss) of the hub, Mosquitto and the device host, and the
-  memory they hold together (the distinct physical pages of all three, from /proc/PID/pagemap: a page
-  of the Python runtime or a library they share counts once), at idle and at the end of a closed loop
-  of `bench checkout` sales (`--tills`, `--seconds`);
+- resident memory (VmRSS, the peak VmHWM, Pss) of the hub, its sale-writer process (started by one
+  sale before the idle window: a store's first sale of the day starts it, and it runs all day), Mosquitto
+  and the device host, and the memory they hold together (the distinct physical pages of all of them,
+  from /proc/PID/pagemap: a page of the Python runtime or a library they share counts once), at idle
+  and at the end of a closed loop of `bench checkout` sales (`--tills`, `--seconds`);
 - bytes each process writes (`write_bytes` of /proc/PID/io: what reaches the block layer, the
   measure of SD-card wear): over an idle window (`--idle-seconds`), extrapolated to an hour, and
   per 1,000 sales from the checkout loop.

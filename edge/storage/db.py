@@ -27,7 +27,6 @@ the kernel for exactly that long instead of in SQLite's busy handler (which slee
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
@@ -39,11 +38,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge.errors import storage_failure
 from edge.members import pii
 from edge.storage.migrations import apply_migrations
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # the sale-writer process, which has no event loop, does without it (8 MB resident)
+    from edge.lazy_import import LazyModule
+
+    asyncio = LazyModule("asyncio")
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

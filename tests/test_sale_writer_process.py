@@ -150,6 +150,39 @@ def test_returns_on_the_hubs_writer_and_sales_in_the_process_keep_the_chain_and_
     _journal_ok(hub)
 
 
+def test_what_the_process_commits_is_what_the_hubs_writer_would(hub: HubProcess) -> None:
+    """The job crosses the pipe intact: a promotion's times keep their +08:00 in the stored rule (msgpack
+    would have made them UTC), and the response is the one the sale's retry and GET give back."""
+    manager = hub.client("manager", pin=None, password="manager-demo", till_id=None)
+    cashier = hub.client()
+    try:
+        _wait_writer(hub)
+        promo = {"rule_id": "split-5", "name": "立减5元", "name_en": "¥5 off",
+                 "eligibility": {"coupon": True, "starts_at": "2026-01-01T00:00:00+08:00"},
+                 "benefit": {"kind": "amount_off", "amount": 500}}
+        assert manager.post("/api/v1/promotions", json=promo).status_code == 201
+        assert manager.post("/api/v1/coupons", json={"code": "SPLIT-1", "rule_id": "split-5"}).status_code == 201
+        lines = [{"sku": "SKU00204", "qty": 1}]
+        total = cashier.post("/api/v1/quote", json={"lines": lines, "coupon_codes": ["SPLIT-1"]}).json()["total"]
+        sale_id = str(uuid.uuid4())
+        sold = cashier.post("/api/v1/sales", json={"sale_id": sale_id, "till_id": "T1", "lines": lines,
+                                                   "coupon_codes": ["SPLIT-1"],
+                                                   "tenders": [{"method": "card", "amount": total}]})
+        assert sold.status_code == 201, sold.text
+        assert cashier.get(f"/api/v1/sales/{sale_id}").content == sold.content
+    finally:
+        manager.close()
+        cashier.close()
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{hub.data_dir / 'hub.sqlite3'}?mode=ro", uri=True)
+    try:
+        (rule,) = conn.execute("SELECT rule FROM sale_promotions WHERE sale_id = ?", (sale_id,)).fetchone()
+    finally:
+        conn.close()
+    assert '"starts_at":"2026-01-01T00:00:00+08:00"' in rule, rule
+
+
 def test_a_writer_killed_mid_checkout_loses_and_doubles_no_sale(hub: HubProcess) -> None:
     writer = _wait_writer(hub)
     acknowledged: dict[str, bytes] = {}

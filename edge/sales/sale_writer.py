@@ -26,8 +26,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 import edge
 from edge.errors import ApiError, StorageFull
 from edge.pricing.engine import Quote
@@ -64,7 +62,6 @@ class SaleWriter:
         self._next_id = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._encoder = msgspec.msgpack.Encoder()
 
     @property
     def ready(self) -> bool:
@@ -88,7 +85,7 @@ class SaleWriter:
         job_id = self._next_id
         fut: asyncio.Future[wire.SaleReply] = asyncio.get_running_loop().create_future()
         self._pending[job_id] = fut
-        proc.stdin.write(wire.frame(self._encoder.encode(
+        proc.stdin.write(wire.frame(wire.job_encoder.encode(
             wire.SaleJob(job_id, req, digest, quote, actor, at, today, store_code))))
         try:
             reply = await fut

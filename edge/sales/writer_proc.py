@@ -2,8 +2,10 @@
 round: the second core").
 
 The hub (edge/sales/sale_writer.py) starts `python -m edge.sales.writer_proc DB PARENT_PID` with pipes
-on stdin and stdout. Each frame is a 4-byte big-endian length and a msgpack body: `SaleJob` in,
-`SaleReply` out. The jobs go to a `Writer` (edge/storage/db.py: the same writer thread, connection
+on stdin and stdout. Each frame is a 4-byte big-endian length and a body: `SaleJob` in, as JSON (msgpack
+would turn the promotion rules' datetimes into UTC timestamps, and `commit_sale` stores each applied
+rule as the JSON it was given: +08:00 must stay +08:00), `SaleReply` out, as msgpack (the response
+bytes as they are). The jobs go to a `Writer` (edge/storage/db.py: the same writer thread, connection
 pragmas, group commit and replayable batches as the hub's own writer, and the same `<db>.write-lock`
 around each transaction, so the hub's writer and this one take turns without SQLite's busy handler
 sleeping). A reply is sent only after the COMMIT returned, so an acknowledged sale is durable.
@@ -69,7 +71,8 @@ class SaleReply(msgspec.Struct, array_like=True, frozen=True):
     extra: dict[str, Any] = {}
 
 
-job_decoder = msgspec.msgpack.Decoder(SaleJob)
+job_decoder = msgspec.json.Decoder(SaleJob)
+job_encoder = msgspec.json.Encoder()
 reply_decoder = msgspec.msgpack.Decoder(SaleReply)
 
 

@@ -116,6 +116,7 @@ class SaleWriter:
         try:
             await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_S)
         except (TimeoutError, asyncio.CancelledError):
+            proc = self._proc
             if proc is not None and proc.returncode is None:
                 proc.kill()
             task.cancel()
@@ -136,6 +137,8 @@ class SaleWriter:
                 log.exception("could not start the sale writer process; sales use the hub's writer")
             else:
                 self._proc = proc
+                if self._closing and proc.stdin is not None:  # the hub began closing while it started
+                    proc.stdin.close()
                 try:
                     await self._read(proc)
                 finally:

@@ -26,6 +26,7 @@ from edge.errors import ApiError, StorageFull, unexpected
 from edge.hub import Hub
 from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
+from edge.sales.sale_writer import sale_writer_lifespan
 from edge.serving import NoEventListeners
 from edge.ui.router import ui_error_page, ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
@@ -82,8 +83,8 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         guards=[permission_guard],
         # points expiry, the member pass and campaigns (unpaired hubs); the HQ sync agent runs when an HQ URL is
         # configured
-        lifespan=[lifespan, points_lifespan, review_lifespan, engage_lifespan, sync_lifespan, device_lifespan,
-                  first_boot_lifespan, ui_lifespan, probe_lifespan, notify_lifespan],
+        lifespan=[lifespan, sale_writer_lifespan, points_lifespan, review_lifespan, engage_lifespan, sync_lifespan,
+                  device_lifespan, first_boot_lifespan, ui_lifespan, probe_lifespan, notify_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

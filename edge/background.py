@@ -7,10 +7,16 @@ first requests for the GIL (docs/performance.md, cold start).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # the sale-writer process, which has no event loop, does without it (8 MB resident)
+    from edge.lazy_import import LazyModule
+
+    asyncio = LazyModule("asyncio")
 
 READY_POLL_S = 0.02
 READY_TIMEOUT_S = 60.0

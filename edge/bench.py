@@ -24,7 +24,9 @@ called directly in this process, without HTTP (checkout: decode, the route's own
 `commit_sale` through the hub's single writer, `Database.write_sync`, on a copy of the database
 taken before the timed run, WAL and synchronous=FULL, from `--tills` threads and then from one
 thread, each for half of `--seconds`; lookup: `lookup_barcode` on a read connection). Hub CPU comes
-from /proc/<pid>/stat of the server process; the bench's own CPU and what every other process on the
+from /proc/<pid>/stat of the server process and of its child processes (the sale-writer process:
+`hub_cpu_ms_per_sale` is all of the hub's processes together, `hub_busiest_cpu_ms_per_sale` the busiest
+one's, `hub_processes` each one's); the bench's own CPU and what every other process on the
 machine used meanwhile are reported too, since they share its cores. A human summary is printed,
 then the figures as one JSON object on the last line (`--json`: only that line).
 """
@@ -97,6 +99,48 @@ def _main_thread_cpu_s(pid: int) -> float:
     return _proc_cpu_s_path(f"/proc/{pid}/task/{pid}/stat")
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (the hub's sale-writer process; not the bench's own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _proc_name(pid: int) -> str:
+    """A short name for a hub process: its `-m` module, else its executable's name."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return str(pid)
+    if b"-m" in argv and argv.index(b"-m") + 1 < len(argv):
+        return argv[argv.index(b"-m") + 1].decode(errors="replace")
+    return os.path.basename(argv[0].decode(errors="replace")) or str(pid)
+
+
+def _wait_for_children(pid: int, timeout_s: float) -> None:
+    """Wait (at most `timeout_s`) until the hub has a child process whose database connection is open:
+    the sale-writer process the first sale starts (a hub without one just costs the wait)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in _children(pid):
+            with contextlib.suppress(OSError):
+                if any(os.readlink(f"/proc/{child}/fd/{fd}").endswith(".sqlite3")
+                       for fd in os.listdir(f"/proc/{child}/fd")):
+                    time.sleep(0.2)  # its writer thread is up a moment after the connection
+                    return
+        time.sleep(0.05)
+
+
 def _proc_cpu_s_path(path: str) -> float:
     with open(path, encoding="ascii") as fh:
         stat = fh.read()
@@ -148,6 +192,7 @@ class Window:
     t_end: float
     hub_cpu_s: float = 0.0
     hub_main_cpu_s: float = 0.0  # of which the hub's main thread (the event loop)
+    processes: dict[str, float] = field(default_factory=dict)  # each hub process's CPU (the hub, its writer)
     client_cpu_s: float = 0.0
     others_cpu_s: float = 0.0  # what every other process on the machine used meanwhile
     wall_s: float = 0.0
@@ -159,14 +204,27 @@ class Window:
 
 async def _sample_cpu(pid: int, window: Window) -> None:
     await asyncio.sleep(max(0.0, window.t_start - time.perf_counter()))
-    hub0, cli0, all0, w0 = _proc_cpu_s(pid), _self_cpu_s(), _machine_busy_s(), time.perf_counter()
+    pids = [pid, *_children(pid)]
+    start = {p: _cpu_or_none(p) for p in pids}
+    cli0, all0, w0 = _self_cpu_s(), _machine_busy_s(), time.perf_counter()
     main0 = _main_thread_cpu_s(pid)
     await asyncio.sleep(max(0.0, window.t_end - time.perf_counter()))
-    window.hub_cpu_s = _proc_cpu_s(pid) - hub0
+    for p in pids:
+        before, after = start[p], _cpu_or_none(p)
+        if before is not None and after is not None:  # a process that ended in the window is not counted
+            window.processes["hub" if p == pid else f"{_proc_name(p)}[{p}]"] = after - before
+    window.hub_cpu_s = sum(window.processes.values())
     window.hub_main_cpu_s = _main_thread_cpu_s(pid) - main0
     window.client_cpu_s = _self_cpu_s() - cli0
     window.others_cpu_s = max(0.0, _machine_busy_s() - all0 - window.hub_cpu_s - window.client_cpu_s)
     window.wall_s = time.perf_counter() - w0
+
+
+def _cpu_or_none(pid: int) -> float | None:
+    try:
+        return _proc_cpu_s(pid)
+    except OSError:
+        return None
 
 
 def _run_async(coro: Any) -> Any:
@@ -514,6 +572,19 @@ def _prepare_tills(client: httpx.Client, n_tills: int) -> list[Till]:
     return tills
 
 
+def _start_sale_writer(client: httpx.Client, hub_pid: int, till_id: str) -> None:
+    """One sale before the measured run: the hub starts its sale-writer process at its first sale
+    (edge/sales/sale_writer.py), and the window measures it running."""
+    lines = [{"sku": "SKU00033", "qty": 1}]
+    quote = client.post("/api/v1/quote", json={"lines": lines})
+    quote.raise_for_status()
+    sale = client.post("/api/v1/sales", json={"sale_id": str(uuid.uuid4()), "till_id": till_id, "lines": lines,
+                                              "tenders": [{"method": "card", "amount": quote.json()["total"]}]})
+    if sale.status_code != 201:
+        raise RuntimeError(f"the first sale failed: {sale.status_code} {sale.text[:300]}")
+    _wait_for_children(hub_pid, 10.0)
+
+
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
@@ -691,6 +762,7 @@ def bench_checkout(args: argparse.Namespace) -> dict[str, Any]:
         with Server(data, work / "hub.log") as server:
             with httpx.Client(base_url=server.base, timeout=30) as client:
                 tills = _prepare_tills(client, n_tills)
+                _start_sale_writer(client, server.pid, tills[0].till_id)
             floor_data = work / "floor"
             _copy_db(data / "hub.sqlite3", floor_data / "hub.sqlite3")
             tally, window = _run_async(_checkout_http(server, tills, warmup, seconds))
@@ -713,6 +785,10 @@ def bench_checkout(args: argparse.Namespace) -> dict[str, Any]:
         "error_codes": dict(tally.errors),
         "hub_cpu_ms_per_sale": round(window.hub_cpu_s * 1000 / committed, 3) if committed else None,
         "hub_loop_cpu_ms_per_sale": round(window.hub_main_cpu_s * 1000 / committed, 3) if committed else None,
+        "hub_busiest_cpu_ms_per_sale": (round(max(window.processes.values()) * 1000 / committed, 3)
+                                        if committed and window.processes else None),
+        "hub_processes": {name: round(cpu * 1000 / committed, 3) if committed else None
+                          for name, cpu in window.processes.items()},
         "hub_cpu_pct": window.pct(window.hub_cpu_s),
         "client_cpu_pct": window.pct(window.client_cpu_s),
         "others_cpu_pct": window.pct(window.others_cpu_s),
@@ -740,6 +816,8 @@ def _checkout_summary(f: dict[str, Any]) -> list[str]:
         f"             committed in each second: {' '.join(str(n) for n in f['per_second'])}",
         f"  CPU        hub {f['hub_cpu_ms_per_sale']} ms per sale ({f['hub_cpu_pct']}% of one core; event loop"
         f" {f['hub_loop_cpu_ms_per_sale']} ms, writer and other threads the rest),"
+        f" busiest process {f['hub_busiest_cpu_ms_per_sale']} ms"
+        f" ({', '.join(f'{k} {v} ms' for k, v in f['hub_processes'].items())}),"
         f" bench client {f['client_cpu_pct']}%, other processes {f['others_cpu_pct']}%",
         f"  raw floor  {f['floor_threads']} threads: {f['floor_sales_per_s']} sales/s, p50 {f['floor_p50_ms']} ms,"
         f" p99 {f['floor_p99_ms']} ms",

@@ -7,10 +7,11 @@ customer display (simulators stand in for the hardware; they are not part of the
 - cold start: from spawning `backroom serve` to its first answered `GET /healthz` (the hub opens
   its database, runs migrations, starts the broker and its MQTT client first), with the application's
   bytecode written first as `backroom install` leaves a box (`backroom bench coldstart` repeats it);
-- resident memory (VmRSS, the peak VmHWM, Pss) of the hub, Mosquitto and the device host, and the
-  memory they hold together (the distinct physical pages of all three, from /proc/PID/pagemap: a page
-  of the Python runtime or a library they share counts once), at idle and at the end of a closed loop
-  of `bench checkout` sales (`--tills`, `--seconds`);
+- resident memory (VmRSS, the peak VmHWM, Pss) of the hub, its sale-writer process (started by one
+  sale before the idle window: a store's first sale of the day starts it, and it runs all day), Mosquitto
+  and the device host, and the memory they hold together (the distinct physical pages of all of them,
+  from /proc/PID/pagemap: a page of the Python runtime or a library they share counts once), at idle
+  and at the end of a closed loop of `bench checkout` sales (`--tills`, `--seconds`);
 - bytes each process writes (`write_bytes` of /proc/PID/io: what reaches the block layer, the
   measure of SD-card wear): over an idle window (`--idle-seconds`), extrapolated to an hour, and
   per 1,000 sales from the checkout loop.
@@ -224,6 +225,15 @@ def bench_footprint(args: argparse.Namespace) -> dict[str, Any]:
                 json.loads(_Line(host).first())
                 pids = {"hub": server.pid, "mosquitto": mosquitto, "host": host.pid}
                 time.sleep(2.0)  # the bridges connect, open their ports and settle
+                # A store's first sale of the day starts the hub's sale-writer process (edge/sales/sale_writer.py),
+                # which then runs all day: one sale first, and the process is measured with the others.
+                with httpx.Client(base_url=server.base, timeout=30) as client:
+                    login = bench._login(client, "BENCH-01")
+                    client.headers["authorization"] = f"Bearer {login['token']}"
+                    bench._start_sale_writer(client, server.pid, login["till_id"])
+                writers = [p for p in bench._children(server.pid) if bench._proc_name(p) == "edge.sales.writer_proc"]
+                if writers:
+                    pids["sale-writer"] = writers[0]
                 idle0, t0 = _snapshot(pids), time.perf_counter()
                 time.sleep(idle_s)
                 idle1, idle_wall = _snapshot(pids), time.perf_counter() - t0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -56,6 +57,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # message looks (default <data>/backups), and the free space below which doctor and the tablet warn.
     backup_dir: Path | None = None
     disk_low_mb: int = 1024
+    # Where sales are committed (docs/performance.md, "Fourth round"): "process" = the sale-writer process on the
+    # second core, "thread" = the hub's own writer thread (diagnosis, comparison). BACKROOM_SALE_WRITER overrides.
+    sale_writer: Literal["process", "thread"] = "process"
 
     @property
     def db_path(self) -> Path:
@@ -77,7 +81,8 @@ def load_config(
     env = os.environ
     for key, var in (("data_dir", "BACKROOM_DATA"), ("port", "BACKROOM_PORT"), ("mqtt_port", "BACKROOM_MQTT_PORT"),
                      ("hq_url", "BACKROOM_HQ"), ("store_id", "BACKROOM_STORE"), ("devices_enabled", "BACKROOM_DEVICES"),
-                     ("mqtt_local_port", "BACKROOM_MQTT_LOCAL_PORT"), ("backup_dir", "BACKROOM_BACKUP_DIR")):
+                     ("mqtt_local_port", "BACKROOM_MQTT_LOCAL_PORT"), ("backup_dir", "BACKROOM_BACKUP_DIR"),
+                     ("sale_writer", "BACKROOM_SALE_WRITER")):
         if env.get(var):
             raw[key] = env[var]
     for key, value in (("data_dir", data_dir), ("port", port), ("mqtt_port", mqtt_port), ("hq_url", hq_url),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from edge.auth import users
 from edge.auth.tokens import Claims, load_key
@@ -12,6 +13,9 @@ from edge.clock import StoreClock
 from edge.config import HubConfig
 from edge.promotions.repository import PromotionCache
 from edge.storage.db import Database
+
+if TYPE_CHECKING:
+    from edge.sales.sale_writer import SaleWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class Hub:
         self.throttle = LoginThrottle()
         self.promotions = PromotionCache()
         self.scans = ScanCache()  # scanned codes resolved, while the catalog does not change (m180)
+        self.sale_writer: SaleWriter | None = None  # the sale-writer process (edge/sales/sale_writer.py)
         # Per user, the second before which his tokens are refused (deactivated, role changed, secret
         # reset): both guards check every request, so it is a dict lookup, not a database read.
         self.tokens_after: dict[str, int] = users.tokens_after(self.db.reader())

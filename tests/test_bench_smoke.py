@@ -22,7 +22,7 @@ from edge.bench import MemberState, _tenders
 CHECKOUT_KEYS = {
     "bench", "tills", "seconds", "sales", "sales_per_s", "p50_ms", "p99_ms", "max_ms", "per_second", "errors",
     "error_codes", "hub_cpu_ms_per_sale", "hub_loop_cpu_ms_per_sale", "hub_cpu_pct", "client_cpu_pct",
-    "others_cpu_pct", "floor_threads",
+    "others_cpu_pct", "floor_threads", "hub_busiest_cpu_ms_per_sale", "hub_processes",
     "floor_sales_per_s", "floor_p50_ms", "floor_p99_ms", "floor_seq_sales_per_s", "floor_seq_p50_ms",
     "floor_seq_p99_ms", "floor_seq_quote_ms", "floor_errors", "machine",
 }
@@ -53,6 +53,12 @@ def test_checkout_bench_commits_sales_over_http_and_prints_json_last() -> None:
     assert f["max_ms"] >= f["p99_ms"] >= f["p50_ms"] > 0
     assert f["hub_cpu_ms_per_sale"] > 0
     assert 0 <= f["hub_loop_cpu_ms_per_sale"] <= f["hub_cpu_ms_per_sale"]  # the main thread is part of the hub
+    # all of the hub's processes: the hub and the sale-writer process its first sale started
+    per_process = f["hub_processes"]
+    assert isinstance(per_process, dict) and "hub" in per_process
+    assert [name for name in per_process if name.startswith("edge.sales.writer_proc[")], per_process
+    assert abs(sum(per_process.values()) - f["hub_cpu_ms_per_sale"]) < 0.01
+    assert f["hub_busiest_cpu_ms_per_sale"] == max(per_process.values())
     assert f["floor_sales_per_s"] > 0 and f["floor_p99_ms"] >= f["floor_p50_ms"] > 0
     assert f["floor_seq_sales_per_s"] > 0 and f["floor_seq_p99_ms"] >= f["floor_seq_p50_ms"] > 0
 
@@ -94,12 +100,13 @@ def test_footprint_bench_measures_hub_broker_and_device_host() -> None:
     assert len(lines) > 1
     assert f["bench"] == "footprint" and f["devices"] == ["scale-1", "scanner-1", "printer-1", "display-1"]
     processes = f["processes"]
-    assert isinstance(processes, dict) and set(processes) == {"hub", "mosquitto", "host"}
+    assert isinstance(processes, dict) and set(processes) == {"hub", "sale-writer", "mosquitto", "host"}
     for figures in processes.values():
         assert figures["rss_peak_mb"] >= figures["rss_checkout_mb"] > 0 and figures["rss_idle_mb"] > 0
         assert figures["idle_write_bytes_per_hour"] >= 0
     assert f["sales"] > 0 and f["errors"] == 0
-    assert processes["hub"]["write_bytes_per_1000_sales"] > 0  # every sale is made durable
+    assert processes["sale-writer"]["write_bytes_per_1000_sales"] > 0  # every sale is made durable, there
+    assert 0 < f["pss_checkout_total_mb"] < f["rss_checkout_total_mb"]  # shared libraries counted once
     assert 0 < f["cold_start_s"] < 60
     assert f["rss_checkout_total_mb"] == round(sum(p["rss_checkout_mb"] for p in processes.values()), 1)
     for figures in processes.values():

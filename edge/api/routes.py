@@ -243,8 +243,14 @@ async def sell(state: Any, hub: Hub, claims: Claims, body: bytes) -> bytes:
     actor = actor_for(claims, req.till_id)
     at, today = hub.clock.stamp(), hub.clock.today()
     try:
-        result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today, hub.store_code),
-                                    replayable=True)  # touches nothing but the database: no savepoint
+        writer = hub.sale_writer  # the sale-writer process on the second core, once up (edge/sales/sale_writer.py)
+        result = None if writer is None else await writer.commit(req, digest, q, actor, at, today, hub.store_code)
+        if result is None:
+            if writer is not None:
+                writer.want()
+            result = await hub.db.write(lambda conn: commit_sale(conn, req, digest, q, actor, at, today,
+                                                                 hub.store_code),
+                                        replayable=True)  # touches nothing but the database: no savepoint
     except ApiError as exc:
         raise spend_refusal(checks, exc) from None  # offline_limit / held_elsewhere on a paired hub
     if isinstance(result, Replay):

@@ -15,13 +15,12 @@ gives them back (`reward_return`).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -35,6 +34,13 @@ from edge.outbox import queue as outbox
 from edge.pricing.engine import Applied, BasketLine, PricedLine, Quote
 from edge.stock.ledger import Actor
 from hq_sync.protocol import PointsExpiredDelta
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # the sale-writer process, which has no event loop, does without it (8 MB resident)
+    from edge.lazy_import import LazyModule
+
+    asyncio = LazyModule("asyncio")
 
 log = logging.getLogger(__name__)
 EXPIRY_ACTOR = Actor(user_id="system:points-expiry", till_id=None)

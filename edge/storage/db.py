@@ -17,25 +17,39 @@ How a failing write is undone depends on the batch (docs/performance.md, "Third 
   its savepoint.
 A savepoint is not free: SQLite copies every page a write first touches into the statement journal
 (some forty pages a sale), which cost about a fifth of the writer's CPU per sale.
+
+`Writer` is that writer alone (the queue, the thread, the batches); `Database` is a `Writer` plus the
+migrations and the read connections. The hub's sale-writer process (edge/sales/writer_proc.py) runs a
+`Writer` of its own on the same file, so two writers may write it: each holds an exclusive `flock` on
+`<db>.write-lock` from before its `BEGIN IMMEDIATE` until after its COMMIT, and the other waits in
+the kernel for exactly that long instead of in SQLite's busy handler (which sleeps 1, 2, 5, 10... ms).
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge.errors import storage_failure
 from edge.members import pii
 from edge.storage.migrations import apply_migrations
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # the sale-writer process, which has no event loop, does without it (8 MB resident)
+    from edge.lazy_import import LazyModule
+
+    asyncio = LazyModule("asyncio")
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -113,33 +127,51 @@ def checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
-class Database:
-    """Owns the database file: the writer thread and a read connection per thread."""
+class WriteLock:
+    """An exclusive `flock` on `<db>.write-lock`, held around each write transaction (module docstring).
+    Without the file (it could not be created: a full or read-only disk) it is a no-op, and SQLite's own
+    lock and busy handler still keep the writers apart."""
 
-    def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".write-lock")
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("no write lock file %s (%s): writers rely on SQLite's busy handler", self.path, exc)
+            self._fd = None
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL until the other writer committed
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Writer:
+    """The writer thread of one database file: queued writes run in group-committed batches."""
+
+    def __init__(self, path: Path, *, max_batch: int = 64,
+                 after_batch: Callable[[], None] | None = None) -> None:
+        """`after_batch` runs on the writer thread after each batch's callers were answered (the sale-writer
+        process sends the batch's replies with it)."""
         self.path = path
         self.max_batch = max_batch
-        path.parent.mkdir(parents=True, exist_ok=True)
-        setup = connect(path)
-        apply_migrations(setup)
-        _privacy_upkeep(setup)
-        setup.close()
+        self._after_batch = after_batch
+        self._lock = WriteLock(path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._local = threading.local()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._closed = False
         self.storage_failed_at: float | None = None  # time.time() of the last write the disk refused (/healthz)
-        self._writer.start()
 
-    # -- reads -----------------------------------------------------------------------------------
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read connection (readers never block the writer in WAL mode)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            conn.execute("PRAGMA query_only = ON")
-            self._local.conn = conn
-        return conn
+    def start(self) -> None:
+        self._writer.start()
 
     # -- writes ----------------------------------------------------------------------------------
     def submit(self, fn: Callable[[sqlite3.Connection], T], *, replayable: bool = False
@@ -158,27 +190,14 @@ class Database:
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, replayable: bool = False) -> T:
         return await asyncio.wrap_future(self.submit(fn, replayable=replayable))
 
-    def truncate_wal(self) -> None:
-        """Checkpoint and truncate the WAL on a connection of its own (after personal data was erased,
-        so no WAL frame keeps the old page)."""
-        conn = connect(self.path)
-        try:
-            checkpoint(conn)
-        finally:
-            conn.close()
-
-    async def run_checkpoint(self) -> None:
-        await asyncio.to_thread(self.truncate_wal)
-
     def close(self) -> None:
+        """Stop after the writes already queued (they are run and answered)."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)
         self._writer.join(timeout=10)
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        self._lock.close()
 
     def _write_loop(self) -> None:
         conn = connect(self.path)
@@ -208,13 +227,16 @@ class Database:
                         break
                     batch.append(nxt)
                 try:
-                    self._run_batch(conn, batch)
+                    with self._lock:
+                        self._run_batch(conn, batch)
                 except Exception as exc:  # noqa: BLE001 -- the writer thread must outlive a failed batch
                     log.exception("write batch failed")
                     _rollback(conn)
                     for _, fut, _ in batch:
                         if not fut.done():
                             fut.set_exception(self._durable(exc))
+                if self._after_batch is not None:
+                    self._after_batch()
                 if stop:
                     return
         finally:
@@ -310,6 +332,50 @@ class Database:
                 conn.execute("RELEASE w")
                 outcomes.append((fut, True, result))
         self._commit(conn, outcomes)
+
+
+class Database(Writer):
+    """Owns the database file: the writer thread and a read connection per thread."""
+
+    def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        setup = connect(path)
+        apply_migrations(setup)
+        _privacy_upkeep(setup)
+        setup.close()
+        super().__init__(path, max_batch=max_batch)
+        self._local = threading.local()
+        self.start()
+
+    # -- reads -----------------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (readers never block the writer in WAL mode)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    def truncate_wal(self) -> None:
+        """Checkpoint and truncate the WAL on a connection of its own (after personal data was erased,
+        so no WAL frame keeps the old page)."""
+        conn = connect(self.path)
+        try:
+            checkpoint(conn)
+        finally:
+            conn.close()
+
+    async def run_checkpoint(self) -> None:
+        await asyncio.to_thread(self.truncate_wal)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        super().close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
 
 
 def _durable_error(exc: BaseException) -> BaseException:

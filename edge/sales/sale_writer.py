@@ -1,0 +1,203 @@
+"""The hub's side of the sale-writer process (edge/sales/writer_proc.py; docs/performance.md, "Fourth
+round: the second core").
+
+The hub's event loop does HTTP, auth, decoding and the quote; `commit_sale` and its COMMIT run in a
+second process, so the two halves of a sale use two cores instead of sharing one GIL. Every other
+write (returns, exchanges, top-ups, the tablet, the sync agent) stays on the hub's own writer thread;
+the two writers of the one SQLite file take turns on `<db>.write-lock` (edge/storage/db.py).
+
+The process is started at the first sale (a hub that sells nothing never starts it) and answers
+once it is ready; until then, and whenever it is down, sales are committed by the hub's writer
+thread as before. If it dies, the sales it had not answered get `503 writer_restarting` (a till
+retries with the same sale_id: it gets the stored response if the COMMIT happened, else the sale
+is committed then) and the hub starts it again. It dies with the hub (PR_SET_PDEATHSIG, and its
+stdin closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import edge
+from edge.errors import ApiError, StorageFull
+from edge.pricing.engine import Quote
+from edge.sales import writer_proc as wire
+from edge.sales.checkout import Replay
+from edge.sales.models import SaleRequest
+from edge.stock.ledger import Actor
+from edge.storage.db import Writer
+
+log = logging.getLogger(__name__)
+
+READ_LIMIT = 4 * 1024 * 1024
+CLOSE_TIMEOUT_S = 10.0
+RESTART_MIN_S = 0.1
+RESTART_MAX_S = 5.0
+_SD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the watchdog and sd_notify stay the hub's
+
+
+def restarting() -> ApiError:
+    return ApiError(503, "writer_restarting",
+                    "the hub's sale writer restarted before answering; retry the sale with the same sale_id")
+
+
+class SaleWriter:
+    """Starts, feeds and supervises the sale-writer process. Lives on the hub's event loop."""
+
+    def __init__(self, db: Writer) -> None:
+        self.db = db
+        self.pid: int | None = None  # of the running process, once it said it is ready
+        self.restarts = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._pending: dict[int, asyncio.Future[wire.SaleReply]] = {}
+        self._next_id = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def want(self) -> None:
+        """Start the process (in the background) unless it is started or the hub is closing."""
+        if self._task is None and not self._closing:
+            self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def commit(self, req: SaleRequest, digest: str, quote: Quote, actor: Actor, at: str, today: str,
+                     store_code: str) -> Replay | bytes | None:
+        """`commit_sale` in the process: its result, or None when the process is not there to take it
+        (nothing was sent: the caller commits on the hub's writer). Raises ApiError as `commit_sale`
+        does, StorageFull (507) when the disk refused, 503 `writer_restarting` when the process died
+        before answering."""
+        proc = self._proc
+        if not self._ready or proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return None
+        self._next_id += 1
+        job_id = self._next_id
+        fut: asyncio.Future[wire.SaleReply] = asyncio.get_running_loop().create_future()
+        self._pending[job_id] = fut
+        proc.stdin.write(wire.frame(wire.job_encoder.encode(
+            wire.SaleJob(job_id, req, digest, quote, actor, at, today, store_code))))
+        try:
+            reply = await fut
+        finally:
+            self._pending.pop(job_id, None)
+        return self._outcome(reply)
+
+    def _outcome(self, reply: wire.SaleReply) -> Replay | bytes:
+        if reply.kind == wire.COMMITTED:
+            return reply.body
+        if reply.kind == wire.REPLAY:
+            return Replay(reply.body)
+        if reply.kind == wire.REFUSED:
+            raise ApiError(reply.status, reply.code, reply.message, **reply.extra)
+        if reply.kind == wire.STORAGE_FULL:
+            self.db.storage_failed_at = time.time()  # /healthz and doctor, as the hub's writer does
+            raise StorageFull(reply.message)
+        raise RuntimeError(f"the sale writer process failed: {reply.message}")
+
+    async def close(self) -> None:
+        """Let the process answer what it was sent, then end it (killed after CLOSE_TIMEOUT_S)."""
+        self._closing = True
+        task, proc = self._task, self._proc
+        if task is None:
+            return
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
+            proc = self._proc
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the process -----------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        delay = RESTART_MIN_S
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "edge.sales.writer_proc", str(self.db.path), str(os.getpid()),
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=_child_env(),
+                    limit=READ_LIMIT)
+            except OSError:
+                log.exception("could not start the sale writer process; sales use the hub's writer")
+            else:
+                self._proc = proc
+                if self._closing and proc.stdin is not None:  # the hub began closing while it started
+                    proc.stdin.close()
+                try:
+                    await self._read(proc)
+                finally:
+                    self._ready, self.pid, self._proc = False, None, None
+                    for fut in self._pending.values():  # sent, not answered: committed or not, the retry tells
+                        if not fut.done():
+                            fut.set_exception(restarting())
+                    if proc.returncode is None and not self._closing:
+                        proc.kill()
+                    if proc.returncode is None:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await proc.wait()
+                if self._closing:
+                    return
+                self.restarts += 1
+                log.warning("the sale writer process (pid %d) exited with %s; starting it again",
+                            proc.pid, proc.returncode)
+            delay = delay * 2 if time.monotonic() - started < RESTART_MAX_S else RESTART_MIN_S
+            delay = min(delay, RESTART_MAX_S)
+            await asyncio.sleep(delay)
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        """Hand each reply to its sale until the process's stdout ends."""
+        out = proc.stdout
+        assert out is not None
+        while True:
+            try:
+                header = await out.readexactly(4)
+                payload = await out.readexactly(int.from_bytes(header, "big"))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            reply = wire.reply_decoder.decode(payload)
+            if reply.kind == wire.READY:
+                self._ready, self.pid = True, proc.pid
+                continue
+            fut = self._pending.get(reply.job_id)
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SD_ENV}
+    # The process imports this hub's own `edge` package (a checkout run with -m, as the tests do, too).
+    root = str(Path(edge.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def sale_writer_lifespan(app: Any) -> AsyncIterator[None]:
+    """The hub's sale writer for as long as the app runs (config `sale_writer`; default "process")."""
+    hub = app.state.hub
+    if hub.config.sale_writer != "process":
+        yield
+        return
+    writer = SaleWriter(hub.db)
+    hub.sale_writer = writer
+    try:
+        yield
+    finally:
+        hub.sale_writer = None
+        await writer.close()

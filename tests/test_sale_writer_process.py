@@ -6,6 +6,7 @@ valid and the receipt numbers gapless; when the hub dies, the writer goes with i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -241,3 +242,30 @@ def test_the_writer_dies_with_the_hub(hub: HubProcess) -> None:
     if Path(f"/proc/{writer}").exists():  # a zombie of ours would be reaped by init, not by us: look at its state
         state = Path(f"/proc/{writer}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state == "Z", state
+
+
+def test_a_hung_writer_process_is_killed_and_started_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that stops answering without dying (here SIGSTOP; on a box, an fsync that never returns): the
+    hub's liveness probe (edge/appliance/liveness.py) kills it once a sale has waited the stall limit; that
+    sale is answered 503 writer_restarting, its retry commits once on the new process."""
+    data = tmp_path / "data"
+    seed_demo(data)
+    monkeypatch.setenv("BACKROOM_WRITER_STALL_S", "2")
+    with HubProcess(data) as hub:
+        writer = _wait_writer(hub)
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            with hub.client() as till:
+                body = _sale(till)
+                hung = till.post("/api/v1/sales", json=body, timeout=60)
+                assert hung.status_code == 503 and hung.json()["code"] == "writer_restarting", hung.text
+                assert _wait_writer(hub, other_than=writer) != writer
+                again = till.post("/api/v1/sales", json=body, timeout=30)
+                assert again.status_code == 201, again.text
+                assert till.post("/api/v1/sales", json=body, timeout=30).content == again.content
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGCONT)
+        assert "has not answered a sale" in hub.log()
+        assert list(_stored(hub, [body["sale_id"]])) == [body["sale_id"]]
+        assert httpx.get(hub.url + "/healthz", timeout=10).status_code == 200

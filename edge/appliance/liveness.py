@@ -9,6 +9,10 @@ for longer than `STALL_S`, the writer counts as stalled: the heartbeat stops (sy
 after `WatchdogSec`) and `/healthz` says so. A probe that fails (a full disk, a lock another process
 holds) has been taken by the writer: that is not a stall, and the other checks report it.
 
+The sale-writer process (edge/sales/sale_writer.py) is watched the same way: a sale it has left unanswered
+for `STALL_S` gets the process killed; the hub answers that sale `503 writer_restarting` and starts the
+process again, without a restart of the hub.
+
 `STALL_S` is long on purpose: the longest legitimate writes (a catalog import, a stock-take's commit, a
 large feed page) take seconds, and a hub restarted in the middle of one would meet the same write again.
 """
@@ -18,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -29,6 +34,7 @@ from edge.background import background
 if TYPE_CHECKING:
     from litestar import Litestar
 
+    from edge.sales.sale_writer import SaleWriter
     from edge.storage.db import Database
 
 log = logging.getLogger("backroom.liveness")
@@ -37,14 +43,24 @@ PROBE_EVERY_S = 5.0
 STALL_S = 120.0
 
 
+def _stall_s() -> float:
+    """STALL_S, or BACKROOM_WRITER_STALL_S (tests shorten it)."""
+    try:
+        return max(1.0, float(os.environ.get("BACKROOM_WRITER_STALL_S", STALL_S)))
+    except ValueError:
+        return STALL_S
+
+
 def _nothing(conn: sqlite3.Connection) -> None:
     """The probe's write: the writer opened its transaction, which is all the probe asks."""
 
 
 class WriterProbe:
-    def __init__(self, db: Database, *, stall_s: float = STALL_S) -> None:
+    def __init__(self, db: Database, *, stall_s: float = STALL_S,
+                 sale_writer: Callable[[], SaleWriter | None] = lambda: None) -> None:
         self.db = db
         self.stall_s = stall_s
+        self.sale_writer = sale_writer
         self._pending: concurrent.futures.Future[None] | None = None
         self._since = 0.0
         self._reported = False
@@ -81,12 +97,16 @@ class WriterProbe:
     async def run(self) -> None:
         while True:
             self.poke()
+            sales = self.sale_writer()
+            if sales is not None:  # the sale-writer process: a hung one is killed and started again
+                sales.kill_if_stalled(self.stall_s)
             await asyncio.sleep(PROBE_EVERY_S)
 
 
 @asynccontextmanager
 async def probe_lifespan(app: Litestar) -> AsyncIterator[None]:
-    probe = WriterProbe(app.state.hub.db)
+    hub = app.state.hub
+    probe = WriterProbe(hub.db, stall_s=_stall_s(), sale_writer=lambda: getattr(hub, "sale_writer", None))
     app.state.writer_probe = probe
     async with background(probe.run()):
         yield

@@ -59,6 +59,7 @@ class SaleWriter:
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False
         self._pending: dict[int, asyncio.Future[wire.SaleReply]] = {}
+        self._sent: dict[int, float] = {}  # job -> time.monotonic() it was sent, until answered
         self._next_id = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -85,13 +86,32 @@ class SaleWriter:
         job_id = self._next_id
         fut: asyncio.Future[wire.SaleReply] = asyncio.get_running_loop().create_future()
         self._pending[job_id] = fut
+        self._sent[job_id] = time.monotonic()
         proc.stdin.write(wire.frame(wire.job_encoder.encode(
             wire.SaleJob(job_id, req, digest, quote, actor, at, today, store_code))))
         try:
             reply = await fut
         finally:
             self._pending.pop(job_id, None)
+            self._sent.pop(job_id, None)
         return self._outcome(reply)
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest unanswered sale has waited for the process (0 when none waits)."""
+        return time.monotonic() - min(self._sent.values()) if self._sent else 0.0
+
+    def kill_if_stalled(self, limit_s: float) -> bool:
+        """Kill a process that has left a sale unanswered for `limit_s` (hung, not dead: an fsync that never
+        returns, a stopped process). Its sales get 503 `writer_restarting`, and the supervisor starts it
+        again (edge/appliance/liveness.py calls this)."""
+        proc = self._proc
+        waited = self.stalled_for()
+        if waited < limit_s or proc is None or proc.returncode is not None:
+            return False
+        log.error("the sale writer process (pid %d) has not answered a sale for %.0f s; killing it",
+                  proc.pid, waited)
+        proc.kill()
+        return True
 
     def _outcome(self, reply: wire.SaleReply) -> Replay | bytes:
         if reply.kind == wire.COMMITTED:

@@ -108,6 +108,7 @@ class FeedWaits:
         self.signal = signal
         self.tail = FeedTail()
         self._by_store: dict[str, set[asyncio.Future[None]]] = {}
+        self._asked: asyncio.Future[bool] | None = None  # polls waiting for a take-in that begins after they asked
         self.checks = 0
 
     def add(self, store_id: str) -> asyncio.Future[None]:
@@ -122,6 +123,20 @@ class FeedWaits:
             held.discard(fut)
             if not held:
                 del self._by_store[store_id]
+
+    async def caught_up(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) for a take-in that *begins* after this call: the tail then holds every entry
+        committed before it, as a database read now would see them. Every poll asking meanwhile shares the
+        one take-in (one query for all of them, instead of a database read each). False if it failed or
+        did not end in time: the caller reads the database."""
+        fut = self._asked
+        if fut is None:
+            fut = self._asked = asyncio.get_running_loop().create_future()
+            self.signal.notify_local()  # wakes `run` (this worker only: nothing was appended)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, timeout))
+        except TimeoutError:
+            return False
 
     def held(self) -> int:
         return sum(len(futs) for futs in self._by_store.values())
@@ -156,13 +171,18 @@ class FeedWaits:
             # sets it, and the wait above returns at once (taken after the read, that wake-up was lost
             # until the next re-check).
             event = self.signal.current()
+            asked, self._asked = self._asked, None  # polls that asked before this take-in begins
             try:
                 stores = await self._take_in()
             except Exception:  # noqa: BLE001 -- the database away for a moment: the waiters time out and poll again
                 log.warning("feed wake-up check failed", exc_info=True)
+                if asked is not None and not asked.done():
+                    asked.set_result(False)
                 await asyncio.sleep(FEED_RECHECK_S)
                 continue
             self.checks += 1
+            if asked is not None and not asked.done():
+                asked.set_result(True)
             if stores:
                 self._wake(stores)
 
@@ -279,10 +299,14 @@ class Hq:
     def flush_contacts(self) -> int:
         pending, self._contacts = self._contacts, {}
         cursors, self._cursors_due = self._cursors_due, {}
-        if pending:
-            record_contacts(self.db, sorted(pending.items()))
+        if pending:  # stores a batch held the row of (PostgreSQL) are kept for the next flush
+            for store_id in record_contacts(self.db, sorted(pending.items())):
+                if store_id in self._keys:
+                    self._contacts.setdefault(store_id, pending[store_id])
         if cursors:
-            record_feed_cursors(self.db, sorted(cursors.items()))
+            for store_id in record_feed_cursors(self.db, sorted(cursors.items())):
+                if store_id in self._keys and store_id not in self._cursors_due:
+                    self._cursors_due[store_id] = cursors[store_id]
         return len(pending)
 
     def forget_key(self, store_id: str) -> None:

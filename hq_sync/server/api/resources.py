@@ -16,7 +16,7 @@ import anyio
 from hq_sync.server.api.feed_tail import FeedTail
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
-from hq_sync.server.service.errors import now_text
+from hq_sync.server.service.errors import clock_text, now_text
 from hq_sync.server.service.escrow import EscrowPolicy
 from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 from hq_sync.server.service.feed import feed_heads, hq_key, read_feed_since
@@ -205,7 +205,7 @@ class Hq:
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
         self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
-        self._contacts: dict[str, str] = {}
+        self._contacts: dict[str, float] = {}  # store -> when it last called (time.time(); text at the flush)
         self._cursors: dict[str, int] = {}  # the highest feed cursor each store polled with, recorded or not
         self._cursors_due: dict[str, int] = {}  # ... and those not yet written
         self.tasks: set[asyncio.Task[Any]] = set()  # background jobs (price imports) held until they end
@@ -294,13 +294,13 @@ class Hq:
         """The store called (a feed poll): remembered here, written with the others by `flush_contacts`
         every CONTACT_EVERY_S, so a thousand long-polling stores cost one small transaction, not a
         thousand."""
-        self._contacts[store_id] = now_text()
+        self._contacts[store_id] = time.time()  # the clock text (a time zone lookup) only at the flush
 
     def flush_contacts(self) -> int:
         pending, self._contacts = self._contacts, {}
         cursors, self._cursors_due = self._cursors_due, {}
         if pending:  # stores a batch held the row of (PostgreSQL) are kept for the next flush
-            for store_id in record_contacts(self.db, sorted(pending.items())):
+            for store_id in record_contacts(self.db, sorted((s, clock_text(t)) for s, t in pending.items())):
                 if store_id in self._keys:
                     self._contacts.setdefault(store_id, pending[store_id])
         if cursors:

@@ -443,8 +443,10 @@ async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[st
     stop = loop.run_in_executor(None, pipe.recv)  # "stop"
     cpu0 = _self_cpu_s()
     tasks: set[asyncio.Task[None]] = set()
-    period = 1.0 / rate
+    period = 1.0 / rate if rate > 0 else 0.0
     next_at = time.perf_counter()
+    if rate <= 0:  # --auth-rate 0: the busy hour without authorisations (what they cost, by difference)
+        await stop
     while not stop.done():
         task = asyncio.create_task(one())
         tasks.add(task)

@@ -72,3 +72,43 @@ def test_a_restart_forgets_heads_learned_before_it() -> None:
     tail.start(20, 7)
     tail.learned("s1", 9, generation)  # a read begun before the restart
     assert tail.page("s1", 20, 100) is None
+
+
+def test_a_quiet_store_whose_cursor_the_floor_passed_is_answered_here() -> None:
+    tail = _started(size=3)
+    tail.learned("quiet", 9, tail.generation)  # its newest entry: 9, and its cursor is there
+    tail.take([_e(n, "busy") for n in range(11, 20)], ["escrow_grant"] * 9)  # the floor passes it: 16
+    page = tail.page("quiet", 9, 100)
+    assert page is not None and (page.entries, page.head) == ([], 9)
+    assert tail.page("quiet", 8, 100) is None  # it has not seen 9: that may be gone from here
+    tail.take([_e(20, "quiet"), _e(21, "busy"), _e(22, "busy"), _e(23, "busy")], ["escrow_grant"] * 4)
+    assert tail.floor == 20 and tail.page("quiet", 9, 100) is None  # its entry 20 is gone from here again
+
+
+def test_pages_are_the_walk_through_every_entry_with_many_stores_and_a_moving_floor() -> None:
+    import random
+
+    rng = random.Random(14)
+    tail = _started(size=50, end=0, star=0)
+    stores = [f"s{n}" for n in range(12)]
+    for store in stores:
+        tail.learned(store, 0, tail.generation)
+    every: list[FeedEntry] = []
+    seq = 0
+    for _ in range(40):
+        burst = []
+        for _ in range(rng.randrange(1, 30)):
+            seq += 1
+            burst.append(_e(seq, "*" if rng.random() < 0.05 else rng.choice(stores)))
+        tail.take(burst, ["escrow_grant"] * len(burst))
+        every += burst
+        for store in stores:
+            after = rng.randrange(0, seq + 1)
+            limit = rng.choice([1, 3, 1000])
+            page = tail.page(store, after, limit)
+            want = [e for e in every if e.seq > after and e.store in ("*", store)]
+            head = max([0] + [e.seq for e in every if e.store in ("*", store)])
+            if after < tail.floor:
+                assert page is None if want else page is not None and (page.entries, page.head) == ([], head)
+            else:
+                assert page is not None and (page.entries, page.head) == (want[:limit], head)

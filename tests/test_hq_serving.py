@@ -126,6 +126,22 @@ def test_a_cursor_older_than_the_tail_gets_every_entry_in_order(hq: tuple[HqServ
             pytest.fail("a cursor inside the tail was not answered from it")
 
 
+def test_a_first_look_sees_what_committed_before_it_without_a_wake_up(hq: tuple[HqServer, PostgresDb, bytes]) -> None:
+    """A poll's first look at the tail waits for one take-in that begins after it arrived: an entry committed
+    just before the poll, with no wake-up sent (and no re-check for 120 s), is in its answer at once."""
+    server, db, key = hq
+    s = Store(server)
+    for n in range(8):  # until the worker that takes the poll knows the store's head (a database read taught it)
+        with db.write() as tx:  # numbered and committed, but no NOTIFY: no worker's tail has it yet
+            [seq] = append_feed_many(tx, key, [(s.store_id, reclaim_named(f"quiet-{n}"))], AT)
+        entries, source = s.poll(40)
+        assert [(e.seq, entry_name(e)) for e in entries] == [(seq, f"quiet-{n}")]
+        if source == "memory":
+            break
+    else:
+        pytest.fail("a first look was never answered from the tail")
+
+
 def _sales(store: Store, n: int) -> list[Any]:
     out = []
     for i in range(n):

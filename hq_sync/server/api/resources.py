@@ -16,7 +16,7 @@ import anyio
 from hq_sync.server.api.feed_tail import FeedTail
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
-from hq_sync.server.service.errors import now_text
+from hq_sync.server.service.errors import clock_text, now_text
 from hq_sync.server.service.escrow import EscrowPolicy
 from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 from hq_sync.server.service.feed import feed_heads, hq_key, read_feed_since
@@ -108,6 +108,7 @@ class FeedWaits:
         self.signal = signal
         self.tail = FeedTail()
         self._by_store: dict[str, set[asyncio.Future[None]]] = {}
+        self._asked: asyncio.Future[bool] | None = None  # polls waiting for a take-in that begins after they asked
         self.checks = 0
 
     def add(self, store_id: str) -> asyncio.Future[None]:
@@ -122,6 +123,20 @@ class FeedWaits:
             held.discard(fut)
             if not held:
                 del self._by_store[store_id]
+
+    async def caught_up(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) for a take-in that *begins* after this call: the tail then holds every entry
+        committed before it, as a database read now would see them. Every poll asking meanwhile shares the
+        one take-in (one query for all of them, instead of a database read each). False if it failed or
+        did not end in time: the caller reads the database."""
+        fut = self._asked
+        if fut is None:
+            fut = self._asked = asyncio.get_running_loop().create_future()
+            self.signal.notify_local()  # wakes `run` (this worker only: nothing was appended)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, timeout))
+        except TimeoutError:
+            return False
 
     def held(self) -> int:
         return sum(len(futs) for futs in self._by_store.values())
@@ -156,13 +171,18 @@ class FeedWaits:
             # sets it, and the wait above returns at once (taken after the read, that wake-up was lost
             # until the next re-check).
             event = self.signal.current()
+            asked, self._asked = self._asked, None  # polls that asked before this take-in begins
             try:
                 stores = await self._take_in()
             except Exception:  # noqa: BLE001 -- the database away for a moment: the waiters time out and poll again
                 log.warning("feed wake-up check failed", exc_info=True)
+                if asked is not None and not asked.done():
+                    asked.set_result(False)
                 await asyncio.sleep(FEED_RECHECK_S)
                 continue
             self.checks += 1
+            if asked is not None and not asked.done():
+                asked.set_result(True)
             if stores:
                 self._wake(stores)
 
@@ -185,7 +205,7 @@ class Hq:
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
         self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
-        self._contacts: dict[str, str] = {}
+        self._contacts: dict[str, float] = {}  # store -> when it last called (time.time(); text at the flush)
         self._cursors: dict[str, int] = {}  # the highest feed cursor each store polled with, recorded or not
         self._cursors_due: dict[str, int] = {}  # ... and those not yet written
         self.tasks: set[asyncio.Task[Any]] = set()  # background jobs (price imports) held until they end
@@ -274,15 +294,19 @@ class Hq:
         """The store called (a feed poll): remembered here, written with the others by `flush_contacts`
         every CONTACT_EVERY_S, so a thousand long-polling stores cost one small transaction, not a
         thousand."""
-        self._contacts[store_id] = now_text()
+        self._contacts[store_id] = time.time()  # the clock text (a time zone lookup) only at the flush
 
     def flush_contacts(self) -> int:
         pending, self._contacts = self._contacts, {}
         cursors, self._cursors_due = self._cursors_due, {}
-        if pending:
-            record_contacts(self.db, sorted(pending.items()))
+        if pending:  # stores a batch held the row of (PostgreSQL) are kept for the next flush
+            for store_id in record_contacts(self.db, sorted((s, clock_text(t)) for s, t in pending.items())):
+                if store_id in self._keys:
+                    self._contacts.setdefault(store_id, pending[store_id])
         if cursors:
-            record_feed_cursors(self.db, sorted(cursors.items()))
+            for store_id in record_feed_cursors(self.db, sorted(cursors.items())):
+                if store_id in self._keys and store_id not in self._cursors_due:
+                    self._cursors_due[store_id] = cursors[store_id]
         return len(pending)
 
     def forget_key(self, store_id: str) -> None:

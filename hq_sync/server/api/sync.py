@@ -97,12 +97,18 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     woke = False
     while True:
         # Held as a future of this worker's FeedWaits, not a thread: woken when this store's feed (or
-        # everyone's) moves, whichever worker appended (resources.py, bus.py). The first read goes to the
-        # database (it sees every entry committed before the poll, whoever appended it); once woken, the poll
-        # takes its page from the worker's feed tail, which the wake-up filled (feed_tail.py).
+        # everyone's) moves, whichever worker appended (resources.py, bus.py), and answered from the worker's
+        # feed tail, which the wake-up filled (feed_tail.py). The first look must see every entry committed
+        # before the poll, whoever appended it: when the tail has nothing for the store yet, the poll waits
+        # for one take-in that begins after it arrived (shared by every poll arriving meanwhile: one query
+        # for all of them, where each read the database). A poll that does not wait, a store the tail has
+        # no head for, or a cursor older than the tail reads the database.
         woken = hq.waits.add(store_id) if wait > 0 else None
         try:
-            page = tail.page(store_id, after, limit) if woke else None
+            page = tail.page(store_id, after, limit) if woken is not None else None
+            if page is not None and not page.entries and not woke:
+                caught_up = await hq.waits.caught_up(deadline - time.monotonic())
+                page = tail.page(store_id, after, limit) if caught_up else None
             source = "memory"
             if page is None:
                 generation = tail.generation

@@ -16,3 +16,8 @@ class HqError(Exception):
 
 def now_text() -> str:
     return datetime.datetime.now(datetime.UTC).astimezone().isoformat(timespec="milliseconds")
+
+
+def clock_text(at: float) -> str:
+    """`now_text` of an earlier `time.time()`."""
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).astimezone().isoformat(timespec="milliseconds")

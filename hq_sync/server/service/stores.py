@@ -194,19 +194,43 @@ def store_key(db: HqDb, store_id: str) -> bytes | None:
     return bytes(row[0]) if row and row[0] is not None else None
 
 
-def record_feed_cursors(db: HqDb, cursors: list[tuple[str, int]]) -> None:
+# PostgreSQL: every store's update in one statement, and only the rows no one holds (SKIP LOCKED): a batch holds
+# its store's row from its first statement to its commit, and a flush that waited for it held a thousand other
+# stores' rows meanwhile, so their batches queued behind the flush. What it leaves out is the caller's to retry.
+_PG_STORES_UPDATE = """
+WITH v AS (SELECT r->>0 AS store_id, r->>1 AS value FROM jsonb_array_elements(?::jsonb) r),
+     l AS (SELECT s.store_id FROM hq_stores s JOIN v ON v.store_id = s.store_id FOR UPDATE OF s SKIP LOCKED),
+     u AS (UPDATE hq_stores s SET {set} FROM v JOIN l ON l.store_id = v.store_id WHERE s.store_id = v.store_id{cond})
+SELECT store_id FROM l"""
+
+
+def _update_stores(tx: Tx, pairs: list[tuple[str, Any]], assign: str, cond: str, sqlite_sql: str,
+                   sqlite_rows: list[tuple[Any, ...]]) -> list[str]:
+    if tx.dialect != "postgresql":
+        tx.many(sqlite_sql, sqlite_rows)
+        return []
+    done = {str(r[0]) for r in tx.all(_PG_STORES_UPDATE.format(set=assign, cond=cond),
+                                      (msgspec.json.encode(pairs).decode(),))}
+    return [store_id for store_id, _ in pairs if store_id not in done]
+
+
+def record_feed_cursors(db: HqDb, cursors: list[tuple[str, int]]) -> list[str]:
     """Each store's feed cursor ((store_id, the `after` of its poll): every entry up to it is applied there);
-    never moves back (a late poll of an older cursor changes nothing)."""
+    never moves back (a late poll of an older cursor changes nothing). Returns the stores left out because a
+    batch held their row (PostgreSQL): the caller keeps them for its next flush."""
     with db.write() as tx:
-        tx.many("UPDATE hq_stores SET feed_cursor = ? WHERE store_id = ? AND feed_cursor < ?",
-                [(cursor, store_id, cursor) for store_id, cursor in cursors])
+        return _update_stores(tx, cursors, "feed_cursor = (v.value)::bigint", " AND s.feed_cursor < (v.value)::bigint",
+                              "UPDATE hq_stores SET feed_cursor = ? WHERE store_id = ? AND feed_cursor < ?",
+                              [(cursor, store_id, cursor) for store_id, cursor in cursors])
 
 
-def record_contacts(db: HqDb, contacts: list[tuple[str, str]]) -> None:
-    """When stores last called HQ ((store_id, at), a feed poll): what the dashboard's "last heard" shows."""
+def record_contacts(db: HqDb, contacts: list[tuple[str, str]]) -> list[str]:
+    """When stores last called HQ ((store_id, at), a feed poll): what the dashboard's "last heard" shows.
+    Returns the stores left out because a batch held their row (PostgreSQL), as `record_feed_cursors`."""
     with db.write() as tx:
-        tx.many("UPDATE hq_stores SET last_contact = ? WHERE store_id = ?",
-                [(at, store_id) for store_id, at in contacts])
+        return _update_stores(tx, contacts, "last_contact = v.value", "",
+                              "UPDATE hq_stores SET last_contact = ? WHERE store_id = ?",
+                              [(at, store_id) for store_id, at in contacts])
 
 
 def store_acked(db: HqDb, store_id: str) -> int:

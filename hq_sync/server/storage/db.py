@@ -141,6 +141,14 @@ class HqDb:
         raise NotImplementedError
         yield
 
+    @contextmanager
+    def statement(self) -> Iterator[Tx]:
+        """For reads that are one statement each (each is its own snapshot): PostgreSQL runs them without
+        BEGIN and COMMIT, one round trip instead of three; elsewhere a `read()`. A hot read that needs two
+        statements to agree must use `read()`."""
+        with self.read() as tx:
+            yield tx
+
     def close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -279,6 +287,11 @@ class PostgresDb(HqDb):
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            yield Tx(cur, self.dialect, self.key_path)
+
+    @contextmanager
+    def statement(self) -> Iterator[Tx]:
+        with self._conn() as conn, conn.cursor() as cur:  # autocommit: each statement its own transaction
             yield Tx(cur, self.dialect, self.key_path)
 
     def compact(self, tables: Sequence[str]) -> None:

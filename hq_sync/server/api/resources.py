@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from hq_sync.server.api.feed_tail import FeedTail
+from hq_sync.server.api.scheduling import BatchLane, Timing
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import clock_text, now_text
@@ -30,7 +31,8 @@ CONTACT_EVERY_S = 10.0
 FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 # Threads a worker gives store batches at once (BACKROOM_HQ_BATCH_THREADS): the rest wait as coroutines,
 # so a thousand stores uploading together leave threads and pooled connections to authorisations and
-# feed reads instead of queueing them behind every batch (docs/hq-serving.md).
+# feed reads instead of queueing them behind every batch (docs/hq-serving.md). They are the batch lane's own
+# threads, niced, with connections of their own (scheduling.py).
 BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
@@ -198,8 +200,15 @@ class Hq:
         self.demo = is_demo(self.db)
         self.private_key, self.public_key = hq_key(self.db)
         # Authorisations' own connections (PostgreSQL): never queued behind batches and feed reads for one
-        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS) if isinstance(self.db, PostgresDb)
-                              else self.db)
+        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS, name="backroom-hq-authorize")
+                              if isinstance(self.db, PostgresDb) else self.db)
+        # ... and batches theirs, on niced threads with niced backends (scheduling.py): batch work takes the CPU
+        # that authorisations, feed polls and the event loop leave
+        self.lane = BatchLane(BATCH_THREADS)
+        self.batch_db: HqDb = (PostgresDb(self.db.url, BATCH_THREADS, name="backroom-hq-batch",
+                                          on_connect=self.lane.backend_started)
+                               if isinstance(self.db, PostgresDb) else self.db)
+        self.timing = Timing()
         self.signal = FeedSignal()
         self.policy = policy or EscrowPolicy.from_env()
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
@@ -213,14 +222,7 @@ class Hq:
         self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
         self.sequencer: Any = None  # sequencer.FeedSequencer on PostgreSQL (`start_bus`)
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
-        self._batch_limiter: anyio.CapacityLimiter | None = None
         self._authorize_limiter: anyio.CapacityLimiter | None = None
-
-    def batch_limiter(self) -> anyio.CapacityLimiter:
-        """The threads store batches may use at once (made on first use, inside the event loop)."""
-        if self._batch_limiter is None:
-            self._batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)
-        return self._batch_limiter
 
     def authorize_limiter(self) -> anyio.CapacityLimiter:
         if self._authorize_limiter is None:
@@ -321,7 +323,9 @@ class Hq:
         if self.bus is not None:
             self.bus.close()
             self.bus = None
-        if self.auth_db is not self.db:
-            self.auth_db.close()
+        self.lane.close()
+        for pool in (self.auth_db, self.batch_db):
+            if pool is not self.db:
+                pool.close()
         self.db.close()
 

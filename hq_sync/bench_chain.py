@@ -526,10 +526,13 @@ def _phases(where: Path, wall: tuple[float, float]) -> dict[str, Any]:
     auth: list[list[float]] = []
     lag: list[float] = []
     collections: dict[int, list[float]] = {}
+    stalls: dict[str, int] = {}
     for path in sorted(where.glob("timing-*.json")):
         data = json.loads(path.read_text())
         auth += [row for row in data["auth"] if wall[0] <= row[0] <= wall[1]]
         lag += [ms for at, ms in data["lag"] if wall[0] <= at <= wall[1]]
+        for where_, n in data.get("stalls", {}).items():
+            stalls[where_] = stalls.get(where_, 0) + int(n)
         for at, generation, ms in data.get("gc", []):
             if wall[0] <= at <= wall[1]:
                 collections.setdefault(int(generation), []).append(ms)
@@ -543,7 +546,8 @@ def _phases(where: Path, wall: tuple[float, float]) -> dict[str, Any]:
     by_phase = {name: summary([row[i + 1] for row in auth]) for i, name in enumerate(PHASES)}
     gcs = {f"gen{g}": {"n": len(ms), "total_ms": round(sum(ms), 1), "max_ms": round(max(ms), 1)}
            for g, ms in sorted(collections.items())}
-    return {"authorizations": len(auth), **by_phase, "loop_late": summary(lag), "gc": gcs}
+    top = dict(sorted(stalls.items(), key=lambda kv: -kv[1])[:8])  # the whole run's, setup included
+    return {"authorizations": len(auth), **by_phase, "loop_late": summary(lag), "gc": gcs, "loop_stalled_in": top}
 
 
 def _pg_pid(pg: _Pg | None) -> int | None:

@@ -104,6 +104,7 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         hq = Hq(db_url, demo)
         hq.signal.bind()
         await asyncio.to_thread(hq.start_bus)  # PostgreSQL: the other workers (bus.py)
+        await asyncio.to_thread(hq.warm)  # the stores' keys and the authorisations' connections
         app.state.hq = hq
         timer = asyncio.create_task(escrow_timer(hq), name="hq-escrow-policy")
         flusher = asyncio.create_task(_flush_contacts(hq), name="hq-store-contacts")

@@ -248,6 +248,15 @@ class Hq:
         self.sequencer = FeedSequencer(self.db, self.private_key, self.signal.wake)
         self.signal.sequence = self.sequencer.kick
 
+    def warm(self) -> None:
+        """Before serving (after `start_bus`, so that a re-pairing from here on is heard): every paired store's
+        key in the cache, and the authorisations' connections open. A store's first request in this worker
+        otherwise read its key on the event loop, waiting for a pooled connection while the loop held every
+        other request, and an authorisation opened a connection of its own (tens of milliseconds)."""
+        self._keys.update(stores.store_keys(self.db))
+        if isinstance(self.auth_db, PostgresDb):
+            self.auth_db.fill()
+
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
         process; with several, the holder of the leader lock."""

@@ -40,7 +40,9 @@ BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 10)
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
-GC_THRESHOLD = "10000,10,10"  # the event loop's lateness is sampled this often (with timing on)
+GC_THRESHOLD = "10000,10,10"
+STALL_S = 0.1  # with timing on, a watchdog notes where the event loop is while it is this late
+  # the event loop's lateness is sampled this often (with timing on)
 
 
 def collector_settings() -> None:
@@ -125,6 +127,10 @@ class Timing:
         self.lag: deque[tuple[float, float]] = deque(maxlen=200_000)  # (wall time, ms late)
         self.gc: deque[tuple[float, int, float]] = deque(maxlen=50_000)  # (wall time, generation, ms) of collections
         self._gc_start = 0.0
+        # where the event loop's thread was while it ran over STALL_S late (a watchdog thread's samples)
+        self.stalls: dict[str, int] = {}
+        self._beat = 0.0
+        self._loop_thread = 0
 
     @property
     def on(self) -> bool:
@@ -145,18 +151,37 @@ class Timing:
         self.where.mkdir(parents=True, exist_ok=True)
         gc.callbacks.append(self._collected)
         next_dump = time.monotonic() + TIMING_EVERY_S
+        self._loop_thread = threading.get_ident()
+        self._beat = time.perf_counter()
+        threading.Thread(target=self._watch, name="hq-timing-watchdog", daemon=True).start()
         try:
             while True:
-                before = time.perf_counter()
+                before = self._beat = time.perf_counter()
                 await asyncio.sleep(LAG_TICK_S)
                 self.lag.append((time.time(), round((time.perf_counter() - before - LAG_TICK_S) * 1000, 3)))
                 if time.monotonic() >= next_dump:
                     next_dump = time.monotonic() + TIMING_EVERY_S
-                    self.dump()
+                    await asyncio.to_thread(self.dump, self.snapshot())
         finally:
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(self._collected)
             self.dump()
+
+    def _watch(self) -> None:
+        import sys
+        import traceback
+
+        while self.where is not None:
+            time.sleep(STALL_S / 4)
+            if time.perf_counter() - self._beat < STALL_S:
+                continue
+            frame = sys._current_frames().get(self._loop_thread)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack[:-1] if "hq_sync" in f.filename or "/edge/" in f.filename][-3:]
+            where = " < ".join(f"{Path(f.filename).name}:{f.name}:{f.lineno}" for f in reversed([*ours, stack[-1]]))
+            self.stalls[where] = self.stalls.get(where, 0) + 1
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -165,11 +190,15 @@ class Timing:
             self.gc.append((time.time(), int(info.get("generation", -1)),
                             round((time.perf_counter() - self._gc_start) * 1000, 3)))
 
-    def dump(self) -> None:
+    def snapshot(self) -> dict[str, Any]:
+        return {"auth": list(self.auth), "lag": list(self.lag), "gc": list(self.gc), "stalls": dict(self.stalls)}
+
+    def dump(self, snapshot: dict[str, Any] | None = None) -> None:
+        """Written off the event loop (the JSON of a run's samples took it tens of milliseconds)."""
         if self.where is None:
             return
         path = self.where / f"timing-{os.getpid()}.json"
         tmp = path.with_suffix(".tmp")
         with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps({"auth": list(self.auth), "lag": list(self.lag), "gc": list(self.gc)}))
+            tmp.write_text(json.dumps(snapshot or self.snapshot()))
             tmp.replace(path)

@@ -268,6 +268,14 @@ class PostgresDb(HqDb):
             self._all.append(conn)
         return conn
 
+    def fill(self) -> None:
+        """Open the whole pool now: a request that would open a connection waits tens of milliseconds for it."""
+        while True:
+            with self._made_lock:
+                if self._made >= self._size:
+                    return
+            self._pool.put(self._connect())
+
     @contextmanager
     def _conn(self) -> Iterator[Any]:
         try:

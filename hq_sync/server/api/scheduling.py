@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 10)
+BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 10)  # the batch connections' backends
+BATCH_THREAD_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_THREAD_NICE") or 0)  # the batch threads: see the docstring
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
@@ -72,9 +73,10 @@ def lower_priority(nice: int, pid: int = 0) -> bool:
 class BatchLane:
     """The store batches' threads (niced) and, on PostgreSQL, their own connection pool (niced backends)."""
 
-    def __init__(self, threads: int, nice: int = BATCH_NICE) -> None:
+    def __init__(self, threads: int, nice: int = BATCH_NICE, thread_nice: int = BATCH_THREAD_NICE) -> None:
         self.threads = threads
         self.nice = nice
+        self.thread_nice = thread_nice
         self.queued = 0  # batches waiting for a thread (admission), for tests and timing
         self.running = 0
         self._told = False
@@ -83,7 +85,7 @@ class BatchLane:
                                         initializer=self._thread_start)
 
     def _thread_start(self) -> None:
-        lower_priority(self.nice)
+        lower_priority(self.thread_nice)
 
     def backend_started(self, conn: Any) -> None:
         """A new connection of the batch pool (PostgresDb's on_connect): nice its backend process."""

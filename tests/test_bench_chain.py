@@ -23,8 +23,8 @@ PHASES = {"queue", "connection", "read", "commit", "back", "handler"}
 @pytest.mark.skipif(pg_bindir() is None, reason="PostgreSQL server not installed")
 def test_bench_chain_runs_a_small_chain_and_prints_json_last() -> None:
     done = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "chain", "--stores", "4", "--sales-per-store",
-                           "100", "--auth-rate", "10", "--phases", "--json"], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env=clean_env())
+                           "100", "--auth-rate", "10", "--phases", "--json"], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env=clean_env())
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1  # --json: only the figures

@@ -7,7 +7,8 @@ One real HQ, `hq serve --workers 2` on a real PostgreSQL, with one batch thread 
 - while the batch threads are stuck (the test holds the store's row lock, so every batch transaction
   in flight waits on it) and more batches wait behind them, an authorisation is answered; then the
   batches go through, each once;
-- the batch connections' PostgreSQL backends run niced, the authorisations' do not.
+- with BACKROOM_HQ_BATCH_NICE (an operator's choice, off by default), the batch connections' PostgreSQL
+  backends run niced and the authorisations' do not.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def hq(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
     server = HqServer(pg_cluster.url(), root, escrow={"home_share_pct": "0", "shop_share_pct": "0"})
     server.args += ["--workers", str(WORKERS)]
     server.env["BACKROOM_HQ_BATCH_THREADS"] = str(BATCH_THREADS)
+    server.env["BACKROOM_HQ_BATCH_NICE"] = "10"
     server.start(90)
     try:
         yield server
@@ -128,7 +130,7 @@ def test_an_authorisation_is_answered_while_batches_wait_behind_the_limit(hq: Hq
                     (member, f"{till.store_id}:{msgspec.json.decode(body)['request_id']}")) == [(1,)]
 
 
-def test_batch_backends_run_niced_and_authorisation_backends_do_not(hq: HqServer) -> None:
+def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq: HqServer) -> None:
     store = Store(f"adm-nice-{uuid.uuid4().hex[:6]}")
     store.pair(hq)
     assert store.send(hq.url, store.batch(_sales(store, 5))).status_code == 200

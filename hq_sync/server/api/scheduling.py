@@ -3,14 +3,18 @@
 
 An authorisation is a customer waiting at the counter; a batch upload is background work that may take
 longer. Each has its own threads and its own pooled connections, so neither waits for a thread or a
-connection behind the other, and batch work runs at a lower CPU priority:
+connection behind the other; and no worker stops every thread for long to collect garbage:
 
 - `BatchLane`: store batches run on BACKROOM_HQ_BATCH_THREADS (4) threads of their own (this is the
   admission limit: a batch over it waits in the lane's queue, undecoded, and its store's upload just
-  takes longer; it is neither dropped nor run twice), with a pool of as many PostgreSQL connections.
-  On Linux the lane's threads are `nice`d (BACKROOM_HQ_BATCH_NICE, 10; 0 keeps them as they are):
-  niceness is per thread there. The pool's PostgreSQL backends are niced too when HQ may do it (the same
-  user as the server, or root); otherwise it says so once in the log and goes on.
+  takes longer; it is neither dropped nor run twice), with a pool of as many PostgreSQL connections
+  (`application_name` backroom-hq-batch; the authorisations' is backroom-hq-authorize).
+  BACKROOM_HQ_BATCH_NICE (0, off) lowers the CPU priority of that pool's PostgreSQL backends when HQ may
+  (the same user as the server, or root). Measured under load, it did not help: an authorisation's
+  commit waits for the WAL flush, which a niced batch backend may be doing. Niced batch *threads* were
+  worse (2 pairs of 2): a niced thread holding the GIL waits off the CPU while the event loop and the
+  authorisations wait for it. Neither is on by default.
+- `collector_settings`: the worker's start-up objects frozen, collections rarer.
 - `Timing`: with BACKROOM_HQ_TIMING_DIR set, each worker records every authorisation's phases and its
   event loop's lateness and writes them to `<dir>/timing-<pid>.json` every few seconds (`bench chain
   --phases` reads them). Off by default: nothing is recorded.
@@ -36,8 +40,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 10)  # the batch connections' backends
-BATCH_THREAD_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_THREAD_NICE") or 0)  # the batch threads: see the docstring
+BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 0)  # the batch connections' backends (opt-in)
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
@@ -58,8 +61,8 @@ def collector_settings() -> None:
 
 
 def lower_priority(nice: int, pid: int = 0) -> bool:
-    """Lower the CPU priority of a thread (pid 0: the calling thread; Linux keeps niceness per thread) or a
-    process by `nice`. False where the system does not allow it (another user's process, no setpriority)."""
+    """Lower the CPU priority of a process (or, pid 0, of the calling thread: Linux keeps niceness per thread)
+    by `nice`. False where the system does not allow it (another user's process, no setpriority)."""
     if nice <= 0 or not hasattr(os, "setpriority"):
         return False
     target = pid or threading.get_native_id()
@@ -71,21 +74,17 @@ def lower_priority(nice: int, pid: int = 0) -> bool:
 
 
 class BatchLane:
-    """The store batches' threads (niced) and, on PostgreSQL, their own connection pool (niced backends)."""
+    """The store batches' threads and, on PostgreSQL, their own connection pool (BACKROOM_HQ_BATCH_NICE: its
+    backends niced)."""
 
-    def __init__(self, threads: int, nice: int = BATCH_NICE, thread_nice: int = BATCH_THREAD_NICE) -> None:
+    def __init__(self, threads: int, nice: int = BATCH_NICE) -> None:
         self.threads = threads
         self.nice = nice
-        self.thread_nice = thread_nice
         self.queued = 0  # batches waiting for a thread (admission), for tests and timing
         self.running = 0
         self._told = False
         self._count = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hq-batch",
-                                        initializer=self._thread_start)
-
-    def _thread_start(self) -> None:
-        lower_priority(self.thread_nice)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hq-batch")
 
     def backend_started(self, conn: Any) -> None:
         """A new connection of the batch pool (PostgresDb's on_connect): nice its backend process."""

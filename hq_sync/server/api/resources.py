@@ -37,6 +37,7 @@ BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
 AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
+WAKE_CHUNK = 50  # long-polls answered a turn of the event loop when a feed entry wakes many (FeedWaits)
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,18 @@ class FeedWaits:
 
     def _wake(self, stores: set[str]) -> None:
         targets = list(self._by_store) if "*" in stores else [s for s in stores if s in self._by_store]
-        for store_id in targets:
-            for fut in self._by_store.pop(store_id, ()):
-                if not fut.done():
-                    fut.set_result(None)
+        woken = [fut for store_id in targets for fut in self._by_store.pop(store_id, ())]
+        self._wake_some(woken, 0)
+
+    def _wake_some(self, woken: list[asyncio.Future[None]], start: int) -> None:
+        """WAKE_CHUNK polls a turn of the event loop: between two chunks the loop reads its sockets, so an
+        authorisation that arrives during a chain-wide fan-out waits for one chunk's answers, not a
+        thousand (docs/hq-serving.md, "Authorisations first")."""
+        for fut in woken[start:start + WAKE_CHUNK]:
+            if not fut.done():
+                fut.set_result(None)
+        if start + WAKE_CHUNK < len(woken):
+            asyncio.get_running_loop().call_soon(self._wake_some, woken, start + WAKE_CHUNK)
 
     async def _take_in(self) -> set[str]:
         """What was appended since the tail's end, into the tail (in pages of the tail's size)."""

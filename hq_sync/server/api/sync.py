@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from hq_sync.wire import (
 )
 
 log = logging.getLogger(__name__)
+POLL_SPREAD = 0.2
 FEED_SOURCE_HEADER = "x-backroom-feed-source"  # where a feed page came from: "memory" (the tail) or "database"
 
 
@@ -94,7 +96,10 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq = hq_of(request)
     hq.heard_from(store_id)
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
-    deadline = time.monotonic() + wait
+    # Held up to `wait`, less by up to a fifth at random: polls that a chain-wide entry woke together would
+    # otherwise all time out together again and again, a thousand answers and re-polls in one burst on the
+    # event loop, while the tills' authorisations wait behind it (docs/hq-serving.md, "Authorisations first")
+    deadline = time.monotonic() + wait * (1 - POLL_SPREAD * random.random())
     tail = hq.waits.tail
     woke = False
     while True:

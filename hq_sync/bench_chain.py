@@ -175,6 +175,7 @@ class Chain:
         self.refused: dict[str, int] = {}
         self.auth_sent = 0
         self.bad_entries = 0
+        self.stopping = False  # the busy hour is over: the long-polls end
 
     def _err(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -290,11 +291,16 @@ class Chain:
     async def poll(self, conn: Conn, store: Store) -> None:
         from hq_sync.wire import entry_problem, feed_page_decoder
 
-        while True:
+        # Not only cancelled at the end: Python 3.11's wait_for (bench_client.Conn) may swallow a cancellation
+        # that meets an answer, and the poll goes on. A 1,000-store run hung once after its busy hour with
+        # long-polls still going; this is the likely cause
+        while not self.stopping:
             target = f"/hq/v1/sync/feed?after={store.cursor}&wait={LONG_POLL_S}&limit=1000"
             try:
                 r = await conn.request("GET", target, self._signed(store, "GET", target, b""))
             except HttpError:
+                if self.stopping:  # its connection closed at the end
+                    return
                 self._err("feed_transport")
                 await asyncio.sleep(0.5)
                 continue
@@ -387,11 +393,12 @@ class Chain:
         await asyncio.to_thread(sender.join, 10)
         window_s = time.perf_counter() - start
         sim_cpu = _self_cpu_s() - cpu0 + float(told["cpu_s"])
+        self.stopping = True
         for task in pollers:
             task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
         for conn in (*polls.values(), *uploads.values()):
             conn.close()
+        await asyncio.wait(pollers, timeout=30)
         self.auth_ms, self.refused, self.auth_sent = list(told["ms"]), dict(told["refused"]), int(told["sent"])
         for what, n in dict(told["errors"]).items():
             self.errors[what] = self.errors.get(what, 0) + n

@@ -33,7 +33,7 @@ FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 # so a thousand stores uploading together leave threads and pooled connections to authorisations and
 # feed reads instead of queueing them behind every batch (docs/hq-serving.md). They are the batch lane's own
 # threads, niced, with connections of their own (scheduling.py).
-BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
+BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 2)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
 AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)

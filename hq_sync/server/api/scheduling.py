@@ -5,7 +5,7 @@ An authorisation is a customer waiting at the counter; a batch upload is backgro
 longer. Each has its own threads and its own pooled connections, so neither waits for a thread or a
 connection behind the other; and no worker stops every thread for long to collect garbage:
 
-- `BatchLane`: store batches run on BACKROOM_HQ_BATCH_THREADS (4) threads of their own (this is the
+- `BatchLane`: store batches run on BACKROOM_HQ_BATCH_THREADS (2) threads of their own (this is the
   admission limit: a batch over it waits in the lane's queue, undecoded, and its store's upload just
   takes longer; it is neither dropped nor run twice), with a pool of as many PostgreSQL connections
   (`application_name` backroom-hq-batch; the authorisations' is backroom-hq-authorize).

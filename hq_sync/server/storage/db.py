@@ -334,7 +334,7 @@ def open_db(url: str) -> HqDb:
     """`postgresql://…` (or `postgres://…`) for PostgreSQL; anything else is a SQLite file path
     (`sqlite:///path` also works)."""
     if url.startswith(("postgresql://", "postgres://")):
-        # 20 a process: batches use 4 at most, authorisations 8 (api/resources.py), feed reads and the rest the others
+        # 20 a process for feed reads and the rest: batches and authorisations have pools of their own (resources.py)
         return PostgresDb(url, int(os.environ.get("BACKROOM_HQ_PG_POOL") or 20))
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1:]

@@ -80,10 +80,7 @@ class BatchLane:
     def __init__(self, threads: int, nice: int = BATCH_NICE) -> None:
         self.threads = threads
         self.nice = nice
-        self.queued = 0  # batches waiting for a thread (admission), for tests and timing
-        self.running = 0
         self._told = False
-        self._count = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hq-batch")
 
     def backend_started(self, conn: Any) -> None:
@@ -99,20 +96,7 @@ class BatchLane:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on a batch thread; waits (as a coroutine) while every batch thread is busy. If the
         request is cancelled meanwhile, the work still runs to its end (a batch is all or nothing)."""
-        with self._count:
-            self.queued += 1
-
-        def job() -> T:
-            with self._count:
-                self.queued -= 1
-                self.running += 1
-            try:
-                return fn(*args)
-            finally:
-                with self._count:
-                    self.running -= 1
-
-        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, job))
+        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, fn, *args))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=False)

@@ -123,7 +123,11 @@ def _self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _start_hq(db_url: str, root: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+# HQ's scheduling knobs pass from the bench's environment to its HQ (for A/B runs: BACKROOM_HQ_BATCH_NICE=0 ...)
+TUNING_ENV = ("BACKROOM_HQ_BATCH_", "BACKROOM_HQ_AUTHORIZE_", "BACKROOM_HQ_SWITCH_INTERVAL_S", "BACKROOM_HQ_PG_POOL")
+
+
+def _start_hq(db_url: str, root: Path, workers: int, timing: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     from hq_sync.bench import _env, _free_port
@@ -131,7 +135,10 @@ def _start_hq(db_url: str, root: Path, workers: int) -> tuple[subprocess.Popen[b
     args = [sys.executable, "-m", "edge.cli", "hq", "serve", "--db", db_url, "--port", str(port), "--host",
             "127.0.0.1", "--log-level", "warning", "--demo", "--workers", str(workers)]
     env = {**_env(), "BACKROOM_HQ_KEY_FILE": str(root / "hq.pii.key"),
-           "BACKROOM_HQ_ESCROW_HOME_SHARE_PCT": "0", "BACKROOM_HQ_ESCROW_SHOP_SHARE_PCT": "0"}
+           "BACKROOM_HQ_ESCROW_HOME_SHARE_PCT": "0", "BACKROOM_HQ_ESCROW_SHOP_SHARE_PCT": "0",
+           **{k: v for k, v in os.environ.items() if k.startswith(TUNING_ENV)}}
+    if timing is not None:  # each worker's phases of every authorisation and its loop's lateness (scheduling.py)
+        env["BACKROOM_HQ_TIMING_DIR"] = str(timing)
     log = (root / f"hq-{port}.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -168,6 +175,7 @@ class Chain:
         self.refused: dict[str, int] = {}
         self.auth_sent = 0
         self.bad_entries = 0
+        self.stopping = False  # the busy hour is over: the long-polls end
 
     def _err(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -283,11 +291,16 @@ class Chain:
     async def poll(self, conn: Conn, store: Store) -> None:
         from hq_sync.wire import entry_problem, feed_page_decoder
 
-        while True:
+        # Not only cancelled at the end: Python 3.11's wait_for (bench_client.Conn) may swallow a cancellation
+        # that meets an answer, and the poll goes on. A 1,000-store run hung once after its busy hour with
+        # long-polls still going; this is the likely cause
+        while not self.stopping:
             target = f"/hq/v1/sync/feed?after={store.cursor}&wait={LONG_POLL_S}&limit=1000"
             try:
                 r = await conn.request("GET", target, self._signed(store, "GET", target, b""))
             except HttpError:
+                if self.stopping:  # its connection closed at the end
+                    return
                 self._err("feed_transport")
                 await asyncio.sleep(0.5)
                 continue
@@ -327,7 +340,7 @@ class Chain:
         import multiprocessing
         from urllib.parse import urlsplit
 
-        from hq_sync.bench import SEED
+        from hq_sync.bench import SEED, _percentiles
 
         rng = random.Random(SEED + 1)
         where = urlsplit(self.url)
@@ -362,6 +375,7 @@ class Chain:
 
         cpu0 = _self_cpu_s()
         start = time.perf_counter()
+        wall0 = time.time()
         ours.send("go")
         pricing = asyncio.create_task(price_change())
         await asyncio.gather(*(self.upload(uploads[s.store_id], s, acked, quarter, max(1, total_batches // 4))
@@ -379,16 +393,19 @@ class Chain:
         await asyncio.to_thread(sender.join, 10)
         window_s = time.perf_counter() - start
         sim_cpu = _self_cpu_s() - cpu0 + float(told["cpu_s"])
+        self.stopping = True
         for task in pollers:
             task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
         for conn in (*polls.values(), *uploads.values()):
             conn.close()
+        await asyncio.wait(pollers, timeout=30)
         self.auth_ms, self.refused, self.auth_sent = list(told["ms"]), dict(told["refused"]), int(told["sent"])
         for what, n in dict(told["errors"]).items():
             self.errors[what] = self.errors.get(what, 0) + n
+        late = _percentiles(list(told["late_ms"])) if told["late_ms"] else {}
         return {"ingest_s": ingest_s, "fanout_s": fanout_s, "fanout_stores": len(got), "window_s": window_s,
-                "sim_cpu_s": sim_cpu, "batches": total_batches}
+                "sim_cpu_s": sim_cpu, "batches": total_batches, "wall": (wall0, wall0 + window_s),
+                "sender_late": {k: late.get(k) for k in ("p50_ms", "p99_ms", "max_ms")}}
 
 
 # -- the authorisations' process --------------------------------------------------------------------------------
@@ -408,9 +425,9 @@ async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[st
 
     rng = random.Random(seed)
     idle: list[Conn] = []
-    told: dict[str, Any] = {"ms": [], "refused": {}, "errors": {}, "sent": 0}
+    told: dict[str, Any] = {"ms": [], "refused": {}, "errors": {}, "sent": 0, "late_ms": []}
 
-    async def one() -> None:
+    async def one(due: float) -> None:
         member_id, home = members[rng.randrange(len(members))]
         n = rng.randrange(len(stores))
         while n == home and len(stores) > 1:  # a spend away from the member's home store
@@ -422,6 +439,7 @@ async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[st
         conn = idle.pop() if idle else Conn(host, port)
         told["sent"] += 1
         start = time.perf_counter()
+        told["late_ms"].append((start - due) * 1000)  # this loop's own lateness: not HQ's
         try:
             r = await conn.request("POST", target, {**sign_request(key, store_id, "POST", target, int(time.time()),
                                                                    body), "Content-Type": "application/json"}, body)
@@ -448,7 +466,7 @@ async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[st
     if rate <= 0:  # --auth-rate 0: the busy hour without authorisations (what they cost, by difference)
         await stop
     while not stop.done():
-        task = asyncio.create_task(one())
+        task = asyncio.create_task(one(next_at))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         next_at += period
@@ -465,6 +483,80 @@ async def _authorize_loop(pipe: Any, host: str, port: int, stores: list[tuple[st
     pipe.send(told)
 
 
+# -- --phases: where an authorisation's time goes, timed inside HQ and sampled in PostgreSQL ------------------
+
+PHASES = ("queue", "connection", "read", "commit", "back", "handler")  # scheduling.Timing's order
+PG_SAMPLE_S = 0.025
+
+
+class PgWaits:
+    """Samples pg_stat_activity every PG_SAMPLE_S on a thread of its own: what each pool's active backends
+    wait on (`CPU` when not waiting), by application_name (HQ's pools name their connections)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.samples = 0
+        self.counts: dict[str, dict[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pg-waits", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(PG_SAMPLE_S):
+                rows = conn.execute(
+                    """SELECT application_name, coalesce(wait_event_type || ':' || wait_event, 'CPU')
+                       FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
+                         AND backend_type = 'client backend'""").fetchall()
+                self.samples += 1
+                for app, event in rows:
+                    by = self.counts.setdefault(str(app or "?"), {})
+                    by[str(event)] = by.get(str(event), 0) + 1
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(5)
+        top = {app: dict(sorted(events.items(), key=lambda kv: -kv[1])[:8]) for app, events in self.counts.items()}
+        return {"samples": self.samples, "every_s": PG_SAMPLE_S, "active_backends": top}
+
+
+def _phases(where: Path, wall: tuple[float, float]) -> dict[str, Any]:
+    """The HQ workers' timing files (scheduling.Timing), the busy hour's part: p50/p90/p99/max of each phase."""
+    from hq_sync.bench import _percentiles
+
+    auth: list[list[float]] = []
+    lag: list[float] = []
+    collections: dict[int, list[float]] = {}
+    stalls: dict[str, int] = {}
+    for path in sorted(where.glob("timing-*.json")):
+        data = json.loads(path.read_text())
+        auth += [row for row in data["auth"] if wall[0] <= row[0] <= wall[1]]
+        lag += [ms for at, ms in data["lag"] if wall[0] <= at <= wall[1]]
+        for where_, n in data.get("stalls", {}).items():
+            stalls[where_] = stalls.get(where_, 0) + int(n)
+        for at, generation, ms in data.get("gc", []):
+            if wall[0] <= at <= wall[1]:
+                collections.setdefault(int(generation), []).append(ms)
+
+    def summary(samples: list[float]) -> dict[str, float]:
+        if not samples:
+            return {}
+        ordered = sorted(samples)
+        return {**_percentiles(ordered), "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 1)}
+
+    by_phase = {name: summary([row[i + 1] for row in auth]) for i, name in enumerate(PHASES)}
+    gcs = {f"gen{g}": {"n": len(ms), "total_ms": round(sum(ms), 1), "max_ms": round(max(ms), 1)}
+           for g, ms in sorted(collections.items())}
+    top = dict(sorted(stalls.items(), key=lambda kv: -kv[1])[:8])  # the whole run's, setup included
+    return {"authorizations": len(auth), **by_phase, "loop_late": summary(lag), "gc": gcs, "loop_stalled_in": top}
+
+
 def _pg_pid(pg: _Pg | None) -> int | None:
     if pg is None:
         return None
@@ -475,7 +567,7 @@ def _pg_pid(pg: _Pg | None) -> int | None:
 
 
 def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: int, auth_rate: float,
-                db_url: str | None, say: Any) -> dict[str, Any]:
+                db_url: str | None, say: Any, phases: bool = False) -> dict[str, Any]:
     import logging
 
     import httpx
@@ -489,7 +581,8 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
     try:
         url_db = db_url or (pg.url if pg else "")
         say(f"PostgreSQL ready ({time.perf_counter() - setup_start:.1f} s)")
-        hq, url = _start_hq(url_db, root, workers)
+        timing = root / "timing" if phases else None
+        hq, url = _start_hq(url_db, root, workers, timing)
         say(f"HQ ready, {workers} workers ({time.perf_counter() - setup_start:.1f} s)")
         chain = Chain(url, stores, per_store, batch, auth_rate)
         limits = httpx.Limits(max_connections=2 * stores + 100, max_keepalive_connections=2 * stores + 100)
@@ -507,7 +600,11 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
                 load_before = os.getloadavg()[0]
                 hq_cpu0 = _cpu_s(hq.pid)
                 pg_cpu0 = _cpu_s(pg_pid) if pg_pid else 0.0
+                waits = PgWaits(url_db) if phases else None
+                if waits is not None:
+                    waits.start()
                 out = await chain.busy_hour(client)
+                out["pg_waits"] = waits.stop() if waits is not None else None
                 out["hq_cpu_s"] = _cpu_s(hq.pid) - hq_cpu0
                 out["pg_cpu_s"] = (_cpu_s(pg_pid) - pg_cpu0) if pg_pid else None
                 out["load_before"] = load_before
@@ -518,6 +615,11 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
                 return out
 
         out = asyncio.run(run())
+        hq_rss_mb = _peak_rss_mb(hq.pid)
+        inside = None
+        if timing is not None:
+            _stop(hq)  # the workers write their timing once more as they stop
+            inside = {**_phases(timing, out["wall"]), "pg_waits": out["pg_waits"]}
         cpus = os.cpu_count() or 1
         window = out["window_s"]
         sales = sum(s.sales for s in chain.stores)
@@ -536,7 +638,7 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             "authorize_p50_ms": auth.get("p50_ms"), "authorize_p99_ms": auth.get("p99_ms"),
             "authorize_max_ms": auth.get("max_ms"), "authorize_refused": chain.refused,
             "window_s": round(window, 2), "hq_cpu_pct": pct(out["hq_cpu_s"]),
-            "hq_rss_mb": _peak_rss_mb(hq.pid), "pg_cpu_pct": pct(out["pg_cpu_s"]),
+            "hq_rss_mb": hq_rss_mb, "pg_cpu_pct": pct(out["pg_cpu_s"]),
             "sim_cpu_pct": pct(out["sim_cpu_s"]),
             "hq_share": round(out["hq_cpu_s"] / (window * cpus), 3),
             "pg_share": None if out["pg_cpu_s"] is None else round(out["pg_cpu_s"] / (window * cpus), 3),
@@ -544,6 +646,8 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             "bad_feed_entries": chain.bad_entries, "errors": chain.errors, "setup_s": round(out["setup_s"], 1),
             "machine": {"cpus": cpus, "load_1m_before": round(out["load_before"], 2),
                         "load_1m_after": round(out["load_after"], 2)},
+            "authorize_sender_late": out["sender_late"],  # the authorisations' own process running late
+            **({"phases": inside} if inside is not None else {}),
         }
     finally:
         if hq is not None:
@@ -565,7 +669,8 @@ def run_chain_bench(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     try:
-        figures = bench_chain(root, stores, args.sales_per_store, 50, args.workers, args.auth_rate, args.db, say)
+        figures = bench_chain(root, stores, args.sales_per_store, 50, args.workers, args.auth_rate, args.db, say,
+                              phases=args.phases)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     figures["targets"] = TARGETS
@@ -585,3 +690,5 @@ def register_args(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--workers", type=int, default=2, help="HQ worker processes (chain bench)")
     bench.add_argument("--sales-per-store", type=int, default=100, help="sales each store uploads (chain bench)")
     bench.add_argument("--auth-rate", type=float, default=50.0, help="authorisations per second (chain bench)")
+    bench.add_argument("--phases", action="store_true",
+                       help="time each authorisation's phases inside HQ and sample PostgreSQL's waits (chain bench)")

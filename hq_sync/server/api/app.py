@@ -27,6 +27,7 @@ from edge.serving import NoEventListeners
 from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, statements, sync, users
 from hq_sync.server.api.openapi import document_on_first_use
 from hq_sync.server.api.resources import CONTACT_EVERY_S, Hq
+from hq_sync.server.api.scheduling import collector_settings
 from hq_sync.server.api.support import in_thread, json_response
 from hq_sync.server.console.router import console_error_page, console_router
 from hq_sync.server.service.errors import HqError, now_text
@@ -103,14 +104,17 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         hq = Hq(db_url, demo)
         hq.signal.bind()
         await asyncio.to_thread(hq.start_bus)  # PostgreSQL: the other workers (bus.py)
+        await asyncio.to_thread(hq.warm)  # the stores' keys and the authorisations' connections
         app.state.hq = hq
         timer = asyncio.create_task(escrow_timer(hq), name="hq-escrow-policy")
         flusher = asyncio.create_task(_flush_contacts(hq), name="hq-store-contacts")
         waker = asyncio.create_task(hq.waits.run(), name="hq-feed-waits")
+        timing = asyncio.create_task(hq.timing.run(), name="hq-timing")  # BACKROOM_HQ_TIMING_DIR (scheduling.py)
+        collector_settings()  # start-up's objects frozen, collections rarer (scheduling.py)
         try:
             yield
         finally:
-            for task in (timer, flusher, waker):
+            for task in (timer, flusher, waker, timing):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from hq_sync.server.api.feed_tail import FeedTail
+from hq_sync.server.api.scheduling import BatchLane, Timing
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import clock_text, now_text
@@ -30,11 +31,13 @@ CONTACT_EVERY_S = 10.0
 FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 # Threads a worker gives store batches at once (BACKROOM_HQ_BATCH_THREADS): the rest wait as coroutines,
 # so a thousand stores uploading together leave threads and pooled connections to authorisations and
-# feed reads instead of queueing them behind every batch (docs/hq-serving.md).
-BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 4)
+# feed reads instead of queueing them behind every batch (docs/hq-serving.md). They are the batch lane's own
+# threads, niced, with connections of their own (scheduling.py).
+BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 2)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
 AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
+WAKE_CHUNK = 50  # long-polls answered a turn of the event loop when a feed entry wakes many (FeedWaits)
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
 
 log = logging.getLogger(__name__)
@@ -143,10 +146,18 @@ class FeedWaits:
 
     def _wake(self, stores: set[str]) -> None:
         targets = list(self._by_store) if "*" in stores else [s for s in stores if s in self._by_store]
-        for store_id in targets:
-            for fut in self._by_store.pop(store_id, ()):
-                if not fut.done():
-                    fut.set_result(None)
+        woken = [fut for store_id in targets for fut in self._by_store.pop(store_id, ())]
+        self._wake_some(woken, 0)
+
+    def _wake_some(self, woken: list[asyncio.Future[None]], start: int) -> None:
+        """WAKE_CHUNK polls a turn of the event loop: between two chunks the loop reads its sockets, so an
+        authorisation that arrives during a chain-wide fan-out waits for one chunk's answers, not a
+        thousand (docs/hq-serving.md, "Authorisations first")."""
+        for fut in woken[start:start + WAKE_CHUNK]:
+            if not fut.done():
+                fut.set_result(None)
+        if start + WAKE_CHUNK < len(woken):
+            asyncio.get_running_loop().call_soon(self._wake_some, woken, start + WAKE_CHUNK)
 
     async def _take_in(self) -> set[str]:
         """What was appended since the tail's end, into the tail (in pages of the tail's size)."""
@@ -198,8 +209,15 @@ class Hq:
         self.demo = is_demo(self.db)
         self.private_key, self.public_key = hq_key(self.db)
         # Authorisations' own connections (PostgreSQL): never queued behind batches and feed reads for one
-        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS) if isinstance(self.db, PostgresDb)
-                              else self.db)
+        self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS, name="backroom-hq-authorize")
+                              if isinstance(self.db, PostgresDb) else self.db)
+        # ... and batches theirs, on niced threads with niced backends (scheduling.py): batch work takes the CPU
+        # that authorisations, feed polls and the event loop leave
+        self.lane = BatchLane(BATCH_THREADS)
+        self.batch_db: HqDb = (PostgresDb(self.db.url, BATCH_THREADS, name="backroom-hq-batch",
+                                          on_connect=self.lane.backend_started)
+                               if isinstance(self.db, PostgresDb) else self.db)
+        self.timing = Timing()
         self.signal = FeedSignal()
         self.policy = policy or EscrowPolicy.from_env()
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
@@ -213,14 +231,7 @@ class Hq:
         self.bus: Any = None  # bus.PgBus on PostgreSQL (`start_bus`): the other workers
         self.sequencer: Any = None  # sequencer.FeedSequencer on PostgreSQL (`start_bus`)
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
-        self._batch_limiter: anyio.CapacityLimiter | None = None
         self._authorize_limiter: anyio.CapacityLimiter | None = None
-
-    def batch_limiter(self) -> anyio.CapacityLimiter:
-        """The threads store batches may use at once (made on first use, inside the event loop)."""
-        if self._batch_limiter is None:
-            self._batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)
-        return self._batch_limiter
 
     def authorize_limiter(self) -> anyio.CapacityLimiter:
         if self._authorize_limiter is None:
@@ -245,6 +256,15 @@ class Hq:
 
         self.sequencer = FeedSequencer(self.db, self.private_key, self.signal.wake)
         self.signal.sequence = self.sequencer.kick
+
+    def warm(self) -> None:
+        """Before serving (after `start_bus`, so that a re-pairing from here on is heard): every paired store's
+        key in the cache, and the authorisations' connections open. A store's first request in this worker
+        otherwise read its key on the event loop, waiting for a pooled connection while the loop held every
+        other request, and an authorisation opened a connection of its own (tens of milliseconds)."""
+        self._keys.update(stores.store_keys(self.db))
+        if isinstance(self.auth_db, PostgresDb):
+            self.auth_db.fill()
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
@@ -321,7 +341,9 @@ class Hq:
         if self.bus is not None:
             self.bus.close()
             self.bus = None
-        if self.auth_db is not self.db:
-            self.auth_db.close()
+        self.lane.close()
+        for pool in (self.auth_db, self.batch_db):
+            if pool is not self.db:
+                pool.close()
         self.db.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from hq_sync.wire import (
 )
 
 log = logging.getLogger(__name__)
+POLL_SPREAD = 0.2
 FEED_SOURCE_HEADER = "x-backroom-feed-source"  # where a feed page came from: "memory" (the tail) or "database"
 
 
@@ -62,16 +64,18 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
             raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
         if batch.store_id != store_id:
             raise HqError(403, "wrong_store", "a store may only send its own batches")
-        ack = ingest(hq.db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
+        ack = ingest(hq.batch_db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
         return batch, ack, member_rules.members_of_batch(batch.rows)
 
-    batch, ack, touched = await anyio.to_thread.run_sync(decoded_and_ingested, limiter=hq.batch_limiter())
+    # The batch lane (scheduling.py): its own niced threads and connections, at most BATCH_THREADS at once;
+    # the rest wait here, undecoded
+    batch, ack, touched = await hq.lane.run(decoded_and_ingested)
     if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
         at = now_text()
-        if await anyio.to_thread.run_sync(member_rules.after_batch, hq.db, hq.private_key, touched,
-                                          member_rules.chain_today(), at, limiter=hq.batch_limiter()):
+        if await hq.lane.run(member_rules.after_batch, hq.batch_db, hq.private_key, touched,
+                             member_rules.chain_today(), at):
             hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 
@@ -92,7 +96,10 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
     hq = hq_of(request)
     hq.heard_from(store_id)
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
-    deadline = time.monotonic() + wait
+    # Held up to `wait`, less by up to a fifth at random: polls that a chain-wide entry woke together would
+    # otherwise all time out together again and again, a thousand answers and re-polls in one burst on the
+    # event loop, while the tills' authorisations wait behind it (docs/hq-serving.md, "Authorisations first")
+    deadline = time.monotonic() + wait * (1 - POLL_SPREAD * random.random())
     tail = hq.waits.tail
     woke = False
     while True:
@@ -133,14 +140,18 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode_bytes(body, AuthorizeRequest)
     hq = hq_of(request)
     at = now_text()
+    marks = [time.perf_counter()] if hq.timing.on else None  # the phases (scheduling.Timing), when timed
     # The whole authorisation runs on one worker thread: it may wait (bounded) for other stores' releases;
     # reclaim entries it appends wake those stores' feed long-polls at once (`fed`).
     try:
         g = await anyio.to_thread.run_sync(lambda: members.authorize(
             hq.auth_db, hq.private_key, store_id, req, at, releases=hq.releases, wait_s=hq.policy.authorize_wait_s,
-            fed=hq.signal.notify), limiter=hq.authorize_limiter())
+            fed=hq.signal.notify, marks=marks), limiter=hq.authorize_limiter())
     finally:
         hq.signal.notify()
+    if marks is not None:
+        marks.append(time.perf_counter())
+        hq.timing.authorised(time.time(), marks)
     hq.events.shopped([(req.member_id, store_id)])
     return json_response(msgspec.to_builtins(g))
 

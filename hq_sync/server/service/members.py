@@ -420,11 +420,12 @@ def _try_authorize(tx: Tx, private_key: bytes, store_id: str, req: AuthorizeRequ
 
 def authorize(db: HqDb, private_key: bytes, store_id: str, req: AuthorizeRequest, at: str, *,
               releases: ReleaseSignal | None = None, wait_s: float = 0.0,
-              fed: Callable[[], None] | None = None) -> EscrowGrant:
+              fed: Callable[[], None] | None = None, marks: list[float] | None = None) -> EscrowGrant:
     """An online spend at a store: grant the store what it lacks, in this one call. Out of the member's
     unallocated balance; else ask the other stores holding escrow to give it back and wait up to
     `wait_s` for their releases (`releases` wakes the wait when a batch with one commits), then grant.
-    `fed` is called after reclaim entries were appended (to wake the stores' feed long-polls).
+    `fed` is called after reclaim entries were appended (to wake the stores' feed long-polls). `marks`, when
+    given, gets the first attempt's times (perf_counter): started, connection in hand, read, committed.
 
     402 `insufficient_balance` / `insufficient_points` only when the chain-wide holdings are short;
     402 `held_elsewhere` (with `available` and `held_elsewhere`) when the money exists but the stores
@@ -437,8 +438,17 @@ def authorize(db: HqDb, private_key: bytes, store_id: str, req: AuthorizeRequest
     with releases.watch(req.member_id) if releases is not None else contextlib.nullcontext():
         while True:
             seen = releases.version(req.member_id) if releases is not None else 0
+            timed = marks is not None and len(marks) == 1
+            if timed:
+                marks.append(time.perf_counter())  # type: ignore[union-attr]
             with db.write(pipeline=True) as tx:
+                if timed:
+                    marks.append(time.perf_counter())  # type: ignore[union-attr]
                 outcome = _try_authorize(tx, private_key, store_id, req, at)
+                if timed:
+                    marks.append(time.perf_counter())  # type: ignore[union-attr]
+            if timed:
+                marks.append(time.perf_counter())  # type: ignore[union-attr]
             if isinstance(outcome, EscrowGrant):
                 return outcome
             if outcome.asked and fed is not None:

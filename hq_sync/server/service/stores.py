@@ -194,6 +194,13 @@ def store_key(db: HqDb, store_id: str) -> bytes | None:
     return bytes(row[0]) if row and row[0] is not None else None
 
 
+def store_keys(db: HqDb) -> dict[str, bytes]:
+    """Every paired store's key (a worker's key cache at start)."""
+    with db.read() as tx:
+        rows = tx.all("SELECT store_id, public_key FROM hq_stores WHERE public_key IS NOT NULL")
+    return {str(r[0]): bytes(r[1]) for r in rows}
+
+
 # PostgreSQL: every store's update in one statement, and only the rows no one holds (SKIP LOCKED): a batch holds
 # its store's row from its first statement to its commit, and a flush that waited for it held a thousand other
 # stores' rows meanwhile, so their batches queued behind the flush. What it leaves out is the caller's to retry.

@@ -18,7 +18,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -241,11 +241,14 @@ _PG_TYPES = [(re.compile(r"\bBLOB\b"), "BYTEA"),
 class PostgresDb(HqDb):
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = 8) -> None:
+    def __init__(self, url: str, pool_size: int = 8, name: str = "backroom-hq",
+                 on_connect: Callable[[Any], None] | None = None) -> None:
         import psycopg
 
         self._psycopg = psycopg
         self.url = url
+        self.name = name  # the connections' application_name (pg_stat_activity tells the pools apart)
+        self._on_connect = on_connect  # e.g. the batch pool lowers its backends' CPU priority (api/scheduling.py)
         # No file of its own: BACKROOM_HQ_KEY_FILE, else one per database under ~/.backroom/.
         named = hashlib.sha256(re.sub(r"//[^@/]*@", "//", url).encode()).hexdigest()[:12]
         self.key_path = Path(os.environ.get(KEY_FILE_ENV) or Path.home() / ".backroom" / f"hq-{named}.pii.key")
@@ -257,11 +260,21 @@ class PostgresDb(HqDb):
         self._pool.put(self._connect())  # fail at start, not at the first request
 
     def _connect(self) -> Any:
-        conn = self._psycopg.connect(self.url, autocommit=True)
+        conn = self._psycopg.connect(self.url, autocommit=True, application_name=self.name)
+        if self._on_connect is not None:
+            self._on_connect(conn)
         with self._made_lock:
             self._made += 1
             self._all.append(conn)
         return conn
+
+    def fill(self) -> None:
+        """Open the whole pool now: a request that would open a connection waits tens of milliseconds for it."""
+        while True:
+            with self._made_lock:
+                if self._made >= self._size:
+                    return
+            self._pool.put(self._connect())
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -321,7 +334,7 @@ def open_db(url: str) -> HqDb:
     """`postgresql://…` (or `postgres://…`) for PostgreSQL; anything else is a SQLite file path
     (`sqlite:///path` also works)."""
     if url.startswith(("postgresql://", "postgres://")):
-        # 20 a process: batches use 4 at most, authorisations 8 (api/resources.py), feed reads and the rest the others
+        # 20 a process for feed reads and the rest: batches and authorisations have pools of their own (resources.py)
         return PostgresDb(url, int(os.environ.get("BACKROOM_HQ_PG_POOL") or 20))
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1:]

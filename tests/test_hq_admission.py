@@ -1,0 +1,143 @@
+"""Authorisations first, batches behind HQ's admission limit (docs/hq-serving.md, "Authorisations first").
+
+One real HQ, `hq serve --workers 2` on a real PostgreSQL, with one batch thread a worker
+(BACKROOM_HQ_BATCH_THREADS=1), so that a handful of batches already wait behind the limit:
+
+- a store's batches fired many at once, each twice, all wait their turn and are applied exactly once;
+- while the batch threads are stuck (the test holds the store's row lock, so every batch transaction
+  in flight waits on it) and more batches wait behind them, an authorisation is answered; then the
+  batches go through, each once;
+- with BACKROOM_HQ_BATCH_NICE (an operator's choice, off by default), the batch connections' PostgreSQL
+  backends run niced and the authorisations' do not.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+from sync_support import HqServer, PgCluster, pg_cluster, wait_until  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import ProtocolStore as Store
+
+from hq_sync.wire import AuthorizeRequest
+
+WORKERS = 2
+BATCH_THREADS = 1
+
+
+@pytest.fixture(scope="module")
+def hq(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
+    root = Path(tempfile.mkdtemp(prefix="hq-admission-"))
+    server = HqServer(pg_cluster.url(), root, escrow={"home_share_pct": "0", "shop_share_pct": "0"})
+    server.args += ["--workers", str(WORKERS)]
+    server.env["BACKROOM_HQ_BATCH_THREADS"] = str(BATCH_THREADS)
+    server.env["BACKROOM_HQ_BATCH_NICE"] = "10"
+    server.start(90)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _sales(store: Store, n: int) -> list[Any]:
+    from hq_sync.protocol import DeltaLine, DeltaTender, SaleDelta
+
+    out = []
+    for i in range(n):
+        line = DeltaLine(1, f"SKU{27 + i % 4:05d}", 1, 990, 990, 0, 990, 81)
+        out.append(SaleDelta(sale_id=str(uuid.uuid4()), receipt_no=f"{store.store_id}-{i}", till_id="T1",
+                             user_id="U-cashier", at=f"2026-05-01T{9 + i % 4:02d}:00:00.000+08:00", lines=[line],
+                             tenders=[DeltaTender("cash", 990)], subtotal=990, discount=0, total=990, tax=81,
+                             change=0, journal_seq=i + 1))
+    return out
+
+
+def _batch_backends(hq: HqServer) -> list[tuple[int, str | None, str | None]]:
+    """The batch pools' backends inside a transaction: (pid, wait_event_type, state)."""
+    return [(int(r[0]), r[1], r[2]) for r in hq.query(
+        "SELECT pid, wait_event_type, state FROM pg_stat_activity WHERE application_name = 'backroom-hq-batch' "
+        "AND datname = current_database() AND state <> 'idle'")]
+
+
+def _held_once(hq: HqServer, store: Store, expected: set[str]) -> None:
+    rows = hq.query("SELECT sale_id FROM hq_sales WHERE store_id = ?", (store.store_id,))
+    assert sorted(r[0] for r in rows) == sorted(expected)
+    assert hq.query("SELECT sales, acked_seq FROM hq_stores WHERE store_id = ?",
+                    (store.store_id,)) == [(len(expected), len(expected))]
+    assert hq.query("SELECT count(*), count(DISTINCT seq) FROM hq_deltas WHERE store_id = ?",
+                    (store.store_id,)) == [(len(expected), len(expected))]
+
+
+def test_batches_queued_behind_the_limit_apply_exactly_once(hq: HqServer) -> None:
+    store = Store(f"adm-once-{uuid.uuid4().hex[:6]}")
+    store.pair(hq)
+    sales = _sales(store, 120)
+    bodies = [store.batch(sales[i:i + 10]) for i in range(0, 120, 10)]
+    jobs = [body for body in bodies for _ in range(2)]  # 24 requests, 2 threads in all: most of them queue
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda body: store.send(hq.url, body), jobs))
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    again = [store.send(hq.url, body) for body in bodies]  # as the agent does: what was not acked, in order
+    assert again[-1].json()["acked"] == 120
+    assert sum(r.json()["applied"] for r in answers + again) == 120  # among all the answers, each sale once
+    _held_once(hq, store, {s.sale_id for s in sales})
+
+
+def test_an_authorisation_is_answered_while_batches_wait_behind_the_limit(hq: HqServer) -> None:
+    uploader, till = Store(f"adm-up-{uuid.uuid4().hex[:6]}"), Store(f"adm-till-{uuid.uuid4().hex[:6]}")
+    uploader.pair(hq)
+    till.pair(hq)
+    with hq.admin() as admin:
+        member = next(m for m in (f"M{n:06d}" for n in range(1, 73))
+                      if admin.get(f"/hq/v1/members/{m}").json().get("unallocated_balance", 0) >= 1000)
+    sales = _sales(uploader, 60)
+    bodies = [uploader.batch(sales[i:i + 10]) for i in range(0, 60, 10)]
+    # The uploader's row locked here: every batch transaction that starts waits on it, holding its thread
+    with psycopg.connect(hq.db_url) as lock, concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        lock.execute("SELECT 1 FROM hq_stores WHERE store_id = %s FOR UPDATE", (uploader.store_id,))
+        sent = [pool.submit(uploader.send, hq.url, body) for body in bodies]
+        wait_until(lambda: any(w == "Lock" for _, w, _ in _batch_backends(hq)), 30, what="a batch waits on the lock")
+        time.sleep(0.5)  # the other requests reach HQ (they then wait for a batch thread, or on the lock)
+        # Never more batch transactions than the limit allows, whatever is sent
+        assert 1 <= len(_batch_backends(hq)) <= WORKERS * BATCH_THREADS
+        body = msgspec.json.encode(AuthorizeRequest(request_id=f"adm-{uuid.uuid4()}", member_id=member,
+                                                    ledger="value", amount=100, wait_ms=0))
+        target = "/hq/v1/sync/authorize"
+        answers = [httpx.post(hq.url + target, content=body, timeout=30,
+                              headers={**till.headers("POST", target, body), "Content-Type": "application/json"})
+                   for _ in range(2)]  # two: whichever worker each lands on, it answers
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        assert answers[0].json() == answers[1].json()  # the same request: one grant
+        assert answers[0].json()["amount"] == 100
+        assert not any(f.done() for f in sent)  # the batches were still waiting when the till got its answer
+        lock.rollback()
+        results = [f.result(timeout=60) for f in sent]
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    again = [uploader.send(hq.url, body) for body in bodies]
+    assert again[-1].json()["acked"] == 60
+    _held_once(hq, uploader, {s.sale_id for s in sales})
+    assert hq.query("SELECT count(*) FROM hq_grants WHERE member_id = ? AND request_id = ?",
+                    (member, f"{till.store_id}:{msgspec.json.decode(body)['request_id']}")) == [(1,)]
+
+
+def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq: HqServer) -> None:
+    store = Store(f"adm-nice-{uuid.uuid4().hex[:6]}")
+    store.pair(hq)
+    assert store.send(hq.url, store.batch(_sales(store, 5))).status_code == 200
+    rows = hq.query("SELECT application_name, pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name IN ('backroom-hq-batch', 'backroom-hq-authorize')")
+    batch = [int(pid) for name, pid in rows if name == "backroom-hq-batch"]
+    auth = [int(pid) for name, pid in rows if name == "backroom-hq-authorize"]
+    assert batch and auth  # the authorisations' pool is opened at start; the batch pool by the batch above
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in batch} == {10}
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in auth} == {0}

@@ -428,6 +428,12 @@ def running(*procs: Proc) -> Iterator[None]:
             p.stop()
 
 
+def funded_member(admin: httpx.Client, at_least: int = 1000) -> str:
+    """A demo member (M000001..M000072) holding at least `at_least` fen of unallocated stored value at HQ."""
+    return next(m for m in (f"M{n:06d}" for n in range(1, 73))
+                if admin.get(f"/hq/v1/members/{m}").json().get("unallocated_balance", 0) >= at_least)
+
+
 def entry_name(entry: Any) -> str:
     """A feed entry by name: a reclaim's request id, else its body's tag ("prices", "members", ...)."""
     body = feed_body_decoder.decode(entry.body)

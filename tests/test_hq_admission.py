@@ -26,7 +26,7 @@ import httpx
 import msgspec
 import psycopg
 import pytest
-from sync_support import HqServer, PgCluster, pg_cluster, wait_until  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import HqServer, PgCluster, funded_member, pg_cluster, wait_until  # noqa: F401 -- pg_cluster is a fixture
 from sync_support import ProtocolStore as Store
 
 from hq_sync.wire import AuthorizeRequest
@@ -98,8 +98,7 @@ def test_an_authorisation_is_answered_while_batches_wait_behind_the_limit(hq: Hq
     uploader.pair(hq)
     till.pair(hq)
     with hq.admin() as admin:
-        member = next(m for m in (f"M{n:06d}" for n in range(1, 73))
-                      if admin.get(f"/hq/v1/members/{m}").json().get("unallocated_balance", 0) >= 1000)
+        member = funded_member(admin)
     sales = _sales(uploader, 60)
     bodies = [uploader.batch(sales[i:i + 10]) for i in range(0, 60, 10)]
     # The uploader's row locked here: every batch transaction that starts waits on it, holding its thread

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from sync_support import HqServer, PgCluster, cli, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
+from sync_support import HqServer, PgCluster, cli, funded_member, pg_cluster  # noqa: F401 -- pg_cluster is a fixture
 from sync_support import ProtocolStore as Store
 
 from hq_sync.protocol import EscrowReleaseDelta
@@ -162,8 +162,7 @@ def test_an_authorisation_waiting_in_one_process_is_woken_by_a_release_ingested_
     home.pair(a)
     away.pair(a)
     with a.admin() as admin:
-        member = next(m for m in (f"M{n:06d}" for n in range(1, 73))
-                      if admin.get(f"/hq/v1/members/{m}").json().get("unallocated_balance", 0) >= 1000)
+        member = funded_member(admin)
         free = admin.get(f"/hq/v1/members/{member}").json()["unallocated_balance"]
         assert admin.post(f"/hq/v1/members/{member}/escrow", json={"store_id": home.store_id,
                                                                     "amount": free}).status_code == 201

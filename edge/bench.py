@@ -85,12 +85,17 @@ def _pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def _stat_fields(path: str) -> list[str]:
+    """The fields of a /proc stat file after the command name: [0] is field 3 (state), [1] the parent's pid,
+    [11] and [12] utime and stime."""
+    with open(path, encoding="ascii", errors="replace") as fh:
+        stat = fh.read()
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def _proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        stat = fh.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state); utime is 14, stime 15
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return _proc_cpu_s_path(f"/proc/{pid}/stat")
 
 
 def _main_thread_cpu_s(pid: int) -> float:
@@ -106,11 +111,10 @@ def _children(pid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                stat = fh.read()
+            parent = int(_stat_fields(f"/proc/{entry}/stat")[1])
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+        if parent == pid:
             found.append(int(entry))
     return found
 
@@ -142,9 +146,7 @@ def _wait_for_children(pid: int, timeout_s: float) -> None:
 
 
 def _proc_cpu_s_path(path: str) -> float:
-    with open(path, encoding="ascii") as fh:
-        stat = fh.read()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = _stat_fields(path)
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 

@@ -58,8 +58,8 @@ class SaleWriter:
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False
-        self._pending: dict[int, asyncio.Future[wire.SaleReply]] = {}
-        self._sent: dict[int, float] = {}  # job -> time.monotonic() it was sent, until answered
+        # job -> (its reply's future, time.monotonic() it was sent), until answered; in the order sent
+        self._pending: dict[int, tuple[asyncio.Future[wire.SaleReply], float]] = {}
         self._next_id = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -85,20 +85,19 @@ class SaleWriter:
         self._next_id += 1
         job_id = self._next_id
         fut: asyncio.Future[wire.SaleReply] = asyncio.get_running_loop().create_future()
-        self._pending[job_id] = fut
-        self._sent[job_id] = time.monotonic()
+        self._pending[job_id] = (fut, time.monotonic())
         proc.stdin.write(wire.frame(wire.job_encoder.encode(
             wire.SaleJob(job_id, req, digest, quote, actor, at, today, store_code))))
         try:
             reply = await fut
         finally:
             self._pending.pop(job_id, None)
-            self._sent.pop(job_id, None)
         return self._outcome(reply)
 
     def stalled_for(self) -> float:
         """Seconds the oldest unanswered sale has waited for the process (0 when none waits)."""
-        return time.monotonic() - min(self._sent.values()) if self._sent else 0.0
+        oldest = next(iter(self._pending.values()), None)  # job ids rise: the first is the oldest
+        return time.monotonic() - oldest[1] if oldest is not None else 0.0
 
     def kill_if_stalled(self, limit_s: float) -> bool:
         """Kill a process that has left a sale unanswered for `limit_s` (hung, not dead: an fsync that never
@@ -163,7 +162,7 @@ class SaleWriter:
                     await self._read(proc)
                 finally:
                     self._ready, self.pid, self._proc = False, None, None
-                    for fut in self._pending.values():  # sent, not answered: committed or not, the retry tells
+                    for fut, _ in self._pending.values():  # sent, not answered: committed or not, the retry tells
                         if not fut.done():
                             fut.set_exception(restarting())
                     if proc.returncode is None and not self._closing:
@@ -194,9 +193,9 @@ class SaleWriter:
             if reply.kind == wire.READY:
                 self._ready, self.pid = True, proc.pid
                 continue
-            fut = self._pending.get(reply.job_id)
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
+            waiting = self._pending.get(reply.job_id)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result(reply)
 
 
 def _child_env() -> dict[str, str]:

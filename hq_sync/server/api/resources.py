@@ -32,7 +32,7 @@ FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 # Threads a worker gives store batches at once (BACKROOM_HQ_BATCH_THREADS): the rest wait as coroutines,
 # so a thousand stores uploading together leave threads and pooled connections to authorisations and
 # feed reads instead of queueing them behind every batch (docs/hq-serving.md). They are the batch lane's own
-# threads, niced, with connections of their own (scheduling.py).
+# threads, with connections of their own (scheduling.py).
 BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 2)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
@@ -211,8 +211,9 @@ class Hq:
         # Authorisations' own connections (PostgreSQL): never queued behind batches and feed reads for one
         self.auth_db: HqDb = (PostgresDb(self.db.url, AUTHORIZE_THREADS, name="backroom-hq-authorize")
                               if isinstance(self.db, PostgresDb) else self.db)
-        # ... and batches theirs, on niced threads with niced backends (scheduling.py): batch work takes the CPU
-        # that authorisations, feed polls and the event loop leave
+        # ... and batches theirs, on the batch lane's threads (scheduling.py): at most BATCH_THREADS batches at
+        # once, so authorisations, feed polls and the event loop never wait for a thread or a connection behind
+        # them (their backends niced only with BACKROOM_HQ_BATCH_NICE)
         self.lane = BatchLane(BATCH_THREADS)
         self.batch_db: HqDb = (PostgresDb(self.db.url, BATCH_THREADS, name="backroom-hq-batch",
                                           on_connect=self.lane.backend_started)

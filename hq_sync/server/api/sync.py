@@ -67,7 +67,7 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         ack = ingest(hq.batch_db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
         return batch, ack, member_rules.members_of_batch(batch.rows)
 
-    # The batch lane (scheduling.py): its own niced threads and connections, at most BATCH_THREADS at once;
+    # The batch lane (scheduling.py): its own threads and connections, at most BATCH_THREADS at once;
     # the rest wait here, undecoded
     batch, ack, touched = await hq.lane.run(decoded_and_ingested)
     if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):

@@ -10,8 +10,8 @@ after `WatchdogSec`) and `/healthz` says so. A probe that fails (a full disk, a 
 holds) has been taken by the writer: that is not a stall, and the other checks report it.
 
 The sale-writer process (edge/sales/sale_writer.py) is watched the same way: a sale it has left unanswered
-for `STALL_S` gets the process killed; the hub answers that sale `503 writer_restarting` and starts the
-process again, without a restart of the hub.
+for `STALL_S` gets the process killed; the hub commits (or, if the process had, replays) that sale on its
+own writer and starts the process again, without a restart of the hub.
 
 `STALL_S` is long on purpose: the longest legitimate writes (a catalog import, a stock-take's commit, a
 large feed page) take seconds, and a hub restarted in the middle of one would meet the same write again.

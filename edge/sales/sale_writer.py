@@ -8,9 +8,11 @@ the two writers of the one SQLite file take turns on `<db>.write-lock` (edge/sto
 
 The process is started at the first sale (a hub that sells nothing never starts it) and answers
 once it is ready; until then, and whenever it is down, sales are committed by the hub's writer
-thread as before. If it dies, the sales it had not answered get `503 writer_restarting` (a till
-retries with the same sale_id: it gets the stored response if the COMMIT happened, else the sale
-is committed then) and the hub starts it again. It dies with the hub (PR_SET_PDEATHSIG, and its
+thread as before. If it dies, the hub finishes the sales it had not answered on its own writer, as
+a till's retry would be: `commit_sale` reads the sale_id inside its transaction, so a sale the process
+had committed is answered with its stored response, byte for byte, and the others are committed then
+(the write lock keeps that read after any COMMIT of the process). The till sees its sale answered, never
+a 5xx. The hub starts the process again. It dies with the hub (PR_SET_PDEATHSIG, and its
 stdin closes).
 """
 
@@ -44,9 +46,8 @@ RESTART_MAX_S = 5.0
 _SD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the watchdog and sd_notify stay the hub's
 
 
-def restarting() -> ApiError:
-    return ApiError(503, "writer_restarting",
-                    "the hub's sale writer restarted before answering; retry the sale with the same sale_id")
+class _WriterGone(Exception):
+    """The process ended before answering a sale it was sent (killed, crashed, or killed as hung)."""
 
 
 class SaleWriter:
@@ -76,9 +77,9 @@ class SaleWriter:
     async def commit(self, req: SaleRequest, digest: str, quote: Quote, actor: Actor, at: str, today: str,
                      store_code: str) -> Replay | bytes | None:
         """`commit_sale` in the process: its result, or None when the process is not there to take it
-        (nothing was sent: the caller commits on the hub's writer). Raises ApiError as `commit_sale`
-        does, StorageFull (507) when the disk refused, 503 `writer_restarting` when the process died
-        before answering."""
+        or it ended before answering (the caller commits on the hub's writer, which replays the sale if
+        the process had committed it). Raises ApiError as `commit_sale` does, StorageFull (507) when the
+        disk refused."""
         proc = self._proc
         if not self._ready or proc is None or proc.stdin is None or proc.stdin.is_closing():
             return None
@@ -90,6 +91,8 @@ class SaleWriter:
             wire.SaleJob(job_id, req, digest, quote, actor, at, today, store_code))))
         try:
             reply = await fut
+        except _WriterGone:
+            return None
         finally:
             self._pending.pop(job_id, None)
         return self._outcome(reply)
@@ -101,7 +104,7 @@ class SaleWriter:
 
     def kill_if_stalled(self, limit_s: float) -> bool:
         """Kill a process that has left a sale unanswered for `limit_s` (hung, not dead: an fsync that never
-        returns, a stopped process). Its sales get 503 `writer_restarting`, and the supervisor starts it
+        returns, a stopped process). Its sales are finished on the hub's writer, and the supervisor starts it
         again (edge/appliance/liveness.py calls this)."""
         proc = self._proc
         waited = self.stalled_for()
@@ -162,14 +165,14 @@ class SaleWriter:
                     await self._read(proc)
                 finally:
                     self._ready, self.pid, self._proc = False, None, None
-                    for fut, _ in self._pending.values():  # sent, not answered: committed or not, the retry tells
-                        if not fut.done():
-                            fut.set_exception(restarting())
                     if proc.returncode is None and not self._closing:
                         proc.kill()
                     if proc.returncode is None:
                         with contextlib.suppress(asyncio.CancelledError):
                             await proc.wait()
+                    for fut, _ in self._pending.values():  # sent, not answered: the hub's writer finishes them
+                        if not fut.done():
+                            fut.set_exception(_WriterGone())
                 if self._closing:
                     return
                 self.restarts += 1

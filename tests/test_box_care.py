@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -383,6 +384,9 @@ def test_a_backup_taken_while_the_tills_sell_is_consistent(box: HubProcess, tmp_
     before = _count(box.data_dir, "journal")
     seller.start()
     try:
+        deadline = time.monotonic() + 30  # the backup starts once the till is selling
+        while not sold and seller.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         done = backroom("backup", "--to", str(tmp_path), "--data", str(box.data_dir), "--json")
     finally:
         stop.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import statistics
 import threading
 import time
 import tty
@@ -181,7 +182,11 @@ def test_polls_and_commands_keep_the_8217s_200_ms_spacing(mosquitto: RunningBrok
     commands = "".join(c for _, c in received)
     assert "T" in commands and commands.count("W") >= 6
     gaps = [later - earlier for (earlier, _), (later, _) in zip(received, received[1:], strict=False)]
-    assert min(gaps) >= 0.19, f"commands {commands!r} came {min(gaps):.3f} s apart"
+    # We time each byte when this loop wakes, not when it left the bridge: a wake-up 20 ms late (seen under
+    # CI's load) makes one gap look that much longer and the next that much shorter. So every gap must be
+    # near 200 ms, and the typical one must be 200 ms; a bridge without spacing sends its bytes ms apart.
+    assert min(gaps) >= 0.16, f"commands {commands!r} came {min(gaps):.3f} s apart"
+    assert statistics.median(gaps) >= 0.199, f"commands {commands!r} came {statistics.median(gaps):.3f} s apart"
 
 
 def test_print_jobs_wait_for_an_offline_printer_and_nothing_is_lost(mosquitto: RunningBroker, tmp_path: Any) -> None:

@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sync_support import hq_db_url, pg_cluster  # noqa: F401 -- fixtures
 
+from hq_sync.server.service.ingest import _taken_sale_ids
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import DROPPED_INDEXES, create_schema
 
@@ -86,3 +88,30 @@ def _indexes(db: HqDb) -> set[str]:
 @pytest.fixture(autouse=True)
 def _own_key_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BACKROOM_HQ_KEY_FILE", str(tmp_path / "hq.pii.key"))
+
+
+def test_the_duplicate_sale_check_reads_by_the_index_while_a_partition_is_unanalysed(
+        pg_cluster: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A partition analysed while empty makes the planner expect a quarter of it to match a batch's 50 sale
+    ids (it takes sale_id for a column of 200 values) and scan all of it. The check must read by the index
+    whatever the statistics say: no row of the partition is read by a sequential scan."""
+    db = open_db(pg_cluster.url())
+    try:
+        create_schema(db)
+        with db.write() as tx:
+            tx.run("ALTER TABLE hq_sales_default SET (autovacuum_enabled = false)")
+            tx.run("ANALYZE hq_sales")  # while empty, as a new month's partition is
+            tx.run("""INSERT INTO hq_sales (sale_id, store_id, seq, receipt_no, till_id, at, day, subtotal, discount,
+                      total, tax, value_spent, points_redeemed, points_earned)
+                      SELECT 'S-' || i, 'store-' || (i %% 100), i, 'R' || i, 'till-1', '2020-05-01T10:00:00',
+                      '2020-05-01', 100, 0, 100, 0, 0, 0, 0 FROM generate_series(1, 30000) i""")
+        ids = [f"new-{n}" for n in range(49)] + ["S-777"]
+        with db.write() as tx:
+            before = tx.one("SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'hq_sales_default'")
+            assert _taken_sale_ids(tx, ids) == {"S-777"}
+            after = tx.one("SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'hq_sales_default'")
+            assert before is not None and after is not None and after[0] == before[0]
+            # and the transaction's planner settings are as they were
+            assert tx.one("SHOW enable_seqscan") == ("on",)
+    finally:
+        db.close()

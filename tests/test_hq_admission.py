@@ -7,8 +7,10 @@ One real HQ, `hq serve --workers 2` on a real PostgreSQL, with one batch thread 
 - while the batch threads are stuck (the test holds the store's row lock, so every batch transaction
   in flight waits on it) and more batches wait behind them, an authorisation is answered; then the
   batches go through, each once;
-- with BACKROOM_HQ_BATCH_NICE (an operator's choice, off by default), the batch connections' PostgreSQL
-  backends run niced and the authorisations' do not.
+- with the lane on threads (BACKROOM_HQ_BATCH_LANE=thread) and BACKROOM_HQ_BATCH_NICE (an operator's
+  choice, off by default), the batch connections' PostgreSQL backends run niced and the authorisations' do not;
+- a batch lane process killed while it holds a batch: its store gets 503 and sends it again, the lane starts
+  again, and the batch is held once.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ def hq(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
     server = HqServer(pg_cluster.url(), root, escrow={"home_share_pct": "0", "shop_share_pct": "0"})
     server.args += ["--workers", str(WORKERS)]
     server.env["BACKROOM_HQ_BATCH_THREADS"] = str(BATCH_THREADS)
+    server.start(90)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hq_threads(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
+    """HQ with the batch lane on threads (BACKROOM_HQ_BATCH_LANE=thread) and their backends niced."""
+    root = Path(tempfile.mkdtemp(prefix="hq-admission-threads-"))
+    server = HqServer(pg_cluster.url(), root, escrow={"home_share_pct": "0", "shop_share_pct": "0"})
+    server.env["BACKROOM_HQ_BATCH_THREADS"] = str(BATCH_THREADS)
+    server.env["BACKROOM_HQ_BATCH_LANE"] = "thread"
     server.env["BACKROOM_HQ_BATCH_NICE"] = "10"
     server.start(90)
     try:
@@ -129,10 +145,13 @@ def test_an_authorisation_is_answered_while_batches_wait_behind_the_limit(hq: Hq
                     (member, f"{till.store_id}:{msgspec.json.decode(body)['request_id']}")) == [(1,)]
 
 
-def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq: HqServer) -> None:
+def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq_threads: HqServer) -> None:
+    hq = hq_threads
     store = Store(f"adm-nice-{uuid.uuid4().hex[:6]}")
     store.pair(hq)
-    assert store.send(hq.url, store.batch(_sales(store, 5))).status_code == 200
+    sales = _sales(store, 5)
+    assert store.send(hq.url, store.batch(sales)).status_code == 200
+    _held_once(hq, store, {s.sale_id for s in sales})
     rows = hq.query("SELECT application_name, pid FROM pg_stat_activity WHERE datname = current_database() "
                     "AND application_name IN ('backroom-hq-batch', 'backroom-hq-authorize')")
     batch = [int(pid) for name, pid in rows if name == "backroom-hq-batch"]
@@ -140,3 +159,43 @@ def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_
     assert batch and auth  # the authorisations' pool is opened at start; the batch pool by the batch above
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in batch} == {10}
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in auth} == {0}
+
+
+def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(hq: HqServer) -> None:
+    store = Store(f"adm-kill-{uuid.uuid4().hex[:6]}")
+    store.pair(hq)
+    sales = _sales(store, 6)
+    body = store.batch(sales)
+    # Hold the store's row so the batch waits inside a lane process's transaction, then kill that process.
+    with psycopg.connect(hq.db_url) as holder:
+        holder.execute("SELECT 1 FROM hq_stores WHERE store_id = %s FOR UPDATE", (store.store_id,))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            sent = pool.submit(store.send, hq.url, body)
+            wait_until(lambda: any(w == "Lock" for _, w, _ in _batch_backends(hq)), timeout=30)
+            lanes = _lane_processes(hq)
+            assert len(lanes) == WORKERS * BATCH_THREADS  # each worker's lane: processes of its own
+            for pid in lanes:  # the one holding the batch, and the other worker's idle one
+                os.kill(pid, 9)
+            answer = sent.result(timeout=60)
+        holder.rollback()
+    assert answer.status_code == 503 and answer.json()["code"] == "batch_lane_restarting"
+    assert hq.query("SELECT count(*) FROM hq_sales WHERE store_id = ?", (store.store_id,)) == [(0,)]
+    again = store.send(hq.url, body)  # as the store's agent does
+    assert again.status_code == 200, again.text
+    _held_once(hq, store, {s.sale_id for s in sales})
+    assert not set(lanes) & set(_lane_processes(hq))  # both lanes started again
+
+
+def _lane_processes(hq: HqServer) -> list[int]:
+    """The batch lane processes: the children of HQ's workers (the workers are the server's children)."""
+    assert hq.proc is not None
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(text[text.rindex(")") + 2:].split()[1])
+    workers = {pid for pid, parent in parents.items() if parent == hq.proc.pid}
+    return sorted(pid for pid, parent in parents.items() if parent in workers)

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from hq_sync.server.api.feed_tail import FeedTail
-from hq_sync.server.api.scheduling import BatchLane, Timing
+from hq_sync.server.api.scheduling import BATCH_LANE, BatchLane, ProcessLane, Timing
 from hq_sync.server.service import stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import clock_text, now_text
@@ -214,10 +214,15 @@ class Hq:
         # ... and batches theirs, on the batch lane's threads (scheduling.py): at most BATCH_THREADS batches at
         # once, so authorisations, feed polls and the event loop never wait for a thread or a connection behind
         # them (their backends niced only with BACKROOM_HQ_BATCH_NICE)
-        self.lane = BatchLane(BATCH_THREADS)
-        self.batch_db: HqDb = (PostgresDb(self.db.url, BATCH_THREADS, name="backroom-hq-batch",
-                                          on_connect=self.lane.backend_started)
-                               if isinstance(self.db, PostgresDb) else self.db)
+        # On PostgreSQL the lane is processes of the worker's own, each with its connection (scheduling.py)
+        self.lane: BatchLane | ProcessLane
+        if isinstance(self.db, PostgresDb) and BATCH_LANE == "process":
+            self.lane = ProcessLane(BATCH_THREADS, self.db.url)
+        else:
+            self.lane = BatchLane(BATCH_THREADS)
+            self.lane.db = (PostgresDb(self.db.url, BATCH_THREADS, name="backroom-hq-batch",
+                                       on_connect=self.lane.backend_started)
+                            if isinstance(self.db, PostgresDb) else self.db)
         self.timing = Timing()
         self.signal = FeedSignal()
         self.policy = policy or EscrowPolicy.from_env()
@@ -266,6 +271,8 @@ class Hq:
         self._keys.update(stores.store_keys(self.db))
         if isinstance(self.auth_db, PostgresDb):
             self.auth_db.fill()
+        if isinstance(self.lane, ProcessLane):
+            self.lane.warm()
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one
@@ -343,8 +350,8 @@ class Hq:
             self.bus.close()
             self.bus = None
         self.lane.close()
-        for pool in (self.auth_db, self.batch_db):
-            if pool is not self.db:
+        for pool in (self.auth_db, getattr(self.lane, "db", None)):
+            if pool is not None and pool is not self.db:
                 pool.close()
         self.db.close()
 

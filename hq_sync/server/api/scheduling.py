@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 0)  # the batch connections' backends (opt-in)
+BATCH_LANE = os.environ.get("BACKROOM_HQ_BATCH_LANE") or "process"  # or "thread" (PostgreSQL)
+_PR_SET_PDEATHSIG = 1
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
@@ -74,14 +80,16 @@ def lower_priority(nice: int, pid: int = 0) -> bool:
 
 
 class BatchLane:
-    """The store batches' threads and, on PostgreSQL, their own connection pool (BACKROOM_HQ_BATCH_NICE: its
-    backends niced)."""
+    """The store batches' threads and their database `db` (SQLite: HQ's own; PostgreSQL, with
+    BACKROOM_HQ_BATCH_LANE=thread: a pool of as many connections, BACKROOM_HQ_BATCH_NICE: its backends niced).
+    `run(fn, *args)` calls `fn(db, *args)` on a lane thread."""
 
     def __init__(self, threads: int, nice: int = BATCH_NICE) -> None:
         self.threads = threads
         self.nice = nice
         self._told = False
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hq-batch")
+        self.db: Any = None  # set by its owner (its connections' on_connect may be `backend_started`)
 
     def backend_started(self, conn: Any) -> None:
         """A new connection of the batch pool (PostgresDb's on_connect): nice its backend process."""
@@ -94,12 +102,102 @@ class BatchLane:
                      "see docs/hq-serving.md)")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` on a batch thread; waits (as a coroutine) while every batch thread is busy. If the
+        """`fn(db, *args)` on a batch thread; waits (as a coroutine) while every batch thread is busy. If the
         request is cancelled meanwhile, the work still runs to its end (a batch is all or nothing)."""
-        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, fn, *args))
+        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, fn, self.db, *args))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=False)
+
+
+# -- the batch lane in processes of its own ---------------------------------------------------------------------
+
+_LANE_DB: Any = None  # in a lane process: its database connection
+
+
+def _lane_process_started(db_url: str, parent: int) -> None:
+    """A lane process's start: die with the worker (PR_SET_PDEATHSIG), open one connection."""
+    global _LANE_DB
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the executor's closed pipe still ends it
+        pass
+    if os.getppid() != parent:  # the worker died before the prctl
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops the lane
+    from hq_sync.server.storage.db import PostgresDb
+
+    _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch")
+    collector_settings()
+
+
+def _in_lane_process(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[str, Any]:
+    """`fn(db, *args)` in a lane process. An HqError comes back as its parts (its `extra` need not pickle)."""
+    from hq_sync.server.service.errors import HqError
+
+    try:
+        return "ok", fn(_LANE_DB, *args)
+    except HqError as exc:
+        return "refused", (exc.status, exc.code, exc.message, json.loads(json.dumps(exc.extra, default=str)))
+
+
+class ProcessLane:
+    """The batch lane in BACKROOM_HQ_BATCH_THREADS processes of the worker's own (PostgreSQL, the default;
+    BACKROOM_HQ_BATCH_LANE=thread for threads). A batch's decoding, planning and COPY formatting are most of
+    a worker's Python time in the busy hour; on the worker's threads they held its GIL while authorisations,
+    feed polls and the event loop waited for it (bench chain --phases: an authorisation's thread waited up to
+    half a second to start). In processes, they wait only for a CPU, which the kernel shares out.
+
+    `run(fn, *args)` calls `fn(db, *args)` in a lane process (`fn` a module-level function; arguments and
+    result pickled). A lane process that dies (killed, out of memory) takes its batch with it: that batch's
+    store gets 503 and sends it again (it may have committed: the store's sequence numbers make the resend a
+    duplicate, acknowledged, not applied twice), and the lane starts new processes."""
+
+    def __init__(self, processes: int, db_url: str) -> None:
+        self.threads = processes
+        self._url = db_url
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.threads, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_lane_process_started, initargs=(self._url, os.getpid()))
+
+    def warm(self) -> None:
+        """Start every lane process now (each imports HQ and connects: about a second), not at the first batch."""
+        for done in [self._pool.submit(os.getpid) for _ in range(self.threads)]:
+            done.result(timeout=120)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        from hq_sync.server.service.errors import HqError
+
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            running = loop.run_in_executor(pool, _in_lane_process, fn, args)
+        except BrokenProcessPool:  # a process died while the lane was idle: nothing of this batch has run
+            pool = self._restart(pool)
+            running = loop.run_in_executor(pool, _in_lane_process, fn, args)
+        try:
+            how, out = await asyncio.shield(running)
+        except BrokenProcessPool:
+            self._restart(pool)
+            raise HqError(503, "batch_lane_restarting", "HQ's batch process stopped while it held this batch; "
+                          "send it again") from None
+        if how == "refused":
+            status, code, message, extra = out
+            raise HqError(status, code, message, **extra)
+        return out  # type: ignore[no-any-return]
+
+    def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        if self._pool is broken:
+            log.error("a batch lane process died; starting the lane's processes again")
+            self._pool = self._start()
+            broken.shutdown(wait=False, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Timing:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import anyio
@@ -17,9 +18,10 @@ from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_
 from hq_sync.server.service import coupons, digests, feed, member_rules, members, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
 from hq_sync.server.service.ingest import ingest
+from hq_sync.server.storage.db import HqDb
 from hq_sync.wire import (
+    Ack,
     AuthorizeRequest,
-    Batch,
     CouponReserve,
     DigestReport,
     PairRequest,
@@ -47,35 +49,59 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(msgspec.to_builtins(result))
 
 
+class _Heard:
+    """What a committed batch tells the worker: the members whose escrow it released and (member, store) of
+    its member sales. Collected where the batch ran (a lane process has no signals of its own); the worker
+    passes them on."""
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+        self.shopping: list[tuple[str, str]] = []
+
+    def notify(self, member_ids: Iterable[str]) -> None:
+        self.released.extend(member_ids)
+
+    def shopped(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.shopping.extend(pairs)
+
+
+def decode_and_ingest(db: HqDb, body: bytes, encoding: str | None, store_id: str,
+                      at: str) -> tuple[Ack, bool, int, list[str], _Heard]:
+    """A verified batch body, decoded and applied (on the batch lane: a thread or a process of its own).
+    Returns the ack, whether it carried a transfer step, the feed entries it caused, the members it touched
+    and what it released and shopped. Decoding is CPU work too: done here, not on the event loop, where a
+    thousand stores' batches arriving together held back every authorisation's and feed poll's answer."""
+    try:
+        batch = batch_decoder.decode(decompress(body, encoding))
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
+    if batch.store_id != store_id:
+        raise HqError(403, "wrong_store", "a store may only send its own batches")
+    fed: list[int] = []
+    heard = _Heard()
+    ack = ingest(db, batch, at, releases=heard, events=heard, fed=fed)
+    has_transfer = any(row.kind.startswith("transfer_") for row in batch.rows)
+    return ack, has_transfer, sum(fed), member_rules.members_of_batch(batch.rows), heard
+
+
 @post("/hq/v1/sync/batches", status_code=200)
 async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = signed_store(request, body)
     hq = hq_of(request)
-    encoding = request.headers.get("content-encoding")
-    fed: list[int] = []
-
-    def decoded_and_ingested() -> tuple[Batch, Any, list[str]]:
-        # Decoding is CPU work too: done on the batch's thread, not on the event loop, where a thousand
-        # stores' batches arriving together held back every authorisation's and feed poll's answer.
-        try:
-            batch = batch_decoder.decode(decompress(body, encoding))
-        except (ValueError, msgspec.DecodeError) as exc:
-            raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
-        if batch.store_id != store_id:
-            raise HqError(403, "wrong_store", "a store may only send its own batches")
-        ack = ingest(hq.batch_db, batch, now_text(), releases=hq.releases, events=hq.events, fed=fed)
-        return batch, ack, member_rules.members_of_batch(batch.rows)
-
-    # The batch lane (scheduling.py): its own threads and connections, at most BATCH_THREADS at once;
-    # the rest wait here, undecoded
-    batch, ack, touched = await hq.lane.run(decoded_and_ingested)
-    if any(row.kind.startswith("transfer_") for row in batch.rows) or any(n > 0 for n in fed):
+    # The batch lane (scheduling.py): processes (PostgreSQL) or threads of its own, at most BATCH_THREADS
+    # batches at once; the rest wait here, undecoded
+    ack, has_transfer, fed, touched, heard = await hq.lane.run(
+        decode_and_ingest, body, request.headers.get("content-encoding"), store_id, now_text())
+    if heard.released:  # after the commit: a woken authorisation must see the release
+        hq.releases.notify(set(heard.released))
+    if heard.shopping:
+        hq.events.shopped(heard.shopping)
+    if has_transfer or fed > 0:
         hq.signal.notify()  # a transfer step, a member or balances went onto stores' feeds
     if touched:  # upgrades apply as soon as a batch brings a member's figures over a threshold
-        at = now_text()
-        if await hq.lane.run(member_rules.after_batch, hq.batch_db, hq.private_key, touched,
-                             member_rules.chain_today(), at):
+        if await hq.lane.run(member_rules.after_batch, hq.private_key, touched, member_rules.chain_today(),
+                             now_text()):
             hq.signal.notify()
     return json_response(msgspec.to_builtins(ack))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
@@ -50,9 +50,6 @@ from hq_sync.server.service.transfers import apply_transfers
 from hq_sync.server.storage.db import HqDb, Tx
 from hq_sync.server.storage.statements import PROVIDER_METHODS
 from hq_sync.wire import Ack, Batch, OutRow
-
-if TYPE_CHECKING:
-    from hq_sync.server.service.escrow_signals import EscrowEvents, ReleaseSignal
 
 LEDGERS = ("value", "points")
 
@@ -305,8 +302,21 @@ def resolve_members(rows: list[tuple[OutRow, Delta | str]],
     return out
 
 
-def ingest(db: HqDb, batch: Batch, at: str, *, releases: ReleaseSignal | None = None,
-           events: EscrowEvents | None = None, fed: list[int] | None = None) -> Ack:
+class Releases(Protocol):
+    """Hears the members whose escrow a committed batch released (escrow_signals.ReleaseSignal, or the batch
+    lane's process collecting them for its worker)."""
+
+    def notify(self, member_ids: Iterable[str]) -> None: ...
+
+
+class Shopping(Protocol):
+    """Hears (member, store) of a committed batch's member sales (escrow_signals.EscrowEvents, or a collector)."""
+
+    def shopped(self, pairs: Iterable[tuple[str, str]]) -> None: ...
+
+
+def ingest(db: HqDb, batch: Batch, at: str, *, releases: Releases | None = None,
+           events: Shopping | None = None, fed: list[int] | None = None) -> Ack:
     """Apply a verified batch of `batch.store_id` in one transaction; return the ack. After the commit,
     `releases` wakes authorisations waiting for the members whose escrow this batch released, and
     `events` hears which members shopped here (the escrow policy's proactive grants). `fed`, if given,

@@ -124,7 +124,8 @@ def _self_cpu_s() -> float:
 
 
 # HQ's scheduling knobs pass from the bench's environment to its HQ (for A/B runs: BACKROOM_HQ_BATCH_NICE=0 ...)
-TUNING_ENV = ("BACKROOM_HQ_BATCH_", "BACKROOM_HQ_AUTHORIZE_", "BACKROOM_HQ_SWITCH_INTERVAL_S", "BACKROOM_HQ_PG_POOL")
+TUNING_ENV = ("BACKROOM_HQ_BATCH_", "BACKROOM_HQ_LANE_", "BACKROOM_HQ_AUTHORIZE_", "BACKROOM_HQ_SWITCH_INTERVAL_S",
+              "BACKROOM_HQ_PG_POOL")
 
 
 def _start_hq(db_url: str, root: Path, workers: int, timing: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:

@@ -47,6 +47,7 @@ T = TypeVar("T")
 BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 0)  # the batch connections' backends (opt-in)
 BATCH_LANE = os.environ.get("BACKROOM_HQ_BATCH_LANE") or "process"  # or "thread" (PostgreSQL)
 _PR_SET_PDEATHSIG = 1
+LANE_NICE = int(os.environ.get("BACKROOM_HQ_LANE_NICE") or 10)  # the lane processes' CPU priority
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
@@ -126,6 +127,7 @@ def _lane_process_started(db_url: str, parent: int) -> None:
     if os.getppid() != parent:  # the worker died before the prctl
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops the lane
+    lower_priority(LANE_NICE, os.getpid())  # the worker's event loop and authorisations get the CPU first
     from hq_sync.server.storage.db import PostgresDb
 
     _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch")

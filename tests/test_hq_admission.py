@@ -173,8 +173,8 @@ def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(
             sent = pool.submit(store.send, hq.url, body)
             wait_until(lambda: any(w == "Lock" for _, w, _ in _batch_backends(hq)), timeout=30)
             lanes = _lane_processes(hq)
-            assert len(lanes) == WORKERS * BATCH_THREADS  # each worker's lane: processes of its own
-            for pid in lanes:  # the one holding the batch, and the other worker's idle one
+            assert 1 <= len(lanes) <= WORKERS * BATCH_THREADS  # each worker's lane: processes of its own
+            for pid in lanes:  # the one holding the batch, and any other worker's idle one
                 os.kill(pid, 9)
             answer = sent.result(timeout=60)
         holder.rollback()
@@ -183,7 +183,7 @@ def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(
     again = store.send(hq.url, body)  # as the store's agent does
     assert again.status_code == 200, again.text
     _held_once(hq, store, {s.sale_id for s in sales})
-    assert not set(lanes) & set(_lane_processes(hq))  # both lanes started again
+    assert not set(lanes) & set(_lane_processes(hq))  # the lane started again
 
 
 def _lane_processes(hq: HqServer) -> list[int]:

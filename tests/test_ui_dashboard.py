@@ -76,12 +76,15 @@ def test_a_sale_reaches_an_open_dashboard_over_server_sent_events(fresh_hub: Hub
     tablet = ui_login(fresh_hub, "manager")
     till = fresh_hub.login("cashier")
     received: list[dict[str, str]] = []
+    live = threading.Event()
 
     def listen() -> None:
         with tablet.stream("GET", "/ui/dashboard/events", timeout=20) as stream:
             event = ""
             for line in stream.iter_lines():
-                if line.startswith("event:"):
+                if line.startswith(": live"):  # the stream has taken the state it sends changes from
+                    live.set()
+                elif line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
                 elif line.startswith("data:") and event == "fragments":
                     received.append(json.loads(line.split(":", 1)[1]))
@@ -89,6 +92,8 @@ def test_a_sale_reaches_an_open_dashboard_over_server_sent_events(fresh_hub: Hub
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
+    # A sale before the stream took its starting state would be part of that state, not a change
+    assert live.wait(20), "the stream never said it was live"
     sale = sell(till, [{"sku": "SKU00027", "qty": 3}])
     listener.join(timeout=20)
     assert received, "no live update arrived"

@@ -47,6 +47,8 @@ def live_fragments(
     async def updates() -> AsyncIterator[ServerSentEventMessage]:
         last: S | None = None if send_first else await call(signature)
         sent_any = not send_first
+        if not send_first:  # the state it starts from is taken: from here on, every change is sent
+            yield ServerSentEventMessage(comment="live")
         quiet_since = time.monotonic()
         while running() and await call(ui.signed_in):
             now = await call(signature)

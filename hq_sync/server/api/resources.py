@@ -271,8 +271,6 @@ class Hq:
         self._keys.update(stores.store_keys(self.db))
         if isinstance(self.auth_db, PostgresDb):
             self.auth_db.fill()
-        if isinstance(self.lane, ProcessLane):
-            self.lane.warm()
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one

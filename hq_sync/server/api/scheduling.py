@@ -152,9 +152,11 @@ class ProcessLane:
     half a second to start). In processes, they wait only for a CPU, which the kernel shares out.
 
     `run(fn, *args)` calls `fn(db, *args)` in a lane process (`fn` a module-level function; arguments and
-    result pickled). A lane process that dies (killed, out of memory) takes its batch with it: that batch's
-    store gets 503 and sends it again (it may have committed: the store's sequence numbers make the resend a
-    duplicate, acknowledged, not applied twice), and the lane starts new processes."""
+    result pickled). A process starts when a batch finds none idle (about a second: it imports HQ and
+    connects), so an HQ that takes few batches, as in the tests, runs few. A lane process that dies (killed,
+    out of memory) takes its batch with it: that batch's store gets 503 and sends it again (it may have
+    committed: the store's sequence numbers make the resend a duplicate, acknowledged, not applied twice),
+    and the lane starts new processes. They also start with nice LANE_NICE and die with their worker."""
 
     def __init__(self, processes: int, db_url: str) -> None:
         self.threads = processes
@@ -164,11 +166,6 @@ class ProcessLane:
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.threads, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_lane_process_started, initargs=(self._url, os.getpid()))
-
-    def warm(self) -> None:
-        """Start every lane process now (each imports HQ and connects: about a second), not at the first batch."""
-        for done in [self._pool.submit(os.getpid) for _ in range(self.threads)]:
-            done.result(timeout=120)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         from hq_sync.server.service.errors import HqError

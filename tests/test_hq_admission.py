@@ -31,6 +31,7 @@ import pytest
 from sync_support import HqServer, PgCluster, funded_member, pg_cluster, wait_until  # noqa: F401 -- pg_cluster is a fixture
 from sync_support import ProtocolStore as Store
 
+from hq_sync.bench_chain import _stat
 from hq_sync.wire import AuthorizeRequest
 
 WORKERS = 2
@@ -189,13 +190,7 @@ def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(
 def _lane_processes(hq: HqServer) -> list[int]:
     """The batch lane processes: the children of HQ's workers (the workers are the server's children)."""
     assert hq.proc is not None
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                text = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(text[text.rindex(")") + 2:].split()[1])
+    parents = {int(e): int(fields[1]) for e in os.listdir("/proc")
+               if e.isdigit() and (fields := _stat(int(e))) is not None}
     workers = {pid for pid, parent in parents.items() if parent == hq.proc.pid}
     return sorted(pid for pid, parent in parents.items() if parent in workers)

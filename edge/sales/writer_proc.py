@@ -17,7 +17,6 @@ pipe) after answering what was queued, and at once when the hub dies (PR_SET_PDE
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from typing import Any
 import msgspec
 
 from edge.errors import ApiError, StorageFull
+from edge.lifeline import die_with_parent
 from edge.pricing.engine import Quote
 from edge.sales.checkout import Replay, commit_sale
 from edge.sales.models import SaleRequest
@@ -39,7 +39,6 @@ from edge.storage.db import Writer
 log = logging.getLogger("edge.sales.writer_proc")
 
 COMMITTED, REPLAY, REFUSED, STORAGE_FULL, FAILED, READY = range(6)
-_PR_SET_PDEATHSIG = 1
 _HEADER = 4
 MAX_FRAME = 64 * 1024 * 1024
 
@@ -120,16 +119,6 @@ class _Replies:
             view = view[written:]
 
 
-def _die_with_parent(parent: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the closed stdin still ends the process
-        pass
-    if os.getppid() != parent:  # the hub died before the prctl
-        os._exit(1)
-
-
 def _submit(writer: Writer, replies: _Replies, job: SaleJob) -> None:
     def commit(conn: sqlite3.Connection) -> Replay | bytes:
         return commit_sale(conn, job.req, job.digest, job.quote, job.actor, job.at, job.today, job.store_code)
@@ -166,7 +155,7 @@ def serve(db_path: Path, stdin: int, stdout: int) -> None:
 
 def main(argv: list[str]) -> int:
     db_path, parent = Path(argv[0]), int(argv[1])
-    _die_with_parent(parent)
+    die_with_parent(parent)  # and if the hub goes without killing it, its closed stdin ends it too
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s sale-writer: %(message)s")
     # A Ctrl-C of the terminal, or systemd stopping the unit (it signals every process of the cgroup), is the

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import json
 import logging
@@ -40,13 +39,14 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.lifeline import die_with_parent
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 0)  # the batch connections' backends (opt-in)
 BATCH_LANE = os.environ.get("BACKROOM_HQ_BATCH_LANE") or "process"  # or "thread" (PostgreSQL)
-_PR_SET_PDEATHSIG = 1
 LANE_NICE = int(os.environ.get("BACKROOM_HQ_LANE_NICE") or 10)  # the lane processes' CPU priority
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
@@ -119,13 +119,7 @@ _LANE_DB: Any = None  # in a lane process: its database connection
 def _lane_process_started(db_url: str, parent: int) -> None:
     """A lane process's start: die with the worker (PR_SET_PDEATHSIG), open one connection."""
     global _LANE_DB
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the executor's closed pipe still ends it
-        pass
-    if os.getppid() != parent:  # the worker died before the prctl
-        os._exit(1)
+    die_with_parent(parent)  # and if the worker goes without killing it, the executor's closed pipe ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops the lane
     lower_priority(LANE_NICE, os.getpid())  # the worker's event loop and authorisations get the CPU first
     from hq_sync.server.storage.db import PostgresDb

@@ -27,6 +27,8 @@ Why an answer from here is the one the database would give:
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import os
 
 from hq_sync.wire import FeedEntry, FeedPage
@@ -123,13 +125,7 @@ class FeedTail:
         mine = self._by_store.get(store_id, [])
         everyone = self._by_store.get("*", []) if store_id != "*" else []
         i, j = bisect.bisect_right(mine, after, key=_seq), bisect.bisect_right(everyone, after, key=_seq)
-        out: list[FeedEntry] = []
-        while len(out) < limit and (i < len(mine) or j < len(everyone)):
-            if j >= len(everyone) or (i < len(mine) and mine[i].seq < everyone[j].seq):
-                out.append(mine[i])
-                i += 1
-            else:
-                out.append(everyone[j])
-                j += 1
+        out = list(itertools.islice(heapq.merge(itertools.islice(mine, i, None), itertools.islice(everyone, j, None),
+                                                key=_seq), limit))
         self.served += 1
         return FeedPage(entries=out, head=head)

@@ -391,7 +391,10 @@ class FaultProxy:
             await w.drain()
             if not expect_response:
                 return None
-            return await r.read()
+            # An upstream that closed without a byte (HQ killed mid-request) is no response: the store's
+            # connection is closed, as a real proxy's would be. Passed on as b"", the store waited its
+            # whole request timeout for an answer that the proxy was no longer fetching.
+            return await r.read() or None
         except ConnectionError:
             return None
         finally:

@@ -48,6 +48,7 @@ T = TypeVar("T")
 BATCH_NICE = int(os.environ.get("BACKROOM_HQ_BATCH_NICE") or 0)  # the batch connections' backends (opt-in)
 BATCH_LANE = os.environ.get("BACKROOM_HQ_BATCH_LANE") or "process"  # or "thread" (PostgreSQL)
 LANE_NICE = int(os.environ.get("BACKROOM_HQ_LANE_NICE") or 10)  # the lane processes' CPU priority
+LANE_START_WARN_S = 5.0  # a lane process slower than this to start says so in the log
 TIMING_DIR = os.environ.get("BACKROOM_HQ_TIMING_DIR") or ""
 TIMING_EVERY_S = 2.0
 LAG_TICK_S = 0.01
@@ -117,15 +118,24 @@ _LANE_DB: Any = None  # in a lane process: its database connection
 
 
 def _lane_process_started(db_url: str, parent: int) -> None:
-    """A lane process's start: die with the worker (PR_SET_PDEATHSIG), open one connection."""
+    """A lane process's start: die with the worker (PR_SET_PDEATHSIG), import what batches need, open one
+    connection, and only then lower its priority. A batch waits for this start: at nice 10 on a busy machine
+    the imports alone took seconds, most of them the web framework that the batch's function was imported
+    from (it now lives in service/intake.py, which does not import it)."""
     global _LANE_DB
+    started = time.monotonic()
     die_with_parent(parent)  # and if the worker goes without killing it, the executor's closed pipe ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops the lane
-    lower_priority(LANE_NICE, os.getpid())  # the worker's event loop and authorisations get the CPU first
+    import hq_sync.server.service.intake  # noqa: F401  (the batches' function, unpickled by name)
+    import hq_sync.server.service.member_rules  # noqa: F401
     from hq_sync.server.storage.db import PostgresDb
 
     _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch")
     collector_settings()
+    lower_priority(LANE_NICE, os.getpid())  # the worker's event loop and authorisations get the CPU first
+    took = time.monotonic() - started
+    if took > LANE_START_WARN_S:
+        log.warning("a batch lane process took %.1f s to start (the machine is short of CPU)", took)
 
 
 def _in_lane_process(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[str, Any]:

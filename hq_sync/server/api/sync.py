@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import anyio
@@ -15,19 +14,14 @@ from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
 from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
-from hq_sync.server.service import coupons, digests, feed, member_rules, members, stores, transfers
+from hq_sync.server.service import coupons, digests, feed, intake, member_rules, members, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
-from hq_sync.server.service.ingest import ingest
-from hq_sync.server.storage.db import HqDb
 from hq_sync.wire import (
-    Ack,
     AuthorizeRequest,
     CouponReserve,
     DigestReport,
     PairRequest,
     StockReport,
-    batch_decoder,
-    decompress,
     feed_page_encoder,
 )
 
@@ -49,41 +43,6 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(msgspec.to_builtins(result))
 
 
-class _Heard:
-    """What a committed batch tells the worker: the members whose escrow it released and (member, store) of
-    its member sales. Collected where the batch ran (a lane process has no signals of its own); the worker
-    passes them on."""
-
-    def __init__(self) -> None:
-        self.released: list[str] = []
-        self.shopping: list[tuple[str, str]] = []
-
-    def notify(self, member_ids: Iterable[str]) -> None:
-        self.released.extend(member_ids)
-
-    def shopped(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self.shopping.extend(pairs)
-
-
-def decode_and_ingest(db: HqDb, body: bytes, encoding: str | None, store_id: str,
-                      at: str) -> tuple[Ack, bool, int, list[str], _Heard]:
-    """A verified batch body, decoded and applied (on the batch lane: a thread or a process of its own).
-    Returns the ack, whether it carried a transfer step, the feed entries it caused, the members it touched
-    and what it released and shopped. Decoding is CPU work too: done here, not on the event loop, where a
-    thousand stores' batches arriving together held back every authorisation's and feed poll's answer."""
-    try:
-        batch = batch_decoder.decode(decompress(body, encoding))
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise HqError(400, "bad_batch", f"the batch does not decode: {exc}"[:300]) from None
-    if batch.store_id != store_id:
-        raise HqError(403, "wrong_store", "a store may only send its own batches")
-    fed: list[int] = []
-    heard = _Heard()
-    ack = ingest(db, batch, at, releases=heard, events=heard, fed=fed)
-    has_transfer = any(row.kind.startswith("transfer_") for row in batch.rows)
-    return ack, has_transfer, sum(fed), member_rules.members_of_batch(batch.rows), heard
-
-
 @post("/hq/v1/sync/batches", status_code=200)
 async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
@@ -92,7 +51,7 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     # The batch lane (scheduling.py): processes (PostgreSQL) or threads of its own, at most BATCH_THREADS
     # batches at once; the rest wait here, undecoded
     ack, has_transfer, fed, touched, heard = await hq.lane.run(
-        decode_and_ingest, body, request.headers.get("content-encoding"), store_id, now_text())
+        intake.decode_and_ingest, body, request.headers.get("content-encoding"), store_id, now_text())
     if heard.released:  # after the commit: a woken authorisation must see the release
         hq.releases.notify(set(heard.released))
     if heard.shopping:

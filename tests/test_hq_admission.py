@@ -7,8 +7,9 @@ One real HQ, `hq serve --workers 2` on a real PostgreSQL, with one batch thread 
 - while the batch threads are stuck (the test holds the store's row lock, so every batch transaction
   in flight waits on it) and more batches wait behind them, an authorisation is answered; then the
   batches go through, each once;
-- with the lane on threads (BACKROOM_HQ_BATCH_LANE=thread) and BACKROOM_HQ_BATCH_NICE (an operator's
-  choice, off by default), the batch connections' PostgreSQL backends run niced and the authorisations' do not;
+- with BACKROOM_HQ_BATCH_NICE (an operator's choice, off by default), the batch connections' PostgreSQL
+  backends run niced and the authorisations' do not, with the lane on threads or in processes; the lane's
+  processes run niced themselves;
 - a batch lane process killed while it holds a batch: its store gets 503 and sends it again, the lane starts
   again, and the batch is held once.
 """
@@ -51,13 +52,13 @@ def hq(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def hq_threads(pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
-    """HQ with the batch lane on threads (BACKROOM_HQ_BATCH_LANE=thread) and their backends niced."""
-    root = Path(tempfile.mkdtemp(prefix="hq-admission-threads-"))
+@pytest.fixture(scope="module", params=["thread", "process"])
+def hq_niced(request: pytest.FixtureRequest, pg_cluster: PgCluster) -> Iterator[HqServer]:  # noqa: F811
+    """HQ with the batch lane on threads or in processes (BACKROOM_HQ_BATCH_LANE) and its backends niced."""
+    root = Path(tempfile.mkdtemp(prefix=f"hq-admission-{request.param}-"))
     server = HqServer(pg_cluster.url(), root, escrow={"home_share_pct": "0", "shop_share_pct": "0"})
     server.env["BACKROOM_HQ_BATCH_THREADS"] = str(BATCH_THREADS)
-    server.env["BACKROOM_HQ_BATCH_LANE"] = "thread"
+    server.env["BACKROOM_HQ_BATCH_LANE"] = request.param
     server.env["BACKROOM_HQ_BATCH_NICE"] = "10"
     server.start(90)
     try:
@@ -146,8 +147,8 @@ def test_an_authorisation_is_answered_while_batches_wait_behind_the_limit(hq: Hq
                     (member, f"{till.store_id}:{msgspec.json.decode(body)['request_id']}")) == [(1,)]
 
 
-def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq_threads: HqServer) -> None:
-    hq = hq_threads
+def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_not(hq_niced: HqServer) -> None:
+    hq = hq_niced
     store = Store(f"adm-nice-{uuid.uuid4().hex[:6]}")
     store.pair(hq)
     sales = _sales(store, 5)
@@ -160,6 +161,12 @@ def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_
     assert batch and auth  # the authorisations' pool is opened at start; the batch pool by the batch above
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in batch} == {10}
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in auth} == {0}
+    assert hq.proc is not None  # one worker: its lane processes are its children (beside multiprocessing's tracker)
+    lanes = [pid for pid in _children({hq.proc.pid}) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    if hq.env["BACKROOM_HQ_BATCH_LANE"] == "process":  # the lane processes themselves: nice 10 (LANE_NICE)
+        assert lanes and {os.getpriority(os.PRIO_PROCESS, pid) for pid in lanes} == {10}
+    else:
+        assert lanes == []
 
 
 def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(hq: HqServer) -> None:
@@ -190,7 +197,10 @@ def test_a_killed_batch_process_costs_its_store_a_resend_and_nothing_is_doubled(
 def _lane_processes(hq: HqServer) -> list[int]:
     """The batch lane processes: the children of HQ's workers (the workers are the server's children)."""
     assert hq.proc is not None
+    return _children(set(_children({hq.proc.pid})))
+
+
+def _children(of: set[int]) -> list[int]:
     parents = {int(e): int(fields[1]) for e in os.listdir("/proc")
                if e.isdigit() and (fields := _stat(int(e))) is not None}
-    workers = {pid for pid, parent in parents.items() if parent == hq.proc.pid}
-    return sorted(pid for pid, parent in parents.items() if parent in workers)
+    return sorted(pid for pid, parent in parents.items() if parent in of)

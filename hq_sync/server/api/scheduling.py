@@ -81,6 +81,22 @@ def lower_priority(nice: int, pid: int = 0) -> bool:
     return True
 
 
+_told_no_renice = False
+
+
+def nice_backend(conn: Any, nice: int) -> None:
+    """Lower the CPU priority of a batch connection's PostgreSQL backend by `nice` (BACKROOM_HQ_BATCH_NICE;
+    0: leave it). Only where HQ may renice PostgreSQL's processes (the same user, or root); else said once."""
+    global _told_no_renice
+    if nice <= 0:
+        return
+    pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    if not lower_priority(nice, pid) and not _told_no_renice:
+        _told_no_renice = True
+        log.info("batch connections' PostgreSQL backends keep their CPU priority (HQ may not renice them; "
+                 "see docs/hq-serving.md)")
+
+
 class BatchLane:
     """The store batches' threads and their database `db` (SQLite: HQ's own; PostgreSQL, with
     BACKROOM_HQ_BATCH_LANE=thread: a pool of as many connections, BACKROOM_HQ_BATCH_NICE: its backends niced).
@@ -89,19 +105,12 @@ class BatchLane:
     def __init__(self, threads: int, nice: int = BATCH_NICE) -> None:
         self.threads = threads
         self.nice = nice
-        self._told = False
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hq-batch")
         self.db: Any = None  # set by its owner (its connections' on_connect may be `backend_started`)
 
     def backend_started(self, conn: Any) -> None:
         """A new connection of the batch pool (PostgresDb's on_connect): nice its backend process."""
-        if self.nice <= 0:
-            return
-        pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
-        if not lower_priority(self.nice, pid) and not self._told:
-            self._told = True
-            log.info("batch connections' PostgreSQL backends keep their CPU priority (HQ may not renice them; "
-                     "see docs/hq-serving.md)")
+        nice_backend(conn, self.nice)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(db, *args)` on a batch thread; waits (as a coroutine) while every batch thread is busy. If the
@@ -130,7 +139,7 @@ def _lane_process_started(db_url: str, parent: int) -> None:
     import hq_sync.server.service.member_rules  # noqa: F401
     from hq_sync.server.storage.db import PostgresDb
 
-    _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch")
+    _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch", on_connect=lambda conn: nice_backend(conn, BATCH_NICE))
     collector_settings()
     lower_priority(LANE_NICE, os.getpid())  # the worker's event loop and authorisations get the CPU first
     took = time.monotonic() - started

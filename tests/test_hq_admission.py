@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import pickle
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -204,3 +207,19 @@ def _children(of: set[int]) -> list[int]:
     parents = {int(e): int(fields[1]) for e in os.listdir("/proc")
                if e.isdigit() and (fields := _stat(int(e))) is not None}
     return sorted(pid for pid, parent in parents.items() if parent in of)
+
+
+def test_a_lane_process_takes_batches_without_importing_the_web_framework() -> None:
+    """A lane process starts when a batch finds none idle, and that batch waits for its imports: what it
+    imports to take batches (the initializer's modules, the functions the lane is given, unpickled by name)
+    stays free of litestar, which took seconds to import at the lane's nice 10 on a busy machine."""
+    from hq_sync.server.service import intake, member_rules
+
+    given = pickle.dumps((intake.decode_and_ingest, member_rules.after_batch))
+    code = ("import sys, pickle; from hq_sync.server.api import scheduling; pickle.loads(sys.stdin.buffer.read()); "
+            "import hq_sync.server.service.intake, hq_sync.server.storage.db; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litestar', 'uvicorn', 'starlette')))")
+    done = subprocess.run([sys.executable, "-c", code], input=given, capture_output=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "[]"

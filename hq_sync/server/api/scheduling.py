@@ -174,17 +174,18 @@ class ProcessLane:
     def __init__(self, processes: int, db_url: str) -> None:
         self.threads = processes
         self._url = db_url
-        self._pool = self._start()
+        self._pool: ProcessPoolExecutor | None = None  # made by the first batch: an HQ that takes none has none
 
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.threads, mp_context=multiprocessing.get_context("spawn"),
+        self._pool = ProcessPoolExecutor(max_workers=self.threads, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_lane_process_started, initargs=(self._url, os.getpid()))
+        return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         from hq_sync.server.service.errors import HqError
 
         loop = asyncio.get_running_loop()
-        pool = self._pool
+        pool = self._pool or self._start()
         try:
             running = loop.run_in_executor(pool, _in_lane_process, fn, args)
         except BrokenProcessPool:  # a process died while the lane was idle: nothing of this batch has run
@@ -202,14 +203,22 @@ class ProcessLane:
         return out  # type: ignore[no-any-return]
 
     def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        if self._pool is broken:
+        if self._pool is broken or self._pool is None:
             log.error("a batch lane process died; starting the lane's processes again")
-            self._pool = self._start()
+            self._start()
             broken.shutdown(wait=False, cancel_futures=True)
+        assert self._pool is not None
         return self._pool
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """At the worker's stop (its requests already answered): the lane processes finish and exit. Waited
+        for, and the pool let go, so that its queues' semaphores are released here: left to the process's
+        exit, multiprocessing's resource tracker warned of "leaked semaphore objects" at every stop."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            del pool
+            gc.collect()
 
 
 class Timing:

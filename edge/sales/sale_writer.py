@@ -43,6 +43,7 @@ READ_LIMIT = 4 * 1024 * 1024
 CLOSE_TIMEOUT_S = 10.0
 RESTART_MIN_S = 0.1
 RESTART_MAX_S = 5.0
+START_TIMEOUT_S = 15.0  # a process that has not said it is ready by then is hung in its start: killed, started again
 _SD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the watchdog and sd_notify stay the hub's
 
 
@@ -161,9 +162,11 @@ class SaleWriter:
                 self._proc = proc
                 if self._closing and proc.stdin is not None:  # the hub began closing while it started
                     proc.stdin.close()
+                starting = asyncio.create_task(self._kill_unless_ready(proc))
                 try:
                     await self._read(proc)
                 finally:
+                    starting.cancel()
                     self._ready, self.pid, self._proc = False, None, None
                     if proc.returncode is None and not self._closing:
                         proc.kill()
@@ -181,6 +184,15 @@ class SaleWriter:
             delay = delay * 2 if time.monotonic() - started < RESTART_MAX_S else RESTART_MIN_S
             delay = min(delay, RESTART_MAX_S)
             await asyncio.sleep(delay)
+
+    async def _kill_unless_ready(self, proc: asyncio.subprocess.Process) -> None:
+        """A process hung before it said it is ready gets no sale (the hub's writer takes them), so the stall
+        check never sees it: it is killed after START_TIMEOUT_S and started again."""
+        await asyncio.sleep(START_TIMEOUT_S)
+        if not self._ready and self._proc is proc and proc.returncode is None and not self._closing:
+            log.error("the sale writer process (pid %d) has not started in %.0f s; killing it", proc.pid,
+                      START_TIMEOUT_S)
+            proc.kill()
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         """Hand each reply to its sale until the process's stdout ends."""

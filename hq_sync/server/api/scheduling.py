@@ -178,7 +178,7 @@ class ProcessLane:
 
     def _start(self) -> ProcessPoolExecutor:
         self._pool = ProcessPoolExecutor(max_workers=self.threads, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_lane_process_started, initargs=(self._url, os.getpid()))
+                                         initializer=_lane_process_started, initargs=(self._url, os.getpid()))
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

@@ -164,8 +164,7 @@ def test_with_batch_nice_batch_backends_run_niced_and_authorisation_backends_do_
     assert batch and auth  # the authorisations' pool is opened at start; the batch pool by the batch above
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in batch} == {10}
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in auth} == {0}
-    assert hq.proc is not None  # one worker: its lane processes are its children (beside multiprocessing's tracker)
-    lanes = [pid for pid in _children({hq.proc.pid}) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    lanes = _one_workers_lane_processes(hq)
     if hq.env["BACKROOM_HQ_BATCH_LANE"] == "process":  # the lane processes themselves: nice 10 (LANE_NICE)
         assert lanes and {os.getpriority(os.PRIO_PROCESS, pid) for pid in lanes} == {10}
     else:
@@ -203,6 +202,12 @@ def _lane_processes(hq: HqServer) -> list[int]:
     return _children(set(_children({hq.proc.pid})))
 
 
+def _one_workers_lane_processes(hq: HqServer) -> list[int]:
+    """An HQ of one worker: its lane processes are its children (beside multiprocessing's resource tracker)."""
+    assert hq.proc is not None
+    return [pid for pid in _children({hq.proc.pid}) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
 def _children(of: set[int]) -> list[int]:
     parents = {int(e): int(fields[1]) for e in os.listdir("/proc")
                if e.isdigit() and (fields := _stat(int(e))) is not None}
@@ -235,9 +240,7 @@ def test_a_worker_stopping_ends_its_lane_processes_and_leaves_a_clean_log(pg_clu
         store.pair(server)
         sales = _sales(store, 3)
         assert store.send(server.url, store.batch(sales)).status_code == 200
-        assert server.proc is not None
-        lanes = [pid for pid in _children({server.proc.pid})
-                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        lanes = _one_workers_lane_processes(server)
         assert lanes
     finally:
         server.stop()

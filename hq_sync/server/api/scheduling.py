@@ -135,8 +135,7 @@ def _lane_process_started(db_url: str, parent: int) -> None:
     started = time.monotonic()
     die_with_parent(parent)  # and if the worker goes without killing it, the executor's closed pipe ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the worker, which stops the lane
-    import hq_sync.server.service.intake  # noqa: F401  (the batches' function, unpickled by name)
-    import hq_sync.server.service.member_rules  # noqa: F401
+    import hq_sync.server.service.intake  # noqa: F401  (the lane's functions, unpickled by name; member_rules too)
     from hq_sync.server.storage.db import PostgresDb
 
     _LANE_DB = PostgresDb(db_url, 1, name="backroom-hq-batch", on_connect=lambda conn: nice_backend(conn, BATCH_NICE))
@@ -189,12 +188,13 @@ class ProcessLane:
         try:
             running = loop.run_in_executor(pool, _in_lane_process, fn, args)
         except BrokenProcessPool:  # a process died while the lane was idle: nothing of this batch has run
-            pool = self._restart(pool)
+            self._drop(pool)
+            pool = self._pool or self._start()  # another batch may have made it anew already
             running = loop.run_in_executor(pool, _in_lane_process, fn, args)
         try:
             how, out = await asyncio.shield(running)
         except BrokenProcessPool:
-            self._restart(pool)
+            self._drop(pool)  # the next batch makes the lane anew
             raise HqError(503, "batch_lane_restarting", "HQ's batch process stopped while it held this batch; "
                           "send it again") from None
         if how == "refused":
@@ -202,13 +202,12 @@ class ProcessLane:
             raise HqError(status, code, message, **extra)
         return out  # type: ignore[no-any-return]
 
-    def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        if self._pool is broken or self._pool is None:
+    def _drop(self, broken: ProcessPoolExecutor) -> None:
+        """A process of `broken` died: let the pool go (once, whichever batch saw it first)."""
+        if self._pool is broken:
             log.error("a batch lane process died; starting the lane's processes again")
-            self._start()
+            self._pool = None
             broken.shutdown(wait=False, cancel_futures=True)
-        assert self._pool is not None
-        return self._pool
 
     def close(self) -> None:
         """At the worker's stop (its requests already answered): the lane processes finish and exit. Waited

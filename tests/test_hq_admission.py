@@ -11,7 +11,9 @@ One real HQ, `hq serve --workers 2` on a real PostgreSQL, with one batch thread 
   backends run niced and the authorisations' do not, with the lane on threads or in processes; the lane's
   processes run niced themselves;
 - a batch lane process killed while it holds a batch: its store gets 503 and sends it again, the lane starts
-  again, and the batch is held once.
+  again, and the batch is held once;
+- a store key the worker has not cached is read on a thread: while that read waits on a lock, the same worker
+  answers other requests.
 """
 
 from __future__ import annotations
@@ -246,3 +248,36 @@ def test_a_worker_stopping_ends_its_lane_processes_and_leaves_a_clean_log(pg_clu
         server.stop()
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in lanes), 10, what="the lane processes to end")
     assert "leaked semaphore" not in server.log(), server.log()[-2000:]
+
+
+def test_a_store_key_read_from_the_database_does_not_hold_the_event_loop(pg_cluster: PgCluster) -> None:  # noqa: F811
+    """A store paired since the worker cached its keys: its first request reads the key from the database, on a
+    thread. While that read waits (the test holds a lock on hq_stores), the same worker (one worker) still
+    answers other requests."""
+    root = Path(tempfile.mkdtemp(prefix="hq-admission-key-"))
+    server = HqServer(pg_cluster.url(), root).start(90)
+    try:
+        store = Store(f"adm-key-{uuid.uuid4().hex[:6]}")
+        store.pair(server)  # the pairing makes the worker forget the store's key
+        target = "/hq/v1/sync/state"
+        with psycopg.connect(server.db_url) as holder, concurrent.futures.ThreadPoolExecutor(1) as pool:
+            holder.execute("LOCK TABLE hq_stores IN ACCESS EXCLUSIVE MODE")
+            sent = pool.submit(httpx.get, server.url + target, headers=store.headers("GET", target), timeout=60)
+            wait_until(lambda: any(w == "Lock" for w in _waits(server)), timeout=30, what="the key read to wait")
+            started = time.monotonic()
+            assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+            assert time.monotonic() - started < 5
+            assert not sent.done()
+            holder.rollback()
+            answer = sent.result(timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["store_id"] == store.store_id
+    finally:
+        server.stop()
+
+
+def _waits(hq: HqServer) -> list[str]:
+    """What HQ's connections are waiting on (PostgreSQL's wait event types)."""
+    rows = hq.query("SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE "
+                    "starts_with(application_name, 'backroom-hq') AND datname = current_database()")
+    return [str(w) for (w,) in rows]

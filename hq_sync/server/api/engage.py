@@ -91,7 +91,7 @@ async def member_inbox(request: Request[Any, Any, Any], member_id: str,
 async def sync_member_inbox(request: Request[Any, Any, Any], member_id: str,
                             limit: Annotated[int, Parameter(ge=1, le=200)] = 50) -> Response[bytes]:
     """A member's inbox for a store's member page or till (signed by the store)."""
-    signed_store(request, b"")
+    await signed_store(request, b"")
     return json_response({"member_id": member_id[:64],
                            "messages": await in_thread(engage.inbox, hq_of(request).db, member_id[:64], limit)})
 

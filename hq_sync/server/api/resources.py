@@ -301,7 +301,12 @@ class Hq:
             self._cursors_due.pop(store_id, None)
             self.waits.tail.forget(store_id)
 
+    def cached_key(self, store_id: str) -> bytes | None:
+        return self._keys.get(store_id)
+
     def store_key(self, store_id: str) -> bytes | None:
+        """The store's key, read from the database when this worker has not cached it (a blocking read: on a
+        thread, support.signed_store)."""
         key = self._keys.get(store_id)
         if key is None:
             key = stores.store_key(self.db, store_id)

@@ -46,7 +46,7 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post("/hq/v1/sync/batches", status_code=200)
 async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    store_id = signed_store(request, body)
+    store_id = await signed_store(request, body)
     hq = hq_of(request)
     # The batch lane (scheduling.py): processes (PostgreSQL) or threads of its own, at most BATCH_THREADS
     # batches at once; the rest wait here, undecoded
@@ -67,7 +67,7 @@ async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/hq/v1/sync/state")
 async def sync_state(request: Request[Any, Any, Any]) -> Response[bytes]:
-    store_id = signed_store(request, b"")
+    store_id = await signed_store(request, b"")
     acked = await in_thread(stores.store_acked, hq_of(request).db, store_id)
     return json_response({"store_id": store_id, "acked": acked})
 
@@ -77,7 +77,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
                     wait: Annotated[float, Parameter(ge=0, le=60)] = 0,
                     limit: Annotated[int, Parameter(ge=1, le=1000)] = 200) -> Response[bytes]:
     """The store's feed after `after`; with `wait`, held open until something arrives (long-poll)."""
-    store_id = signed_store(request, b"")
+    store_id = await signed_store(request, b"")
     hq = hq_of(request)
     hq.heard_from(store_id)
     hq.polled(store_id, after)  # which stores have a price change (the console's price history)
@@ -121,7 +121,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
 @post("/hq/v1/sync/authorize", status_code=200)
 async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    store_id = signed_store(request, body)
+    store_id = await signed_store(request, body)
     req = decode_bytes(body, AuthorizeRequest)
     hq = hq_of(request)
     at = now_text()
@@ -144,7 +144,7 @@ async def sync_authorize(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post("/hq/v1/sync/digests", status_code=200)
 async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    store_id = signed_store(request, body)
+    store_id = await signed_store(request, body)
     report = decode_bytes(body, DigestReport)
     verdict = await in_thread(digests.check_digests, hq_of(request).db, store_id, report.rows, report.upto, now_text())
     return json_response(msgspec.to_builtins(verdict))
@@ -153,7 +153,7 @@ async def sync_digests(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post("/hq/v1/sync/stock", status_code=200)
 async def sync_stock_report(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    store_id = signed_store(request, body)
+    store_id = await signed_store(request, body)
     report = decode_bytes(body, StockReport)
     count = await in_thread(transfers.put_stock_report, hq_of(request).db, store_id, report)
     return json_response({"store_id": store_id, "levels": count})
@@ -162,7 +162,7 @@ async def sync_stock_report(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/hq/v1/sync/stock/{sku:str}")
 async def sync_stock_lookup(request: Request[Any, Any, Any], sku: str) -> Response[bytes]:
     """Every store's on-hand of a sku from HQ's snapshot, for a store's cross-store lookup."""
-    signed_store(request, b"")
+    await signed_store(request, b"")
     return json_response({"sku": sku, "stores": await in_thread(transfers.stock_levels, hq_of(request).db, sku)})
 
 
@@ -175,7 +175,7 @@ async def sync_member_lookup(
     member_id: Annotated[str | None, Parameter(max_length=64)] = None,
 ) -> Response[bytes]:
     """A store's lookup miss (or balance refresh): the member's profile, chain-wide balance and aliases."""
-    store_id = signed_store(request, b"")
+    store_id = await signed_store(request, b"")
     if sum(v is not None for v in (phone, card, member_id)) != 1:
         raise HqError(400, "invalid_query", "look up by exactly one of phone, card or member_id")
     found = await in_thread(lambda: members.lookup_for_store(hq_of(request).db, store_id, member_id=member_id,
@@ -186,7 +186,7 @@ async def sync_member_lookup(
 @post("/hq/v1/sync/coupons/reserve", status_code=200)
 async def sync_coupon_reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    store_id = signed_store(request, body)
+    store_id = await signed_store(request, body)
     req = decode_bytes(body, CouponReserve)
     return json_response(await in_thread(coupons.reserve, hq_of(request).db, store_id, req, now_text()))
 

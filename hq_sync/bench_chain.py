@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # imported when the bench runs (edge/cli.py builds its parser
 TARGETS = {"ingest_sales_per_s": 10000.0, "fanout_s": 5.0, "authorize_p99_ms": 50.0}
 LONG_POLL_S = 25
 PRICE_SKU = "SKU00027"  # a demo catalog item
+MAX_BATCH_SALES = 4000  # a hub's largest batch (hub_state.next_batch: max_rows)
 
 
 @dataclass
@@ -631,7 +632,7 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
 
         return {
             "bench": "chain", "stores": stores, "workers": workers, "sales": sales, "sales_held": out["held"],
-            "batches": out["batches"], "ingest_s": round(out["ingest_s"], 2),
+            "batches": out["batches"], "batch_sales": batch, "ingest_s": round(out["ingest_s"], 2),
             "ingest_sales_per_s": round(sales / out["ingest_s"]),
             "fanout_s": None if out["fanout_s"] is None else round(out["fanout_s"], 3),
             "fanout_stores": out["fanout_stores"], "authorize_sent": chain.auth_sent,
@@ -662,6 +663,9 @@ def run_chain_bench(args: argparse.Namespace) -> int:
     if stores < 1 or stores > 20000:
         print("--stores is 1..20000", file=sys.stderr)
         return 2
+    if not 1 <= args.batch_sales <= MAX_BATCH_SALES:
+        print(f"--batch-sales is 1..{MAX_BATCH_SALES}", file=sys.stderr)
+        return 2
     root = Path(tempfile.mkdtemp(prefix="backroom-bench-chain-"))
     os.chmod(root, 0o755)
 
@@ -670,8 +674,8 @@ def run_chain_bench(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     try:
-        figures = bench_chain(root, stores, args.sales_per_store, 50, args.workers, args.auth_rate, args.db, say,
-                              phases=args.phases)
+        figures = bench_chain(root, stores, args.sales_per_store, args.batch_sales, args.workers, args.auth_rate,
+                              args.db, say, phases=args.phases)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     figures["targets"] = TARGETS
@@ -690,6 +694,8 @@ def register_args(bench: argparse.ArgumentParser) -> None:
     """`bench chain`'s own options (edge/cli.py's bench parser)."""
     bench.add_argument("--workers", type=int, default=2, help="HQ worker processes (chain bench)")
     bench.add_argument("--sales-per-store", type=int, default=100, help="sales each store uploads (chain bench)")
+    bench.add_argument("--batch-sales", type=int, default=50,
+                       help="sales in each signed batch (chain bench; a hub catching up sends up to 4,000 a batch)")
     bench.add_argument("--auth-rate", type=float, default=50.0, help="authorisations per second (chain bench)")
     bench.add_argument("--phases", action="store_true",
                        help="time each authorisation's phases inside HQ and sample PostgreSQL's waits (chain bench)")

@@ -15,7 +15,7 @@ KEYS = {
     "fanout_stores", "authorize_sent", "authorizations", "authorize_p50_ms", "authorize_p99_ms", "authorize_max_ms",
     "authorize_refused", "window_s", "hq_cpu_pct", "hq_rss_mb", "pg_cpu_pct", "sim_cpu_pct", "hq_share",
     "pg_share", "sim_share", "bad_feed_entries", "errors", "setup_s", "machine", "targets", "meets",
-    "authorize_sender_late", "phases",
+    "authorize_sender_late", "phases", "batch_sales",
 }
 PHASES = {"queue", "connection", "read", "commit", "back", "handler"}
 
@@ -23,15 +23,15 @@ PHASES = {"queue", "connection", "read", "commit", "back", "handler"}
 @pytest.mark.skipif(pg_bindir() is None, reason="PostgreSQL server not installed")
 def test_bench_chain_runs_a_small_chain_and_prints_json_last() -> None:
     done = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "chain", "--stores", "4", "--sales-per-store",
-                           "100", "--auth-rate", "10", "--phases", "--json"], capture_output=True, text=True,
-                          timeout=300, cwd=REPO, env=clean_env())
+                           "100", "--batch-sales", "25", "--auth-rate", "10", "--phases", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=clean_env())
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1  # --json: only the figures
     f = json.loads(lines[-1])
     assert set(f) == KEYS
     assert (f["bench"], f["stores"], f["workers"]) == ("chain", 4, 2)
-    assert f["sales"] == f["sales_held"] == 400 and f["batches"] == 8  # every sale arrived, once
+    assert f["sales"] == f["sales_held"] == 400 and (f["batches"], f["batch_sales"]) == (16, 25)  # every sale, once
     assert f["fanout_stores"] == 4 and f["fanout_s"] is not None and f["fanout_s"] > 0  # every store got the price
     assert f["authorize_sent"] >= f["authorizations"] > 0 and f["authorize_refused"] == {}
     assert f["authorize_max_ms"] >= f["authorize_p99_ms"] >= f["authorize_p50_ms"] > 0
@@ -48,3 +48,10 @@ def test_bench_chain_runs_a_small_chain_and_prints_json_last() -> None:
     assert set(phases["pg_waits"]["active_backends"]) <= {"backroom-hq", "backroom-hq-authorize", "backroom-hq-batch",
                                                           "?", ""}
     assert f["authorize_sender_late"]["p50_ms"] is not None
+
+
+@pytest.mark.parametrize("size", ["0", "4001"])
+def test_bench_chain_refuses_a_batch_size_no_hub_sends(size: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "chain", "--batch-sales", size, "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=clean_env())
+    assert done.returncode == 2 and "--batch-sales is 1..4000" in done.stderr

@@ -47,7 +47,7 @@ from hq_sync.server.service.coupons import CouponView
 from hq_sync.server.service.errors import HqError
 from hq_sync.server.service.members import resolve_many
 from hq_sync.server.service.transfers import apply_transfers
-from hq_sync.server.storage.db import HqDb, Tx
+from hq_sync.server.storage.db import HqDb, Query, Tx
 from hq_sync.server.storage.statements import PROVIDER_METHODS
 from hq_sync.wire import Ack, Batch, OutRow
 
@@ -343,23 +343,25 @@ def _apply(tx: Tx, store_id: str, decoded: list[tuple[OutRow, Delta | str]], hea
     profiles = [d.member_id for _, d in decoded if isinstance(d, MemberDelta)]
     known_before = directory.known_members(tx, profiles) if profiles else set()
     seqs = [row.seq for row, _ in decoded]
-    # The store's row lock serialises its batches (whichever worker takes them); read with the lock.
-    srow = tx.one("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?"
-                  + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (store_id,))
-    if srow is None:
+    sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
+    # The store's row lock serialises its batches (whichever worker takes them); read with the lock. The
+    # rows of this batch HQ holds and its sale ids held for any store are read with it: on PostgreSQL one
+    # round trip for the three (they were five with the planner setting around the sale-id check).
+    lo, hi = (min(seqs), max(seqs)) if seqs else (0, -1)
+    found = tx.reads([
+        ("SELECT acked_seq, base_seq FROM hq_stores WHERE store_id = ?"
+         + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (store_id,), None),
+        ("SELECT seq, status FROM hq_deltas WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, lo, hi), None),
+        *_taken_sale_ids_queries(tx.dialect, sale_ids)])
+    if not found[0]:
         raise LookupError(store_id)
-    acked, base_seq = int(srow[0]), int(srow[1])
-    held: dict[int, str] = {}
-    if seqs:
-        lo, hi = min(seqs), max(seqs)
-        held = {int(s): str(st) for s, st in tx.all(
-            "SELECT seq, status FROM hq_deltas WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, lo, hi))}
+    acked, base_seq = int(found[0][0][0]), int(found[0][0][1])
+    held = {int(s): str(st) for s, st in found[1]}
+    taken = {str(r[0]) for rows in found[2:] for r in rows}
     if profiles:
         _create_members(tx, decoded, at)
     tx.lock("hq_members", "member_id", member_ids)
     views = _member_views(tx, store_id, member_ids)
-    sale_ids = [d.sale_id for _, d in decoded if isinstance(d, SaleDelta)]
-    taken = _taken_sale_ids(tx, sale_ids)
     codes = sorted({c for _, d in decoded if isinstance(d, SaleDelta) for c in d.coupons})
     chain = coupon_uses.views(tx, codes) if codes else {}
     plan = plan_batch(store_id, base_seq, acked, held, decoded, views, taken, at, chain)
@@ -447,26 +449,27 @@ def _member_views(tx: Tx, store_id: str, member_ids: list[str]) -> dict[str, Mem
 
 
 def _taken_sale_ids(tx: Tx, sale_ids: list[str]) -> set[str]:
-    """The sale ids HQ already holds (for any store). One query; on PostgreSQL planned for its arguments
-    each time: prepared, it settled on a generic plan made while the partitions were empty (a sequential
-    scan of every sale) and kept it, 60 ms a batch and growing with the table."""
+    """The sale ids HQ already holds (for any store)."""
+    return {str(r[0]) for rows in tx.reads(_taken_sale_ids_queries(tx.dialect, sale_ids)) for r in rows}
+
+
+def _taken_sale_ids_queries(dialect: str, sale_ids: list[str]) -> list[Query]:
+    """The statements that find which of `sale_ids` HQ holds (`Tx.reads`; their rows are the ids). On
+    PostgreSQL one query, planned for its arguments each time: prepared, it settled on a generic plan made
+    while the partitions were empty (a sequential scan of every sale) and kept it, 60 ms a batch and growing
+    with the table."""
     if not sale_ids:
-        return set()
-    if tx.dialect == "postgresql":
+        return []
+    if dialect == "postgresql":
         # Always by the index. A month's partition is analysed while nearly empty, so until autovacuum
         # analyses it again the planner takes sale_id for a column of 200 values, expects a quarter of
         # the partition to match 50 ids, and scans all of it: bench chain saw 48,000 rows read per batch,
         # a third of PostgreSQL's time. The setting is the transaction's and is put back at once.
-        tx.run("SET LOCAL enable_seqscan = off")
-        taken_ids = {str(r[0]) for r in tx.all("SELECT sale_id FROM hq_sales WHERE sale_id = ANY(?)", (sale_ids,),
-                                               prepare=False)}
-        tx.run("SET LOCAL enable_seqscan = on")
-        return taken_ids
-    taken: set[str] = set()
-    for chunk in _chunks(sale_ids, 900):
-        marks = ",".join("?" * len(chunk))
-        taken.update(r[0] for r in tx.all(f"SELECT sale_id FROM hq_sales WHERE sale_id IN ({marks})", chunk))
-    return taken
+        return [("SET LOCAL enable_seqscan = off", (), None),
+                ("SELECT sale_id FROM hq_sales WHERE sale_id = ANY(?)", (sale_ids,), False),
+                ("SET LOCAL enable_seqscan = on", (), None)]
+    return [(f"SELECT sale_id FROM hq_sales WHERE sale_id IN ({','.join('?' * len(chunk))})", chunk, None)
+            for chunk in _chunks(sale_ids, 900)]
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

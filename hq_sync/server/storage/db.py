@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 Row = tuple[Any, ...]
+Query = tuple[str, Sequence[Any], bool | None]  # for Tx.reads: SQL, arguments, prepare
 
 
 class Tx:
@@ -56,6 +57,26 @@ class Tx:
         self._execute(sql, args, prepare)
         row = self._cur.fetchone()
         return tuple(row) if row is not None else None
+
+    def reads(self, queries: Sequence[Query]) -> list[list[Row]]:
+        """Several statements in order, each `(sql, args, prepare)`, and every one's rows. PostgreSQL: sent
+        together in a pipeline (one round trip; each statement on a cursor of its own, so every result is
+        kept). A statement without a result (a `SET LOCAL`) gives []. SQLite: one after the other."""
+        if self.dialect != "postgresql":
+            out = []
+            for sql, args, _ in queries:
+                self._cur.execute(sql, args)
+                out.append([tuple(r) for r in self._cur.fetchall()] if self._cur.description else [])
+            return out
+        conn = self._cur.connection
+        with conn.pipeline() as pipeline:
+            cursors = []
+            for sql, args, prepare in queries:
+                cur = conn.cursor()
+                cur.execute(self._sql(sql), args, prepare=prepare)
+                cursors.append(cur)
+            pipeline.sync()  # sent, and every answer read: each cursor holds its own result
+        return [[tuple(r) for r in cur.fetchall()] if cur.description is not None else [] for cur in cursors]
 
     def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         self._cur.execute(self._sql(sql), args)

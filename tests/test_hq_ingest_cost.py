@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sync_support import hq_db_url, pg_cluster  # noqa: F401 -- fixtures
 
@@ -113,5 +114,30 @@ def test_the_duplicate_sale_check_reads_by_the_index_while_a_partition_is_unanal
             assert before is not None and after is not None and after[0] == before[0]
             # and the transaction's planner settings are as they were
             assert tx.one("SHOW enable_seqscan") == ("on",)
+    finally:
+        db.close()
+
+
+def test_reads_returns_each_statements_rows_in_order(hq_db_url: str) -> None:  # noqa: F811
+    """`Tx.reads`, the one round trip in which ingest locks the store's row and reads what the batch needs: every
+    statement's own rows, in the order given, [] for a statement with no result; a lock taken inside holds."""
+    db = open_db(hq_db_url)
+    try:
+        with db.write() as tx:
+            tx.run("CREATE TABLE t_reads (k TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+            tx.many("INSERT INTO t_reads (k, n) VALUES (?, ?)", [("a", 1), ("b", 2), ("c", 3)])
+        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        with db.write() as tx:
+            got = tx.reads([("SELECT n FROM t_reads WHERE k = ?" + lock, ("b",), None),
+                            ("UPDATE t_reads SET n = n + 10 WHERE k = ?", ("a",), None),
+                            ("SELECT k FROM t_reads WHERE n > ? ORDER BY k", (2,), False),
+                            ("SELECT k FROM t_reads WHERE k = ?", ("zz",), None)])
+            assert got == [[(2,)], [], [("a",), ("c",)], []]
+            if db.dialect == "postgresql":  # the row lock is the transaction's: another session waits for it
+                with psycopg.connect(hq_db_url, autocommit=True) as other:
+                    other.execute("SET lock_timeout = '200ms'")
+                    with pytest.raises(psycopg.errors.LockNotAvailable):
+                        other.execute("SELECT 1 FROM t_reads WHERE k = 'b' FOR UPDATE")
+            assert tx.all("SELECT n FROM t_reads WHERE k = 'a'") == [(11,)]  # the same cursor goes on after
     finally:
         db.close()

@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -86,6 +89,33 @@ async def escrow_timer(hq: Hq) -> None:
             hq.signal.notify()
 
 
+def _answer_polls_at_stop(hq: Hq) -> Callable[[], None]:
+    """Chain HQ's own step onto the server's SIGTERM and SIGINT handlers (uvicorn's, which start its graceful
+    stop): the feed long-polls this worker holds are answered at once. Without it the stop waited out the
+    grace period (5 s) and then cancelled them, logging each with its traceback. Returns what puts the
+    handlers back. Only in the main thread (signal handlers live there); elsewhere (a test client) nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    before: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def stopping(sig: int, frame: FrameType | None) -> None:
+        previous = before[sig]
+        if callable(previous):
+            previous(sig, frame)
+        loop.call_soon_threadsafe(hq.waits.close_polls)
+
+    for sig in before:
+        signal.signal(sig, stopping)
+
+    def restore() -> None:
+        for sig, previous in before.items():
+            if signal.getsignal(sig) is stopping:
+                signal.signal(sig, previous)
+
+    return restore
+
+
 async def _flush_contacts(hq: Hq) -> None:
     while True:
         await asyncio.sleep(CONTACT_EVERY_S)
@@ -111,9 +141,11 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         waker = asyncio.create_task(hq.waits.run(), name="hq-feed-waits")
         timing = asyncio.create_task(hq.timing.run(), name="hq-timing")  # BACKROOM_HQ_TIMING_DIR (scheduling.py)
         collector_settings()  # start-up's objects frozen, collections rarer (scheduling.py)
+        restore_signals = _answer_polls_at_stop(hq)
         try:
             yield
         finally:
+            restore_signals()
             for task in (timer, flusher, waker, timing):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

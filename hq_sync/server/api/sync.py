@@ -108,7 +108,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
                 tail.learned(store_id, page.head, generation)
                 source = "database"
             remaining = deadline - time.monotonic()
-            if page.entries or remaining <= 0 or woken is None:
+            if page.entries or remaining <= 0 or woken is None or hq.waits.closing:
                 return Response(feed_page_encoder.encode(page), media_type=MSGPACK,
                                 headers={FEED_SOURCE_HEADER: source})
             await asyncio.wait({woken}, timeout=remaining)

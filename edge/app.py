@@ -28,6 +28,7 @@ from edge.members.points import points_lifespan
 from edge.members.review import review_lifespan
 from edge.sales.sale_writer import sale_writer_lifespan
 from edge.serving import NoEventListeners
+from edge.stopping import stop_signals_lifespan
 from edge.ui.router import ui_error_page, ui_lifespan, ui_router
 from hq_sync.agent import sync_lifespan
 
@@ -84,7 +85,8 @@ def create_app(config: HubConfig, hub: Hub | None = None) -> Litestar:
         # points expiry, the member pass and campaigns (unpaired hubs); the HQ sync agent runs when an HQ URL is
         # configured
         lifespan=[lifespan, sale_writer_lifespan, points_lifespan, review_lifespan, engage_lifespan, sync_lifespan,
-                  device_lifespan, first_boot_lifespan, ui_lifespan, probe_lifespan, notify_lifespan],
+                  device_lifespan, first_boot_lifespan, ui_lifespan, probe_lifespan, notify_lifespan,
+                  stop_signals_lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Backroom hub", version=__version__, path="/schema"),

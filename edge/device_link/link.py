@@ -36,6 +36,7 @@ import msgspec
 
 from devices import broker, profiles, topics
 from devices.receipt import Receipt
+from edge import stopping
 from edge.background import settled
 from edge.config import TillDevices
 from edge.device_link import receipts
@@ -214,11 +215,15 @@ class DeviceLink:
             if not future.done():
                 future.set_exception(LinkDown("the hub is stopping"))
         self._inflight.clear()
+        self.end_streams()
+        await asyncio.to_thread(self._stop_blocking)
+
+    def end_streams(self) -> None:
+        """Every tablet's live device stream ends (the hub is stopping)."""
         for queues in self._subscribers.values():
             for queue in queues:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(None)
-        await asyncio.to_thread(self._stop_blocking)
 
     def _stop_blocking(self) -> None:
         if self._mdns_thread is not None:
@@ -492,9 +497,12 @@ async def device_lifespan(app: Litestar) -> AsyncIterator[None]:
             await link.stop()
             link = None
     app.state.devices = link
+    # told to stop, the tablets' live device streams end at once (edge/stopping.py), not after uvicorn's grace
+    restore_signals = stopping.install(link.end_streams if link is not None else None)
     try:
         yield
     finally:
+        restore_signals()
         app.state.devices = None
         if link is not None:
             await link.stop()

@@ -4,7 +4,6 @@ by element id). Quiet streams get a comment now and then, so proxies and the bro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
@@ -12,6 +11,8 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from edge.stopping import nap, stopping
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -39,7 +40,8 @@ def live_fragments(
     With `send_first` off, the stream starts from the current state and sends only changes. The stream
     ends when its login does (expired, or ended by a change to the account). With `in_thread`, the
     login check, the signature and the rendering run in a worker thread (HQ's reads may go over the
-    network to PostgreSQL; the event loop must not wait on them)."""
+    network to PostgreSQL; the event loop must not wait on them). It also ends when the server is told to
+    stop (edge/stopping.py)."""
 
     async def call(fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args) if in_thread else fn(*args)
@@ -50,7 +52,7 @@ def live_fragments(
         if not send_first:  # the state it starts from is taken: from here on, every change is sent
             yield ServerSentEventMessage(comment="live")
         quiet_since = time.monotonic()
-        while running() and await call(ui.signed_in):
+        while running() and not stopping() and await call(ui.signed_in):
             now = await call(signature)
             if not sent_any or now != last:
                 fragments = await call(render, last if sent_any else None, now)
@@ -60,6 +62,6 @@ def live_fragments(
             elif time.monotonic() - quiet_since > keepalive_s:
                 quiet_since = time.monotonic()
                 yield ServerSentEventMessage(comment="keep-alive")
-            await asyncio.sleep(poll_s)
+            await nap(poll_s)  # cut short when the server is told to stop: the stream ends, not cancelled
 
     return ServerSentEvent(updates(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -12,20 +12,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import FrameType
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from edge import __version__
+from edge import __version__, stopping
 from edge.serving import NoEventListeners
 from hq_sync.server.api import admin, engage, member_desk, member_rules, merchandising, statements, sync, users
 from hq_sync.server.api.openapi import document_on_first_use
@@ -89,33 +86,6 @@ async def escrow_timer(hq: Hq) -> None:
             hq.signal.notify()
 
 
-def _answer_polls_at_stop(hq: Hq) -> Callable[[], None]:
-    """Chain HQ's own step onto the server's SIGTERM and SIGINT handlers (uvicorn's, which start its graceful
-    stop): the feed long-polls this worker holds are answered at once. Without it the stop waited out the
-    grace period (5 s) and then cancelled them, logging each with its traceback. Returns what puts the
-    handlers back. Only in the main thread (signal handlers live there); elsewhere (a test client) nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    before: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def stopping(sig: int, frame: FrameType | None) -> None:
-        previous = before[sig]
-        if callable(previous):
-            previous(sig, frame)
-        loop.call_soon_threadsafe(hq.waits.close_polls)
-
-    for sig in before:
-        signal.signal(sig, stopping)
-
-    def restore() -> None:
-        for sig, previous in before.items():
-            if signal.getsignal(sig) is stopping:
-                signal.signal(sig, previous)
-
-    return restore
-
-
 async def _flush_contacts(hq: Hq) -> None:
     while True:
         await asyncio.sleep(CONTACT_EVERY_S)
@@ -141,7 +111,9 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         waker = asyncio.create_task(hq.waits.run(), name="hq-feed-waits")
         timing = asyncio.create_task(hq.timing.run(), name="hq-timing")  # BACKROOM_HQ_TIMING_DIR (scheduling.py)
         collector_settings()  # start-up's objects frozen, collections rarer (scheduling.py)
-        restore_signals = _answer_polls_at_stop(hq)
+        # Told to stop, the worker answers the long-polls it holds at once, and the console's live streams end
+        # (edge/stopping.py): the stop no longer waits out uvicorn's grace period and cancels them
+        restore_signals = stopping.install(hq.waits.close_polls)
         try:
             yield
         finally:

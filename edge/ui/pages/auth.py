@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from litestar.response import Redirect, ServerSentEvent
 
 from edge.auth.login import LoginRequest, authenticate
 from edge.errors import ApiError
+from edge.stopping import nap, stopping
 from edge.ui.i18n import LANGUAGES
 from edge.ui.jobs import Job, JobBoard
 from edge.ui.nav import pages_for
@@ -114,7 +114,7 @@ async def job_events(request: Request[Any, Any, Any], job_id: str) -> ServerSent
             yield msgspec.json.encode({"state": "failed", "message": "unknown job"}).decode()
             return
         last = None
-        while True:
+        while not stopping():  # the hub told to stop: the stream ends (edge/stopping.py)
             now = (job.done, job.total, job.state)
             if now != last:
                 last = now
@@ -122,7 +122,7 @@ async def job_events(request: Request[Any, Any, Any], job_id: str) -> ServerSent
                                            "state": job.state, "message": job.message, "link": job.link}).decode()
             if job.state != "running":
                 return
-            await asyncio.sleep(0.2)
+            await nap(0.2)
 
     return ServerSentEvent(updates(), event_type="progress")
 

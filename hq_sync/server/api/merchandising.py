@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Meta
 
+from edge.stopping import nap, stopping
 from hq_sync.server.api.openapi import file_body, with_body
 from hq_sync.server.api.support import acting, decode, hq_of, in_thread, json_response
 from hq_sync.server.service import price_import, prices, promotions, sales_reports, transfer_approvals
@@ -109,6 +110,8 @@ def progress_stream(request: Request[Any, Any, Any], import_id: str, principal: 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         last: tuple[str, int] | None = None
         for _ in range(3600):  # at most ~30 min of a stream
+            if stopping():  # HQ told to stop: the stream ends (edge/stopping.py)
+                return
             view = await in_thread(price_import.view, db, principal, import_id, 0)
             now = (str(view["state"]), int(view["done"]))
             if now != last:
@@ -117,7 +120,7 @@ def progress_stream(request: Request[Any, Any, Any], import_id: str, principal: 
                     {k: view[k] for k in ("state", "done", "total", "percent")}).decode(), event="progress")
             if view["state"] in ("done", "invalid"):
                 return
-            await asyncio.sleep(0.5)
+            await nap(0.5)
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

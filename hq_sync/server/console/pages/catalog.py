@@ -16,6 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 
+from edge.stopping import nap, stopping
 from hq_sync.server.api.support import in_thread
 from hq_sync.server.console.nav import N_
 from hq_sync.server.console.session import page
@@ -160,6 +161,8 @@ async def import_events(request: Request[Any, Any, Any], import_id: str) -> Serv
     async def events() -> Any:
         last: tuple[str, int] | None = None
         for _ in range(3600):
+            if stopping():  # HQ told to stop: the stream ends (edge/stopping.py)
+                return
             view = await in_thread(price_import.view, ui.hq.db, ui.who, import_id[:64], 0)
             now = (str(view["state"]), int(view["done"]))
             if now != last:
@@ -170,7 +173,7 @@ async def import_events(request: Request[Any, Any, Any], import_id: str) -> Serv
                     event="progress")
             if view["state"] == "done" or not ui.signed_in():
                 return
-            await asyncio.sleep(0.5)
+            await nap(0.5)
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

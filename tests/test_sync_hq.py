@@ -3,6 +3,7 @@ pairing codes, exactly-once ingest, quarantine, escrow grants and reclaims, the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 import uuid
@@ -363,3 +364,29 @@ def test_a_digest_mismatch_names_the_day_and_asks_for_its_range_again(hq: Hq) ->
     assert (verdict.mismatched, verdict.resend) == ([day], [(1, 4)])
     store = next(s for s in list_stores(hq.db, ADMIN) if s["store_id"] == "demo-001")
     assert store["digest_mismatches"] == 1
+
+
+def test_a_shopper_whose_stores_hold_their_share_costs_the_policy_no_member_lock(hq: Hq, hq_db_url: str) -> None:
+    """The policy finds in a read that a member needs no top-up; only a member who does is locked (a till's
+    authorisation for the same member waits behind that lock). With another session holding the member's row,
+    a turn for a member already at his shares ends at once, granting nothing."""
+    _pair(hq, "demo-001")
+    _pair(hq, "demo-002")
+    policy = EscrowPolicy(home_share_pct=50, shop_share_pct=20, min_grant=100, idle_reclaim_s=3600)
+    run_policy(hq.db, hq.private_key, policy, {("M000001", "demo-002")}, True, set(), AT, now_s=1_000_000)
+    held = member_view(hq.db, ADMIN, "M000001")["escrow"]
+    assert held["demo-001"]["value"] == 10000 and held["demo-002"]["value"] == 4000  # at their targets
+    if hq.db.dialect != "postgresql":
+        return  # SQLite has one writer and no row locks to hold
+    import psycopg
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        with psycopg.connect(hq_db_url) as holder:
+            holder.execute("SELECT 1 FROM hq_members WHERE member_id = 'M000001' FOR UPDATE")
+            done = pool.submit(run_policy, hq.db, hq.private_key, policy, {("M000001", "demo-002")}, False, set(),
+                               AT, 1_000_001)
+            assert done.result(timeout=10) == 0  # it read, found nothing to do, and never waited for the lock
+    finally:
+        pool.shutdown(wait=False)  # (had it waited, the lock's end above lets it finish)
+    assert member_view(hq.db, ADMIN, "M000001")["escrow"] == held

@@ -48,32 +48,25 @@ class EscrowPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 # -- the policy ---------------------------------------------------------------------------------------------------
 
-def _top_up(tx: Tx, private_key: bytes, member_id: str, store_id: str, ledger: Ledger, target: int, free: int,
-            held: int, policy: EscrowPolicy, at: str, now_s: int) -> int:
-    """Grant the store what brings its escrow up to `target`, as far as `free` allows; returns the grant."""
-    amount = min(target - held, free)
-    if amount < policy.min_grant:
-        return 0
-    grant_in(tx, private_key, member_id, store_id, ledger, amount, None, at, now_s)
-    return amount
+Planned = tuple[str, Ledger, int]  # a top-up the policy wants: store, ledger, amount
 
 
-def _apply_member(tx: Tx, private_key: bytes, member_id: str, stores: set[str], policy: EscrowPolicy, at: str,
-                  now_s: int) -> int:
-    """Standing escrow at the member's home store, then the shop share at `stores`. Returns grants made."""
+def _plan_member(tx: Tx, member_id: str, stores: set[str], policy: EscrowPolicy) -> tuple[str, list[Planned]]:
+    """The member's home store and the top-ups the policy wants, `(store, ledger, amount)`: standing escrow at
+    the home store, then the shop share at `stores`, each up to its target as far as the unallocated balance
+    allows, none under `min_grant`. Reads only."""
     row = tx.one("SELECT balance, points, home_store FROM hq_members WHERE member_id = ?", (member_id,))
     if row is None:
-        return 0
+        return "", []
     if tx.one("SELECT 1 FROM hq_reclaims WHERE member_id = ? AND released IS NULL", (member_id,)) is not None:
-        return 0  # money is on its way back for an authorisation: leave it to that
+        return "", []  # money is on its way back for an authorisation: leave it to that
     home = row[2]
     named = sorted(stores | ({home} if home else set()))
     paired = {r[0] for r in tx.all("SELECT store_id FROM hq_stores WHERE public_key IS NOT NULL AND store_id IN ("
                                    + ", ".join("?" * len(named)) + ")", named)} if named else set()
     held: dict[tuple[str, str], int] = {(s, lg): int(o) for s, lg, o in tx.all(
         "SELECT store_id, ledger, outstanding FROM hq_escrow WHERE member_id = ?", (member_id,))}
-    made = 0
-    profile_sent: set[str] = set()
+    planned: list[Planned] = []
     for ledger, total in (("value", int(row[0])), ("points", int(row[1]))):
         free = total - sum(o for (_, lg), o in held.items() if lg == ledger)
         wanted: list[tuple[str, int]] = []
@@ -84,16 +77,27 @@ def _apply_member(tx: Tx, private_key: bytes, member_id: str, stores: set[str], 
         for store_id, target in wanted:
             if target - held.get((store_id, ledger), 0) < policy.min_grant or free < policy.min_grant:
                 continue
-            if store_id not in profile_sent and store_id != home:  # the store may not know the member yet
-                queue_feed(tx, private_key, store_id, MembersPut(members=member_rows(tx, member_id)), at)
-                profile_sent.add(store_id)
-            amount = _top_up(tx, private_key, member_id, store_id, ledger, target,  # type: ignore[arg-type]
-                             free, held.get((store_id, ledger), 0), policy, at, now_s)
-            if amount:
-                free -= amount
-                held[(store_id, ledger)] = held.get((store_id, ledger), 0) + amount
-                made += 1
-    return made
+            amount = min(target - held.get((store_id, ledger), 0), free)  # the grant that brings it up to target
+            if amount < policy.min_grant:
+                continue
+            planned.append((store_id, ledger, amount))  # type: ignore[arg-type]
+            free -= amount
+            held[(store_id, ledger)] = held.get((store_id, ledger), 0) + amount
+    return home or "", planned
+
+
+def _apply_member(tx: Tx, private_key: bytes, member_id: str, stores: set[str], policy: EscrowPolicy, at: str,
+                  now_s: int) -> int:
+    """The policy's top-ups for this member (`_plan_member`, read in the caller's transaction, which locked the
+    member), granted. Returns grants made."""
+    home, planned = _plan_member(tx, member_id, stores, policy)
+    profile_sent: set[str] = set()
+    for store_id, ledger, amount in planned:
+        if store_id not in profile_sent and store_id != home:  # the store may not know the member yet
+            queue_feed(tx, private_key, store_id, MembersPut(members=member_rows(tx, member_id)), at)
+            profile_sent.add(store_id)
+        grant_in(tx, private_key, member_id, store_id, ledger, amount, None, at, now_s)
+    return len(planned)
 
 
 def _standing_candidates(tx: Tx, policy: EscrowPolicy) -> list[str]:
@@ -155,6 +159,12 @@ def run_policy(db: HqDb, private_key: bytes, policy: EscrowPolicy, shopped: set[
     for member_id in sorted(by_member):
         if member_id in busy:
             continue
+        # Most shoppers need nothing (their stores already hold their share): found out in a read, without
+        # the member's row lock, which a till's authorisation for the same member would wait behind. The
+        # grants themselves are planned again under the lock.
+        with db.read() as tx:
+            if not _plan_member(tx, member_id, by_member[member_id], policy)[1]:
+                continue
         with db.write() as tx:
             tx.lock("hq_members", "member_id", [member_id])
             made += _apply_member(tx, private_key, member_id, by_member[member_id], policy, at, now)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from sync_support import hq_db_url, pg_cluster  # noqa: F401 -- fixtures
 
-from hq_sync.server.service.ingest import _taken_sale_ids
+from hq_sync.server.service.ingest import _taken_sale_ids_queries
 from hq_sync.server.storage.db import HqDb, open_db
 from hq_sync.server.storage.schema import DROPPED_INDEXES, create_schema
 
@@ -109,7 +109,7 @@ def test_the_duplicate_sale_check_reads_by_the_index_while_a_partition_is_unanal
         ids = [f"new-{n}" for n in range(49)] + ["S-777"]
         with db.write() as tx:
             before = tx.one("SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'hq_sales_default'")
-            assert _taken_sale_ids(tx, ids) == {"S-777"}
+            assert [r for rows in tx.reads(_taken_sale_ids_queries(tx.dialect, ids)) for r in rows] == [("S-777",)]
             after = tx.one("SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'hq_sales_default'")
             assert before is not None and after is not None and after[0] == before[0]
             # and the transaction's planner settings are as they were

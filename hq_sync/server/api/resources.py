@@ -113,7 +113,6 @@ class FeedWaits:
         self._by_store: dict[str, set[asyncio.Future[None]]] = {}
         self._asked: asyncio.Future[bool] | None = None  # polls waiting for a take-in that begins after they asked
         self.checks = 0
-        self.closing = False  # the worker is stopping: every poll is answered with what it has, at once
 
     def add(self, store_id: str) -> asyncio.Future[None]:
         """Register *before* reading the feed: an append committed after the read wakes this future."""
@@ -146,10 +145,10 @@ class FeedWaits:
         return sum(len(futs) for futs in self._by_store.values())
 
     def close_polls(self) -> None:
-        """The worker was told to stop: answer every held long-poll now (its store polls again, after the
-        restart), instead of holding the stop for the server's grace period and then being cancelled, each
-        cancellation logged with its traceback (a thousand at a chain's HQ)."""
-        self.closing = True
+        """The worker was told to stop (edge/stopping.py): wake every held long-poll, which then answers with
+        what it has (its store polls again, after the restart), instead of holding the stop for the server's
+        grace period and then being cancelled, each cancellation logged with its traceback (a thousand at a
+        chain's HQ)."""
         self._wake({"*"})
 
     def _wake(self, stores: set[str]) -> None:

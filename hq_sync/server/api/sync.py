@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
+from edge.stopping import stopping
 from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
 from hq_sync.server.service import coupons, digests, feed, intake, member_rules, members, stores, transfers
 from hq_sync.server.service.errors import HqError, now_text
@@ -108,7 +109,7 @@ async def sync_feed(request: Request[Any, Any, Any], after: Annotated[int, Param
                 tail.learned(store_id, page.head, generation)
                 source = "database"
             remaining = deadline - time.monotonic()
-            if page.entries or remaining <= 0 or woken is None or hq.waits.closing:
+            if page.entries or remaining <= 0 or woken is None or stopping():  # stopping: answered at once
                 return Response(feed_page_encoder.encode(page), media_type=MSGPACK,
                                 headers={FEED_SOURCE_HEADER: source})
             await asyncio.wait({woken}, timeout=remaining)

@@ -75,8 +75,6 @@ def _plan_member(tx: Tx, member_id: str, stores: set[str], policy: EscrowPolicy)
         if policy.shop_share_pct:
             wanted += [(s, total * policy.shop_share_pct // 100) for s in sorted(stores) if s in paired and s != home]
         for store_id, target in wanted:
-            if target - held.get((store_id, ledger), 0) < policy.min_grant or free < policy.min_grant:
-                continue
             amount = min(target - held.get((store_id, ledger), 0), free)  # the grant that brings it up to target
             if amount < policy.min_grant:
                 continue

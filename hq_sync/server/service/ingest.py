@@ -448,11 +448,6 @@ def _member_views(tx: Tx, store_id: str, member_ids: list[str]) -> dict[str, Mem
     return views
 
 
-def _taken_sale_ids(tx: Tx, sale_ids: list[str]) -> set[str]:
-    """The sale ids HQ already holds (for any store)."""
-    return {str(r[0]) for rows in tx.reads(_taken_sale_ids_queries(tx.dialect, sale_ids)) for r in rows}
-
-
 def _taken_sale_ids_queries(dialect: str, sale_ids: list[str]) -> list[Query]:
     """The statements that find which of `sale_ids` HQ holds (`Tx.reads`; their rows are the ids). On
     PostgreSQL one query, planned for its arguments each time: prepared, it settled on a generic plan made

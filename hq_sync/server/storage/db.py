@@ -66,7 +66,7 @@ class Tx:
             out = []
             for sql, args, _ in queries:
                 self._cur.execute(sql, args)
-                out.append([tuple(r) for r in self._cur.fetchall()] if self._cur.description else [])
+                out.append([tuple(r) for r in self._cur.fetchall()] if self._cur.description is not None else [])
             return out
         conn = self._cur.connection
         with conn.pipeline() as pipeline:

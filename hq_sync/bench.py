@@ -302,7 +302,9 @@ def bench_prices(root: Path, n_prices: int) -> dict[str, Any]:
 # -- PostgreSQL for the run -------------------------------------------------------------------------------------------
 
 class _Pg:
-    def __init__(self, root: Path) -> None:
+    """A private PostgreSQL cluster for a bench run (`settings`: server settings it starts with)."""
+
+    def __init__(self, root: Path, settings: dict[str, str] | None = None) -> None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
             raise RuntimeError("PostgreSQL is not installed")
@@ -317,13 +319,31 @@ class _Pg:
         self._run([str(self.bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
                    "-E", "UTF8", "--locale=C", "--no-sync"])
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "pg.log"), "-o",
-                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200", "-w",
-                   "start"])
+                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+                   + "".join(f" -c {name}={value}" for name, value in (settings or {}).items()), "-w", "start"])
         import psycopg
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/bench"
+
+    def recycle_wal(self, mb: int) -> int:
+        """Leave `mb` of WAL segments ready for reuse, as a server that has run through checkpoints keeps them
+        (up to `min_wal_size`, which must be at least `mb`); returns the MB of segments in pg_wal after it.
+        A fresh cluster has none: each segment is created and zero-filled (16 MB) when the WAL reaches it,
+        under the WAL write lock, and every commit meanwhile waits (docs/hq-serving.md "A fresh cluster's
+        WAL"). Each switch to the next segment creates one; the checkpoint then keeps them for reuse."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            size = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'")
+                       .fetchone()[0])  # type: ignore[index]
+            for _ in range(-(-mb * 1024 * 1024 // size)):
+                # A switch needs a WAL record since the last one: a message, which touches no table.
+                conn.execute("SELECT pg_logical_emit_message(false, 'backroom-bench', ''), pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+            ready = conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()").fetchone()
+        return int(ready[0]) // (1024 * 1024) if ready else 0
 
     def _run(self, cmd: list[str]) -> None:
         if self.as_postgres:

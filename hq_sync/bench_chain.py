@@ -53,6 +53,19 @@ TARGETS = {"ingest_sales_per_s": 10000.0, "fanout_s": 5.0, "authorize_p99_ms": 5
 LONG_POLL_S = 25
 PRICE_SKU = "SKU00027"  # a demo catalog item
 MAX_BATCH_SALES = 4000  # a hub's largest batch (hub_state.next_batch: max_rows)
+# The private cluster's WAL, as on a production HQ's server (docs/hq-scale.md "PostgreSQL settings"): segments
+# ready for reuse for about this much WAL a sale (a 5-line sale writes about 3.5 KB; the run reports what it wrote).
+WAL_KB_PER_SALE = 5
+MIN_RECYCLED_MB, MAX_RECYCLED_MB = 256, 4096
+# Stores on their own clocks do not begin the busy hour in the same millisecond: each store's first upload comes
+# at random within this spread (--start-spread; 0 sends a thousand at once, the burst after HQ comes back).
+DEFAULT_START_SPREAD_S, MAX_START_SPREAD_S = 1.0, 60.0
+
+
+def pg_settings(sales: int) -> tuple[dict[str, str], int]:
+    """The private cluster's WAL settings for a run of `sales`, and the MB of WAL segments to make ready."""
+    ready = min(MAX_RECYCLED_MB, max(MIN_RECYCLED_MB, sales * WAL_KB_PER_SALE // 1024))
+    return {"min_wal_size": f"{ready}MB", "max_wal_size": f"{max(4096, 2 * ready)}MB"}, ready
 
 
 @dataclass
@@ -62,6 +75,7 @@ class Store:
     cursor: int = 0
     seq: int = 0  # the store's outbox sequence: rows sent so far
     members: list[str] = field(default_factory=list)  # members signed up here (their home store)
+    start_s: float = 0.0  # its first upload, after the busy hour's start (--start-spread)
     batches: list[tuple[bytes, str]] = field(default_factory=list)  # (compressed body, Content-Encoding)
     sales: int = 0
     broadcast: dict[int, float] = field(default_factory=dict)  # seq of a '*' entry -> when it arrived
@@ -162,12 +176,14 @@ def _start_hq(db_url: str, root: Path, workers: int, timing: Path | None = None)
 # -- the simulated chain ---------------------------------------------------------------------------------------
 
 class Chain:
-    def __init__(self, url: str, stores: int, per_store: int, batch: int, auth_rate: float) -> None:
+    def __init__(self, url: str, stores: int, per_store: int, batch: int, auth_rate: float,
+                 start_spread_s: float = 0.0) -> None:
         self.url = url
         self.n = stores
         self.per_store = per_store
         self.batch = batch
         self.auth_rate = auth_rate
+        self.start_spread_s = start_spread_s
         self.stores: list[Store] = []
         self.hq_key = b""
         self.admin: dict[str, str] = {}
@@ -323,6 +339,7 @@ class Chain:
     async def upload(self, conn: Conn, store: Store, acked: list[int], quarter: asyncio.Event,
                      quarter_at: int) -> None:
         target = "/hq/v1/sync/batches"
+        await asyncio.sleep(store.start_s)
         for body, encoding in store.batches:
             for _ in range(5):
                 try:
@@ -362,6 +379,8 @@ class Chain:
         uploads = {s.store_id: Conn(host, port, timeout_s=900) for s in self.stores}
         pollers = [asyncio.create_task(self.poll(polls[s.store_id], s)) for s in self.stores]
         await asyncio.sleep(0.5)  # every long-poll is parked at HQ
+        for store in self.stores:  # each store's first upload, at random within the spread
+            store.start_s = rng.uniform(0, self.start_spread_s)
         total_batches = sum(len(s.batches) for s in self.stores)
         acked = [0]
         quarter = asyncio.Event()
@@ -559,6 +578,16 @@ def _phases(where: Path, wall: tuple[float, float]) -> dict[str, Any]:
     return {"authorizations": len(auth), **by_phase, "loop_late": summary(lag), "gc": gcs, "loop_stalled_in": top}
 
 
+def _wal_position(url: str) -> tuple[int, int]:
+    """The cluster's WAL position in bytes and its checkpoints so far (the busy hour's are the differences)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, checkpoints_timed + checkpoints_req "
+                           "FROM pg_stat_bgwriter").fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def _pg_pid(pg: _Pg | None) -> int | None:
     if pg is None:
         return None
@@ -569,7 +598,8 @@ def _pg_pid(pg: _Pg | None) -> int | None:
 
 
 def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: int, auth_rate: float,
-                db_url: str | None, say: Any, phases: bool = False) -> dict[str, Any]:
+                db_url: str | None, say: Any, phases: bool = False, cold_wal: bool = False,
+                start_spread_s: float = DEFAULT_START_SPREAD_S) -> dict[str, Any]:
     import logging
 
     import httpx
@@ -578,15 +608,19 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     setup_start = time.perf_counter()
-    pg = None if db_url else _Pg(root)
+    settings, ready_mb = pg_settings(stores * per_store)
+    pg = None if db_url else _Pg(root, settings)
     hq = None
     try:
         url_db = db_url or (pg.url if pg else "")
-        say(f"PostgreSQL ready ({time.perf_counter() - setup_start:.1f} s)")
+        # A run on a fresh cluster's WAL (--cold-wal) measures its first segments' creation, not HQ: they are
+        # zero-filled under the WAL write lock, and every commit waits (docs/hq-serving.md "A fresh cluster's WAL").
+        recycled = pg.recycle_wal(ready_mb) if pg is not None and not cold_wal else None
+        say(f"PostgreSQL ready, {recycled or 0} MB of WAL segments ready ({time.perf_counter() - setup_start:.1f} s)")
         timing = root / "timing" if phases else None
         hq, url = _start_hq(url_db, root, workers, timing)
         say(f"HQ ready, {workers} workers ({time.perf_counter() - setup_start:.1f} s)")
-        chain = Chain(url, stores, per_store, batch, auth_rate)
+        chain = Chain(url, stores, per_store, batch, auth_rate, start_spread_s)
         limits = httpx.Limits(max_connections=2 * stores + 100, max_keepalive_connections=2 * stores + 100)
 
         async def run() -> dict[str, Any]:
@@ -605,7 +639,10 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
                 waits = PgWaits(url_db) if phases else None
                 if waits is not None:
                     waits.start()
+                wal0 = await asyncio.to_thread(_wal_position, url_db)
                 out = await chain.busy_hour(client)
+                wal1 = await asyncio.to_thread(_wal_position, url_db)
+                out["wal_mb"], out["checkpoints"] = (wal1[0] - wal0[0]) / (1024 * 1024), wal1[1] - wal0[1]
                 out["pg_waits"] = waits.stop() if waits is not None else None
                 out["hq_cpu_s"] = _cpu_s(hq.pid) - hq_cpu0
                 out["pg_cpu_s"] = (_cpu_s(pg_pid) - pg_cpu0) if pg_pid else None
@@ -632,7 +669,8 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
 
         return {
             "bench": "chain", "stores": stores, "workers": workers, "sales": sales, "sales_held": out["held"],
-            "batches": out["batches"], "batch_sales": batch, "ingest_s": round(out["ingest_s"], 2),
+            "batches": out["batches"], "batch_sales": batch, "start_spread_s": start_spread_s,
+            "ingest_s": round(out["ingest_s"], 2),
             "ingest_sales_per_s": round(sales / out["ingest_s"]),
             "fanout_s": None if out["fanout_s"] is None else round(out["fanout_s"], 3),
             "fanout_stores": out["fanout_stores"], "authorize_sent": chain.auth_sent,
@@ -646,6 +684,9 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             "pg_share": None if out["pg_cpu_s"] is None else round(out["pg_cpu_s"] / (window * cpus), 3),
             "sim_share": round(out["sim_cpu_s"] / (window * cpus), 3),
             "bad_feed_entries": chain.bad_entries, "errors": chain.errors, "setup_s": round(out["setup_s"], 1),
+            "pg_wal": {"recycled_mb": recycled, "written_mb": round(out["wal_mb"], 1),
+                       "checkpoints": out["checkpoints"],
+                       "bytes_per_sale": round(out["wal_mb"] * 1024 * 1024 / max(1, sales))},
             "machine": {"cpus": cpus, "load_1m_before": round(out["load_before"], 2),
                         "load_1m_after": round(out["load_after"], 2)},
             "authorize_sender_late": out["sender_late"],  # the authorisations' own process running late
@@ -666,6 +707,9 @@ def run_chain_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_sales <= MAX_BATCH_SALES:
         print(f"--batch-sales is 1..{MAX_BATCH_SALES}", file=sys.stderr)
         return 2
+    if not 0 <= args.start_spread <= MAX_START_SPREAD_S:
+        print(f"--start-spread is 0..{MAX_START_SPREAD_S:g} seconds", file=sys.stderr)
+        return 2
     root = Path(tempfile.mkdtemp(prefix="backroom-bench-chain-"))
     os.chmod(root, 0o755)
 
@@ -675,7 +719,8 @@ def run_chain_bench(args: argparse.Namespace) -> int:
 
     try:
         figures = bench_chain(root, stores, args.sales_per_store, args.batch_sales, args.workers, args.auth_rate,
-                              args.db, say, phases=args.phases)
+                              args.db, say, phases=args.phases, cold_wal=args.cold_wal,
+                              start_spread_s=args.start_spread)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     figures["targets"] = TARGETS
@@ -697,5 +742,10 @@ def register_args(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--batch-sales", type=int, default=50,
                        help="sales in each signed batch (chain bench; a hub catching up sends up to 4,000 a batch)")
     bench.add_argument("--auth-rate", type=float, default=50.0, help="authorisations per second (chain bench)")
+    bench.add_argument("--start-spread", type=float, default=DEFAULT_START_SPREAD_S,
+                       help="seconds over which the stores' first uploads begin, at random (chain bench; 0: all at "
+                            "once, as after HQ comes back)")
+    bench.add_argument("--cold-wal", action="store_true",
+                       help="run on the fresh cluster's WAL, with no segments ready for reuse (chain bench)")
     bench.add_argument("--phases", action="store_true",
                        help="time each authorisation's phases inside HQ and sample PostgreSQL's waits (chain bench)")

@@ -112,3 +112,28 @@ def test_pages_are_the_walk_through_every_entry_with_many_stores_and_a_moving_fl
                 assert page is None if want else page is not None and (page.entries, page.head) == ([], head)
             else:
                 assert page is not None and (page.entries, page.head) == (want[:limit], head)
+
+
+def test_a_chain_wide_wake_answers_the_polls_a_chunk_at_a_time_with_pauses_between() -> None:
+    """FeedWaits answers WAKE_CHUNK woken polls, then pauses WAKE_PAUSE_S before the next chunk: the event loop
+    has room for an authorisation between them, and every poll is still answered within a fraction of a second."""
+    import asyncio
+
+    from hq_sync.server.api.resources import WAKE_CHUNK, WAKE_PAUSE_S, FeedSignal, FeedWaits
+
+    async def run() -> tuple[list[int], float]:
+        waits = FeedWaits(None, FeedSignal())  # type: ignore[arg-type]  (waking reads no database)
+        polls = [waits.add(f"s{n}") for n in range(4 * WAKE_CHUNK + 3)]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        waits._wake({"*"})
+        done_by_turn = [sum(p.done() for p in polls)]
+        await asyncio.sleep(0)
+        done_by_turn.append(sum(p.done() for p in polls))
+        await asyncio.wait_for(asyncio.gather(*polls), 5)
+        return done_by_turn, loop.time() - start
+
+    done_by_turn, took = asyncio.run(run())
+    assert done_by_turn == [WAKE_CHUNK, WAKE_CHUNK]  # the next chunk waits for the pause, not the next turn
+    assert took >= 4 * WAKE_PAUSE_S * 0.9  # five chunks, four pauses
+    assert took < 1.0

@@ -34,10 +34,12 @@ FEED_RECHECK_S = float(os.environ.get("BACKROOM_HQ_FEED_RECHECK_S") or 1.0)
 # feed reads instead of queueing them behind every batch (docs/hq-serving.md). They are the batch lane's own
 # threads, with connections of their own (scheduling.py).
 BATCH_THREADS = int(os.environ.get("BACKROOM_HQ_BATCH_THREADS") or 2)
+BATCH_ADMITTED_PER_LANE = 2  # batches verified and handed to the lane at once, per lane process (`batch_gate`)
 # ... and authorisations (BACKROOM_HQ_AUTHORIZE_THREADS): those queued on a member's or the feed counter's
 # lock must not hold every pooled connection either.
 AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
-WAKE_CHUNK = 50  # long-polls answered a turn of the event loop when a feed entry wakes many (FeedWaits)
+WAKE_CHUNK = 25  # long-polls answered at once when a feed entry wakes many (FeedWaits) ...
+WAKE_PAUSE_S = 0.01  # ... and the pause before the next 25: a thousand answered in 0.4 s, with room between
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
 
 log = logging.getLogger(__name__)
@@ -157,14 +159,18 @@ class FeedWaits:
         self._wake_some(woken, 0)
 
     def _wake_some(self, woken: list[asyncio.Future[None]], start: int) -> None:
-        """WAKE_CHUNK polls a turn of the event loop: between two chunks the loop reads its sockets, so an
-        authorisation that arrives during a chain-wide fan-out waits for one chunk's answers, not a
-        thousand (docs/hq-serving.md, "Authorisations first")."""
+        """WAKE_CHUNK polls, then a pause of WAKE_PAUSE_S before the next chunk. Each answered poll comes
+        back at once (its store polls again, a signed request to check), so a chain-wide entry woke a
+        thousand answers and then a thousand requests: answered a chunk a turn of the event loop, back to
+        back, they kept the loop busy for a third of a second, and an authorisation arriving meanwhile
+        waited a turn at each of its steps (up to 200 ms in bench chain). Paced, the loop has time between
+        chunks, and a thousand stores still have the entry within half a second (docs/hq-serving.md,
+        "Authorisations first")."""
         for fut in woken[start:start + WAKE_CHUNK]:
             if not fut.done():
                 fut.set_result(None)
         if start + WAKE_CHUNK < len(woken):
-            asyncio.get_running_loop().call_soon(self._wake_some, woken, start + WAKE_CHUNK)
+            asyncio.get_running_loop().call_later(WAKE_PAUSE_S, self._wake_some, woken, start + WAKE_CHUNK)
 
     async def _take_in(self) -> set[str]:
         """What was appended since the tail's end, into the tail (in pages of the tail's size)."""
@@ -245,6 +251,14 @@ class Hq:
         self.sequencer: Any = None  # sequencer.FeedSequencer on PostgreSQL (`start_bus`)
         self._remote_busy: dict[str, float] = {}  # members other workers' authorisations wait on (until when)
         self._authorize_limiter: anyio.CapacityLimiter | None = None
+        self._batch_gate: asyncio.Semaphore | None = None
+
+    def batch_gate(self) -> asyncio.Semaphore:
+        """The batches this worker checks and hands to its lane at once: two a lane process (or thread), so
+        each has the next batch waiting (scheduling.py). The rest wait, read but not verified, behind it."""
+        if self._batch_gate is None:
+            self._batch_gate = asyncio.Semaphore(BATCH_ADMITTED_PER_LANE * self.lane.threads)
+        return self._batch_gate
 
     def authorize_limiter(self) -> anyio.CapacityLimiter:
         if self._authorize_limiter is None:

@@ -12,6 +12,7 @@ import anyio
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from edge.stopping import stopping
 from hq_sync.server.api.support import MSGPACK, decode, decode_bytes, hq_of, in_thread, json_response, signed_store
@@ -44,13 +45,26 @@ async def sync_pair(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(msgspec.to_builtins(result))
 
 
-@post("/hq/v1/sync/batches", status_code=200)
+def _few_batches_at_once(app: ASGIApp) -> ASGIApp:
+    """A few batches at a time go into the handler (`Hq.batch_gate`); the rest wait here, before any of the
+    handler's work. When a thousand stores upload at once, their requests, signature checks and hand-overs no
+    longer all run on the event loop in the same moment, ahead of every authorisation and feed poll that came
+    in behind them (docs/hq-serving.md "A burst of uploads")."""
+
+    async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+        async with scope["app"].state.hq.batch_gate():
+            await app(scope, receive, send)
+
+    return gated
+
+
+@post("/hq/v1/sync/batches", status_code=200, middleware=[_few_batches_at_once])
 async def sync_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
     store_id = await signed_store(request, body)
     hq = hq_of(request)
     # The batch lane (scheduling.py): processes (PostgreSQL) or threads of its own, at most BATCH_THREADS
-    # batches at once; the rest wait here, undecoded
+    # batches at once
     ack, has_transfer, fed, touched, heard = await hq.lane.run(
         intake.decode_and_ingest, body, request.headers.get("content-encoding"), store_id, now_text())
     if heard.released:  # after the commit: a woken authorisation must see the release

@@ -141,3 +141,37 @@ def test_reads_returns_each_statements_rows_in_order(hq_db_url: str) -> None:  #
             assert tx.all("SELECT n FROM t_reads WHERE k = 'a'") == [(11,)]  # the same cursor goes on after
     finally:
         db.close()
+
+
+def test_a_filled_pool_warms_every_connection_and_keeps_nothing_of_it(pg_cluster: Any) -> None:  # noqa: F811
+    """`PostgresDb.fill(warm=...)` (the authorisations' pool, before a worker serves): the warm-up runs once on
+    each connection of the pool, in a transaction rolled back, and every connection is back in the pool, idle."""
+    from hq_sync.server.service.members import warm_authorize
+    from hq_sync.server.storage.db import PostgresDb
+
+    url = pg_cluster.url()
+    create_schema(open_db(url))
+    pool = PostgresDb(url, 3, name="backroom-test-warm")
+    try:
+        backends: list[int] = []
+
+        def warm(tx: Any) -> None:
+            warm_authorize(tx)  # what the worker runs: it finds no member and must not fail
+            tx.run("CREATE TABLE warm_mark (x int)")  # each connection in turn: each is rolled back
+            row = tx.one("SELECT pg_backend_pid()")
+            backends.append(int(row[0]))
+
+        pool.fill(warm=warm)
+        assert len(backends) == len(set(backends)) == 3
+        with pool.read() as tx:
+            states = tx.all("SELECT state FROM pg_stat_activity WHERE application_name = 'backroom-test-warm' "
+                            "AND pid <> pg_backend_pid()")
+            assert [str(s[0]) for s in states] == ["idle", "idle"]  # not left in a transaction
+            seen = {int(tx.one("SELECT pg_backend_pid()")[0])}
+            assert tx.one("SELECT to_regclass('warm_mark')")[0] is None  # rolled back
+        for _ in range(6):
+            with pool.read() as tx:
+                seen.add(int(tx.one("SELECT pg_backend_pid()")[0]))
+        assert seen <= set(backends)  # the warmed connections serve; no new one was opened
+    finally:
+        pool.close()

@@ -15,7 +15,7 @@ import anyio
 
 from hq_sync.server.api.feed_tail import FeedTail
 from hq_sync.server.api.scheduling import BATCH_LANE, BatchLane, ProcessLane, Timing
-from hq_sync.server.service import stores
+from hq_sync.server.service import members, stores
 from hq_sync.server.service.demo import is_demo, seed_demo
 from hq_sync.server.service.errors import clock_text, now_text
 from hq_sync.server.service.escrow import EscrowPolicy
@@ -291,7 +291,7 @@ class Hq:
         other request, and an authorisation opened a connection of its own (tens of milliseconds)."""
         self._keys.update(stores.store_keys(self.db))
         if isinstance(self.auth_db, PostgresDb):
-            self.auth_db.fill()
+            self.auth_db.fill(warm=members.warm_authorize)
 
     def leads(self) -> bool:
         """Whether this worker runs the timers (escrow policy, member pass, campaigns): always with one

@@ -382,19 +382,35 @@ class _Short(msgspec.Struct):
     asked: bool  # new reclaim entries went onto other stores' feeds
 
 
+def _authorize_read(tx: Tx) -> str:
+    return """SELECT m.balance, m.points,
+                     (SELECT coalesce(sum(e.outstanding), 0) FROM hq_escrow e
+                      WHERE e.member_id = m.member_id AND e.ledger = ?),
+                     (SELECT g.grant_id FROM hq_grants g WHERE g.member_id = m.member_id AND g.request_id = ?),
+                     (SELECT s.acked_seq FROM hq_stores s WHERE s.store_id = ?)
+              FROM hq_members m WHERE m.member_id = ?""" + (" FOR UPDATE OF m" if tx.dialect == "postgresql" else "")
+
+
+# The tables a grant writes (grant_in, touch_in, feed.queue_feed_many), besides those the read above reads.
+_GRANT_WRITES = ("hq_grants", "hq_escrow", "hq_escrow_activity", "hq_feed_pending")
+
+
+def warm_authorize(tx: Tx) -> None:
+    """What an authorisation reads, for no member, and a look at the tables a grant writes: run on each of an
+    HQ worker's authorisation connections before it serves (`Hq.warm`, in a transaction rolled back). A new
+    connection's backend loads each table's and index's description at its first use; the first tills'
+    authorisations after a start paid for it, tens of milliseconds each while the busy hour began."""
+    tx.one(_authorize_read(tx), ("value", "", "", ""))
+    for table in _GRANT_WRITES:
+        tx.all(f"SELECT * FROM {table} LIMIT 0")
+
+
 def _try_authorize(tx: Tx, private_key: bytes, store_id: str, req: AuthorizeRequest, at: str) -> EscrowGrant | _Short:
     request_key = f"{store_id}:{req.request_id}"
     # One statement locks the member's row and reads all a grant needs: the balance and points, what the
     # stores hold, an earlier grant for this request, the store's acked seq. With the grant's writes sent
     # together (a pipelined transaction, api/sync.py), an authorisation is two round trips to PostgreSQL.
-    row = tx.one("""SELECT m.balance, m.points,
-                           (SELECT coalesce(sum(e.outstanding), 0) FROM hq_escrow e
-                            WHERE e.member_id = m.member_id AND e.ledger = ?),
-                           (SELECT g.grant_id FROM hq_grants g WHERE g.member_id = m.member_id AND g.request_id = ?),
-                           (SELECT s.acked_seq FROM hq_stores s WHERE s.store_id = ?)
-                    FROM hq_members m WHERE m.member_id = ?""" + (" FOR UPDATE OF m" if tx.dialect == "postgresql"
-                                                                    else ""),
-                 (req.ledger, request_key, store_id, req.member_id))
+    row = tx.one(_authorize_read(tx), (req.ledger, request_key, store_id, req.member_id))
     if row is None:
         raise HqError(404, "unknown_member", f"no member {req.member_id[:64]}")
     balance, points, held, prior_id, acked = int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4] or 0)

@@ -289,13 +289,29 @@ class PostgresDb(HqDb):
             self._all.append(conn)
         return conn
 
-    def fill(self) -> None:
-        """Open the whole pool now: a request that would open a connection waits tens of milliseconds for it."""
+    def fill(self, warm: Callable[[Tx], None] | None = None) -> None:
+        """Open the whole pool now: a request that would open a connection waits tens of milliseconds for it.
+        `warm`, if given, runs on every connection of the pool, in a transaction rolled back."""
         while True:
             with self._made_lock:
                 if self._made >= self._size:
-                    return
+                    break
             self._pool.put(self._connect())
+        if warm is None:
+            return
+        taken = []
+        try:
+            while True:
+                try:
+                    taken.append(self._pool.get_nowait())
+                except queue.Empty:
+                    break
+            for conn in taken:
+                with conn.transaction(force_rollback=True), conn.cursor() as cur:
+                    warm(Tx(cur, self.dialect, self.key_path))
+        finally:
+            for conn in taken:
+                self._pool.put(conn)
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:

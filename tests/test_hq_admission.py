@@ -326,3 +326,50 @@ def _established(port: int) -> int:
         if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
             count += 1
     return count
+
+
+def test_a_key_the_worker_lacks_brings_every_store_s_key_in_one_read(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores paired after a worker started: the first request of one of them reads every paired store's key
+    (one query, shared), so the others' first requests find theirs cached. A store paired after that read, or
+    one not paired at all, is read on its own, and a store forgotten (paired again) during a read is not cached
+    with what the read found."""
+    import asyncio
+
+    from hq_sync.server.api import resources
+    from hq_sync.server.service.stores import ensure_store
+
+    monkeypatch.setenv("BACKROOM_HQ_KEY_FILE", str(tmp_path / "hq.pii.key"))
+    hq = resources.Hq(str(tmp_path / "hq.sqlite3"))
+
+    def pair(*store_ids: str) -> None:
+        with hq.db.write() as tx:
+            for store_id in store_ids:
+                ensure_store(tx, store_id)
+                tx.run("UPDATE hq_stores SET public_key = ? WHERE store_id = ?", (store_id.encode() * 4, store_id))
+
+    async def scenario() -> None:
+        pair("s1", "s2", "s3")
+        assert hq.cached_key("s2") is None
+        assert await hq.key_of("s1") == b"s1" * 4
+        assert hq.cached_key("s2") == b"s2" * 4 and hq.cached_key("s3") == b"s3" * 4  # the same read
+        pair("s4")  # within ALL_KEYS_EVERY_S of that read: its own read
+        assert await hq.key_of("s4") == b"s4" * 4
+        assert await hq.key_of("nobody") is None
+        pair("s5")
+        real_read = resources.stores.store_key
+
+        def read_while_paired_again(db: Any, store_id: str) -> bytes | None:
+            key = real_read(db, store_id)  # the key as the read found it...
+            hq._forget_local([store_id])  # ... and the store paired again before the read returned
+            return key
+
+        monkeypatch.setattr(resources.stores, "store_key", read_while_paired_again)
+        assert await hq.key_of("s5") == b"s5" * 4 and hq.cached_key("s5") is None  # answered, not kept
+        monkeypatch.setattr(resources.stores, "store_key", real_read)
+        assert await hq.key_of("s5") == b"s5" * 4 and hq.cached_key("s5") == b"s5" * 4
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hq.close()

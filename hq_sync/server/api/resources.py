@@ -41,6 +41,7 @@ AUTHORIZE_THREADS = int(os.environ.get("BACKROOM_HQ_AUTHORIZE_THREADS") or 8)
 WAKE_CHUNK = 10  # long-polls answered at once when a feed entry wakes many (FeedWaits) ...
 WAKE_PAUSE_S = 0.01  # ... and the pause before the next ten: a thousand a second in a worker, with room between
 BUSY_TTL_S = 5.0  # how long another worker's waiting authorisation keeps its member from the policy timer
+ALL_KEYS_EVERY_S = 5.0  # a key this worker lacks reads every store's key, at most this often (`Hq.key_of`)
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,9 @@ class Hq:
         self.releases = ReleaseSignal()  # wakes authorisations waiting for other stores' releases
         self.events = EscrowEvents()  # shopping and pairings, for the policy timer
         self._keys: dict[str, bytes] = {}
+        self._keys_forgotten = 0  # moves at each forget: a key read before it may be the store's old one
+        self._all_keys: asyncio.Future[None] | None = None  # the read of every store's key under way, if any
+        self._all_keys_at = -ALL_KEYS_EVERY_S  # when it last began (time.monotonic())
         self._contacts: dict[str, float] = {}  # store -> when it last called (time.time(); text at the flush)
         self._cursors: dict[str, int] = {}  # the highest feed cursor each store polled with, recorded or not
         self._cursors_due: dict[str, int] = {}  # ... and those not yet written
@@ -317,6 +321,7 @@ class Hq:
         return self.releases.watched() | set(self._remote_busy)
 
     def _forget_local(self, store_ids: list[str]) -> None:
+        self._keys_forgotten += 1
         for store_id in store_ids:
             self._keys.pop(store_id, None)
             self._cursors.pop(store_id, None)
@@ -326,13 +331,46 @@ class Hq:
     def cached_key(self, store_id: str) -> bytes | None:
         return self._keys.get(store_id)
 
+    async def key_of(self, store_id: str) -> bytes | None:
+        """The store's key (None: not paired). One this worker has not cached (stores paired since it started)
+        is read with every other store's, in one query on a thread that every request missing meanwhile
+        shares, at most every ALL_KEYS_EVERY_S: when a chain's stores pair after HQ's start, their first
+        requests to each worker read a key each, a thousand thread hops and queries as the busy hour began.
+        Past that, or for a store still missing, the store's own key is read on a thread (support.signed_store:
+        never on the event loop)."""
+        key = self._keys.get(store_id)
+        if key is not None:
+            return key
+        if self._all_keys is None and time.monotonic() - self._all_keys_at >= ALL_KEYS_EVERY_S:
+            self._all_keys_at = time.monotonic()
+            self._all_keys = asyncio.ensure_future(self._read_all_keys())
+        if self._all_keys is not None:
+            await asyncio.shield(self._all_keys)
+            key = self._keys.get(store_id)
+            if key is not None:
+                return key
+        return await anyio.to_thread.run_sync(self.store_key, store_id)
+
+    async def _read_all_keys(self) -> None:
+        try:
+            forgotten = self._keys_forgotten
+            keys = await anyio.to_thread.run_sync(stores.store_keys, self.db)
+            if forgotten == self._keys_forgotten:  # else a store paired again meanwhile: it may be its old key
+                for store_id, key in keys.items():
+                    self._keys.setdefault(store_id, key)
+        except Exception:  # noqa: BLE001 -- the database away for a moment: each request reads its own key
+            log.warning("could not read the stores' keys", exc_info=True)
+        finally:
+            self._all_keys = None
+
     def store_key(self, store_id: str) -> bytes | None:
         """The store's key, read from the database when this worker has not cached it (a blocking read: on a
-        thread, support.signed_store)."""
+        thread, `key_of`). Not cached if the store was forgotten meanwhile (paired again: it may be the old key)."""
         key = self._keys.get(store_id)
         if key is None:
+            forgotten = self._keys_forgotten
             key = stores.store_key(self.db, store_id)
-            if key is not None:
+            if key is not None and forgotten == self._keys_forgotten:
                 self._keys[store_id] = key
         return key
 

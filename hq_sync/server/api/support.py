@@ -56,8 +56,8 @@ def require_admin(request: Request[Any, Any, Any]) -> str:
 
 async def signed_store(request: Request[Any, Any, Any], body: bytes) -> str:
     """The store whose key signed this request, or 401. A key this worker has not cached (a store paired
-    since it started) is read on a thread: never on the event loop, where a read waiting for a pooled
-    connection held every other request (`bench chain --phases` found the loop stalled there)."""
+    since it started) is read on a thread (`Hq.key_of`): never on the event loop, where a read waiting for a
+    pooled connection held every other request (`bench chain --phases` found the loop stalled there)."""
     store_id = request.headers.get("x-backroom-store", "")
     try:
         at = int(request.headers.get("x-backroom-time", ""))
@@ -66,10 +66,7 @@ async def signed_store(request: Request[Any, Any, Any], body: bytes) -> str:
         raise HqError(401, "unsigned", "store requests carry X-Backroom-Store, -Time and -Signature") from None
     if abs(time.time() - at) > REQUEST_SKEW_S:
         raise HqError(401, "stale_request", "the request's time is too far from HQ's clock")
-    hq = hq_of(request)
-    key = hq.cached_key(store_id)
-    if key is None:
-        key = await in_thread(hq.store_key, store_id)
+    key = await hq_of(request).key_of(store_id)
     if key is None:
         raise HqError(401, "not_paired", f"store {store_id[:64]} is not paired")
     query = request.scope.get("query_string", b"").decode()

@@ -259,8 +259,8 @@ class Hq:
         self._batch_gate: asyncio.Semaphore | None = None
 
     def batch_gate(self) -> asyncio.Semaphore:
-        """The batches this worker checks and hands to its lane at once: two a lane process (or thread), so
-        each has the next batch waiting (scheduling.py). The rest wait, read but not verified, behind it."""
+        """The batches this worker takes into the handler at once (api/sync.py `_few_batches_at_once`): two a
+        lane process (or thread), so each has its next batch waiting (scheduling.py). The rest wait before it."""
         if self._batch_gate is None:
             self._batch_gate = asyncio.Semaphore(BATCH_ADMITTED_PER_LANE * self.lane.threads)
         return self._batch_gate

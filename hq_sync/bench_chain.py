@@ -63,6 +63,18 @@ MIN_RECYCLED_MB, MAX_RECYCLED_MB = 256, 4096
 DEFAULT_START_SPREAD_S, MAX_START_SPREAD_S = 0.0, 60.0
 
 
+def steady_rate(acked_at: list[float], sales: int) -> float | None:
+    """Sales a second between the acknowledgements of the first and the last tenth of the batches (all of a
+    run's batches hold the same number of sales): the rate once every store is uploading, without the opening
+    (a thousand connections and first requests at once) and the last stragglers. Pure."""
+    times = sorted(acked_at)
+    if len(times) < 10:
+        return None
+    lo, hi = len(times) // 10, len(times) - 1 - len(times) // 10
+    span = times[hi] - times[lo]
+    return (hi - lo) * (sales / len(times)) / span if span > 0 else None
+
+
 def pg_settings(sales: int) -> tuple[dict[str, str], int]:
     """The private cluster's WAL settings for a run of `sales`, and the MB of WAL segments to make ready."""
     ready = min(MAX_RECYCLED_MB, max(MIN_RECYCLED_MB, sales * WAL_KB_PER_SALE // 1024))
@@ -185,6 +197,7 @@ class Chain:
         self.batch = batch
         self.auth_rate = auth_rate
         self.start_spread_s = start_spread_s
+        self.acked_at: list[float] = []  # when each batch was acknowledged (time.perf_counter())
         self.stores: list[Store] = []
         self.hq_key = b""
         self.admin: dict[str, str] = {}
@@ -353,6 +366,7 @@ class Chain:
                     break
                 self._err(f"batch_{r.status}")
             acked[0] += 1
+            self.acked_at.append(time.perf_counter())
             if acked[0] >= quarter_at:
                 quarter.set()
 
@@ -403,6 +417,7 @@ class Chain:
         await asyncio.gather(*(self.upload(uploads[s.store_id], s, acked, quarter, max(1, total_batches // 4))
                                for s in self.stores))
         ingest_s = time.perf_counter() - start
+        steady = steady_rate(self.acked_at, sum(s.sales for s in self.stores))
         price_start, seqs = await pricing
         want = max(seqs)
         deadline = time.perf_counter() + 60
@@ -425,7 +440,8 @@ class Chain:
         for what, n in dict(told["errors"]).items():
             self.errors[what] = self.errors.get(what, 0) + n
         late = _percentiles(list(told["late_ms"])) if told["late_ms"] else {}
-        return {"ingest_s": ingest_s, "fanout_s": fanout_s, "fanout_stores": len(got), "window_s": window_s,
+        return {"ingest_s": ingest_s, "steady": steady, "fanout_s": fanout_s, "fanout_stores": len(got),
+                "window_s": window_s,
                 "sim_cpu_s": sim_cpu, "batches": total_batches, "wall": (wall0, wall0 + window_s),
                 "sender_late": {k: late.get(k) for k in ("p50_ms", "p99_ms", "max_ms")}}
 
@@ -673,6 +689,7 @@ def bench_chain(root: Path, stores: int, per_store: int, batch: int, workers: in
             "batches": out["batches"], "batch_sales": batch, "start_spread_s": start_spread_s,
             "ingest_s": round(out["ingest_s"], 2),
             "ingest_sales_per_s": round(sales / out["ingest_s"]),
+            "ingest_steady_sales_per_s": None if out["steady"] is None else round(out["steady"]),
             "fanout_s": None if out["fanout_s"] is None else round(out["fanout_s"], 3),
             "fanout_stores": out["fanout_stores"], "authorize_sent": chain.auth_sent,
             "authorizations": len(chain.auth_ms),

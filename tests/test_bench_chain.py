@@ -14,14 +14,14 @@ import pytest
 from sync_support import REPO, clean_env, pg_bindir
 
 from hq_sync.bench import _Pg
-from hq_sync.bench_chain import MIN_RECYCLED_MB, pg_settings
+from hq_sync.bench_chain import MIN_RECYCLED_MB, pg_settings, steady_rate
 
 KEYS = {
     "bench", "stores", "workers", "sales", "sales_held", "batches", "ingest_s", "ingest_sales_per_s", "fanout_s",
     "fanout_stores", "authorize_sent", "authorizations", "authorize_p50_ms", "authorize_p99_ms", "authorize_max_ms",
     "authorize_refused", "window_s", "hq_cpu_pct", "hq_rss_mb", "pg_cpu_pct", "sim_cpu_pct", "hq_share",
     "pg_share", "sim_share", "bad_feed_entries", "errors", "setup_s", "machine", "targets", "meets",
-    "authorize_sender_late", "phases", "batch_sales", "pg_wal", "start_spread_s",
+    "authorize_sender_late", "phases", "batch_sales", "pg_wal", "start_spread_s", "ingest_steady_sales_per_s",
 }
 PHASES = {"queue", "connection", "read", "commit", "back", "handler"}
 
@@ -39,7 +39,7 @@ def test_bench_chain_runs_a_small_chain_and_prints_json_last() -> None:
     assert set(f) == KEYS
     assert (f["bench"], f["stores"], f["workers"]) == ("chain", 4, 2)
     assert f["sales"] == f["sales_held"] == 400 and (f["batches"], f["batch_sales"]) == (16, 25)  # every sale, once
-    assert f["start_spread_s"] == 0.3
+    assert f["start_spread_s"] == 0.3 and f["ingest_steady_sales_per_s"] > 0  # 16 batches: a steady middle
     assert f["fanout_stores"] == 4 and f["fanout_s"] is not None and f["fanout_s"] > 0  # every store got the price
     assert f["authorize_sent"] >= f["authorizations"] > 0 and f["authorize_refused"] == {}
     assert f["authorize_max_ms"] >= f["authorize_p99_ms"] >= f["authorize_p50_ms"] > 0
@@ -116,3 +116,11 @@ def test_bench_chain_refuses_a_start_spread_out_of_bounds(spread: str) -> None:
     done = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "chain", "--start-spread", spread, "--json"],
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=clean_env())
     assert done.returncode == 2 and "--start-spread is 0..60 seconds" in done.stderr
+
+
+def test_the_steady_rate_leaves_out_the_first_and_last_tenth_of_the_batches() -> None:
+    # 20 batches of 10 sales: two acknowledged at once at the start, sixteen one a second, two late stragglers
+    acked = [0.0, 0.0, *[float(n) for n in range(1, 17)], 60.0, 90.0]
+    assert steady_rate(acked, 200) == (17 - 2) * 10 / (16 - 1)  # the 3rd to the 18th: 150 sales in 15 s
+    assert steady_rate(acked[:9], 90) is None  # too few batches to leave a tenth out at each end
+    assert steady_rate([5.0] * 20, 200) is None  # no time between them

@@ -336,7 +336,10 @@ def test_no_body_gets_a_5xx(fuzz_client: httpx.Client, body: Any, data: st.DataO
     if quoted.status_code != 200 or not isinstance(body, dict) or "sale_id" not in body:
         return
     total = quoted.json()["total"]
-    tenders = [{"method": method, "amount": data.draw(st.integers(1, max(1, total)))}
+    # Each amount is a drawn share of the total, not an integer drawn up to it: the total comes from the hub,
+    # whose stock and balances the earlier examples changed, and a draw bounded by it made a different choice
+    # when hypothesis replayed the example (FlakyStrategyDefinition, seen once in the full suite).
+    tenders = [{"method": method, "amount": max(1, max(1, total) * data.draw(st.integers(1, 1000)) // 1000)}
                for method in data.draw(st.lists(st.sampled_from(["card", "wechat", "stored_value", "points"]),
                                                 max_size=2))]
     cash = total - sum(t["amount"] for t in tenders) + data.draw(st.integers(-3, 5000))

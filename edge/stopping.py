@@ -3,13 +3,14 @@
 uvicorn's signal handlers start its graceful stop: it stops accepting, lets the requests in flight finish for
 up to its grace period (5 s here), then cancels them, and logs each cancellation with its traceback. A
 long-lived response (the tablet's and the console's live streams, HQ's feed long-polls) would hold every stop
-for the whole grace period and end in such a traceback. `install` chains a step of ours onto those handlers:
-`stopping()` turns true, `nap` returns at once, and an optional callback runs on the event loop, so that held
-responses end cleanly within a moment."""
+for the whole grace period and end in such a traceback. `install` (once, from the app's lifespan) chains a step
+of ours onto those handlers: `stopping()` turns true, `nap` returns at once, and the callbacks registered with
+`when_stopping` run on the event loop, so that held responses end cleanly within a moment."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 NAP_SLICE_S = 0.25
 _stopping = threading.Event()
+_callbacks: list[Callable[[], None]] = []  # run on the installing event loop when told to stop
 
 
 def stopping() -> bool:
@@ -36,7 +38,19 @@ async def nap(seconds: float) -> None:
         await asyncio.sleep(min(left, NAP_SLICE_S))
 
 
-def install(on_stop: Callable[[], None] | None = None) -> Callable[[], None]:
+def when_stopping(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run `callback` on the event loop when the server is told to stop (e.g. wake what waits on a queue).
+    Returns what takes it off again."""
+    _callbacks.append(callback)
+
+    def forget() -> None:
+        with contextlib.suppress(ValueError):
+            _callbacks.remove(callback)
+
+    return forget
+
+
+def install() -> Callable[[], None]:
     """From an app's lifespan (on its event loop): chain onto the server's SIGTERM and SIGINT handlers. Returns
     what puts them back. Only in the main thread, where signal handlers live; elsewhere (a test client running
     the app in a thread) it does nothing."""
@@ -51,8 +65,8 @@ def install(on_stop: Callable[[], None] | None = None) -> Callable[[], None]:
         if callable(previous):
             previous(sig, frame)
         _stopping.set()
-        if on_stop is not None:
-            loop.call_soon_threadsafe(on_stop)
+        for callback in list(_callbacks):
+            loop.call_soon_threadsafe(callback)
 
     for sig in before:
         signal.signal(sig, told)

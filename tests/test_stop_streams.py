@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from sync_support import SyncHub, wait_until
+from sync_support import REPO, SyncHub, wait_until
 from ui_support import ui_login
 
 STREAMS = ["/ui/dashboard/events", "/ui/sync/events"]
@@ -50,3 +52,33 @@ def test_a_stopping_hub_ends_the_tablets_live_streams_cleanly() -> None:
         assert "Exception in ASGI application" not in hub.log(), hub.log()[-3000:]
     finally:
         hub.stop()
+
+
+_CALLBACKS = """
+import asyncio, os, signal
+from edge import stopping
+
+async def main():
+    ran = asyncio.Event()
+    forgotten = []
+    restore = stopping.install()
+    forget = stopping.when_stopping(ran.set)  # the device link's end_streams, HQ's close_polls
+    stopping.when_stopping(forgotten.append)()  # registered and taken off again: never runs
+    assert not stopping.stopping()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(ran.wait(), 5)
+    await asyncio.sleep(0.05)
+    forget()
+    restore()
+    print(stopping.stopping(), forgotten, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+
+asyncio.run(main())
+"""
+
+
+def test_told_to_stop_the_registered_callbacks_run_on_the_loop_and_the_handlers_go_back() -> None:
+    """edge/stopping.py on its own, in a process of its own: one `install` per app, callbacks registered by any
+    part of it (the hub's device link, HQ's long-polls) run when SIGTERM arrives; one taken off does not."""
+    done = subprocess.run([sys.executable, "-c", _CALLBACKS], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "[]", "True"]

@@ -498,11 +498,11 @@ async def device_lifespan(app: Litestar) -> AsyncIterator[None]:
             link = None
     app.state.devices = link
     # told to stop, the tablets' live device streams end at once (edge/stopping.py), not after uvicorn's grace
-    restore_signals = stopping.install(link.end_streams if link is not None else None)
+    forget = stopping.when_stopping(link.end_streams) if link is not None else (lambda: None)
     try:
         yield
     finally:
-        restore_signals()
+        forget()
         app.state.devices = None
         if link is not None:
             await link.stop()

@@ -113,10 +113,12 @@ def create_hq_app(db_url: str, demo: bool = False) -> Litestar:
         collector_settings()  # start-up's objects frozen, collections rarer (scheduling.py)
         # Told to stop, the worker answers the long-polls it holds at once, and the console's live streams end
         # (edge/stopping.py): the stop no longer waits out uvicorn's grace period and cancels them
-        restore_signals = stopping.install(hq.waits.close_polls)
+        restore_signals = stopping.install()
+        forget = stopping.when_stopping(hq.waits.close_polls)
         try:
             yield
         finally:
+            forget()
             restore_signals()
             for task in (timer, flusher, waker, timing):
                 task.cancel()

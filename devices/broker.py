@@ -390,13 +390,28 @@ def mosquitto_binary() -> str:
     return found
 
 
-def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
+def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """True once something accepts on host:port; False after `timeout_s`, or at once when `proc` (the process
+    that should listen there) has exited."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return True
+        if proc is not None and proc.poll() is not None:
+            return False
         time.sleep(0.005)  # Mosquitto listens within milliseconds; the hub's start waits on this (cold start)
     return False
+
+
+def _log_tail(path: Path | None, lines: int = 5) -> str:
+    """The last lines of a broker's log, for an error message ("" when there is none)."""
+    if path is None:
+        return ""
+    try:
+        text = path.read_text("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
 
 
 def _die_with_parent() -> None:
@@ -432,10 +447,16 @@ class Broker:
                 self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                              env=env, preexec_fn=_die_with_parent)
         host = "127.0.0.1" if self.settings.lan_bind in ("0.0.0.0", "::") else self.settings.lan_bind
-        if not (wait_for_port(host, self.settings.lan_port, timeout_s)
-                and wait_for_port("127.0.0.1", self.settings.local_port, timeout_s)):
+        deadline = time.monotonic() + timeout_s
+        if not (wait_for_port(host, self.settings.lan_port, timeout_s, self.proc)
+                and wait_for_port("127.0.0.1", self.settings.local_port, max(deadline - time.monotonic(), 0.1),
+                                  self.proc)):
+            exited = self.proc.poll()
             self.stop()
-            raise BrokerError(f"mosquitto did not open ports {self.settings.lan_port}/{self.settings.local_port}")
+            why = f"exited with code {exited}" if exited is not None else f"not listening after {timeout_s:g} s"
+            tail = _log_tail(self.log_path)
+            raise BrokerError(f"mosquitto did not open ports {self.settings.lan_port}/{self.settings.local_port} "
+                              f"({why}){': ' + tail if tail else ''}")
         return self
 
     def reload(self) -> None:

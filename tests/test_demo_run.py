@@ -29,6 +29,23 @@ def _left_behind(data: Path) -> str:
     return "\n".join(line for line in out.splitlines() if "pgrep" not in line)
 
 
+def _demo_env(data: Path, port: int) -> dict[str, str]:
+    """The runner's environment: its data, HTTP port and both Mosquitto ports, each picked free (the hub's own
+    listener would otherwise be the MQTT port + 1, which nothing checked was free)."""
+    mqtt, local = free_port(), free_port()
+    while local == mqtt:
+        local = free_port()
+    env = dict(os.environ, BACKROOM_DATA=str(data), BACKROOM_PORT=str(port), BACKROOM_MQTT_PORT=str(mqtt),
+               BACKROOM_MQTT_LOCAL_PORT=str(local))
+    env.pop("BACKROOM_DEVICES", None)  # the demo runs its devices
+    return env
+
+
+def _log(path: Path) -> str:
+    """The runner's output (the hub's lines in it), to show with a failure."""
+    return path.read_text("utf-8", "replace")[-6000:] if path.exists() else "(no log)"
+
+
 def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
     if not healthy(proc, base, 60):
         pytest.fail(f"the demo store did not come up in 60 s (runner exit code {proc.poll()})")
@@ -36,9 +53,8 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    port, mqtt = free_port(), free_port()
-    env = dict(os.environ, BACKROOM_DATA=str(data), BACKROOM_PORT=str(port), BACKROOM_MQTT_PORT=str(mqtt))
-    env.pop("BACKROOM_DEVICES", None)  # the demo runs its devices
+    port = free_port()
+    env = _demo_env(data, port)
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "edge.run_demo"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -50,11 +66,13 @@ def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> 
         till = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the bridges come up after the hub
-            devices = {d["device_id"]: d["status"] for d in till.get("/api/v1/devices").json()["devices"]}
+            listed = till.get("/api/v1/devices")
+            assert listed.status_code == 200, f"{listed.text}\n{_log(tmp_path / 'run.log')}"
+            devices = {d["device_id"]: d["status"] for d in listed.json()["devices"]}
             if devices.get("printer-1") == "online" and devices.get("scale-1") == "online":
                 break
             time.sleep(0.5)
-        assert devices.get("printer-1") == "online", devices
+        assert devices.get("printer-1") == "online", f"{devices}\n{_log(tmp_path / 'run.log')}"
         sale = till.post("/api/v1/sales", json={
             "sale_id": str(uuid.uuid4()), "till_id": "T01", "lines": [{"barcode": "2112345015002"}],
             "tenders": [{"method": "cash", "amount": 5000}]})
@@ -78,9 +96,8 @@ def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> 
 
 def test_sigterm_to_make_alone_stops_the_demo(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    port, mqtt = free_port(), free_port()
-    env = dict(os.environ, BACKROOM_DATA=str(data), BACKROOM_PORT=str(port), BACKROOM_MQTT_PORT=str(mqtt))
-    env.pop("BACKROOM_DEVICES", None)
+    port = free_port()
+    env = _demo_env(data, port)
     # A stand-in for make: a parent shell that does not forward signals to the runner.
     parent = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -m edge.run_demo; true"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from pathlib import Path
 
+import pytest
+from hubproc import free_port
 from test_devices_support import ROOT, Client, RunningBroker, cli, hub_client, mosquitto, observer
 
 from devices import broker
@@ -156,3 +160,22 @@ def test_password_hashes_are_mosquittos_pbkdf2_format() -> None:
     assert hashed.startswith("$7$101$AAAAAAAAAAAAAAAA$")
     assert broker.verify_password("secret", hashed)
     assert not broker.verify_password("Secret", hashed)
+
+
+def test_a_broker_that_cannot_listen_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
+    # Something else holds the hub's localhost port: Mosquitto exits at its bind. The start must say so (with
+    # Mosquitto's own words) when the process exits, not after waiting out its whole timeout.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = broker.Settings(store_id="demo-001", lan_port=free_port(), local_port=taken.getsockname()[1],
+                                   lan_bind="127.0.0.1", advertise_host="127.0.0.1")
+        started = broker.Broker(tmp_path, settings, log_path=tmp_path / "mosquitto.log")
+        began = time.monotonic()
+        with pytest.raises(broker.BrokerError) as refused:
+            started.start(timeout_s=30)
+        took = time.monotonic() - began
+    assert took < 10, took
+    assert "exited with code" in str(refused.value)
+    assert "Address already in use" in str(refused.value)
+    assert started.proc is None and broker.running_pid(tmp_path) is None

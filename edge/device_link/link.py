@@ -64,6 +64,7 @@ SALE_PRINT_TIMEOUT_S = 30.0  # after a sale: how long to wait for the printer's 
 EXPIRY_S = 10  # kick, tare, zero and display older than this are dropped by the broker
 REMEMBERED_RESULTS = 2000
 INFLIGHT_TTL_S = 3600.0
+BROKER_START_S = 15.0  # Mosquitto listens and takes the hub's login in milliseconds; a box busy booting is slower
 SUBSCRIBER_QUEUE = 256
 _CMD_NAMESPACE = uuid.UUID("5b0c1f0e-6a57-4d0c-9e1f-3c3f6c1d2a10")
 _result_decoder = msgspec.json.Decoder(topics.CommandResult)
@@ -159,7 +160,7 @@ class DeviceLink:
                                              "set --mqtt-port or BACKROOM_MQTT_PORT")
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.broker = broker.Broker(self.data_dir, self.settings, log_path=self.data_dir / "mosquitto.log")
-            self.broker.start(timeout_s=5.0)
+            self.broker.start(timeout_s=BROKER_START_S)
             if self.broker.proc is None or self.broker.proc.poll() is not None:
                 raise broker.BrokerError(f"mosquitto exited at once; see {self.data_dir / 'mosquitto.log'}")
 
@@ -177,7 +178,7 @@ class DeviceLink:
         self.client = client
         client.connect("127.0.0.1", self.settings.local_port, keepalive=30)
         client.loop_start()
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + BROKER_START_S
         while not self.connected.wait(0.02):
             if self._refused is not None or time.monotonic() > deadline:
                 raise broker.BrokerError(f"the hub could not log in to its broker on port {self.settings.local_port}"

@@ -85,13 +85,23 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def free_ports(count: int) -> int:
+    """A base port with `count` free ports from it: a hub's Mosquitto listens on its MQTT port and the next one,
+    and the demo chain numbers its stores' ports from a base."""
+    for _ in range(200):
+        base = free_port()
+        if base + count < 65535 and all(_port_free(base + n) for n in range(count)):
+            return base
+    raise RuntimeError(f"no run of {count} free ports")
+
+
 def serve_with_devices(data_dir: Path, log_path: Path, config: Path | None = None,
                        timeout: float = 30) -> tuple[subprocess.Popen[bytes], str, int]:
     """`backroom serve` with its device hub on (its own Mosquitto and mDNS; conftest's hubs run without):
     (process, base URL, MQTT port). The broker also listens on the MQTT port + 1, so that one must be free."""
-    port, mqtt_port = free_port(), free_port()
-    while mqtt_port + 1 == port or not _port_free(mqtt_port + 1):
-        mqtt_port = free_port()
+    port, mqtt_port = free_port(), free_ports(2)
+    while port in (mqtt_port, mqtt_port + 1):
+        mqtt_port = free_ports(2)
     args = [sys.executable, "-m", "edge.cli", "serve", "--data", str(data_dir), "--port", str(port),
             "--mqtt-port", str(mqtt_port)]
     if config is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,28 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hubproc import free_port, healthy
+from hubproc import free_port, free_ports, healthy
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
                                 reason="needs Mosquitto (make test installs it)")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _ports(count: int) -> int:
-    """A base port with `count` free ports from it (the chain numbers its stores' ports from a base)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count < 65535 and all(_free(base + n) for n in range(count)):
-            return base
-    raise RuntimeError("no run of free ports")
 
 
 def _left_behind(root: Path) -> str:
@@ -87,7 +68,7 @@ def _stores(hq: str) -> dict[str, dict[str, object]]:
 
 def test_demo_chain_comes_up_paired_and_stops_with_all_children(tmp_path: Path) -> None:
     root = tmp_path / "chain"
-    hq_port, port, mqtt = free_port(), _ports(2), _ports(4)
+    hq_port, port, mqtt = free_port(), free_ports(2), free_ports(4)
     env = dict(os.environ, BACKROOM_CHAIN_DATA=str(root), BACKROOM_HQ_PORT=str(hq_port), BACKROOM_PORT=str(port),
                BACKROOM_MQTT_PORT=str(mqtt), BACKROOM_DATA=str(tmp_path / "not-used"), BACKROOM_STORE="demo-001")
     env.pop("BACKROOM_DEVICES", None)  # the chain runs its devices

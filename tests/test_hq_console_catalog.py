@@ -236,3 +236,23 @@ def test_the_api_enforces_roles_and_scope(hq: HqServer) -> None:
         assert [s["store_id"] for s in view["stores"]] == ["demo-001"]
         assert c.get("/hq/v1/reports/sales/store").json()["rows"][0]["store_id"] == "demo-001"
         assert len(c.get("/hq/v1/reports/sales/store").json()["rows"]) == 1
+
+
+def test_an_invalid_imports_progress_streams_say_so_once_and_end(hq: HqServer) -> None:
+    # Both progress streams (the API's and the console's) end once the import can go no further. An invalid
+    # import never runs: the console's stream used to poll it for half an hour.
+    with api(hq, "operator") as a:
+        made = a.post("/hq/v1/price-imports", content=b"SKU00042,abc\n")
+        assert made.status_code == 201, made.text
+        import_id = made.json()["import_id"]
+        assert made.json()["state"] == "invalid"
+        streamed = a.get(f"/hq/v1/price-imports/{import_id}/events", timeout=10)
+    assert streamed.status_code == 200
+    assert streamed.text.count("event: progress") == 1 and '"state":"invalid"' in streamed.text, streamed.text
+    with console(hq, "operator") as c:
+        token_ = csrf(c.get("/hq/ui/catalog/import"))
+        r = c.post("/hq/ui/catalog/import", data={"csrf": token_, "csv": "SKU00042,abc\n"})
+        assert r.status_code == 303
+        streamed = c.get(r.headers["location"] + "/events", timeout=10)
+    assert streamed.status_code == 200
+    assert streamed.text.count("event: progress") == 1 and '"state":"invalid"' in streamed.text, streamed.text

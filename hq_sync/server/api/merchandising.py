@@ -7,7 +7,7 @@ transfer approval. Each endpoint names its permission; scope is enforced in the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -104,23 +104,30 @@ async def price_import_run(request: Request[Any, Any, Any], import_id: str) -> R
     return json_response(out, 202)
 
 
-def progress_stream(request: Request[Any, Any, Any], import_id: str, principal: Principal) -> ServerSentEvent:
-    db = hq_of(request).db
+async def import_progress(db: Any, principal: Principal, import_id: str,
+                          go_on: Callable[[], bool] = lambda: True) -> AsyncIterator[dict[str, Any]]:
+    """An import's view each time its state or count changes, polled every half second, until it is `done` or
+    `invalid`, HQ is told to stop (edge/stopping.py), `go_on()` turns false, or ~30 min have passed. The API's
+    and the console's progress streams are this, each with its own event shape."""
+    last: tuple[str, int] | None = None
+    for _ in range(3600):
+        if stopping() or not go_on():
+            return
+        view = await in_thread(price_import.view, db, principal, import_id, 0)
+        now = (str(view["state"]), int(view["done"]))
+        if now != last:
+            last = now
+            yield view
+        if view["state"] in ("done", "invalid"):
+            return
+        await nap(0.5)
 
+
+def progress_stream(request: Request[Any, Any, Any], import_id: str, principal: Principal) -> ServerSentEvent:
     async def events() -> AsyncIterator[ServerSentEventMessage]:
-        last: tuple[str, int] | None = None
-        for _ in range(3600):  # at most ~30 min of a stream
-            if stopping():  # HQ told to stop: the stream ends (edge/stopping.py)
-                return
-            view = await in_thread(price_import.view, db, principal, import_id, 0)
-            now = (str(view["state"]), int(view["done"]))
-            if now != last:
-                last = now
-                yield ServerSentEventMessage(data=msgspec.json.encode(
-                    {k: view[k] for k in ("state", "done", "total", "percent")}).decode(), event="progress")
-            if view["state"] in ("done", "invalid"):
-                return
-            await nap(0.5)
+        async for view in import_progress(hq_of(request).db, principal, import_id):
+            yield ServerSentEventMessage(data=msgspec.json.encode(
+                {k: view[k] for k in ("state", "done", "total", "percent")}).decode(), event="progress")
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -16,7 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 
-from edge.stopping import nap, stopping
+from hq_sync.server.api.merchandising import import_progress
 from hq_sync.server.api.support import in_thread
 from hq_sync.server.console.nav import N_
 from hq_sync.server.console.session import page
@@ -159,21 +159,11 @@ async def import_events(request: Request[Any, Any, Any], import_id: str) -> Serv
     await in_thread(price_import.view, ui.hq.db, ui.who, import_id[:64], 0)
 
     async def events() -> Any:
-        last: tuple[str, int] | None = None
-        for _ in range(3600):
-            if stopping():  # HQ told to stop: the stream ends (edge/stopping.py)
-                return
-            view = await in_thread(price_import.view, ui.hq.db, ui.who, import_id[:64], 0)
-            now = (str(view["state"]), int(view["done"]))
-            if now != last:
-                last = now
-                yield ServerSentEventMessage(data=msgspec.json.encode({
-                    "state": "running" if view["state"] in ("ready", "running") else view["state"],
-                    "percent": view["percent"], "message": f"{view['done']}/{view['total']}"}).decode(),
-                    event="progress")
-            if view["state"] == "done" or not ui.signed_in():
-                return
-            await nap(0.5)
+        async for view in import_progress(ui.hq.db, ui.who, import_id[:64], ui.signed_in):
+            yield ServerSentEventMessage(data=msgspec.json.encode({
+                "state": "running" if view["state"] in ("ready", "running") else view["state"],
+                "percent": view["percent"], "message": f"{view['done']}/{view['total']}"}).decode(),
+                event="progress")
 
     return ServerSentEvent(events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

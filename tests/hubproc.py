@@ -95,13 +95,20 @@ def free_ports(count: int) -> int:
     raise RuntimeError(f"no run of {count} free ports")
 
 
+def hub_ports() -> tuple[int, int]:
+    """A hub's HTTP port and its MQTT port, all free and apart: its Mosquitto listens on the MQTT port and the
+    next one (the hub's own localhost listener)."""
+    port, mqtt_port = free_port(), free_ports(2)
+    while port in (mqtt_port, mqtt_port + 1):
+        mqtt_port = free_ports(2)
+    return port, mqtt_port
+
+
 def serve_with_devices(data_dir: Path, log_path: Path, config: Path | None = None,
                        timeout: float = 30) -> tuple[subprocess.Popen[bytes], str, int]:
     """`backroom serve` with its device hub on (its own Mosquitto and mDNS; conftest's hubs run without):
     (process, base URL, MQTT port). The broker also listens on the MQTT port + 1, so that one must be free."""
-    port, mqtt_port = free_port(), free_ports(2)
-    while port in (mqtt_port, mqtt_port + 1):
-        mqtt_port = free_ports(2)
+    port, mqtt_port = hub_ports()
     args = [sys.executable, "-m", "edge.cli", "serve", "--data", str(data_dir), "--port", str(port),
             "--mqtt-port", str(mqtt_port)]
     if config is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hubproc import REPO, free_port, free_ports, healthy, seed_demo, stop_with_devices
+from hubproc import REPO, healthy, hub_ports, seed_demo, stop_with_devices
 
 from devices import profiles
 from devices.codecs.base import PrintText
@@ -135,9 +135,7 @@ class Box:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
-        self.port, self.mqtt_port = free_port(), free_ports(2)  # Mosquitto listens on the MQTT port and the next
-        while self.port in (self.mqtt_port, self.mqtt_port + 1):
-            self.mqtt_port = free_ports(2)
+        self.port, self.mqtt_port = hub_ports()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "backroom.toml"
         self.config.write_text('status_ticket = true\n[tills."*"]\nprinter = "printer-1"\n')

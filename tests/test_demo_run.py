@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hubproc import free_port, healthy
+from hubproc import healthy, hub_ports
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
                                 reason="needs Mosquitto (make test installs it)")
@@ -29,16 +29,13 @@ def _left_behind(data: Path) -> str:
     return "\n".join(line for line in out.splitlines() if "pgrep" not in line)
 
 
-def _demo_env(data: Path, port: int) -> dict[str, str]:
-    """The runner's environment: its data, HTTP port and both Mosquitto ports, each picked free (the hub's own
-    listener would otherwise be the MQTT port + 1, which nothing checked was free)."""
-    mqtt, local = free_port(), free_port()
-    while local == mqtt:
-        local = free_port()
-    env = dict(os.environ, BACKROOM_DATA=str(data), BACKROOM_PORT=str(port), BACKROOM_MQTT_PORT=str(mqtt),
-               BACKROOM_MQTT_LOCAL_PORT=str(local))
+def _demo_env(data: Path) -> tuple[dict[str, str], int]:
+    """The runner's environment (its data, HTTP port and MQTT port, all free; `hubproc.hub_ports`) and its HTTP
+    port."""
+    port, mqtt = hub_ports()
+    env = dict(os.environ, BACKROOM_DATA=str(data), BACKROOM_PORT=str(port), BACKROOM_MQTT_PORT=str(mqtt))
     env.pop("BACKROOM_DEVICES", None)  # the demo runs its devices
-    return env
+    return env, port
 
 
 def _log(path: Path) -> str:
@@ -53,8 +50,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    port = free_port()
-    env = _demo_env(data, port)
+    env, port = _demo_env(data)
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "edge.run_demo"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -96,8 +92,7 @@ def test_demo_store_sells_prints_and_stops_with_all_children(tmp_path: Path) -> 
 
 def test_sigterm_to_make_alone_stops_the_demo(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    port = free_port()
-    env = _demo_env(data, port)
+    env, port = _demo_env(data)
     # A stand-in for make: a parent shell that does not forward signals to the runner.
     parent = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -m edge.run_demo; true"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,

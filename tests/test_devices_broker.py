@@ -164,10 +164,10 @@ def test_password_hashes_are_mosquittos_pbkdf2_format() -> None:
 
 def test_a_broker_that_cannot_listen_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
     # Something else holds the hub's localhost port: Mosquitto exits at its bind. The start must say so (with
-    # Mosquitto's own words) when the process exits, not after waiting out its whole timeout.
+    # Mosquitto's own words) when the process exits, not after waiting out its whole timeout. The port is bound,
+    # not listening: a listening holder would answer the start's own check that the port is open.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        taken.listen()
         settings = broker.Settings(store_id="demo-001", lan_port=free_port(), local_port=taken.getsockname()[1],
                                    lan_bind="127.0.0.1", advertise_host="127.0.0.1")
         started = broker.Broker(tmp_path, settings, log_path=tmp_path / "mosquitto.log")

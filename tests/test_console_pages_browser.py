@@ -20,6 +20,7 @@ from console_support import DEMO_HQ, DESKTOP, SCREENSHOTS, TABLET, axe_problems,
 from sync_support import HqServer
 
 from hq_sync.server.console.nav import pages_for
+from tests.ui_support import save_screenshot
 
 VIEWPORTS = {"desktop": DESKTOP, "tablet": TABLET}
 # Views behind a query that the menu's links do not reach: (menu key, path).
@@ -91,7 +92,7 @@ def test_every_console_page_opens_clean_for_each_role(browser: Any, hq_server: H
                 found.errors.clear()
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             name = re.sub(r"[^a-zA-Z0-9]+", "_", path.removeprefix("/hq/ui/")).strip("_") or "home"
-            found.page.screenshot(path=str(SCREENSHOTS / f"{username}-{viewport}-{name}.png"), full_page=True)
+            save_screenshot(found.page, SCREENSHOTS / f"{username}-{viewport}-{name}.png")
 
         kinds: set[str] = set()
         for item in menu:

@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from sync_support import FAST, HqServer, SyncHub, sell, wait_until
 
 from hq_sync.server.console.nav import pages_for
+from tests.ui_support import save_screenshot
 
 browser = console_support.browser
 hq_server = console_support.hq_server
@@ -49,7 +50,7 @@ def test_every_page_of_each_roles_menu_opens_cleanly(browser: Any, hq_server: Hq
         for path in [p for href in want for p in (href, *DETAILS.get(href, []))]:
             before = len(found.errors)
             status = found.goto(path)
-            found.page.screenshot(path=str(folder / f"{path.strip('/').replace('/', '_')}.png"), full_page=True)
+            save_screenshot(found.page, folder / f"{path.strip('/').replace('/', '_')}.png")
             here: list[str] = [] if status == 200 else [f"HTTP {status}"]
             if found.page.locator("html").get_attribute("lang") != "zh-CN":
                 here.append("not zh-CN")

@@ -31,6 +31,7 @@ from zeroconf import ServiceInfo, Zeroconf
 from devices import broker, discovery
 from edge.ui.nav import pages_for
 from tests.conftest import DEMO_SECRETS, Hub, backroom
+from tests.ui_support import save_screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -198,7 +199,7 @@ def visit_menu(browser: Browser, hub: Hub, who: str, orientation: str, viewport:
                 del found.errors[before:]
                 placeholders.append(href)
                 continue
-            found.page.screenshot(path=str(folder / f"{href.rsplit('/', 1)[-1]}.png"), full_page=True)
+            save_screenshot(found.page, folder / f"{href.rsplit('/', 1)[-1]}.png")
             if status != 200:
                 problems[href] = [f"HTTP {status}"]
                 continue
@@ -231,7 +232,7 @@ def test_the_login_page_passes_axe_and_is_saved(browser: Browser, hub: Hub) -> N
         assert axe_problems(found.page) == []
         folder = SCREENSHOTS / "anonymous-portrait"
         folder.mkdir(parents=True, exist_ok=True)
-        found.page.screenshot(path=str(folder / "login.png"), full_page=True)
+        save_screenshot(found.page, folder / "login.png")
         assert found.errors == []
     finally:
         close(found)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,3 +48,19 @@ def post_form(client: httpx.Client, page_path: str, action: str, data: dict[str,
     page = client.get(page_path)
     assert page.status_code == 200, page.text
     return client.post(action, data={"csrf": csrf_of(page.text), **data})
+
+
+def save_screenshot(page: Any, path: Path) -> None:
+    """A full-page screenshot of a Playwright page, kept as a test artifact. Headless Chromium now and then
+    refuses a capture under load ("Protocol error (Page.captureScreenshot): Unable to capture screenshot", an
+    upstream Chromium fault, puppeteer issue 5341): it is taken again once, a moment later. A second refusal
+    fails the test."""
+    from playwright.sync_api import Error
+
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    except Error as exc:
+        if "Unable to capture screenshot" not in str(exc):
+            raise
+        time.sleep(0.5)
+        page.screenshot(path=str(path), full_page=True)
